@@ -1,0 +1,1 @@
+//! Reconcilers (placeholder until the controllers issue).

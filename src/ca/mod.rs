@@ -1,0 +1,1 @@
+//! Swarm CA (being written).

@@ -1,0 +1,224 @@
+//! The object model: the seven kinds the store keeps, their ids, versions and specs.
+
+pub mod enums;
+pub mod meta;
+pub mod objects;
+pub mod spec;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use enums::{NodeRole, TaskState};
+pub use meta::{new_id, Meta, Timestamp, Version, ID_LEN};
+pub use objects::*;
+pub use spec::*;
+
+/// The kinds of object the store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// The swarm singleton.
+    Cluster,
+    /// A machine.
+    Node,
+    /// A service.
+    Service,
+    /// A task.
+    Task,
+    /// A swarm network.
+    Network,
+    /// A secret.
+    Secret,
+    /// A config.
+    Config,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Cluster,
+        Kind::Node,
+        Kind::Service,
+        Kind::Task,
+        Kind::Network,
+        Kind::Secret,
+        Kind::Config,
+    ];
+
+    /// Lowercase name (`service`), as used in errors and Docker events.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Node => "node",
+            Kind::Service => "service",
+            Kind::Task => "task",
+            Kind::Network => "network",
+            Kind::Secret => "secret",
+            Kind::Config => "config",
+        }
+    }
+
+    /// A one-byte tag used as key prefix in storage.
+    pub fn tag(&self) -> u8 {
+        *self as u8
+    }
+
+    /// Inverse of [`Kind::tag`].
+    pub fn from_tag(tag: u8) -> Option<Kind> {
+        Kind::ALL.get(tag as usize).copied()
+    }
+
+    /// Whether objects of this kind have names that must be unique (case-insensitively).
+    pub fn has_unique_names(&self) -> bool {
+        !matches!(self, Kind::Node | Kind::Task)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::ALL
+            .iter()
+            .find(|k| k.as_str() == s)
+            .copied()
+            .ok_or_else(|| format!("unknown object kind {s:?}"))
+    }
+}
+
+/// Any stored object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "Kind", content = "Object")]
+pub enum Object {
+    /// The swarm.
+    Cluster(Cluster),
+    /// A node.
+    Node(Node),
+    /// A service.
+    Service(Service),
+    /// A task.
+    Task(Task),
+    /// A network.
+    Network(Network),
+    /// A secret.
+    Secret(Secret),
+    /// A config.
+    Config(Config),
+}
+
+macro_rules! each_kind {
+    ($self:expr, $o:ident => $body:expr) => {
+        match $self {
+            Object::Cluster($o) => $body,
+            Object::Node($o) => $body,
+            Object::Service($o) => $body,
+            Object::Task($o) => $body,
+            Object::Network($o) => $body,
+            Object::Secret($o) => $body,
+            Object::Config($o) => $body,
+        }
+    };
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Cluster(_) => Kind::Cluster,
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::Task(_) => Kind::Task,
+            Object::Network(_) => Kind::Network,
+            Object::Secret(_) => Kind::Secret,
+            Object::Config(_) => Kind::Config,
+        }
+    }
+
+    /// Store bookkeeping.
+    pub fn meta(&self) -> &Meta {
+        each_kind!(self, o => &o.meta)
+    }
+
+    /// Mutable store bookkeeping (the store sets version and timestamps on commit).
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        each_kind!(self, o => &mut o.meta)
+    }
+
+    /// The object's id.
+    pub fn id(&self) -> &str {
+        &self.meta().id
+    }
+
+    /// The revision of the object's last change.
+    pub fn version(&self) -> u64 {
+        self.meta().version.index
+    }
+
+    /// The user-visible name, for kinds that have one (tasks and nodes have none that is unique).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Object::Cluster(o) => Some(&o.spec.annotations.name),
+            Object::Service(o) => Some(&o.spec.annotations.name),
+            Object::Network(o) => Some(&o.spec.name),
+            Object::Secret(o) => Some(&o.spec.annotations.name),
+            Object::Config(o) => Some(&o.spec.annotations.name),
+            Object::Node(_) | Object::Task(_) => None,
+        }
+    }
+
+    /// Approximate encoded size in bytes (used to bound transactions).
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(self).map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+/// Typed access to one kind of object inside an [`Object`].
+pub trait StoreObject: Clone + Sized + Send + Sync + 'static {
+    /// The kind of this type.
+    const KIND: Kind;
+    /// Borrow from an `Object` of this kind.
+    fn from_object(o: &Object) -> Option<&Self>;
+    /// Wrap into an `Object`.
+    fn into_object(self) -> Object;
+    /// Store bookkeeping.
+    fn meta(&self) -> &Meta;
+}
+
+macro_rules! store_object {
+    ($ty:ident) => {
+        impl StoreObject for $ty {
+            const KIND: Kind = Kind::$ty;
+            fn from_object(o: &Object) -> Option<&Self> {
+                match o {
+                    Object::$ty(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn into_object(self) -> Object {
+                Object::$ty(self)
+            }
+            fn meta(&self) -> &Meta {
+                &self.meta
+            }
+        }
+        impl From<$ty> for Object {
+            fn from(x: $ty) -> Object {
+                Object::$ty(x)
+            }
+        }
+    };
+}
+
+store_object!(Cluster);
+store_object!(Node);
+store_object!(Service);
+store_object!(Task);
+store_object!(Network);
+store_object!(Secret);
+store_object!(Config);

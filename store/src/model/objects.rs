@@ -1,0 +1,203 @@
+//! The stored object kinds. Each is `meta` (store-owned) + `spec` (user-owned, kept as the client
+//! sent it) + status fields (system-owned). Field names are the Docker Engine API's wire names, so
+//! the API layer can render objects with little conversion; fields that only shoal uses are marked
+//! "internal" and are stripped by the API layer.
+
+use serde::{Deserialize, Serialize};
+
+use super::enums::{NodeRole, TaskState};
+use super::meta::{Meta, Timestamp, Version};
+use super::spec::*;
+
+/// The swarm itself (a singleton named `default`): its spec, join tokens and CA.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// The swarm's settings.
+    #[serde(rename = "Spec", default)]
+    pub spec: SwarmSpec,
+    /// Current join tokens.
+    #[serde(rename = "JoinTokens", default)]
+    pub join_tokens: JoinTokens,
+    /// Address pools for overlay networks.
+    #[serde(rename = "DefaultAddrPool", default)]
+    pub default_addr_pool: Vec<String>,
+    /// Subnet size carved from the pools.
+    #[serde(rename = "SubnetSize", default)]
+    pub subnet_size: u32,
+    /// VXLAN data path port.
+    #[serde(rename = "DataPathPort", default)]
+    pub data_path_port: u32,
+    /// Internal: the swarm's root CA (certificate and key, PEM) that signs node certificates.
+    #[serde(rename = "RootCA", default)]
+    pub root_ca: RootCa,
+    /// Internal: the current unlock key when autolock is on (empty otherwise).
+    #[serde(rename = "UnlockKey", default, skip_serializing_if = "String::is_empty")]
+    pub unlock_key: String,
+}
+
+/// The swarm's root certificate authority. The key lives in the replicated store, as in SwarmKit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootCa {
+    /// CA certificate, PEM.
+    #[serde(rename = "CACert", default)]
+    pub cert_pem: String,
+    /// CA private key, PEM.
+    #[serde(rename = "CAKey", default)]
+    pub key_pem: String,
+    /// SHA-256 digest of the CA certificate (DER), hex; pinned by join tokens.
+    #[serde(rename = "CACertHash", default)]
+    pub cert_digest: String,
+}
+
+/// Tokens that let a node join as a worker or a manager (`SWMTKN-1-<ca digest>-<secret>`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokens {
+    /// Token for workers.
+    #[serde(rename = "Worker", default)]
+    pub worker: String,
+    /// Token for managers.
+    #[serde(rename = "Manager", default)]
+    pub manager: String,
+}
+
+/// A machine in the swarm.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// User-owned: desired role, availability, labels.
+    #[serde(rename = "Spec", default)]
+    pub spec: NodeSpec,
+    /// Reported by the node's agent.
+    #[serde(rename = "Description", default)]
+    pub description: NodeDescription,
+    /// Written by the dispatcher.
+    #[serde(rename = "Status", default)]
+    pub status: NodeStatus,
+    /// Present for managers only.
+    #[serde(rename = "ManagerStatus", default, skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
+    /// Internal: the role the node currently holds (reconciled towards `spec.role` by the role manager).
+    #[serde(rename = "Role", default)]
+    pub role: NodeRole,
+    /// Internal: the node's Raft member id when it is a manager (0 otherwise).
+    #[serde(rename = "RaftID", default, skip_serializing_if = "is_zero")]
+    pub raft_id: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// A service: the desired state of a set of tasks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// User-owned spec, as the client sent it.
+    #[serde(rename = "Spec", default)]
+    pub spec: ServiceSpec,
+    /// The spec before the last update (for `rollback=previous`).
+    #[serde(rename = "PreviousSpec", default, skip_serializing_if = "Option::is_none")]
+    pub previous_spec: Option<ServiceSpec>,
+    /// Allocated endpoint (ports, virtual IPs).
+    #[serde(rename = "Endpoint", default)]
+    pub endpoint: Endpoint,
+    /// Progress of the current rolling update or rollback.
+    #[serde(rename = "UpdateStatus", default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
+    /// Job modes only: the current iteration.
+    #[serde(rename = "JobStatus", default, skip_serializing_if = "Option::is_none")]
+    pub job_status: Option<JobStatus>,
+    /// Internal: revision at which `spec` was last set; tasks carry the version they were made from.
+    #[serde(rename = "SpecVersion", default)]
+    pub spec_version: Version,
+    /// Internal: revision of `previous_spec`.
+    #[serde(rename = "PreviousSpecVersion", default, skip_serializing_if = "Option::is_none")]
+    pub previous_spec_version: Option<Version>,
+}
+
+/// One unit of work: a copy of a service's task spec, placed on one node, never re-targeted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// Optional task name (docker derives `service.slot.id` when empty).
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Task labels.
+    #[serde(rename = "Labels", default)]
+    pub labels: Labels,
+    /// Copy of the service's task template at creation; never modified.
+    #[serde(rename = "Spec", default)]
+    pub spec: TaskSpec,
+    /// Owning service.
+    #[serde(rename = "ServiceID", default, skip_serializing_if = "String::is_empty")]
+    pub service_id: String,
+    /// Replica slot 1..N for replicated services; 0 for global services (the node is the slot).
+    #[serde(rename = "Slot", default, skip_serializing_if = "is_zero")]
+    pub slot: u64,
+    /// The node it runs on; empty until scheduled (pre-set for global services).
+    #[serde(rename = "NodeID", default, skip_serializing_if = "String::is_empty")]
+    pub node_id: String,
+    /// Observed state, written by agents (and the scheduler/enforcers for a few edges).
+    #[serde(rename = "Status", default)]
+    pub status: TaskStatus,
+    /// Desired state, written only by managers and never lowered.
+    #[serde(rename = "DesiredState", default)]
+    pub desired_state: TaskState,
+    /// Network attachments.
+    #[serde(rename = "NetworksAttachments", default, skip_serializing_if = "Vec::is_empty")]
+    pub networks_attachments: Vec<NetworkAttachment>,
+    /// Generic resources assigned by the scheduler.
+    #[serde(rename = "GenericResources", default, skip_serializing_if = "Vec::is_empty")]
+    pub generic_resources: Vec<GenericResource>,
+    /// Job modes: the job iteration this task belongs to.
+    #[serde(rename = "JobIteration", default, skip_serializing_if = "Option::is_none")]
+    pub job_iteration: Option<Version>,
+    /// Internal: the service `SpecVersion` this task was created from.
+    #[serde(rename = "SpecVersion", default)]
+    pub spec_version: Version,
+}
+
+/// A swarm-scoped (overlay) network.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// User-owned spec.
+    #[serde(rename = "Spec", default)]
+    pub spec: NetworkSpec,
+}
+
+/// A secret; its data is never returned by the API.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Secret {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// User-owned spec (only labels may change after creation).
+    #[serde(rename = "Spec", default)]
+    pub spec: SecretSpec,
+}
+
+/// A config (like a secret, but not confidential).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Store bookkeeping.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// User-owned spec (only labels may change after creation).
+    #[serde(rename = "Spec", default)]
+    pub spec: ConfigSpec,
+}
+
+/// Convenience: the timestamp type used for status fields.
+pub type Time = Timestamp;
