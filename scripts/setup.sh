@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Installs what building and testing shoal needs, idempotently and quietly:
+#   - Debian packages: librocksdb-dev (we link Debian's RocksDB, see README "Why system RocksDB"),
+#     libclang-dev (bindgen), protobuf-compiler (protoc), pkg-config, busybox-static (test image only);
+#   - the test image shoal-test/busybox:1 (+ :latest), imported from a busybox rootfs, since no
+#     registry is reachable to pull one;
+#   - the Python docker SDK (docker==7.1.0), which tests may use as a client.
+# Prints one line on success; on failure, the output of the step that failed.
+set -euo pipefail
+
+readonly TEST_IMAGE=shoal-test/busybox:1
+readonly TEST_IMAGE_LATEST=shoal-test/busybox:latest
+readonly DOCKER_SDK=docker==7.1.0
+readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static)
+
+die() {
+    echo "setup: $*" >&2
+    exit 1
+}
+
+# Runs a command with its output captured; shows the output only if it fails.
+quiet() {
+    local what=$1 log
+    shift
+    log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then
+        echo "setup: $what failed: $*" >&2
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
+}
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "need root to run '$*' and sudo is not installed"
+    fi
+}
+
+install_debian_packages() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    quiet "apt-get update" as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    quiet "installing ${missing[*]}" \
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+check_rust_toolchain() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust (rustup, stable >= 1.88) first"
+    cargo fmt --version >/dev/null 2>&1 || quiet "adding rustfmt" rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || quiet "adding clippy" rustup component add clippy
+}
+
+# The version of the RocksDB headers the build links against (ROCKSDB_INCLUDE_DIR in .cargo/config.toml).
+rocksdb_version() {
+    awk '/#define ROCKSDB_(MAJOR|MINOR|PATCH) / { v = v (v == "" ? "" : ".") $3 } END { print v }' \
+        /usr/include/rocksdb/version.h
+}
+
+build_test_image() {
+    # dpkg -s busybox-static passed, so /bin/busybox is the static build (the image has no libc).
+    local busybox=/bin/busybox rootfs applet
+    image_workdir=$(mktemp -d)
+    trap 'rm -rf "$image_workdir"' EXIT
+    rootfs=$image_workdir/rootfs
+    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,proc,sys,dev,var}
+    chmod 1777 "$rootfs/tmp"
+    chmod 0700 "$rootfs/root"
+    cp "$busybox" "$rootfs/bin/busybox"
+    # What `busybox --install -s` does inside the rootfs, without needing a chroot.
+    while read -r applet; do
+        [[ "$applet" == bin/busybox ]] && continue
+        mkdir -p "$rootfs/$(dirname "$applet")"
+        ln -sf /bin/busybox "$rootfs/$applet"
+    done < <("$busybox" --list-full)
+    printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' \
+        >"$rootfs/etc/passwd"
+    printf '%s\n' 'root:x:0:' 'nobody:x:65534:' >"$rootfs/etc/group"
+
+    quiet "packing the test image rootfs" \
+        tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -cf "$image_workdir/rootfs.tar" .
+    quiet "importing $TEST_IMAGE" docker import --message "shoal test image (static busybox)" \
+        --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["sh"]' \
+        "$image_workdir/rootfs.tar" "$TEST_IMAGE"
+    quiet "tagging $TEST_IMAGE_LATEST" docker tag "$TEST_IMAGE" "$TEST_IMAGE_LATEST"
+
+    local out
+    out=$(docker run --rm "$TEST_IMAGE" echo ok 2>&1) || die "test image $TEST_IMAGE does not run: $out"
+    [[ "$out" == ok ]] || die "test image $TEST_IMAGE printed '$out' instead of 'ok'"
+}
+
+ensure_test_image() {
+    if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then
+        echo "setup: no Docker engine answers (docker info failed): skipping the test image $TEST_IMAGE" >&2
+        image_note="image skipped: no docker engine"
+        return 0
+    fi
+    if ! docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+        build_test_image
+    elif ! docker image inspect "$TEST_IMAGE_LATEST" >/dev/null 2>&1; then
+        quiet "tagging $TEST_IMAGE_LATEST" docker tag "$TEST_IMAGE" "$TEST_IMAGE_LATEST"
+    fi
+    image_note="image $TEST_IMAGE"
+}
+
+ensure_docker_sdk() {
+    local python
+    python=$(command -v python3 || true)
+    [[ -n "$python" ]] || {
+        install_debian_packages python3 python3-pip
+        python=python3
+    }
+    "$python" -c 'import docker' >/dev/null 2>&1 && return 0
+    "$python" -m pip --version >/dev/null 2>&1 || install_debian_packages python3-pip
+    local log
+    log=$(mktemp)
+    if ! "$python" -m pip install --quiet "$DOCKER_SDK" >"$log" 2>&1; then
+        # Debian's own python3 refuses pip installs into the system (PEP 668); a user install is fine.
+        if grep -q externally-managed-environment "$log"; then
+            quiet "pip install $DOCKER_SDK" \
+                "$python" -m pip install --quiet --user --break-system-packages "$DOCKER_SDK"
+        else
+            echo "setup: pip install $DOCKER_SDK failed:" >&2
+            cat "$log" >&2
+            rm -f "$log"
+            exit 1
+        fi
+    fi
+    rm -f "$log"
+    "$python" -c 'import docker' >/dev/null 2>&1 || die "python docker SDK still not importable after pip install"
+}
+
+main() {
+    install_debian_packages "${APT_PACKAGES[@]}"
+    check_rust_toolchain
+    image_note=""
+    ensure_test_image
+    ensure_docker_sdk
+    local protoc
+    protoc=$(protoc --version | awk '{ print $2 }')
+    echo "setup: ok (rocksdb $(rocksdb_version), protoc $protoc, $image_note)"
+}
+
+main "$@"
