@@ -30,6 +30,13 @@ pub struct Cluster {
     /// VXLAN data path port.
     #[serde(rename = "DataPathPort", default)]
     pub data_path_port: u32,
+    /// The swarm's trust root as `GET /swarm` shows it (CA certificate, issuer subject and key);
+    /// kept in step with `root_ca` by whoever creates or rotates the CA.
+    #[serde(rename = "TLSInfo", default)]
+    pub tls_info: TLSInfo,
+    /// Whether a root CA rotation is in progress (always emitted by `GET /swarm`).
+    #[serde(rename = "RootRotationInProgress", default)]
+    pub root_rotation_in_progress: bool,
     /// Internal: the swarm's root CA (certificate and key, PEM) that signs node certificates.
     #[serde(rename = "RootCA", default)]
     pub root_ca: RootCa,
@@ -111,6 +118,10 @@ pub struct Service {
     /// Progress of the current rolling update or rollback.
     #[serde(rename = "UpdateStatus", default, skip_serializing_if = "Option::is_none")]
     pub update_status: Option<UpdateStatus>,
+    /// Task counts for `GET /services?status=true`: computed by the API layer when it answers,
+    /// never stored (always `None` in the store).
+    #[serde(rename = "ServiceStatus", default, skip_serializing_if = "Option::is_none")]
+    pub service_status: Option<ServiceStatus>,
     /// Job modes only: the current iteration.
     #[serde(rename = "JobStatus", default, skip_serializing_if = "Option::is_none")]
     pub job_status: Option<JobStatus>,
@@ -161,6 +172,10 @@ pub struct Task {
     /// Job modes: the job iteration this task belongs to.
     #[serde(rename = "JobIteration", default, skip_serializing_if = "Option::is_none")]
     pub job_iteration: Option<Version>,
+    /// Cluster volumes attached to the task. Go has no `omitempty` here: `null` when none (API
+    /// 1.42+; the daemon of API 1.41 did not have the field).
+    #[serde(rename = "Volumes", default)]
+    pub volumes: Option<Vec<VolumeAttachment>>,
     /// Internal: the service `SpecVersion` this task was created from.
     #[serde(rename = "SpecVersion", default)]
     pub spec_version: Version,
