@@ -1,4 +1,27 @@
 //! shoal's replicated store: the object model, transactions with per-object versions, revisions,
 //! the watch hub, and the openraft log and state machine on RocksDB.
+//!
+//! Layering: controllers and the binary use [`Store`] (transactions, views, watches, membership)
+//! and never see RocksDB or Raft; the binary supplies a [`Transport`] and serves [`Store::handle`].
 
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod local_transport;
 pub mod model;
+pub mod raft;
+pub mod replica;
+pub mod state;
+pub mod transport;
+pub mod txn;
+pub mod view;
+pub mod watch;
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use raft::types::{PeerNode, RaftId};
+pub use replica::{Leadership, Member, Store};
+pub use transport::{Rpc, Transport, TransportError};
+pub use txn::{Action, Commit, Committed, Event, Op, Txn, TxnError};
+pub use view::{Obj, View};
+pub use watch::{Watch, WatchError, WatchFilter, WatchMessage, WatchRequest, WatchStart};

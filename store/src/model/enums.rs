@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// A task's observed or desired state. The declaration order is SwarmKit's lamport order: a greater
 /// state is always newer, so observed state only moves forward and desired state is never lowered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Created by an orchestrator, not yet allocated.
@@ -108,7 +110,9 @@ impl FromStr for TaskState {
 }
 
 /// A node's role in the swarm.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeRole {
     /// Runs tasks only.

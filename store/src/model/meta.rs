@@ -19,7 +19,9 @@ pub fn new_id() -> String {
 }
 
 /// The store revision of an object's last change, wire name `Version: {"Index": n}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Version {
     /// Raft log index of the entry that committed the change.
     #[serde(rename = "Index", default, skip_serializing_if = "is_zero")]
@@ -140,7 +142,9 @@ mod tests {
     fn ids_are_25_lowercase_base36() {
         let id = new_id();
         assert_eq!(id.len(), ID_LEN);
-        assert!(id.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
         assert_ne!(id, new_id());
     }
 

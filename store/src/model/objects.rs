@@ -41,7 +41,11 @@ pub struct Cluster {
     #[serde(rename = "RootCA", default)]
     pub root_ca: RootCa,
     /// Internal: the current unlock key when autolock is on (empty otherwise).
-    #[serde(rename = "UnlockKey", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "UnlockKey",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub unlock_key: String,
 }
 
@@ -86,7 +90,11 @@ pub struct Node {
     #[serde(rename = "Status", default)]
     pub status: NodeStatus,
     /// Present for managers only.
-    #[serde(rename = "ManagerStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ManagerStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub manager_status: Option<ManagerStatus>,
     /// Internal: the role the node currently holds (reconciled towards `spec.role` by the role manager).
     #[serde(rename = "Role", default)]
@@ -110,17 +118,29 @@ pub struct Service {
     #[serde(rename = "Spec", default)]
     pub spec: ServiceSpec,
     /// The spec before the last update (for `rollback=previous`).
-    #[serde(rename = "PreviousSpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PreviousSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub previous_spec: Option<ServiceSpec>,
     /// Allocated endpoint (ports, virtual IPs).
     #[serde(rename = "Endpoint", default)]
     pub endpoint: Endpoint,
     /// Progress of the current rolling update or rollback.
-    #[serde(rename = "UpdateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UpdateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status: Option<UpdateStatus>,
     /// Task counts for `GET /services?status=true`: computed by the API layer when it answers,
     /// never stored (always `None` in the store).
-    #[serde(rename = "ServiceStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ServiceStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_status: Option<ServiceStatus>,
     /// Job modes only: the current iteration.
     #[serde(rename = "JobStatus", default, skip_serializing_if = "Option::is_none")]
@@ -129,7 +149,11 @@ pub struct Service {
     #[serde(rename = "SpecVersion", default)]
     pub spec_version: Version,
     /// Internal: revision of `previous_spec`.
-    #[serde(rename = "PreviousSpecVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PreviousSpecVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub previous_spec_version: Option<Version>,
 }
 
@@ -149,7 +173,11 @@ pub struct Task {
     #[serde(rename = "Spec", default)]
     pub spec: TaskSpec,
     /// Owning service.
-    #[serde(rename = "ServiceID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "ServiceID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub service_id: String,
     /// Replica slot 1..N for replicated services; 0 for global services (the node is the slot).
     #[serde(rename = "Slot", default, skip_serializing_if = "is_zero")]
@@ -164,13 +192,25 @@ pub struct Task {
     #[serde(rename = "DesiredState", default)]
     pub desired_state: TaskState,
     /// Network attachments.
-    #[serde(rename = "NetworksAttachments", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "NetworksAttachments",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub networks_attachments: Vec<NetworkAttachment>,
     /// Generic resources assigned by the scheduler.
-    #[serde(rename = "GenericResources", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "GenericResources",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub generic_resources: Vec<GenericResource>,
     /// Job modes: the job iteration this task belongs to.
-    #[serde(rename = "JobIteration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "JobIteration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub job_iteration: Option<Version>,
     /// Cluster volumes attached to the task. Go has no `omitempty` here: `null` when none (API
     /// 1.42+; the daemon of API 1.41 did not have the field).

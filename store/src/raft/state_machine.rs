@@ -1,0 +1,532 @@
+//! The state machine: applies committed entries to the in-memory state and to RocksDB (objects,
+//! watch history, retry deduplication and the applied log id, in one write batch per apply call),
+//! then publishes each revision to the hub and answers the proposers.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+
+use super::db::{cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_OBJECTS, CF_SM};
+use super::snapshot::{self, SnapshotFile};
+use super::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::hub::Hub;
+use crate::model::{Kind, Object};
+use crate::state::{DedupRecord, State};
+use crate::txn::{Action, Commit, Committed, TxnId, TxnResult};
+use crate::watch::{HistorySource, WatchError};
+
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_FLOOR: &[u8] = b"history_floor";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// How long applied transaction ids are remembered for retry deduplication, in revisions.
+pub const DEDUP_WINDOW: u64 = 20_000;
+
+/// Watch history retention.
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryRetention {
+    /// Keep at least the commits of this many most recent revisions.
+    pub revisions: u64,
+}
+
+impl Default for HistoryRetention {
+    fn default() -> Self {
+        HistoryRetention { revisions: 100_000 }
+    }
+}
+
+fn object_key(kind: Kind, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(kind.tag());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn dedup_key(id: &TxnId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&id.client.to_be_bytes());
+    k[8..].copy_from_slice(&id.seq.to_be_bytes());
+    k
+}
+
+/// State shared between the state machine, its snapshot builders and the store handle.
+pub struct SmShared {
+    db: Arc<DB>,
+    /// Publishes revisions to readers and watchers.
+    pub hub: Arc<Hub>,
+    applied: Mutex<(Option<LogId>, StoredMembership)>,
+    current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
+    snapshot_dir: PathBuf,
+    floor: AtomicU64,
+    retention: HistoryRetention,
+}
+
+impl SmShared {
+    /// Last applied log id and the membership in effect.
+    pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
+        self.applied.lock().expect("applied lock").clone()
+    }
+
+    /// Path and metadata of the newest snapshot on disk.
+    pub fn current_snapshot(&self) -> Option<(SnapshotMeta, PathBuf)> {
+        self.current_snapshot.lock().expect("snapshot lock").clone()
+    }
+
+    /// Where snapshots are written and received.
+    pub fn snapshot_dir(&self) -> &PathBuf {
+        &self.snapshot_dir
+    }
+}
+
+impl HistorySource for SmShared {
+    fn floor(&self) -> u64 {
+        self.floor.load(Ordering::Acquire)
+    }
+
+    fn commits_between(&self, after: u64, upto: u64) -> Result<Vec<Arc<Commit>>, WatchError> {
+        let start = u64_key(after + 1);
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(
+            cf(&self.db, CF_HISTORY),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) =
+                item.map_err(|e| WatchError::Unavailable(format!("reading history: {e}")))?;
+            if key_u64(&k) > upto {
+                break;
+            }
+            let commit: Commit = serde_json::from_slice(&v)
+                .map_err(|e| WatchError::Unavailable(format!("decoding history: {e}")))?;
+            out.push(Arc::new(commit));
+        }
+        // History may have been pruned concurrently below what we were asked for.
+        let floor = self.floor();
+        if after < floor {
+            return Err(WatchError::Compacted {
+                requested: after,
+                oldest: floor,
+                current: upto,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// openraft state machine over RocksDB and the in-memory [`State`].
+pub struct StateMachine {
+    shared: Arc<SmShared>,
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf_name: &str,
+    key: &[u8],
+) -> io::Result<Option<T>> {
+    match db.get_cf(cf(db, cf_name), key).map_err(io_err)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(io_err),
+    }
+}
+
+impl StateMachine {
+    /// Opens the state machine, loading the state RocksDB holds.
+    pub fn open(
+        db: Arc<DB>,
+        snapshot_dir: PathBuf,
+        retention: HistoryRetention,
+    ) -> io::Result<Self> {
+        std::fs::create_dir_all(&snapshot_dir)?;
+        let applied: Option<LogId> = get_json::<Option<LogId>>(&db, CF_SM, KEY_APPLIED)?.flatten();
+        let membership: StoredMembership =
+            get_json(&db, CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default();
+        let floor: u64 = get_json(&db, CF_SM, KEY_FLOOR)?.unwrap_or(0);
+        let snapshot_name: Option<String> = get_json(&db, CF_SM, KEY_SNAPSHOT)?;
+
+        let mut state = State::default();
+        for item in db.iterator_cf(cf(&db, CF_OBJECTS), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            let o: Object = serde_json::from_slice(&v).map_err(io_err)?;
+            state.put(Arc::new(o));
+        }
+        for item in db.iterator_cf(cf(&db, CF_DEDUP), IteratorMode::Start) {
+            let (k, v) = item.map_err(io_err)?;
+            let id = TxnId {
+                client: key_u64(&k[..8]),
+                seq: key_u64(&k[8..16]),
+            };
+            state.remember_txn(id, serde_json::from_slice(&v).map_err(io_err)?);
+        }
+        state.revision = applied.map(|l| l.index).unwrap_or(0);
+
+        let current_snapshot = match snapshot_name {
+            Some(name) => {
+                let path = snapshot_dir.join(name);
+                match snapshot::read_meta(&path) {
+                    Ok(meta) => Some((meta, path)),
+                    Err(e) => {
+                        tracing::warn!("snapshot {} unreadable, ignoring it: {e}", path.display());
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let hub = Arc::new(Hub::new(Arc::new(state), 4096));
+        Ok(StateMachine {
+            shared: Arc::new(SmShared {
+                db,
+                hub,
+                applied: Mutex::new((applied, membership)),
+                current_snapshot: Mutex::new(current_snapshot),
+                snapshot_dir,
+                floor: AtomicU64::new(floor),
+                retention,
+            }),
+        })
+    }
+
+    /// State shared with the store handle.
+    pub fn shared(&self) -> Arc<SmShared> {
+        self.shared.clone()
+    }
+
+    /// Records one batch's transactions into `state` and `wb`; returns the results and the
+    /// commit to publish.
+    fn apply_batch(
+        state: &mut State,
+        wb: &mut WriteBatch,
+        db: &DB,
+        batch: &super::types::Batch,
+        log_id: &LogId,
+    ) -> io::Result<(BatchResponse, Option<Commit>)> {
+        let index = log_id.index;
+        let term = log_id.leader_id.term;
+        let mut results: Vec<TxnResult> = Vec::with_capacity(batch.txns.len());
+        let mut events = Vec::new();
+        for (txn_id, txn) in &batch.txns {
+            if let Some(prev) = state.recall_txn(txn_id) {
+                // A retry of a transaction already applied: answer as the first time.
+                let result = match &prev.error {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(Committed {
+                        revision: prev.revision,
+                        objects: txn
+                            .ops
+                            .iter()
+                            .filter_map(|op| {
+                                let (kind, id) = op.target();
+                                state
+                                    .get(kind, id)
+                                    .filter(|o| o.version() == prev.revision)
+                                    .cloned()
+                            })
+                            .collect(),
+                    }),
+                };
+                results.push(result);
+                continue;
+            }
+            let (result, txn_events) = state.apply_txn(txn, index, batch.at, term);
+            let record = DedupRecord {
+                revision: index,
+                error: result.as_ref().err().cloned(),
+            };
+            wb.put_cf(
+                cf(db, CF_DEDUP),
+                dedup_key(txn_id),
+                serde_json::to_vec(&record).map_err(io_err)?,
+            );
+            state.remember_txn(*txn_id, record);
+            events.extend(txn_events);
+            results.push(result);
+        }
+        let objects_cf = cf(db, CF_OBJECTS);
+        for e in &events {
+            let key = object_key(e.object.kind(), e.object.id());
+            match e.action {
+                Action::Create | Action::Update => wb.put_cf(
+                    objects_cf,
+                    key,
+                    serde_json::to_vec(&*e.object).map_err(io_err)?,
+                ),
+                Action::Delete => wb.delete_cf(objects_cf, key),
+            }
+        }
+        let commit = if events.is_empty() {
+            None
+        } else {
+            let commit = Commit {
+                revision: index,
+                at: batch.at,
+                events,
+            };
+            wb.put_cf(
+                cf(db, CF_HISTORY),
+                u64_key(index),
+                serde_json::to_vec(&commit).map_err(io_err)?,
+            );
+            Some(commit)
+        };
+        Ok((BatchResponse { results }, commit))
+    }
+
+    /// Drops history and dedup records that fell out of their windows.
+    fn prune(&self, state: &mut State, wb: &mut WriteBatch, index: u64) -> io::Result<()> {
+        let db = &self.shared.db;
+        if index > DEDUP_WINDOW && index.is_multiple_of(1024) {
+            for id in state.forget_txns_before(index - DEDUP_WINDOW) {
+                wb.delete_cf(cf(db, CF_DEDUP), dedup_key(&id));
+            }
+        }
+        let keep = self.shared.retention.revisions.max(1);
+        let floor = self.shared.floor.load(Ordering::Acquire);
+        if index > keep && index - keep > floor && index.is_multiple_of(256) {
+            let new_floor = index - keep;
+            wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(new_floor + 1));
+            wb.put_cf(
+                cf(db, CF_SM),
+                KEY_FLOOR,
+                serde_json::to_vec(&new_floor).map_err(io_err)?,
+            );
+            self.shared.floor.store(new_floor, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok(self.shared.applied())
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let db = self.shared.db.clone();
+        let mut state: State = (*self.shared.hub.state()).clone();
+        let (mut applied, mut membership) = self.shared.applied();
+        let mut wb = WriteBatch::default();
+        let mut outcomes = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id;
+            state.revision = log_id.index;
+            let (response, commit) = match &entry.payload {
+                EntryPayload::Blank => (BatchResponse::default(), None),
+                EntryPayload::Normal(batch) => {
+                    Self::apply_batch(&mut state, &mut wb, &db, batch, &log_id)?
+                }
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(log_id), m.clone());
+                    (BatchResponse::default(), None)
+                }
+            };
+            self.prune(&mut state, &mut wb, log_id.index)?;
+            applied = Some(log_id);
+            outcomes.push((
+                Arc::new(state.clone()),
+                commit.map(Arc::new),
+                responder,
+                response,
+            ));
+        }
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let sm = cf(&db, CF_SM);
+        wb.put_cf(
+            sm,
+            KEY_APPLIED,
+            serde_json::to_vec(&applied).map_err(io_err)?,
+        );
+        wb.put_cf(
+            sm,
+            KEY_MEMBERSHIP,
+            serde_json::to_vec(&membership).map_err(io_err)?,
+        );
+        // Not synced here: the entries are durable in the log, and every later synced append
+        // also syncs this write (one WAL). A crash before that replays the entries.
+        db.write(wb).map_err(io_err)?;
+        *self.shared.applied.lock().expect("applied lock") = (applied, membership);
+        for (state, commit, responder, response) in outcomes {
+            self.shared.hub.publish(state, commit);
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let (applied, membership) = self.shared.applied();
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            state: self.shared.hub.state(),
+            meta: SnapshotMeta {
+                last_log_id: applied,
+                last_membership: membership,
+            },
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        let state = tokio::task::spawn_blocking(move || -> io::Result<State> {
+            let (_file_meta, mut state) = snapshot::read(&snapshot.path)?;
+            let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+            state.revision = index;
+            let db = &shared.db;
+            let mut wb = WriteBatch::default();
+            let objects_cf = cf(db, CF_OBJECTS);
+            wb.delete_range_cf(objects_cf, [0u8].as_slice(), [255u8].as_slice());
+            wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(u64::MAX));
+            wb.delete_range_cf(
+                cf(db, CF_DEDUP),
+                [0u8; 16].as_slice(),
+                [255u8; 16].as_slice(),
+            );
+            for o in state.all_objects() {
+                wb.put_cf(
+                    objects_cf,
+                    object_key(o.kind(), o.id()),
+                    serde_json::to_vec(&**o).map_err(io_err)?,
+                );
+            }
+            for (id, rec) in state.dedup_entries() {
+                wb.put_cf(
+                    cf(db, CF_DEDUP),
+                    dedup_key(id),
+                    serde_json::to_vec(rec).map_err(io_err)?,
+                );
+            }
+            let sm = cf(db, CF_SM);
+            wb.put_cf(
+                sm,
+                KEY_APPLIED,
+                serde_json::to_vec(&meta.last_log_id).map_err(io_err)?,
+            );
+            wb.put_cf(
+                sm,
+                KEY_MEMBERSHIP,
+                serde_json::to_vec(&meta.last_membership).map_err(io_err)?,
+            );
+            wb.put_cf(sm, KEY_FLOOR, serde_json::to_vec(&index).map_err(io_err)?);
+            // Keep the received file as our current snapshot.
+            let name = format!("snapshot-{index}.jsonl");
+            let dest = shared.snapshot_dir.join(&name);
+            std::fs::rename(&snapshot.path, &dest)?;
+            wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
+            db.write(wb).map_err(io_err)?;
+            db.flush_wal(true).map_err(io_err)?;
+            shared.floor.store(index, Ordering::Release);
+            *shared.applied.lock().expect("applied lock") =
+                (meta.last_log_id, meta.last_membership.clone());
+            *shared.current_snapshot.lock().expect("snapshot lock") =
+                Some((meta.clone(), dest.clone()));
+            remove_older_snapshots(&shared.snapshot_dir, &dest);
+            Ok(state)
+        })
+        .await
+        .map_err(io_err)??;
+        tracing::info!(
+            revision = state.revision,
+            objects = state.len(),
+            "installed snapshot"
+        );
+        self.shared.hub.reset(Arc::new(state));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        Ok(self.shared.current_snapshot().map(|(meta, path)| Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        }))
+    }
+}
+
+/// Removes every snapshot file in `dir` except `keep` and the one before it.
+fn remove_older_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(u64, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let idx = name
+                .strip_prefix("snapshot-")?
+                .strip_suffix(".jsonl")?
+                .parse()
+                .ok()?;
+            Some((idx, e.path()))
+        })
+        .collect();
+    files.sort();
+    let keep_from = files.len().saturating_sub(2);
+    for (i, (_, path)) in files.iter().enumerate() {
+        if i < keep_from && path != keep {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Builds a snapshot from a frozen view of the state, off the apply path.
+pub struct SnapshotBuilder {
+    shared: Arc<SmShared>,
+    state: Arc<State>,
+    meta: SnapshotMeta,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let shared = self.shared.clone();
+        let state = self.state.clone();
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
+            // Make the state machine's own writes up to this point durable before openraft is
+            // told the snapshot exists (it may then purge the log entries behind it).
+            shared.db.flush_wal(true).map_err(io_err)?;
+            let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+            let name = format!("snapshot-{index}.jsonl");
+            let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state)?;
+            shared
+                .db
+                .put_cf(
+                    cf(&shared.db, CF_SM),
+                    KEY_SNAPSHOT,
+                    serde_json::to_vec(&name).map_err(io_err)?,
+                )
+                .map_err(io_err)?;
+            *shared.current_snapshot.lock().expect("snapshot lock") =
+                Some((meta.clone(), path.clone()));
+            remove_older_snapshots(&shared.snapshot_dir, &path);
+            tracing::debug!(index, objects = state.len(), "built snapshot");
+            Ok(Snapshot {
+                meta,
+                snapshot: SnapshotFile { path },
+            })
+        })
+        .await
+        .map_err(io_err)?
+    }
+}

@@ -1,0 +1,796 @@
+//! [`Store`]: one manager's member of the replicated store, and the API everything else uses.
+//!
+//! Writes: [`Store::submit`] queues a transaction with this member's proposer, which
+//! group-commits everything queued into one Raft entry (on the leader) or forwards the batch to
+//! the leader (on a follower). Each transaction carries an id, so a retry after a lost answer is
+//! answered from the state machine's memory instead of being applied twice.
+//!
+//! Reads: [`Store::view`] is this replica's state (never ahead of what is committed);
+//! [`Store::linearizable_view`] first confirms with a quorum (ReadIndex) that no newer committed
+//! revision exists. Watches: [`Store::watch`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::Instant as _;
+use openraft::async_runtime::WatchReceiver;
+use openraft::{ChangeMembers, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::raft::db;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::NetworkFactory;
+use crate::raft::snapshot::SnapshotFile;
+use crate::raft::state_machine::{SmShared, StateMachine};
+use crate::raft::types::*;
+use crate::transport::{Rpc, Transport, TransportError};
+use crate::txn::{Committed, Txn, TxnId, TxnResult};
+use crate::view::View;
+use crate::watch::{Watch, WatchError, WatchRequest};
+
+/// A member of the store as seen in the Raft membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Raft id.
+    pub raft_id: RaftId,
+    /// Address and swarm node id.
+    pub node: PeerNode,
+    /// Voter (true) or learner still catching up (false).
+    pub voter: bool,
+    /// Whether the leader heard from it recently (`None` when this member is not the leader).
+    pub reachable: Option<bool>,
+    /// Whether it is the current leader.
+    pub leader: bool,
+}
+
+/// This member's role, as controllers need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    /// This member leads in `term`; writes fenced to `term` only apply while it does.
+    Leader {
+        /// The term.
+        term: u64,
+    },
+    /// Another member (or nobody) leads.
+    Follower {
+        /// The leader, if known.
+        leader: Option<RaftId>,
+    },
+}
+
+type Reply = oneshot::Sender<Result<TxnResult, StoreError>>;
+
+struct Proposal {
+    id: TxnId,
+    txn: Txn,
+    reply: Reply,
+}
+
+#[derive(Serialize, Deserialize)]
+enum ForwardError {
+    NotLeader(Option<RaftId>),
+    Unavailable(String),
+}
+
+struct Inner {
+    config: StoreConfig,
+    raft: Raft,
+    shared: Arc<SmShared>,
+    transport: Arc<dyn Transport>,
+    proposals: mpsc::Sender<Proposal>,
+    client: u64,
+    seq: AtomicU64,
+    leadership: watch::Receiver<Leadership>,
+    snapshot_seq: AtomicU64,
+}
+
+/// A handle to this manager's store member. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn raft_config(c: &StoreConfig) -> Result<Config, StoreError> {
+    let config = Config {
+        cluster_name: "shoal".into(),
+        heartbeat_interval: c.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: c.election_timeout.0.as_millis() as u64,
+        election_timeout_max: c.election_timeout.1.as_millis() as u64,
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every),
+        max_in_snapshot_log_to_keep: c.logs_kept_after_snapshot,
+        // Purge in batches, but never wait for more than a quarter of a snapshot interval.
+        purge_batch_size: (c.snapshot_every / 4).clamp(1, 256),
+        enable_pre_vote: Some(true),
+        // A restarted leader must win a new election: our state machine is not flushed on
+        // every apply (see README).
+        enable_leader_restore: Some(false),
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map_err(|e| StoreError::Invalid(format!("invalid Raft configuration: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store messages always encode")
+}
+
+impl Store {
+    /// Opens (or creates) this member's store in `config.data_dir`. The member does nothing
+    /// until it is initialised as a new cluster ([`Store::initialize`]) or added to one.
+    pub async fn open(
+        config: StoreConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StoreError::Storage(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let database = db::open(&config.data_dir.join("db")).map_err(|e| {
+            StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
+        })?;
+        let log_store = LogStore::new(database.clone());
+        let sm = StateMachine::open(database, config.data_dir.join("snapshots"), config.history)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let shared = sm.shared();
+        let network = NetworkFactory::new(transport.clone());
+        let raft = Raft::new(
+            config.raft_id,
+            Arc::new(raft_config(&config)?),
+            network,
+            log_store,
+            sm,
+        )
+        .await
+        .map_err(|e| StoreError::Storage(format!("starting Raft: {e}")))?;
+
+        let (proposals_tx, proposals_rx) = mpsc::channel(65_536);
+        let (lead_tx, lead_rx) = watch::channel(Leadership::Follower { leader: None });
+        let inner = Arc::new(Inner {
+            config,
+            raft: raft.clone(),
+            shared,
+            transport,
+            proposals: proposals_tx,
+            client: rand::rng().random(),
+            seq: AtomicU64::new(0),
+            leadership: lead_rx,
+            snapshot_seq: AtomicU64::new(0),
+        });
+        tokio::spawn(track_leadership(raft, lead_tx));
+        tokio::spawn(run_proposer(Arc::downgrade(&inner), proposals_rx));
+        Ok(Store { inner })
+    }
+
+    /// This member's Raft id.
+    pub fn raft_id(&self) -> RaftId {
+        self.inner.config.raft_id
+    }
+
+    /// This member's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Starts a new cluster with this member as its only voter (no-op if already initialised).
+    pub async fn initialize(&self) -> Result<(), StoreError> {
+        if self.is_initialized().await {
+            return Ok(());
+        }
+        let me = PeerNode {
+            addr: self.inner.config.advertise_addr.clone(),
+            node_id: self.inner.config.node_id.clone(),
+        };
+        let mut members = BTreeMap::new();
+        members.insert(self.raft_id(), me);
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.api_error().is_some() => Ok(()), // already initialised
+            Err(e) => Err(StoreError::Storage(e.to_string())),
+        }
+    }
+
+    /// Whether this member has joined or started a cluster.
+    pub async fn is_initialized(&self) -> bool {
+        self.inner.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Stops this member (its data stays on disk).
+    pub async fn shutdown(&self) {
+        self.inner.shared.hub.close();
+        let _ = self.inner.raft.shutdown().await;
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// Commits a transaction; returns what it wrote at which revision, or why it was rejected.
+    /// Waits for a leader with a quorum for at most the configured write deadline.
+    pub async fn submit(&self, txn: Txn) -> Result<Committed, StoreError> {
+        if txn.is_empty() {
+            return Err(StoreError::Invalid("empty transaction".into()));
+        }
+        let size = serde_json::to_vec(&txn)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > self.inner.config.max_txn_bytes {
+            return Err(StoreError::Invalid(format!(
+                "transaction of {size} bytes exceeds the {} byte limit; make the objects smaller",
+                self.inner.config.max_txn_bytes
+            )));
+        }
+        let id = TxnId {
+            client: self.inner.client,
+            seq: self.inner.seq.fetch_add(1, Ordering::Relaxed),
+        };
+        let deadline = Instant::now() + self.inner.config.write_deadline;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let (tx, rx) = oneshot::channel();
+            let proposal = Proposal {
+                id,
+                txn: txn.clone(),
+                reply: tx,
+            };
+            if self.inner.proposals.send(proposal).await.is_err() {
+                return Err(StoreError::Shutdown);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = self
+                .inner
+                .config
+                .attempt_timeout
+                .min(remaining.max(Duration::from_millis(1)));
+            let why = match tokio::time::timeout(attempt, rx).await {
+                Ok(Ok(Ok(Ok(committed)))) => return Ok(committed),
+                Ok(Ok(Ok(Err(rejected)))) => return Err(StoreError::Rejected(rejected)),
+                Ok(Ok(Err(StoreError::Unavailable(why)))) => why,
+                Ok(Ok(Err(other))) => return Err(other),
+                Ok(Err(_)) => return Err(StoreError::Shutdown),
+                Err(_) => format!("no commit within {attempt:?}"),
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "write not committed within {:?}: {why}; the store may have lost quorum (fewer than half of the managers reachable)",
+                    self.inner.config.write_deadline
+                )));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// This replica's current state (local read: may trail the leader, never shows uncommitted data).
+    pub fn view(&self) -> View {
+        View::new(self.inner.shared.hub.state())
+    }
+
+    /// The revision this replica has applied.
+    pub fn current_revision(&self) -> u64 {
+        self.inner.shared.hub.published()
+    }
+
+    /// Waits until this replica has applied `revision`.
+    pub async fn wait_for_revision(
+        &self,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<View, StoreError> {
+        let mut rx = self.inner.shared.hub.subscribe_revisions();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .map(|r| r.is_ok());
+        match reached {
+            Ok(true) => Ok(self.view()),
+            Ok(false) => Err(StoreError::Shutdown),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "this manager has applied revision {} and did not reach {revision} within {timeout:?}",
+                self.current_revision()
+            ))),
+        }
+    }
+
+    /// The revision a linearizable read must see (confirmed with a quorum by the leader).
+    pub async fn read_index(&self) -> Result<u64, StoreError> {
+        let timeout = self.inner.config.write_deadline;
+        let inner = &self.inner;
+        if inner.raft.current_leader().await == Some(inner.config.raft_id) {
+            return local_read_index(&inner.raft, timeout).await;
+        }
+        let leader = self.leader_node().await.ok_or_else(|| {
+            StoreError::Unavailable("no leader is elected; the store may have lost quorum".into())
+        })?;
+        let answer = inner
+            .transport
+            .call(&leader.addr, Rpc::ReadIndex, Vec::new(), timeout)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let r: Result<u64, String> =
+            serde_json::from_slice(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        r.map_err(StoreError::Unavailable)
+    }
+
+    /// A view that includes every write committed before this call (ReadIndex).
+    pub async fn linearizable_view(&self) -> Result<View, StoreError> {
+        let index = self.read_index().await?;
+        self.wait_for_revision(index, self.inner.config.write_deadline)
+            .await
+    }
+
+    /// Starts a watch served by this replica (see [`crate::watch`]).
+    pub async fn watch(&self, req: WatchRequest) -> Result<Watch, WatchError> {
+        Watch::start(
+            self.inner.shared.hub.clone(),
+            &*self.inner.shared,
+            req,
+            self.inner.config.write_deadline,
+        )
+        .await
+    }
+
+    /// The oldest revision a watch can resume after.
+    pub fn history_floor(&self) -> u64 {
+        use crate::watch::HistorySource;
+        self.inner.shared.floor()
+    }
+
+    // ---------------------------------------------------------------- leadership & membership
+
+    /// Changes of this member's leadership.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.inner.leadership.clone()
+    }
+
+    /// Whether this member currently leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.inner.leadership.borrow(), Leadership::Leader { .. })
+    }
+
+    /// The current leader's id, if known.
+    pub async fn leader(&self) -> Option<RaftId> {
+        self.inner.raft.current_leader().await
+    }
+
+    async fn leader_node(&self) -> Option<PeerNode> {
+        let leader = self.leader().await?;
+        let m = self
+            .inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        m.membership().get_node(&leader).cloned()
+    }
+
+    /// The Raft members, with reachability as the leader sees it.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<RaftId> = membership.voter_ids().collect();
+        let reach = reachability(&metrics, self.inner.config.election_timeout.1);
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                raft_id: *id,
+                node: node.clone(),
+                voter: voters.contains(id),
+                reachable: reach.as_ref().map(|r| r.get(id).copied().unwrap_or(false)),
+                leader: metrics.current_leader == Some(*id),
+            })
+            .collect()
+    }
+
+    /// Adds a member: first as a learner that catches up (by log or snapshot), then as a voter.
+    /// Runs on the leader; called on a follower it is forwarded.
+    pub async fn add_member(&self, raft_id: RaftId, node: PeerNode) -> Result<(), StoreError> {
+        if self.leader().await == Some(self.raft_id()) {
+            return add_member_on_leader(&self.inner.raft, raft_id, node).await;
+        }
+        self.forward_membership(Rpc::Join, &(raft_id, node)).await
+    }
+
+    /// Removes a member, refusing if the remaining voters that are reachable would not form a
+    /// quorum. Runs on the leader; called on a follower it is forwarded.
+    pub async fn remove_member(&self, raft_id: RaftId) -> Result<(), StoreError> {
+        if self.leader().await == Some(self.raft_id()) {
+            return remove_member_on_leader(&self.inner, raft_id).await;
+        }
+        self.forward_membership(Rpc::RemoveMember, &raft_id).await
+    }
+
+    async fn forward_membership<T: Serialize>(&self, rpc: Rpc, body: &T) -> Result<(), StoreError> {
+        let leader = self.leader_node().await.ok_or_else(|| {
+            StoreError::Unavailable("no leader is elected; the store may have lost quorum".into())
+        })?;
+        let answer = self
+            .inner
+            .transport
+            .call(&leader.addr, rpc, encode(body), Duration::from_secs(120))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let r: Result<(), StoreError> =
+            serde_json::from_slice::<Result<(), RemoteStoreError>>(&answer)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .map_err(Into::into);
+        r
+    }
+
+    /// Asks openraft to build a snapshot now (tests and operators).
+    pub async fn trigger_snapshot(&self) -> Result<(), StoreError> {
+        self.inner
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))
+    }
+
+    /// Raft metrics (for status pages and tests).
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.inner.raft.metrics().borrow_watched().clone()
+    }
+
+    // ---------------------------------------------------------------- server side
+
+    /// Serves one request from another manager (the transport's server calls this).
+    pub async fn handle(&self, rpc: Rpc, body: &[u8]) -> Vec<u8> {
+        let raft = &self.inner.raft;
+        fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+            serde_json::from_slice(body).map_err(|e| format!("malformed request: {e}"))
+        }
+        match rpc {
+            Rpc::AppendEntries => encode(&match decode::<AppendEntriesRequest>(body) {
+                Ok(req) => raft.append_entries(req).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }),
+            Rpc::Vote => encode(&match decode::<VoteRequest>(body) {
+                Ok(req) => raft.vote(req).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }),
+            Rpc::PreVote => encode(&match decode::<VoteRequest>(body) {
+                Ok(req) => raft.pre_vote(req).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }),
+            Rpc::TransferLeader => encode(&match decode::<TransferLeaderRequest>(body) {
+                Ok(req) => raft
+                    .handle_transfer_leader(req)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }),
+            Rpc::Forward => encode(&match decode::<Batch>(body) {
+                Ok(batch) => self.handle_forward(batch).await,
+                Err(e) => Err(ForwardError::Unavailable(e)),
+            }),
+            Rpc::ReadIndex => encode(
+                &local_read_index(raft, self.inner.config.write_deadline)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            Rpc::Join => encode(&match decode::<(RaftId, PeerNode)>(body) {
+                Ok((id, node)) => add_member_on_leader(raft, id, node)
+                    .await
+                    .map_err(RemoteStoreError::from),
+                Err(e) => Err(RemoteStoreError::Invalid(e)),
+            }),
+            Rpc::RemoveMember => encode(&match decode::<RaftId>(body) {
+                Ok(id) => remove_member_on_leader(&self.inner, id)
+                    .await
+                    .map_err(RemoteStoreError::from),
+                Err(e) => Err(RemoteStoreError::Invalid(e)),
+            }),
+        }
+    }
+
+    async fn handle_forward(&self, mut batch: Batch) -> Result<BatchResponse, ForwardError> {
+        let raft = &self.inner.raft;
+        if raft.current_leader().await != Some(self.raft_id()) {
+            return Err(ForwardError::NotLeader(raft.current_leader().await));
+        }
+        batch.at = crate::model::Timestamp::now();
+        match tokio::time::timeout(self.inner.config.attempt_timeout, raft.client_write(batch))
+            .await
+        {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Err(ForwardError::NotLeader(f.leader_id)),
+                None => Err(ForwardError::Unavailable(e.to_string())),
+            },
+            Err(_) => Err(ForwardError::Unavailable(
+                "leader did not commit in time".into(),
+            )),
+        }
+    }
+
+    /// A fresh path to receive a snapshot into (the transport's server writes the chunks there).
+    pub fn snapshot_receive_path(&self) -> PathBuf {
+        let n = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .shared
+            .snapshot_dir()
+            .join(format!("incoming-{}-{n}.jsonl", std::process::id()))
+    }
+
+    /// Installs a snapshot fully received at `path` with the sender's JSON `header`.
+    pub async fn install_received_snapshot(&self, header: &[u8], path: PathBuf) -> Vec<u8> {
+        let parsed: Result<(Vote, SnapshotMeta), _> = serde_json::from_slice(header);
+        let result: Result<SnapshotResponse, String> = match parsed {
+            Err(e) => Err(format!("malformed snapshot header: {e}")),
+            Ok((vote, meta)) => self
+                .inner
+                .raft
+                .install_full_snapshot(
+                    vote,
+                    Snapshot {
+                        meta,
+                        snapshot: SnapshotFile { path: path.clone() },
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        // The state machine moved the file if it installed it; otherwise clean up.
+        let _ = std::fs::remove_file(&path);
+        encode(&result)
+    }
+}
+
+/// Membership errors as they cross the wire.
+#[derive(Serialize, Deserialize)]
+enum RemoteStoreError {
+    QuorumAtRisk(String),
+    Unavailable(String),
+    Invalid(String),
+}
+
+impl From<StoreError> for RemoteStoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::QuorumAtRisk(m) => RemoteStoreError::QuorumAtRisk(m),
+            StoreError::Invalid(m) => RemoteStoreError::Invalid(m),
+            other => RemoteStoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<RemoteStoreError> for StoreError {
+    fn from(e: RemoteStoreError) -> Self {
+        match e {
+            RemoteStoreError::QuorumAtRisk(m) => StoreError::QuorumAtRisk(m),
+            RemoteStoreError::Invalid(m) => StoreError::Invalid(m),
+            RemoteStoreError::Unavailable(m) => StoreError::Unavailable(m),
+        }
+    }
+}
+
+async fn local_read_index(raft: &Raft, timeout: Duration) -> Result<u64, StoreError> {
+    match tokio::time::timeout(timeout, raft.ensure_linearizable(ReadPolicy::ReadIndex)).await {
+        Ok(Ok(read)) => Ok(read.log_id().index),
+        Ok(Err(e)) => Err(StoreError::Unavailable(format!(
+            "linearizable read refused: {e}"
+        ))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the leader could not confirm its leadership with a quorum within {timeout:?}"
+        ))),
+    }
+}
+
+/// Which members the leader heard from within `window` (None when this member does not lead).
+fn reachability(
+    metrics: &openraft::RaftMetrics<TypeConfig>,
+    window: Duration,
+) -> Option<BTreeMap<RaftId, bool>> {
+    if metrics.state != ServerState::Leader {
+        return None;
+    }
+    let heartbeat = metrics.heartbeat.as_ref()?;
+    let mut out: BTreeMap<RaftId, bool> = heartbeat
+        .iter()
+        .map(|(id, last)| (*id, last.as_ref().is_some_and(|t| t.elapsed() < window)))
+        .collect();
+    out.insert(metrics.id, true);
+    Some(out)
+}
+
+async fn add_member_on_leader(
+    raft: &Raft,
+    raft_id: RaftId,
+    node: PeerNode,
+) -> Result<(), StoreError> {
+    let current = raft.metrics().borrow_watched().membership_config.clone();
+    if current.membership().voter_ids().any(|v| v == raft_id) {
+        return Ok(());
+    }
+    raft.add_learner(raft_id, node, true)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}")))?;
+    let mut ids = BTreeSet::new();
+    ids.insert(raft_id);
+    raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!("promoting member {raft_id} to voter: {e}"))
+        })?;
+    Ok(())
+}
+
+async fn remove_member_on_leader(inner: &Inner, raft_id: RaftId) -> Result<(), StoreError> {
+    let raft = &inner.raft;
+    let metrics = raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let voters: BTreeSet<RaftId> = membership.voter_ids().collect();
+    let is_node = membership.get_node(&raft_id).is_some();
+    if !is_node {
+        return Ok(());
+    }
+    if voters.contains(&raft_id) {
+        let remaining: BTreeSet<RaftId> =
+            voters.iter().copied().filter(|v| *v != raft_id).collect();
+        if remaining.is_empty() {
+            return Err(StoreError::QuorumAtRisk(
+                "can't remove the last manager of the store: it would lose all its data".into(),
+            ));
+        }
+        let reach = reachability(&metrics, inner.config.election_timeout.1).unwrap_or_default();
+        let reachable = remaining
+            .iter()
+            .filter(|v| reach.get(v).copied().unwrap_or(false))
+            .count();
+        let quorum = remaining.len() / 2 + 1;
+        if reachable < quorum {
+            return Err(StoreError::QuorumAtRisk(format!(
+                "can't remove member from the raft: this would result in a loss of quorum ({reachable} of the {} remaining managers are reachable, {quorum} needed)",
+                remaining.len()
+            )));
+        }
+        let mut ids = BTreeSet::new();
+        ids.insert(raft_id);
+        let change = raft.change_membership(ChangeMembers::RemoveVoters(ids), false);
+        tokio::time::timeout(inner.config.write_deadline * 4, change)
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("removing member {raft_id}: not committed in time"))
+            })?
+            .map_err(|e| StoreError::Unavailable(format!("removing member {raft_id}: {e}")))?;
+    } else {
+        let mut ids = BTreeSet::new();
+        ids.insert(raft_id);
+        raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("removing learner {raft_id}: {e}")))?;
+    }
+    Ok(())
+}
+
+async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let m = metrics.borrow_and_update().clone();
+        let now = if m.state == ServerState::Leader && m.current_leader == Some(m.id) {
+            Leadership::Leader {
+                term: m.current_term,
+            }
+        } else {
+            Leadership::Follower {
+                leader: m.current_leader,
+            }
+        };
+        tx.send_if_modified(|cur| {
+            if *cur != now {
+                *cur = now;
+                true
+            } else {
+                false
+            }
+        });
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Group commit: takes every queued proposal (up to the batch limit) into one Raft entry, with a
+/// bounded number of entries in flight so batches grow under load instead of queueing entries.
+async fn run_proposer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Proposal>) {
+    let (max_batch, inflight) = match inner.upgrade() {
+        Some(i) => (i.config.max_batch_txns, i.config.max_inflight_batches),
+        None => return,
+    };
+    let permits = Arc::new(Semaphore::new(inflight.max(1)));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        tokio::spawn(async move {
+            let _permit = permit;
+            flush(&inner, batch).await;
+        });
+    }
+}
+
+async fn flush(inner: &Inner, proposals: Vec<Proposal>) {
+    let (ids, replies): (Vec<(TxnId, Txn)>, Vec<Reply>) = proposals
+        .into_iter()
+        .map(|p| ((p.id, p.txn), p.reply))
+        .unzip();
+    let batch = Batch {
+        at: crate::model::Timestamp::now(),
+        txns: ids,
+    };
+    let outcome = commit_batch(inner, batch).await;
+    match outcome {
+        Ok(resp) => {
+            for (reply, result) in replies.into_iter().zip(resp.results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn commit_batch(inner: &Inner, batch: Batch) -> Result<BatchResponse, StoreError> {
+    let raft = &inner.raft;
+    let me = inner.config.raft_id;
+    let leader = raft.current_leader().await;
+    if leader == Some(me) {
+        return match raft.client_write(batch).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(StoreError::Unavailable(match e.forward_to_leader() {
+                Some(f) => format!("leadership moved to {:?}", f.leader_id),
+                None => e.to_string(),
+            })),
+        };
+    }
+    let Some(leader) = leader else {
+        return Err(StoreError::Unavailable("no leader is elected".into()));
+    };
+    let membership = raft.metrics().borrow_watched().membership_config.clone();
+    let Some(node) = membership.membership().get_node(&leader).cloned() else {
+        return Err(StoreError::Unavailable(format!(
+            "leader {leader} has no known address"
+        )));
+    };
+    let answer = inner
+        .transport
+        .call(
+            &node.addr,
+            Rpc::Forward,
+            encode(&batch),
+            inner.config.attempt_timeout,
+        )
+        .await
+        .map_err(|e: TransportError| StoreError::Unavailable(e.to_string()))?;
+    let r: Result<BatchResponse, ForwardError> =
+        serde_json::from_slice(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    r.map_err(|e| match e {
+        ForwardError::NotLeader(l) => {
+            StoreError::Unavailable(format!("member {leader} is no longer leader (now {l:?})"))
+        }
+        ForwardError::Unavailable(m) => StoreError::Unavailable(m),
+    })
+}

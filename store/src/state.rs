@@ -1,0 +1,434 @@
+//! The in-memory state: every object by kind, plus the secondary indexes controllers and the API
+//! query. Persistent (structurally shared) maps make a snapshot of the whole state an O(1) clone,
+//! so readers, watchers and the snapshot builder each hold a frozen view while apply moves on.
+
+use std::sync::Arc;
+
+use imbl::{HashMap, OrdMap, OrdSet};
+
+use crate::model::{Kind, NodeRole, Object, TaskState, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::txn::{Action, Committed, Event, Op, Txn, TxnError, TxnId, TxnResult};
+
+/// How a recently applied transaction ended, kept so a retried submission gets the same answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DedupRecord {
+    /// Revision of the entry that carried it.
+    pub revision: u64,
+    /// The rejection, if it was rejected.
+    pub error: Option<TxnError>,
+}
+
+/// Objects of one kind by id.
+pub type ObjectMap = OrdMap<String, Arc<Object>>;
+
+/// The replicated state at one revision.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    /// Revision (Raft log index) of the last applied entry.
+    pub revision: u64,
+    objects: [ObjectMap; 7],
+    names: HashMap<(Kind, String), String>,
+    tasks_by_service: OrdSet<(String, String)>,
+    tasks_by_node: OrdSet<(String, String)>,
+    tasks_by_slot: OrdSet<(String, u64, String)>,
+    tasks_by_desired: OrdSet<(TaskState, String)>,
+    nodes_by_role: OrdSet<(NodeRole, String)>,
+    dedup: HashMap<TxnId, DedupRecord>,
+    dedup_by_revision: OrdSet<(u64, TxnId)>,
+}
+
+/// Normalises a name for the case-insensitive uniqueness index.
+fn name_key(kind: Kind, name: &str) -> (Kind, String) {
+    (kind, name.to_lowercase())
+}
+
+impl State {
+    /// Objects of `kind` by id.
+    pub fn objects(&self, kind: Kind) -> &ObjectMap {
+        &self.objects[kind.tag() as usize]
+    }
+
+    /// One object.
+    pub fn get(&self, kind: Kind, id: &str) -> Option<&Arc<Object>> {
+        self.objects(kind).get(id)
+    }
+
+    /// The id of the object of `kind` named `name` (case-insensitive).
+    pub fn id_by_name(&self, kind: Kind, name: &str) -> Option<&String> {
+        self.names.get(&name_key(kind, name))
+    }
+
+    /// Ids of the tasks of a service.
+    pub fn task_ids_of_service<'a>(
+        &'a self,
+        service_id: &'a str,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        let from = (service_id.to_string(), String::new());
+        self.tasks_by_service
+            .range(from..)
+            .take_while(move |(s, _)| s == service_id)
+            .map(|(_, t)| t)
+    }
+
+    /// Ids of the tasks placed on a node.
+    pub fn task_ids_on_node<'a>(
+        &'a self,
+        node_id: &'a str,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        let from = (node_id.to_string(), String::new());
+        self.tasks_by_node
+            .range(from..)
+            .take_while(move |(n, _)| n == node_id)
+            .map(|(_, t)| t)
+    }
+
+    /// Ids of the tasks in one slot of a service.
+    pub fn task_ids_in_slot<'a>(
+        &'a self,
+        service_id: &'a str,
+        slot: u64,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        let from = (service_id.to_string(), slot, String::new());
+        self.tasks_by_slot
+            .range(from..)
+            .take_while(move |(s, sl, _)| s == service_id && *sl == slot)
+            .map(|(_, _, t)| t)
+    }
+
+    /// Ids of the tasks whose desired state is `state`.
+    pub fn task_ids_with_desired(&self, state: TaskState) -> impl Iterator<Item = &String> + '_ {
+        let from = (state, String::new());
+        self.tasks_by_desired
+            .range(from..)
+            .take_while(move |(s, _)| *s == state)
+            .map(|(_, t)| t)
+    }
+
+    /// Ids of the nodes that hold `role`.
+    pub fn node_ids_with_role(&self, role: NodeRole) -> impl Iterator<Item = &String> + '_ {
+        let from = (role, String::new());
+        self.nodes_by_role
+            .range(from..)
+            .take_while(move |(r, _)| *r == role)
+            .map(|(_, n)| n)
+    }
+
+    /// Number of objects of every kind.
+    pub fn len(&self) -> usize {
+        self.objects.iter().map(|m| m.len()).sum()
+    }
+
+    /// Whether the state holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every object, kind by kind.
+    pub fn all_objects(&self) -> impl Iterator<Item = &Arc<Object>> {
+        self.objects.iter().flat_map(|m| m.values())
+    }
+
+    /// How a transaction applied recently ended, if it is still remembered.
+    pub fn recall_txn(&self, id: &TxnId) -> Option<&DedupRecord> {
+        self.dedup.get(id)
+    }
+
+    /// Remembers how a transaction ended.
+    pub fn remember_txn(&mut self, id: TxnId, record: DedupRecord) {
+        self.dedup_by_revision.insert((record.revision, id));
+        self.dedup.insert(id, record);
+    }
+
+    /// Forgets transactions applied before `revision`; returns the forgotten ids.
+    pub fn forget_txns_before(&mut self, revision: u64) -> Vec<TxnId> {
+        let mut gone = Vec::new();
+        while let Some((rev, id)) = self.dedup_by_revision.get_min().cloned() {
+            if rev >= revision {
+                break;
+            }
+            self.dedup_by_revision.remove(&(rev, id));
+            self.dedup.remove(&id);
+            gone.push(id);
+        }
+        gone
+    }
+
+    /// Every remembered transaction.
+    pub fn dedup_entries(&self) -> impl Iterator<Item = (&TxnId, &DedupRecord)> {
+        self.dedup.iter()
+    }
+
+    /// Inserts or replaces an object and maintains the indexes (no validation; used by apply and
+    /// when loading from disk or a snapshot).
+    pub fn put(&mut self, object: Arc<Object>) {
+        let kind = object.kind();
+        let id = object.id().to_string();
+        if let Some(old) = self.objects[kind.tag() as usize].get(&id).cloned() {
+            self.unindex(&old);
+        }
+        self.index(&object);
+        self.objects[kind.tag() as usize].insert(id, object);
+    }
+
+    /// Removes an object and its index entries; returns it.
+    pub fn remove(&mut self, kind: Kind, id: &str) -> Option<Arc<Object>> {
+        let old = self.objects[kind.tag() as usize].remove(id)?;
+        self.unindex(&old);
+        Some(old)
+    }
+
+    fn index(&mut self, o: &Object) {
+        let id = o.id().to_string();
+        if o.kind().has_unique_names() {
+            if let Some(name) = o.name().filter(|n| !n.is_empty()) {
+                self.names.insert(name_key(o.kind(), name), id.clone());
+            }
+        }
+        match o {
+            Object::Task(t) => {
+                self.tasks_by_service
+                    .insert((t.service_id.clone(), id.clone()));
+                self.tasks_by_node.insert((t.node_id.clone(), id.clone()));
+                self.tasks_by_slot
+                    .insert((t.service_id.clone(), t.slot, id.clone()));
+                self.tasks_by_desired.insert((t.desired_state, id));
+            }
+            Object::Node(n) => {
+                self.nodes_by_role.insert((n.role, id));
+            }
+            _ => {}
+        }
+    }
+
+    fn unindex(&mut self, o: &Object) {
+        let id = o.id().to_string();
+        if o.kind().has_unique_names() {
+            if let Some(name) = o.name().filter(|n| !n.is_empty()) {
+                let key = name_key(o.kind(), name);
+                if self.names.get(&key) == Some(&id) {
+                    self.names.remove(&key);
+                }
+            }
+        }
+        match o {
+            Object::Task(t) => {
+                self.tasks_by_service
+                    .remove(&(t.service_id.clone(), id.clone()));
+                self.tasks_by_node.remove(&(t.node_id.clone(), id.clone()));
+                self.tasks_by_slot
+                    .remove(&(t.service_id.clone(), t.slot, id.clone()));
+                self.tasks_by_desired.remove(&(t.desired_state, id));
+            }
+            Object::Node(n) => {
+                self.nodes_by_role.remove(&(n.role, id));
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies one transaction at `revision`, all or nothing. On success the state holds its
+    /// changes and the returned events describe them; on error the state is unchanged.
+    ///
+    /// `entry_term` is the term of the leader that appended the Raft entry (for fencing).
+    pub fn apply_txn(
+        &mut self,
+        txn: &Txn,
+        revision: u64,
+        at: Timestamp,
+        entry_term: u64,
+    ) -> (TxnResult, Vec<Event>) {
+        if let Some(fence_term) = txn.fence_term {
+            if fence_term != entry_term {
+                return (
+                    Err(TxnError::Fenced {
+                        fence_term,
+                        entry_term,
+                    }),
+                    Vec::new(),
+                );
+            }
+        }
+        // Work on a copy: persistent maps make this cheap, and a failed op leaves `self` untouched.
+        let mut next = self.clone();
+        let mut events = Vec::with_capacity(txn.ops.len());
+        let mut objects = Vec::with_capacity(txn.ops.len());
+        for op in &txn.ops {
+            match next.apply_op(op, revision, at) {
+                Ok(Some(ev)) => {
+                    objects.push(ev.object.clone());
+                    events.push(ev);
+                }
+                Ok(None) => {}
+                Err(e) => return (Err(e), Vec::new()),
+            }
+        }
+        *self = next;
+        (Ok(Committed { revision, objects }), events)
+    }
+
+    fn check_name_free(&self, o: &Object) -> Result<(), TxnError> {
+        if !o.kind().has_unique_names() {
+            return Ok(());
+        }
+        let Some(name) = o.name().filter(|n| !n.is_empty()) else {
+            return Ok(());
+        };
+        match self.id_by_name(o.kind(), name) {
+            Some(existing) if existing != o.id() => Err(TxnError::NameConflict {
+                kind: o.kind(),
+                name: name.to_string(),
+                existing_id: existing.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn apply_op(
+        &mut self,
+        op: &Op,
+        revision: u64,
+        at: Timestamp,
+    ) -> Result<Option<Event>, TxnError> {
+        match op {
+            Op::Create(object) => {
+                let kind = object.kind();
+                if object.id().is_empty() {
+                    return Err(TxnError::Invalid(format!("{kind} without an id")));
+                }
+                if self.get(kind, object.id()).is_some() {
+                    return Err(TxnError::AlreadyExists {
+                        kind,
+                        id: object.id().to_string(),
+                    });
+                }
+                self.check_name_free(object)?;
+                let mut stored = object.clone();
+                let meta = stored.meta_mut();
+                meta.version.index = revision;
+                meta.created_at = at;
+                meta.updated_at = at;
+                let stored = Arc::new(stored);
+                self.put(stored.clone());
+                Ok(Some(Event {
+                    action: Action::Create,
+                    object: stored,
+                    prev: None,
+                }))
+            }
+            Op::Update {
+                object,
+                expected_version,
+            } => {
+                let kind = object.kind();
+                let id = object.id();
+                let current = self
+                    .get(kind, id)
+                    .cloned()
+                    .ok_or_else(|| TxnError::NotFound {
+                        kind,
+                        id: id.to_string(),
+                    })?;
+                if current.version() != *expected_version {
+                    return Err(TxnError::OutOfSequence {
+                        kind,
+                        id: id.to_string(),
+                        expected: *expected_version,
+                        actual: current.version(),
+                    });
+                }
+                self.check_name_free(object)?;
+                let mut stored = object.clone();
+                let meta = stored.meta_mut();
+                meta.version.index = revision;
+                meta.created_at = current.meta().created_at;
+                meta.updated_at = at;
+                let stored = Arc::new(stored);
+                self.put(stored.clone());
+                Ok(Some(Event {
+                    action: Action::Update,
+                    object: stored,
+                    prev: Some(current),
+                }))
+            }
+            Op::Delete {
+                kind,
+                id,
+                expected_version,
+            } => {
+                let current = self
+                    .get(*kind, id)
+                    .cloned()
+                    .ok_or_else(|| TxnError::NotFound {
+                        kind: *kind,
+                        id: id.clone(),
+                    })?;
+                if let Some(expected) = expected_version {
+                    if current.version() != *expected {
+                        return Err(TxnError::OutOfSequence {
+                            kind: *kind,
+                            id: id.clone(),
+                            expected: *expected,
+                            actual: current.version(),
+                        });
+                    }
+                }
+                self.remove(*kind, id);
+                Ok(Some(Event {
+                    action: Action::Delete,
+                    object: current.clone(),
+                    prev: Some(current),
+                }))
+            }
+            Op::TaskStatus {
+                task_id,
+                node_id,
+                status,
+            } => self.apply_task_status(task_id, node_id, status, revision, at),
+        }
+    }
+
+    fn apply_task_status(
+        &mut self,
+        task_id: &str,
+        node_id: &str,
+        status: &serde_json::Value,
+        revision: u64,
+        at: Timestamp,
+    ) -> Result<Option<Event>, TxnError> {
+        // A report for a task that is gone, or from a node it is not on, is stale: drop it.
+        let Some(current) = self.get(Kind::Task, task_id).cloned() else {
+            return Ok(None);
+        };
+        let Object::Task(task) = current.as_ref() else {
+            return Ok(None);
+        };
+        if task.node_id != node_id {
+            return Ok(None);
+        }
+        let new_state: TaskState = status
+            .get("State")
+            .cloned()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .ok_or_else(|| {
+                TxnError::Invalid(format!("task {task_id}: status without a valid State"))
+            })?;
+        if !crate::txn::state_moves_forward(task.status.state, new_state) {
+            return Ok(None);
+        }
+        let new_status = serde_json::from_value(status.clone())
+            .map_err(|e| TxnError::Invalid(format!("task {task_id}: malformed status: {e}")))?;
+        let mut updated = task.clone();
+        updated.status = new_status;
+        updated.meta.version.index = revision;
+        updated.meta.updated_at = at;
+        let stored = Arc::new(Object::Task(updated));
+        self.put(stored.clone());
+        Ok(Some(Event {
+            action: Action::Update,
+            object: stored,
+            prev: Some(current),
+        }))
+    }
+}

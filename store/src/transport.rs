@@ -1,0 +1,115 @@
+//! How managers reach each other. The store only needs to send opaque requests to an address
+//! and stream a snapshot file; the binary supplies the real implementation (gRPC over mutual
+//! TLS) and tests may supply an in-process one. Keeping sockets out of this crate is the layering
+//! rule: `src/` owns every socket.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// The requests managers exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rpc {
+    /// Raft AppendEntries.
+    AppendEntries,
+    /// Raft RequestVote.
+    Vote,
+    /// Raft pre-vote round.
+    PreVote,
+    /// Raft leadership transfer.
+    TransferLeader,
+    /// A batch of transactions forwarded from a follower to the leader.
+    Forward,
+    /// A follower asks the leader for a linearizable read index.
+    ReadIndex,
+    /// A manager asks the leader to add it to the Raft membership.
+    Join,
+    /// Membership change forwarded to the leader.
+    RemoveMember,
+}
+
+impl Rpc {
+    /// Every RPC.
+    pub const ALL: [Rpc; 8] = [
+        Rpc::AppendEntries,
+        Rpc::Vote,
+        Rpc::PreVote,
+        Rpc::TransferLeader,
+        Rpc::Forward,
+        Rpc::ReadIndex,
+        Rpc::Join,
+        Rpc::RemoveMember,
+    ];
+
+    /// Stable name, used as the gRPC method discriminator.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Rpc::AppendEntries => "append_entries",
+            Rpc::Vote => "vote",
+            Rpc::PreVote => "pre_vote",
+            Rpc::TransferLeader => "transfer_leader",
+            Rpc::Forward => "forward",
+            Rpc::ReadIndex => "read_index",
+            Rpc::Join => "join",
+            Rpc::RemoveMember => "remove_member",
+        }
+    }
+
+    /// Inverse of [`Rpc::as_str`].
+    pub fn parse(s: &str) -> Option<Rpc> {
+        Rpc::ALL.iter().copied().find(|r| r.as_str() == s)
+    }
+}
+
+/// Why a call to another manager failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// Could not connect (down, partitioned, refused).
+    #[error("manager {addr} is unreachable: {reason}")]
+    Unreachable {
+        /// Target address.
+        addr: String,
+        /// Cause.
+        reason: String,
+    },
+    /// No answer within the deadline.
+    #[error("manager {addr} did not answer within {after:?}")]
+    Timeout {
+        /// Target address.
+        addr: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The request reached the other manager but failed there.
+    #[error("manager {addr} failed the request: {reason}")]
+    Remote {
+        /// Target address.
+        addr: String,
+        /// What it said.
+        reason: String,
+    },
+}
+
+/// The client side of manager-to-manager communication.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `body` (JSON) to the manager at `addr`; returns its JSON answer.
+    fn call(
+        &self,
+        addr: &str,
+        rpc: Rpc,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+
+    /// Streams the snapshot file at `file` with a JSON `header` to `addr`, in chunks; returns the
+    /// receiver's JSON answer once it installed the snapshot.
+    fn send_snapshot(
+        &self,
+        addr: &str,
+        header: Vec<u8>,
+        file: PathBuf,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+}

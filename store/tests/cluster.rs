@@ -1,0 +1,304 @@
+//! Replication, failover, restart and membership of the store, in one process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use shoal_store::model::{Config, Kind};
+use shoal_store::{StoreError, Txn, TxnError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_any_member_is_readable_on_all() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let committed = c
+        .store(follower)
+        .submit(Txn::new().create(config_object("from-follower")))
+        .await
+        .expect("a write submitted to a follower is forwarded and committed");
+    let rev = committed.revision;
+    for s in c.running() {
+        let v = s
+            .wait_for_revision(rev, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let got = v
+            .get_by_name::<Config>("from-follower")
+            .expect("replicated");
+        assert_eq!(got.meta.version.index, rev);
+        assert!(v.revision() >= rev);
+    }
+    // Linearizable reads from a follower see it too.
+    let v = c.store(follower).linearizable_view().await.unwrap();
+    assert!(
+        v.get_by_name::<Config>("FROM-FOLLOWER").is_some(),
+        "names are case-insensitive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conflicting_updates_exactly_one_wins() {
+    let c = Cluster::start(3).await;
+    let created = c
+        .store(1)
+        .submit(Txn::new().create(config_object("contended")))
+        .await
+        .unwrap();
+    let obj = created.objects[0].clone();
+    let shoal_store::model::Object::Config(cfg) = obj.as_ref().clone() else {
+        panic!()
+    };
+    let mut handles = Vec::new();
+    for i in 0..12u64 {
+        let store = c.store(1 + i % 3).clone();
+        let mut update = cfg.clone();
+        update
+            .spec
+            .annotations
+            .labels
+            .insert("writer".into(), i.to_string());
+        handles.push(tokio::spawn(async move {
+            store.submit(Txn::new().update(update)).await
+        }));
+    }
+    let mut ok = 0;
+    let mut out_of_sequence = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) if e.is_out_of_sequence() => {
+                assert_eq!(e.to_string(), "update out of sequence");
+                out_of_sequence += 1
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one update wins");
+    assert_eq!(out_of_sequence, 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_names_are_refused_case_insensitively() {
+    let c = Cluster::start(1).await;
+    c.store(1)
+        .submit(Txn::new().create(config_object("web")))
+        .await
+        .unwrap();
+    let err = c
+        .store(1)
+        .submit(Txn::new().create(config_object("WEB")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Rejected(TxnError::NameConflict { .. })),
+        "{err}"
+    );
+    // The whole transaction is rejected: a valid create next to the bad one is not applied.
+    let err = c
+        .store(1)
+        .submit(
+            Txn::new()
+                .create(config_object("fresh"))
+                .create(config_object("Web")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Rejected(TxnError::NameConflict { .. })
+    ));
+    assert!(c.store(1).view().get_by_name::<Config>("fresh").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_new_leader_takes_writes_and_nothing_acknowledged_is_lost() {
+    let mut c = Cluster::start(3).await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let s = c.store(1 + i % 3).clone();
+        s.submit(Txn::new().create(config_object(&format!("before-{i}"))))
+            .await
+            .unwrap();
+        acked.push(format!("before-{i}"));
+    }
+    let old = c.leader().await;
+    c.kill(old).await;
+    let survivor = (1..=3).find(|i| *i != old).unwrap();
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, old);
+    for i in 0..20 {
+        let name = format!("after-{i}");
+        c.store(survivor)
+            .submit(Txn::new().create(config_object(&name)))
+            .await
+            .unwrap();
+        acked.push(name);
+    }
+    let view = c.store(survivor).linearizable_view().await.unwrap();
+    for name in &acked {
+        assert!(
+            view.get_by_name::<Config>(name).is_some(),
+            "acknowledged write {name} lost"
+        );
+    }
+    // The old leader comes back and catches up.
+    c.restart(old).await;
+    let rev = view.revision();
+    let v = c
+        .store(old)
+        .wait_for_revision(rev, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(v.count(Kind::Config), acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_of_every_member_restores_state_and_revision() {
+    let mut c = Cluster::start(3).await;
+    for i in 0..30 {
+        c.store(1 + i % 3)
+            .submit(Txn::new().create(config_object(&format!("o{i}"))))
+            .await
+            .unwrap();
+    }
+    let leader = c.leader().await;
+    let rev = c
+        .store(leader)
+        .linearizable_view()
+        .await
+        .unwrap()
+        .revision();
+    for id in 1..=3 {
+        c.store(id)
+            .wait_for_revision(rev, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    for id in 1..=3 {
+        c.kill(id).await;
+    }
+    for id in 1..=3 {
+        c.restart(id).await;
+    }
+    for id in 1..=3 {
+        let v = c.store(id).view();
+        assert!(
+            v.revision() >= rev,
+            "member {id} restored revision {} < {rev}",
+            v.revision()
+        );
+        assert_eq!(v.count(Kind::Config), 30);
+    }
+    c.leader().await;
+    c.store(2)
+        .submit(Txn::new().create(config_object("after-restart")))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_without_quorum_fails_with_a_clear_error() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    for o in &others {
+        c.kill(*o).await;
+    }
+    let started = std::time::Instant::now();
+    let err = c
+        .store(leader)
+        .submit(Txn::new().create(config_object("no-quorum")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().contains("quorum"),
+        "error names the cause: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "fails instead of hanging"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.snapshot_every = 50;
+        cfg.logs_kept_after_snapshot = 10;
+    })
+    .await;
+    for i in 0..200 {
+        c.store(1 + i % 3)
+            .submit(Txn::new().create(config_object(&format!("s{i}"))))
+            .await
+            .unwrap();
+    }
+    let leader = c.leader().await;
+    let wiped = (1..=3).find(|i| *i != leader).unwrap();
+    c.kill(wiped).await;
+    std::fs::remove_dir_all(member_dir(c.dir.path(), wiped)).unwrap();
+    // A wiped member comes back under a new Raft id (its old vote is gone, so its old identity
+    // must never vote again): remove the old member, add the new one.
+    c.store(leader).remove_member(wiped).await.unwrap();
+    let new_id = c.next_raft_id;
+    c.next_raft_id += 1;
+    let cfg = config(c.dir.path(), new_id);
+    let s = c.open(cfg).await;
+    c.members.push(Some(s.clone()));
+    c.store(leader)
+        .add_member(
+            new_id,
+            shoal_store::PeerNode {
+                addr: addr(new_id),
+                node_id: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let rev = c
+        .store(leader)
+        .linearizable_view()
+        .await
+        .unwrap()
+        .revision();
+    let v = s
+        .wait_for_revision(rev, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(v.count(Kind::Config), 200);
+    assert!(
+        s.raft_metrics().snapshot.is_some(),
+        "the new member was brought up by a snapshot, not by replaying the whole log"
+    );
+    let members = c.store(leader).members();
+    assert!(members.iter().any(|m| m.raft_id == new_id && m.voter));
+    assert!(!members.iter().any(|m| m.raft_id == wiped));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_member_that_would_lose_quorum_is_refused() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    c.kill(others[0]).await;
+    let dead = others[0];
+    let leader_store = c.store(leader).clone();
+    wait_until("the leader notices the dead member", || {
+        leader_store
+            .members()
+            .iter()
+            .any(|m| m.raft_id == dead && m.reachable == Some(false))
+    })
+    .await;
+    // 3 voters, one down: removing the other live one would leave 1 of 2 reachable.
+    let err = c.store(leader).remove_member(others[1]).await.unwrap_err();
+    assert!(matches!(err, StoreError::QuorumAtRisk(_)), "{err}");
+    assert!(err.to_string().contains("loss of quorum"));
+    assert_eq!(c.store(leader).members().len(), 3, "membership unchanged");
+    // Removing the dead one is fine: 2 remaining, both reachable.
+    c.store(leader).remove_member(others[0]).await.unwrap();
+    assert_eq!(c.store(leader).members().len(), 2);
+}
