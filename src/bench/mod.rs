@@ -1,0 +1,5 @@
+//! `shoal bench ...`: benchmarks that print one JSON object on their last line of stdout, with
+//! figures named with their units, so runs can be compared.
+
+pub mod stats;
+pub mod store;

@@ -1,0 +1,88 @@
+//! Small measurement helpers shared by the benchmarks.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A set of latency samples.
+#[derive(Default, Clone)]
+pub struct Latencies {
+    samples: Vec<Duration>,
+}
+
+impl Latencies {
+    /// Records one sample.
+    pub fn record(&mut self, d: Duration) {
+        self.samples.push(d);
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: Latencies) {
+        self.samples.extend(other.samples);
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds (0 when empty).
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        self.samples.sort_unstable();
+        let idx = ((self.samples.len() as f64 - 1.0) * q).round() as usize;
+        ms(self.samples[idx.min(self.samples.len() - 1)])
+    }
+
+    /// The largest sample in milliseconds.
+    pub fn max_ms(&self) -> f64 {
+        self.samples.iter().max().map(|d| ms(*d)).unwrap_or(0.0)
+    }
+}
+
+/// Milliseconds with microsecond precision.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+/// Rounds to 3 decimals for readable JSON.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Measures `write(4 KiB) + fdatasync` on a file in `dir` (the disk the benchmark uses), like
+/// etcd's fio guidance; returns the p50 in milliseconds.
+pub fn fsync_p50_ms(dir: &Path, iterations: usize) -> std::io::Result<f64> {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+    let buf = vec![0x5au8; 4096];
+    let mut lat = Latencies::default();
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        lat.record(t.elapsed());
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(lat.quantile_ms(0.5))
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let Some(rest) = stat.rsplit(')').next() else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after ')' and state.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = 100.0; // Linux USER_HZ
+    (ticks(11) + ticks(12)) / hz
+}

@@ -1,0 +1,218 @@
+//! The store's peer transport: [`shoal_store::Transport`] over gRPC with mutual TLS, and the
+//! server side that hands requests to the local [`Store`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use shoal_proto::raft::store_peer_client::StorePeerClient;
+use shoal_proto::raft::store_peer_server::{StorePeer, StorePeerServer};
+use shoal_proto::raft::{PeerReply, PeerRequest, SnapshotChunk};
+use shoal_store::{Rpc, Store, Transport, TransportError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Snapshot chunk size on the wire.
+const CHUNK: usize = 1 << 20;
+
+/// Client side: one lazily connected channel per peer address.
+pub struct GrpcTransport {
+    tls: ClientTlsConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl GrpcTransport {
+    /// A transport presenting this node's certificate (`tls`) to its peers.
+    pub fn new(tls: ClientTlsConfig) -> Self {
+        GrpcTransport {
+            tls,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<StorePeerClient<Channel>, TransportError> {
+        let mut channels = self.channels.lock().expect("channel cache lock");
+        if let Some(ch) = channels.get(addr) {
+            return Ok(StorePeerClient::new(ch.clone()).max_decoding_message_size(usize::MAX));
+        }
+        let unreachable = |reason: String| TransportError::Unreachable {
+            addr: addr.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| unreachable(format!("bad address: {e}")))?
+            .tls_config(self.tls.clone())
+            .map_err(|e| unreachable(format!("TLS configuration: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let ch = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(StorePeerClient::new(ch).max_decoding_message_size(usize::MAX))
+    }
+}
+
+fn map_status(addr: &str, s: Status, timeout: Duration) -> TransportError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown if s.message().contains("connect") || s.code() == tonic::Code::Unavailable => {
+            TransportError::Unreachable {
+                addr: addr.to_string(),
+                reason: s.message().to_string(),
+            }
+        }
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => TransportError::Timeout {
+            addr: addr.to_string(),
+            after: timeout,
+        },
+        _ => TransportError::Remote {
+            addr: addr.to_string(),
+            reason: format!("{}: {}", s.code(), s.message()),
+        },
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn call(&self, addr: &str, rpc: Rpc, body: Vec<u8>, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+        let client = self.client(addr);
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let mut client = client?;
+            let mut req = Request::new(PeerRequest {
+                rpc: rpc.as_str().to_string(),
+                body,
+            });
+            req.set_timeout(timeout);
+            match tokio::time::timeout(timeout, client.call(req)).await {
+                Ok(Ok(resp)) => Ok(resp.into_inner().body),
+                Ok(Err(status)) => Err(map_status(&addr, status, timeout)),
+                Err(_) => Err(TransportError::Timeout { addr, after: timeout }),
+            }
+        })
+    }
+
+    fn send_snapshot(&self, addr: &str, header: Vec<u8>, file: PathBuf, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+        let client = self.client(addr);
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let mut client = client?;
+            let f = tokio::fs::File::open(&file).await.map_err(|e| TransportError::Remote {
+                addr: addr.clone(),
+                reason: format!("opening snapshot {}: {e}", file.display()),
+            })?;
+            let chunks = futures::stream::unfold((f, Some(header)), |(mut f, header)| async move {
+                let mut buf = vec![0u8; CHUNK];
+                let n = match f.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!("reading snapshot: {e}");
+                        return None;
+                    }
+                };
+                if n == 0 && header.is_none() {
+                    return None;
+                }
+                buf.truncate(n);
+                Some((
+                    SnapshotChunk {
+                        header: header.unwrap_or_default(),
+                        data: buf,
+                    },
+                    (f, None),
+                ))
+            });
+            let mut req = Request::new(chunks);
+            req.set_timeout(timeout);
+            match tokio::time::timeout(timeout, client.install_snapshot(req)).await {
+                Ok(Ok(resp)) => Ok(resp.into_inner().body),
+                Ok(Err(status)) => Err(map_status(&addr, status, timeout)),
+                Err(_) => Err(TransportError::Timeout { addr, after: timeout }),
+            }
+        })
+    }
+}
+
+/// Server side: answers peers on behalf of the local store member.
+#[derive(Clone)]
+pub struct StorePeerService {
+    store: Store,
+}
+
+impl StorePeerService {
+    /// A service for `store`, ready to add to a tonic server.
+    pub fn server(store: Store) -> StorePeerServer<StorePeerService> {
+        StorePeerServer::new(StorePeerService { store })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+}
+
+fn authorize<T>(req: &Request<T>) -> Result<(), Status> {
+    crate::ca::require_role(req, &[shoal_store::model::NodeRole::Manager]).map(|_| ())
+}
+
+#[tonic::async_trait]
+impl StorePeer for StorePeerService {
+    async fn call(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        authorize(&request)?;
+        let req = request.into_inner();
+        let rpc = Rpc::parse(&req.rpc).ok_or_else(|| Status::invalid_argument(format!("unknown store rpc {:?}", req.rpc)))?;
+        let body = self.store.handle(rpc, &req.body).await;
+        Ok(Response::new(PeerReply { body }))
+    }
+
+    async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerReply>, Status> {
+        authorize(&request)?;
+        let mut stream = request.into_inner();
+        let path = self.store.snapshot_receive_path();
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
+        let mut header = Vec::new();
+        let result: Result<(), Status> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                if header.is_empty() && !chunk.header.is_empty() {
+                    header = chunk.header;
+                }
+                file.write_all(&chunk.data)
+                    .await
+                    .map_err(|e| Status::internal(format!("writing snapshot: {e}")))?;
+            }
+            file.sync_all().await.map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(e);
+        }
+        if header.is_empty() {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(Status::invalid_argument("snapshot stream without a header"));
+        }
+        let body = self.store.install_received_snapshot(&header, path).await;
+        Ok(Response::new(PeerReply { body }))
+    }
+}
+
+/// Serves the store peer service (and `extra` services, if any are added by the caller's router)
+/// on `listener` with this node's TLS identity, until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: tonic::transport::ServerTlsConfig,
+    store: Store,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .tcp_nodelay(true)
+        .add_service(StorePeerService::server(store))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
