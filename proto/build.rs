@@ -1,5 +1,5 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/raft.proto"];
+    let protos = ["proto/raft.proto", "proto/swarm.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -1,6 +1,13 @@
 //! shoal: the node runtime. Wires the store, the controllers and every socket together: the Raft
 //! transport, the Docker-compatible API, the dispatcher, the agent and its executors, the CA.
 
+pub mod api;
 pub mod bench;
 pub mod ca;
+pub mod engine_proxy;
+pub mod exec;
 pub mod net;
+pub mod node;
+
+/// shoal's version, reported as the engine version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "Docker Swarm mode's control plane, rebuilt as Kubernetes-style controllers")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Docker Swarm mode's control plane, rebuilt as Kubernetes-style controllers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node (like dockerd): serves the Docker API on a unix socket; `docker swarm init` or
+    /// `docker swarm join` against it make it a manager or a worker.
+    Daemon(DaemonArgs),
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
@@ -49,18 +56,81 @@ enum Bench {
     },
 }
 
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Directory for the node's state.
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+    data_dir: PathBuf,
+    /// Unix socket for the Docker API.
+    #[arg(long, env = "SHOAL_API_SOCKET", default_value = "/var/run/shoal.sock")]
+    api_socket: PathBuf,
+    /// Also serve the Docker API on this TCP address (no TLS: bind it to loopback).
+    #[arg(long)]
+    api_tcp: Option<String>,
+    /// Host name this node reports (several nodes on one machine need distinct names).
+    #[arg(long)]
+    hostname: Option<String>,
+}
+
+async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let node = shoal::node::NodeRuntime::start(shoal::node::NodeConfig {
+        data_dir: args.data_dir.clone(),
+        hostname: args.hostname.clone(),
+    })
+    .await?;
+    let state = shoal::api::ApiState { node: node.clone() };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let socket = args.api_socket.clone();
+    let unix_state = state.clone();
+    let unix_stop = wait_stop(stop_rx.clone());
+    let unix =
+        tokio::spawn(async move { shoal::api::serve_unix(unix_state, &socket, unix_stop).await });
+    let tcp = args.api_tcp.clone().map(|addr| {
+        tokio::spawn(async move { shoal::api::serve_tcp(state, &addr, wait_stop(stop_rx)).await })
+    });
+    eprintln!(
+        "shoal daemon {} serving the Docker API on {}",
+        shoal::VERSION,
+        args.api_socket.display()
+    );
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        r = unix => { r??; }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(tcp) = tcp {
+        let _ = tcp.await;
+    }
+    node.shutdown().await;
+    let _ = std::fs::remove_file(&args.api_socket);
+    Ok(())
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
+            Command::Daemon(args) => run_daemon(args).await?,
             Command::Bench { bench } => match bench {
                 Bench::Store {
                     managers,

@@ -4,3 +4,8 @@
 pub mod raft {
     tonic::include_proto!("shoal.raft");
 }
+
+/// Joining the swarm and certificate issuance.
+pub mod swarm {
+    tonic::include_proto!("shoal.swarm");
+}

@@ -61,7 +61,11 @@ pub fn round3(x: f64) -> f64 {
 /// etcd's fio guidance; returns the p50 in milliseconds.
 pub fn fsync_p50_ms(dir: &Path, iterations: usize) -> std::io::Result<f64> {
     let path = dir.join("fsync-probe");
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)?;
     let buf = vec![0x5au8; 4096];
     let mut lat = Latencies::default();
     for _ in 0..iterations {
@@ -77,12 +81,21 @@ pub fn fsync_p50_ms(dir: &Path, iterations: usize) -> std::io::Result<f64> {
 
 /// CPU seconds (user + system) this process has used so far.
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // Fields after the command name (which is in parentheses and may contain spaces).
-    let Some(rest) = stat.rsplit(')').next() else { return 0.0 };
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after ')' and state.
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let hz = 100.0; // Linux USER_HZ
     (ticks(11) + ticks(12)) / hz
 }

@@ -50,8 +50,14 @@ async fn start_member(
 ) -> anyhow::Result<Arc<Member>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let identity = NodeIdentity::new(format!("bench-manager-{raft_id}"), NodeRole::Manager, cluster.to_string());
-    let creds = ca.issue_credentials(&NodeCertSpec::new(identity).with_ips(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]))?;
+    let identity = NodeIdentity::new(
+        format!("bench-manager-{raft_id}"),
+        NodeRole::Manager,
+        cluster.to_string(),
+    );
+    let creds = ca.issue_credentials(
+        &NodeCertSpec::new(identity).with_ips(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+    )?;
     let transport = Arc::new(GrpcTransport::new(manager_client_tls_config(&creds)?));
     let mut cfg = StoreConfig::new(raft_id, addr, dir.join(format!("manager-{raft_id}")));
     cfg.node_id = format!("bench-manager-{raft_id}");
@@ -204,13 +210,18 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         let slice = b.duration / (b.leader_kills as u32 + 1);
         for _ in 0..b.leader_kills {
             tokio::time::sleep(slice).await;
-            let leader = members.iter().find(|m| m.alive.load(Ordering::Acquire) && m.store.is_leader());
+            let leader = members
+                .iter()
+                .find(|m| m.alive.load(Ordering::Acquire) && m.store.is_leader());
             if let Some(leader) = leader {
                 kills.lock().unwrap().push(Instant::now());
                 leader.kill().await;
                 // Bring a quorum back for the next kill: restart is not modelled in-process, so
                 // only kill while a majority of the original members stays alive.
-                let alive = members.iter().filter(|m| m.alive.load(Ordering::Acquire)).count() as u64;
+                let alive = members
+                    .iter()
+                    .filter(|m| m.alive.load(Ordering::Acquire))
+                    .count() as u64;
                 if alive <= b.managers / 2 + 1 {
                     break;
                 }

@@ -59,7 +59,9 @@ impl GrpcTransport {
 
 fn map_status(addr: &str, s: Status, timeout: Duration) -> TransportError {
     match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown if s.message().contains("connect") || s.code() == tonic::Code::Unavailable => {
+        tonic::Code::Unavailable | tonic::Code::Unknown
+            if s.message().contains("connect") || s.code() == tonic::Code::Unavailable =>
+        {
             TransportError::Unreachable {
                 addr: addr.to_string(),
                 reason: s.message().to_string(),
@@ -77,7 +79,13 @@ fn map_status(addr: &str, s: Status, timeout: Duration) -> TransportError {
 }
 
 impl Transport for GrpcTransport {
-    fn call(&self, addr: &str, rpc: Rpc, body: Vec<u8>, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+    fn call(
+        &self,
+        addr: &str,
+        rpc: Rpc,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
         let client = self.client(addr);
         let addr = addr.to_string();
         Box::pin(async move {
@@ -90,20 +98,31 @@ impl Transport for GrpcTransport {
             match tokio::time::timeout(timeout, client.call(req)).await {
                 Ok(Ok(resp)) => Ok(resp.into_inner().body),
                 Ok(Err(status)) => Err(map_status(&addr, status, timeout)),
-                Err(_) => Err(TransportError::Timeout { addr, after: timeout }),
+                Err(_) => Err(TransportError::Timeout {
+                    addr,
+                    after: timeout,
+                }),
             }
         })
     }
 
-    fn send_snapshot(&self, addr: &str, header: Vec<u8>, file: PathBuf, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+    fn send_snapshot(
+        &self,
+        addr: &str,
+        header: Vec<u8>,
+        file: PathBuf,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
         let client = self.client(addr);
         let addr = addr.to_string();
         Box::pin(async move {
             let mut client = client?;
-            let f = tokio::fs::File::open(&file).await.map_err(|e| TransportError::Remote {
-                addr: addr.clone(),
-                reason: format!("opening snapshot {}: {e}", file.display()),
-            })?;
+            let f = tokio::fs::File::open(&file)
+                .await
+                .map_err(|e| TransportError::Remote {
+                    addr: addr.clone(),
+                    reason: format!("opening snapshot {}: {e}", file.display()),
+                })?;
             let chunks = futures::stream::unfold((f, Some(header)), |(mut f, header)| async move {
                 let mut buf = vec![0u8; CHUNK];
                 let n = match f.read(&mut buf).await {
@@ -130,7 +149,10 @@ impl Transport for GrpcTransport {
             match tokio::time::timeout(timeout, client.install_snapshot(req)).await {
                 Ok(Ok(resp)) => Ok(resp.into_inner().body),
                 Ok(Err(status)) => Err(map_status(&addr, status, timeout)),
-                Err(_) => Err(TransportError::Timeout { addr, after: timeout }),
+                Err(_) => Err(TransportError::Timeout {
+                    addr,
+                    after: timeout,
+                }),
             }
         })
     }
@@ -160,12 +182,16 @@ impl StorePeer for StorePeerService {
     async fn call(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         authorize(&request)?;
         let req = request.into_inner();
-        let rpc = Rpc::parse(&req.rpc).ok_or_else(|| Status::invalid_argument(format!("unknown store rpc {:?}", req.rpc)))?;
+        let rpc = Rpc::parse(&req.rpc)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown store rpc {:?}", req.rpc)))?;
         let body = self.store.handle(rpc, &req.body).await;
         Ok(Response::new(PeerReply { body }))
     }
 
-    async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerReply>, Status> {
         authorize(&request)?;
         let mut stream = request.into_inner();
         let path = self.store.snapshot_receive_path();
@@ -183,7 +209,9 @@ impl StorePeer for StorePeerService {
                     .await
                     .map_err(|e| Status::internal(format!("writing snapshot: {e}")))?;
             }
-            file.sync_all().await.map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
+            file.sync_all()
+                .await
+                .map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
             Ok(())
         }
         .await;

@@ -1,0 +1,85 @@
+//! The Docker Engine API (swarm subset) that the `docker` CLI and docker-py drive, served on a
+//! unix socket and optionally TCP. `reference/docker-api.md` is the contract: routes, JSON names,
+//! omission rules, status codes and texts.
+//!
+//! Every route answers both unversioned and `/v{version}/...` paths (see [`version`]).
+
+pub mod body;
+pub mod context;
+pub mod error;
+pub mod filters;
+pub mod query;
+pub mod swarm;
+pub mod system;
+pub mod version;
+
+use std::path::Path;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use context::ApiState;
+use error::ApiError;
+
+/// Every route, without the version layer.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/swarm", get(swarm::inspect))
+        .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
+        .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm/update", post(swarm::update))
+        .route("/swarm/unlockkey", get(swarm::unlock_key))
+        .route("/swarm/unlock", post(swarm::unlock))
+}
+
+/// The complete application: routes, version handling, body limit, 404 fallback.
+pub fn app(state: ApiState) -> Router {
+    routes()
+        .fallback(|| async { ApiError::not_found("page not found").into_response() })
+        .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on a unix socket (replacing a stale socket file) until `shutdown` resolves.
+pub async fn serve_unix(
+    state: ApiState,
+    path: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    let app = tower::Layer::layer(&axum::middleware::from_fn(version::versioned), app(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves the API on TCP until `shutdown` resolves.
+pub async fn serve_tcp(
+    state: ApiState,
+    addr: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = tower::Layer::layer(&axum::middleware::from_fn(version::versioned), app(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,89 @@
+//! The manager side of a node: its store member, the swarm gRPC listener (store peers, joins,
+//! and later the dispatcher), and the controllers that run while it leads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_store::{Store, StoreConfig};
+use tokio::sync::oneshot;
+
+use super::membership::{SwarmDir, SwarmMembership};
+use super::swarm_service::SwarmService;
+use crate::ca::{manager_client_tls_config, server_tls_config, NodeCredentials};
+use crate::net::store_peer::{GrpcTransport, StorePeerService};
+
+/// A running manager.
+pub struct Manager {
+    /// This manager's store member.
+    pub store: Store,
+    /// The membership it runs under.
+    pub membership: SwarmMembership,
+    stop_server: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Manager {
+    /// Opens the store and starts serving the swarm listener.
+    pub async fn start(
+        dir: &SwarmDir,
+        creds: &NodeCredentials,
+        membership: SwarmMembership,
+    ) -> anyhow::Result<Arc<Manager>> {
+        let listener = tokio::net::TcpListener::bind(&membership.listen_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to listen on remote API address {}",
+                    membership.listen_addr
+                )
+            })?;
+        let transport = Arc::new(GrpcTransport::new(manager_client_tls_config(creds)?));
+        let mut cfg = StoreConfig::new(
+            membership.raft_id,
+            membership.advertise_addr.clone(),
+            dir.raft(),
+        );
+        cfg.node_id = membership.node_id.clone();
+        let store = Store::open(cfg, transport)
+            .await
+            .context("opening the store")?;
+        let tls = server_tls_config(creds)?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let router = tonic::transport::Server::builder()
+            .tls_config(tls)?
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_service(StorePeerService::server(store.clone()))
+            .add_service(SwarmService::server(store.clone()));
+        let server = tokio::spawn(async move {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                tracing::error!("swarm listener stopped: {e}");
+            }
+        });
+        Ok(Arc::new(Manager {
+            store,
+            membership,
+            stop_server: std::sync::Mutex::new(Some(tx)),
+            server: std::sync::Mutex::new(Some(server)),
+        }))
+    }
+
+    /// Stops serving and closes the store (data stays on disk).
+    pub async fn stop(&self) {
+        if let Some(tx) = self.stop_server.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        self.store.shutdown().await;
+    }
+}

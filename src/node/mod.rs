@@ -1,0 +1,695 @@
+//! The node runtime: one per `shoal daemon`. A node starts outside any swarm; `swarm init` makes
+//! it the first manager, `swarm join` a manager or worker of an existing swarm, `swarm leave`
+//! takes it out again. Its state survives restarts in `<data>/swarm/`.
+
+pub mod description;
+pub mod manager;
+pub mod membership;
+pub mod swarm_service;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use shoal_proto::swarm::swarm_client::SwarmClient;
+use shoal_proto::swarm::{JoinRaftRequest, JoinRequest};
+use shoal_store::model::{
+    Cluster, JoinTokens, ManagerStatus, Meta, Node, NodeRole, NodeSpec, NodeState, NodeStatus,
+    RootCa as StoredRootCa, SwarmSpec,
+};
+use shoal_store::Txn;
+use tokio::sync::{Mutex, RwLock};
+use tonic::transport::Endpoint;
+
+use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, NodeKeyRequest, RootCa};
+use manager::Manager;
+use membership::{SwarmDir, SwarmMembership};
+use swarm_service::host_of;
+
+/// How a node is started.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the node keeps its state.
+    pub data_dir: PathBuf,
+    /// Overrides the host name the node reports (several nodes on one machine need distinct names).
+    pub hostname: Option<String>,
+}
+
+/// Why a swarm lifecycle operation failed; carries the HTTP status Docker uses for it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SwarmError {
+    /// HTTP status the API answers with.
+    pub status: u16,
+    /// Docker's message text.
+    pub message: String,
+}
+
+impl SwarmError {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        SwarmError {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, m)
+    }
+    fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(503, m)
+    }
+    fn internal(m: impl std::fmt::Display) -> Self {
+        Self::new(500, m.to_string())
+    }
+}
+
+/// Docker's texts for the swarm-state gates.
+pub mod texts {
+    /// Init/join while in a swarm.
+    pub const ALREADY_IN_SWARM: &str =
+        "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
+    /// Leave while not in a swarm.
+    pub const NOT_IN_SWARM: &str = "This node is not part of a swarm";
+    /// Manager-only route on a node outside any swarm.
+    pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+    /// Manager-only route on a worker.
+    pub const WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+    /// Manager-only route while the manager is starting.
+    pub const MANAGER_STARTING: &str =
+        "This node is not a swarm manager. Manager is being prepared or has trouble connecting to the cluster.";
+}
+
+/// The body of `POST /swarm/init`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct InitRequest {
+    /// `host:port` to listen on for other nodes.
+    #[serde(rename = "ListenAddr")]
+    pub listen_addr: String,
+    /// `host[:port]` other nodes reach this one at.
+    #[serde(rename = "AdvertiseAddr")]
+    pub advertise_addr: String,
+    /// Data path port (VXLAN).
+    #[serde(rename = "DataPathPort")]
+    pub data_path_port: u32,
+    /// Start a new cluster from this node's state (not supported on a fresh node).
+    #[serde(rename = "ForceNewCluster")]
+    pub force_new_cluster: bool,
+    /// Initial swarm spec (zero values mean defaults).
+    #[serde(rename = "Spec")]
+    pub spec: Option<SwarmSpec>,
+    /// Turn on autolock.
+    #[serde(rename = "AutoLockManagers")]
+    pub auto_lock_managers: bool,
+    /// This node's availability.
+    #[serde(rename = "Availability")]
+    pub availability: String,
+    /// Address pools for overlay networks.
+    #[serde(rename = "DefaultAddrPool")]
+    pub default_addr_pool: Option<Vec<String>>,
+    /// Subnet size carved from the pools.
+    #[serde(rename = "SubnetSize")]
+    pub subnet_size: u32,
+}
+
+/// The body of `POST /swarm/join`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct JoinSwarmRequest {
+    /// `host:port` to listen on (managers).
+    #[serde(rename = "ListenAddr")]
+    pub listen_addr: String,
+    /// `host[:port]` other nodes reach this one at.
+    #[serde(rename = "AdvertiseAddr")]
+    pub advertise_addr: String,
+    /// Managers to contact.
+    #[serde(rename = "RemoteAddrs")]
+    pub remote_addrs: Option<Vec<String>>,
+    /// The join token.
+    #[serde(rename = "JoinToken")]
+    pub join_token: String,
+    /// This node's availability.
+    #[serde(rename = "Availability")]
+    pub availability: String,
+}
+
+/// Where the node stands.
+#[derive(Clone)]
+pub enum SwarmState {
+    /// Not in a swarm.
+    Inactive,
+    /// In a swarm as a manager.
+    Manager {
+        /// Membership.
+        membership: SwarmMembership,
+        /// The running manager.
+        manager: Arc<Manager>,
+    },
+    /// In a swarm as a worker.
+    Worker {
+        /// Membership.
+        membership: SwarmMembership,
+    },
+}
+
+impl SwarmState {
+    /// The membership, when in a swarm.
+    pub fn membership(&self) -> Option<&SwarmMembership> {
+        match self {
+            SwarmState::Inactive => None,
+            SwarmState::Manager { membership, .. } | SwarmState::Worker { membership } => {
+                Some(membership)
+            }
+        }
+    }
+}
+
+struct Inner {
+    config: NodeConfig,
+    dir: SwarmDir,
+    state: RwLock<SwarmState>,
+    /// Serialises init/join/leave.
+    lifecycle: Mutex<()>,
+}
+
+/// A node. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeRuntime {
+    inner: Arc<Inner>,
+}
+
+const DEFAULT_PORT: u16 = 2377;
+
+/// Normalises a listen address: `host`, `host:port` or `:port`.
+fn parse_listen_addr(addr: &str) -> Result<SocketAddr, SwarmError> {
+    if addr.is_empty() {
+        return Err(SwarmError::bad_request(
+            "invalid ListenAddr \"\": invalid empty address",
+        ));
+    }
+    let with_port = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else if addr.parse::<IpAddr>().is_ok() {
+        format!("{addr}:{DEFAULT_PORT}")
+    } else {
+        addr.to_string()
+    };
+    with_port
+        .parse()
+        .map_err(|e| SwarmError::bad_request(format!("invalid ListenAddr {addr:?}: {e}")))
+}
+
+/// The address other nodes should use: the advertise address if given (port defaulting to the
+/// listen port), else the listen address, with an unspecified host replaced by the local address
+/// that routes to `towards` (or loopback).
+fn advertise_addr(
+    advertise: &str,
+    listen: SocketAddr,
+    towards: Option<&str>,
+) -> Result<String, SwarmError> {
+    if !advertise.is_empty() {
+        if let Ok(ip) = advertise.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, listen.port()).to_string());
+        }
+        if advertise.parse::<SocketAddr>().is_ok() {
+            return Ok(advertise.to_string());
+        }
+        return Err(SwarmError::bad_request(format!(
+            "advertise address must be a non-zero IP address or network interface (with optional port number): {advertise}"
+        )));
+    }
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.to_string());
+    }
+    let ip = towards
+        .and_then(|remote| {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            sock.connect(remote).ok()?;
+            sock.local_addr().ok().map(|a| a.ip())
+        })
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    Ok(SocketAddr::new(ip, listen.port()).to_string())
+}
+
+impl NodeRuntime {
+    /// Starts a node: rejoins its swarm if its state says it is in one.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<NodeRuntime> {
+        ca::install_crypto_provider();
+        std::fs::create_dir_all(&config.data_dir)?;
+        let dir = SwarmDir::new(&config.data_dir);
+        let node = NodeRuntime {
+            inner: Arc::new(Inner {
+                config,
+                dir: dir.clone(),
+                state: RwLock::new(SwarmState::Inactive),
+                lifecycle: Mutex::new(()),
+            }),
+        };
+        if let Some(membership) = dir.load()? {
+            let creds = NodeCredentials::load(dir.root())?;
+            let state = node.resume(membership, creds).await?;
+            *node.inner.state.write().await = state;
+        }
+        Ok(node)
+    }
+
+    async fn resume(
+        &self,
+        membership: SwarmMembership,
+        creds: NodeCredentials,
+    ) -> anyhow::Result<SwarmState> {
+        Ok(match membership.role {
+            NodeRole::Manager => {
+                let manager = Manager::start(&self.inner.dir, &creds, membership.clone()).await?;
+                SwarmState::Manager {
+                    membership,
+                    manager,
+                }
+            }
+            NodeRole::Worker => SwarmState::Worker { membership },
+        })
+    }
+
+    /// The node's current swarm state.
+    pub async fn state(&self) -> SwarmState {
+        self.inner.state.read().await.clone()
+    }
+
+    /// The host name this node reports.
+    pub fn hostname(&self) -> String {
+        self.inner
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(description::hostname)
+    }
+
+    /// `POST /swarm/init`.
+    pub async fn init(&self, req: InitRequest) -> Result<String, SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        if !matches!(*self.inner.state.read().await, SwarmState::Inactive) {
+            return Err(SwarmError::unavailable(texts::ALREADY_IN_SWARM));
+        }
+        if req.force_new_cluster {
+            return Err(SwarmError::unavailable(texts::NOT_A_MANAGER));
+        }
+        let listen = parse_listen_addr(&req.listen_addr)?;
+        let advertise = advertise_addr(&req.advertise_addr, listen, None)?;
+        let data_path_port = match req.data_path_port {
+            0 => 4789,
+            p if (1024..=49151).contains(&p) => p,
+            p => {
+                return Err(SwarmError::bad_request(format!(
+                    "Datapath port number is not in valid range (1024-49151) : {p}"
+                )))
+            }
+        };
+        let subnet_size = match req.subnet_size {
+            0 => 24,
+            s if (1..=29).contains(&s) => s,
+            s => {
+                return Err(SwarmError::bad_request(format!(
+                    "subnet size is out of range: {s}"
+                )))
+            }
+        };
+        let availability = parse_availability(&req.availability)?;
+
+        let node_id = shoal_store::model::new_id();
+        let cluster_id = shoal_store::model::new_id();
+        let raft_id = (rand::random::<u64>() >> 1) | 1;
+        let ca = RootCa::generate().map_err(SwarmError::internal)?;
+        let creds = ca
+            .issue_credentials(&NodeCertSpec::for_node(
+                &node_id,
+                NodeRole::Manager,
+                &cluster_id,
+            ))
+            .map_err(SwarmError::internal)?;
+        let tokens = ca::JoinTokens::generate(&ca).map_err(SwarmError::internal)?;
+        let membership = SwarmMembership {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            role: NodeRole::Manager,
+            raft_id,
+            listen_addr: listen.to_string(),
+            advertise_addr: advertise.clone(),
+            managers: vec![advertise.clone()],
+        };
+        let dir = &self.inner.dir;
+        dir.wipe().map_err(SwarmError::internal)?;
+        creds.save(dir.root()).map_err(SwarmError::internal)?;
+
+        let manager = Manager::start(dir, &creds, membership.clone())
+            .await
+            .map_err(|e| {
+                let _ = dir.wipe();
+                SwarmError::bad_request(format!("{e:#}"))
+            })?;
+        let result: Result<(), SwarmError> = async {
+            manager
+                .store
+                .initialize()
+                .await
+                .map_err(SwarmError::internal)?;
+            wait_until(Duration::from_secs(10), || manager.store.is_leader())
+                .await
+                .map_err(|_| {
+                    SwarmError::unavailable("the new swarm's store did not elect this node in time")
+                })?;
+            let mut spec = req
+                .spec
+                .clone()
+                .unwrap_or_default()
+                .merged_onto(&SwarmSpec::swarm_default());
+            if spec.annotations.name.is_empty() {
+                spec.annotations.name = "default".into();
+            }
+            if req.auto_lock_managers {
+                spec.encryption_config.auto_lock_managers = true;
+            }
+            let cluster = Cluster {
+                meta: Meta::with_id(cluster_id.clone()),
+                spec,
+                join_tokens: JoinTokens {
+                    worker: tokens.worker.to_string(),
+                    manager: tokens.manager.to_string(),
+                },
+                default_addr_pool: req
+                    .default_addr_pool
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| vec!["10.0.0.0/8".into()]),
+                subnet_size,
+                data_path_port,
+                root_ca: StoredRootCa {
+                    cert_pem: ca.cert_pem().to_string(),
+                    key_pem: ca.key_pem().to_string(),
+                    cert_digest: ca.digest(),
+                },
+                ..Default::default()
+            };
+            let node = self.own_node_object(&membership, NodeRole::Manager, availability);
+            manager
+                .store
+                .submit(Txn::new().create(cluster).create(node))
+                .await
+                .map_err(SwarmError::internal)?;
+            dir.save(&membership).map_err(SwarmError::internal)?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            manager.stop().await;
+            let _ = dir.wipe();
+            return Err(e);
+        }
+        *self.inner.state.write().await = SwarmState::Manager {
+            membership,
+            manager,
+        };
+        Ok(node_id)
+    }
+
+    fn own_node_object(&self, m: &SwarmMembership, role: NodeRole, availability: &str) -> Node {
+        let spec: NodeSpec = serde_json::from_value(serde_json::json!({
+            "Labels": {}, "Role": role.as_str(), "Availability": availability,
+        }))
+        .expect("a valid node spec");
+        Node {
+            meta: Meta::with_id(m.node_id.clone()),
+            spec,
+            description: description::describe(self.inner.config.hostname.as_deref()),
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: host_of(&m.advertise_addr),
+                ..Default::default()
+            },
+            manager_status: (role == NodeRole::Manager).then(|| ManagerStatus {
+                addr: m.advertise_addr.clone(),
+                ..Default::default()
+            }),
+            role,
+            raft_id: m.raft_id,
+        }
+    }
+
+    /// `POST /swarm/join`.
+    pub async fn join(&self, req: JoinSwarmRequest) -> Result<(), SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        if !matches!(*self.inner.state.read().await, SwarmState::Inactive) {
+            return Err(SwarmError::unavailable(texts::ALREADY_IN_SWARM));
+        }
+        let remotes = req.remote_addrs.clone().unwrap_or_default();
+        if remotes.is_empty() {
+            return Err(SwarmError::bad_request(
+                "at least 1 RemoteAddr is required to join",
+            ));
+        }
+        let listen = parse_listen_addr(if req.listen_addr.is_empty() {
+            "0.0.0.0:2377"
+        } else {
+            &req.listen_addr
+        })?;
+        let availability = parse_availability(&req.availability)?;
+        let token = JoinToken::parse(&req.join_token)
+            .map_err(|e| SwarmError::bad_request(e.to_string()))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last_error = String::from("no manager answered");
+        for remote in &remotes {
+            if Instant::now() > deadline {
+                break;
+            }
+            let advertise = advertise_addr(&req.advertise_addr, listen, Some(remote))?;
+            match self
+                .join_via(remote, &token, listen, &advertise, availability)
+                .await
+            {
+                Ok(state) => {
+                    *self.inner.state.write().await = state;
+                    return Ok(());
+                }
+                Err(JoinFailure::Refused(e)) => return Err(e),
+                Err(JoinFailure::Retry(m)) => last_error = format!("{remote}: {m}"),
+            }
+        }
+        Err(SwarmError::unavailable(format!(
+            "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({last_error})"
+        )))
+    }
+
+    async fn join_via(
+        &self,
+        remote: &str,
+        token: &JoinToken,
+        listen: SocketAddr,
+        advertise: &str,
+        availability: &str,
+    ) -> Result<SwarmState, JoinFailure> {
+        // Pin the swarm's CA by the token's digest before trusting anything the manager says.
+        let ca_pem = ca::fetch_root_ca(remote, token).await.map_err(|e| {
+            if matches!(e, ca::CaError::CaDigestMismatch { .. }) {
+                JoinFailure::Refused(SwarmError::bad_request(e.to_string()))
+            } else {
+                JoinFailure::Retry(e.to_string())
+            }
+        })?;
+        let key = NodeKeyRequest::generate().map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        let tls = ca::pinned_ca_client_tls_config(&ca_pem)
+            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        let channel = Endpoint::from_shared(format!("https://{remote}"))
+            .map_err(|e| {
+                JoinFailure::Refused(SwarmError::bad_request(format!(
+                    "invalid remote address {remote}: {e}"
+                )))
+            })?
+            .tls_config(tls)
+            .map_err(|e| JoinFailure::Retry(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        let description = description::describe(self.inner.config.hostname.as_deref());
+        let resp = SwarmClient::new(channel)
+            .join(JoinRequest {
+                token: token.to_string(),
+                csr_pem: key.csr_pem.clone(),
+                advertise_addr: advertise.to_string(),
+                description_json: serde_json::to_vec(&description).unwrap_or_default(),
+                availability: availability.to_string(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::InvalidArgument | tonic::Code::PermissionDenied => {
+                    JoinFailure::Refused(SwarmError::bad_request(format!(
+                        "rpc error: code = {:?} desc = {}",
+                        s.code(),
+                        s.message()
+                    )))
+                }
+                _ => JoinFailure::Retry(s.message().to_string()),
+            })?
+            .into_inner();
+        let creds = key
+            .into_credentials(resp.cert_pem.clone(), resp.ca_pem.clone())
+            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        let role: NodeRole = resp
+            .role
+            .parse()
+            .map_err(|e: String| JoinFailure::Retry(e))?;
+        let mut managers = resp.managers.clone();
+        if !managers.iter().any(|m| m == remote) {
+            managers.push(remote.to_string());
+        }
+        let membership = SwarmMembership {
+            node_id: resp.node_id.clone(),
+            cluster_id: resp.cluster_id.clone(),
+            role,
+            raft_id: resp.raft_id,
+            listen_addr: listen.to_string(),
+            advertise_addr: advertise.to_string(),
+            managers,
+        };
+        let dir = &self.inner.dir;
+        dir.wipe().map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        creds
+            .save(dir.root())
+            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        let state = match role {
+            NodeRole::Worker => SwarmState::Worker {
+                membership: membership.clone(),
+            },
+            NodeRole::Manager => {
+                let manager = Manager::start(dir, &creds, membership.clone())
+                    .await
+                    .map_err(|e| JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}"))))?;
+                if let Err(e) = join_raft(remote, &creds, membership.raft_id, advertise).await {
+                    manager.stop().await;
+                    let _ = dir.wipe();
+                    return Err(JoinFailure::Retry(e));
+                }
+                SwarmState::Manager {
+                    membership: membership.clone(),
+                    manager,
+                }
+            }
+        };
+        dir.save(&membership)
+            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
+        Ok(state)
+    }
+
+    /// `POST /swarm/leave`.
+    pub async fn leave(&self, force: bool) -> Result<(), SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        let state = self.inner.state.read().await.clone();
+        match state {
+            SwarmState::Inactive => return Err(SwarmError::unavailable(texts::NOT_IN_SWARM)),
+            SwarmState::Manager {
+                membership,
+                manager,
+            } => {
+                let members = manager.store.members();
+                let voters: Vec<_> = members.iter().filter(|m| m.voter).collect();
+                if !force {
+                    const HEAD: &str = "You are attempting to leave the swarm on a node that is participating as a manager. ";
+                    if voters.len() <= 1 {
+                        return Err(SwarmError::unavailable(format!(
+                            "{HEAD}Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. "
+                        )));
+                    }
+                    let reachable = voters.iter().filter(|m| m.reachable != Some(false)).count();
+                    let remaining = reachable.saturating_sub(1);
+                    let quorum_lost = remaining < (voters.len() - 1) / 2 + 1;
+                    let mut msg = HEAD.to_string();
+                    if quorum_lost {
+                        msg.push_str(&format!(
+                            "Removing this node leaves {remaining} managers out of {}. Without a Raft quorum your swarm will be inaccessible. ",
+                            voters.len()
+                        ));
+                    }
+                    msg.push_str("The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.");
+                    return Err(SwarmError::unavailable(msg));
+                }
+                if voters.len() > 1 {
+                    if let Err(e) = manager.store.remove_member(membership.raft_id).await {
+                        tracing::warn!(
+                            "leaving: could not remove this manager from the Raft group: {e}"
+                        );
+                    }
+                }
+                manager.stop().await;
+            }
+            SwarmState::Worker { .. } => {}
+        }
+        self.inner.dir.wipe().map_err(SwarmError::internal)?;
+        *self.inner.state.write().await = SwarmState::Inactive;
+        Ok(())
+    }
+
+    /// Stops everything (daemon shutdown); swarm state stays on disk.
+    pub async fn shutdown(&self) {
+        let state = self.inner.state.read().await.clone();
+        if let SwarmState::Manager { manager, .. } = state {
+            manager.stop().await;
+        }
+    }
+}
+
+enum JoinFailure {
+    /// A definite refusal: report it, don't try other managers.
+    Refused(SwarmError),
+    /// Try the next manager.
+    Retry(String),
+}
+
+async fn join_raft(
+    remote: &str,
+    creds: &NodeCredentials,
+    raft_id: u64,
+    advertise: &str,
+) -> Result<(), String> {
+    let tls = ca::manager_client_tls_config(creds).map_err(|e| e.to_string())?;
+    let channel = Endpoint::from_shared(format!("https://{remote}"))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("connecting to {remote}: {e}"))?;
+    let mut req = tonic::Request::new(JoinRaftRequest {
+        raft_id,
+        addr: advertise.to_string(),
+    });
+    req.set_timeout(Duration::from_secs(60));
+    SwarmClient::new(channel)
+        .join_raft(req)
+        .await
+        .map_err(|s| format!("joining the store's Raft group: {}", s.message()))?;
+    Ok(())
+}
+
+fn parse_availability(a: &str) -> Result<&'static str, SwarmError> {
+    match a.to_ascii_lowercase().as_str() {
+        "" | "active" => Ok("active"),
+        "pause" => Ok("pause"),
+        "drain" => Ok("drain"),
+        other => Err(SwarmError::bad_request(format!(
+            "invalid Availability: {other:?}"
+        ))),
+    }
+}
+
+async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            return Err(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
