@@ -287,6 +287,28 @@ mod tests {
 
         let logs = docker(&server.host, &["logs", &id], None).await;
         assert_eq!(text(&logs), "logged\n");
+
+        // A followed log is a long chunked stream: each line arrives as written, and the stream
+        // ends when the container does.
+        let label = cleanup.label();
+        let chatty = docker(
+            "unix:///var/run/docker.sock",
+            &[
+                "run",
+                "-d",
+                "--label",
+                &label,
+                IMAGE,
+                "sh",
+                "-c",
+                "echo a; sleep 1; echo b",
+            ],
+            None,
+        )
+        .await;
+        let chatty = text(&chatty).trim().to_owned();
+        let followed = docker(&server.host, &["logs", "-f", &chatty], None).await;
+        assert_eq!(text(&followed), "a\nb\n");
     }
 
     #[tokio::test]

@@ -275,3 +275,53 @@ async fn describes_the_host() {
     assert!(d.resources.memory_bytes > 0);
     assert!(!d.hostname.is_empty());
 }
+
+#[tokio::test]
+async fn the_pump_splits_long_lines_and_resumes_after_a_restart() {
+    use futures::TryStreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let long = "x".repeat(MAX_RECORD + 10);
+    std::fs::write(d.join("stdout.raw"), "a\n\nbb").unwrap();
+    std::fs::write(d.join("stderr.raw"), &long).unwrap();
+    let lines = || async {
+        let all: Vec<LogLine> = logfile::read(d.join("log"), LogOptions::default(), |_| false)
+            .try_collect()
+            .await
+            .unwrap();
+        all.into_iter()
+            .map(|l| (l.stream, String::from_utf8(l.line.to_vec()).unwrap()))
+            .collect::<Vec<_>>()
+    };
+
+    let mut pump = Pump::load(d);
+    pump.run(d, false);
+    // Complete lines (the empty one too) and a full-size fragment; the rest waits.
+    assert_eq!(
+        lines().await,
+        [
+            (LogStream::Stdout, "a\n".to_string()),
+            (LogStream::Stdout, "\n".to_string()),
+            (LogStream::Stderr, "x".repeat(MAX_RECORD)),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("offsets")).unwrap(),
+        format!("3 {MAX_RECORD}\n")
+    );
+
+    // A new agent's pump re-reads the unfinished line, so nothing is lost or repeated.
+    drop(pump);
+    let mut raw = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("stdout.raw"))
+        .unwrap();
+    std::io::Write::write_all(&mut raw, b"b\n").unwrap();
+    let mut pump = Pump::load(d);
+    pump.run(d, false);
+    pump.run(d, true); // the process is gone: flush what is left as a partial line
+    let got = lines().await;
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got[3], (LogStream::Stdout, "bbb\n".to_string()));
+    assert_eq!(got[4], (LogStream::Stderr, "x".repeat(10)));
+}
