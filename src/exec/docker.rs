@@ -352,8 +352,8 @@ impl DockerController {
         }
     }
 
-    /// Events about this container (health changes, death) to wake health watchers; `None` if
-    /// the engine's event stream cannot be had (they poll then).
+    /// Events about this container (health changes, death), only to wake health watchers,
+    /// which re-inspect on each; when the stream fails they fall back to polling.
     fn events(&self, id: &str) -> impl Stream<Item = Result<(), EngineError>> + Send + 'static {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),

@@ -13,7 +13,9 @@
 //! - `exit`: the exit code (or `unknown` for a process that exited while no agent watched it),
 //!   written once all its output is in `log`.
 //!
-//! The process leads its own process group, so stop signals reach its children too.
+//! The process leads its own process group, so stop signals reach its children too, and when it
+//! exits what is left of the group is killed (a task ends with its main process, as a container
+//! does).
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -530,11 +532,6 @@ impl TaskController for ProcessController {
         };
         let sig = parse_signal(stop_signal.unwrap_or("SIGTERM"))?;
         if self.signal_and_wait(&rx, sig, grace).await {
-            // Members of the group the leader left behind go too, as in a container.
-            if let Some(pid) = Pid::read(&self.dir) {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe { libc::kill(-pid.pid, libc::SIGKILL) };
-            }
             return Ok(());
         }
         self.kill().await
@@ -638,6 +635,11 @@ async fn supervise(
         Some(mut child) => loop {
             tokio::select! {
                 status = child.wait() => {
+                    // The task ends with its main process, as a container does: members of its
+                    // group left behind go too. (While any member lives, the kernel keeps the
+                    // group id from being reused, so this cannot hit a stranger's group.)
+                    // SAFETY: kill(2) has no memory-safety preconditions.
+                    unsafe { libc::kill(-pid.pid, libc::SIGKILL) };
                     break match status {
                         Ok(s) => Exit::Code(s.code().map_or_else(|| 128 + i64::from(s.signal().unwrap_or(0)), i64::from)),
                         Err(_) => Exit::Unknown,

@@ -325,3 +325,25 @@ async fn the_pump_splits_long_lines_and_resumes_after_a_restart() {
     assert_eq!(got[3], (LogStream::Stdout, "bbb\n".to_string()));
     assert_eq!(got[4], (LogStream::Stderr, "x".repeat(10)));
 }
+
+#[tokio::test]
+async fn background_children_end_with_the_main_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = ProcessExecutor::new(dir.path()).unwrap();
+    let mut task = task_with("proc", sh("sleep 60 & echo $!"));
+    let ctl = exec.controller(&task).unwrap();
+    drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
+    assert_eq!(task.status.state, TaskState::Complete);
+    let lines = all_logs(ctl.as_ref()).await;
+    let child: i32 = String::from_utf8_lossy(&lines[0].line)
+        .trim()
+        .parse()
+        .unwrap();
+    eventually("the background sleep to be gone", DEADLINE, || async {
+        proc_stat(child)
+            .is_none_or(|(state, _)| state == 'Z')
+            .then_some(())
+    })
+    .await;
+    ctl.remove().await.unwrap();
+}
