@@ -361,3 +361,110 @@ async fn follows_and_tails_container_logs() {
     .unwrap();
     assert_eq!(since.len(), 1, "only the line at or after the timestamp");
 }
+
+#[tokio::test]
+async fn the_engine_takes_every_option_the_executor_sends() {
+    use shoal_store::model::{
+        DNSConfig, Limit, Mount, MountType, ResourceRequirements, Resources, TmpfsOptions, Ulimit,
+    };
+    let cleanup = Cleanup::new();
+    let exec = executor().await;
+    let script = "cat /etc/hosts /etc/resolv.conf; ulimit -n; hostname; echo $FOO; pwd; \
+                  touch /data/x && echo vol-ok; touch /tmp/x && echo tmp-ok; \
+                  (touch /x 2>/dev/null && echo rw) || echo ro-ok; sleep 30";
+    let mut spec = command(IMAGE, &["sh", "-c", script]);
+    spec.env = vec!["FOO=bar".into()];
+    spec.dir = "/data".into();
+    spec.hostname = "h1".into();
+    spec.init = Some(true);
+    spec.read_only = true;
+    spec.stop_signal = "SIGINT".into();
+    spec.hosts = vec!["10.1.2.3 db".into()];
+    spec.dns_config = Some(DNSConfig {
+        nameservers: vec!["10.0.0.53".into()],
+        search: vec!["example.com".into()],
+        options: vec!["ndots:2".into()],
+    });
+    spec.ulimits = vec![Ulimit {
+        name: "nofile".into(),
+        soft: 1000,
+        hard: 2000,
+    }];
+    spec.capability_drop = vec!["CAP_MKNOD".into()];
+    spec.mounts = vec![
+        // Anonymous volume: removed with the container.
+        Mount {
+            kind: Some(MountType::Volume),
+            target: "/data".into(),
+            ..Default::default()
+        },
+        Mount {
+            kind: Some(MountType::Tmpfs),
+            target: "/tmp".into(),
+            tmpfs_options: Some(TmpfsOptions {
+                size_bytes: 1 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let mut task = cleanup.task_with_spec("exectest", spec);
+    task.spec.resources = Some(ResourceRequirements {
+        limits: Some(Limit {
+            nano_cpus: 500_000_000,
+            memory_bytes: 64 << 20,
+            pids: 100,
+        }),
+        reservations: Some(Resources {
+            memory_bytes: 32 << 20,
+            ..Default::default()
+        }),
+    });
+    let ctl = exec.controller(&task).unwrap();
+    drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
+    assert_eq!(task.status.state, TaskState::Running, "{}", task.status.err);
+
+    let lines = eventually("the script's output", DEADLINE, || async {
+        let lines = all_logs(ctl.as_ref()).await;
+        lines
+            .iter()
+            .any(|l| l.line.starts_with(b"ro-ok"))
+            .then_some(lines)
+    })
+    .await;
+    let out: String = lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.line).into_owned())
+        .collect();
+    for want in [
+        "10.1.2.3\tdb",
+        "nameserver 10.0.0.53",
+        "search example.com",
+        "options ndots:2",
+        "\n1000\n",
+        "\nh1\n",
+        "\nbar\n/data\n",
+        "vol-ok",
+        "tmp-ok",
+        "ro-ok",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+
+    let id = ctl.inspect().await.unwrap().unwrap().container_id;
+    let c = exec.client().inspect_container(&id, None).await.unwrap();
+    let hc = c.host_config.unwrap();
+    assert_eq!(hc.memory, Some(64 << 20));
+    assert_eq!(hc.memory_reservation, Some(32 << 20));
+    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    assert_eq!(hc.pids_limit, Some(100));
+    assert_eq!(hc.init, Some(true));
+    assert_eq!(hc.readonly_rootfs, Some(true));
+    assert_eq!(hc.cap_drop.unwrap(), ["CAP_MKNOD"]);
+    assert_eq!(c.config.unwrap().stop_signal.as_deref(), Some("SIGINT"));
+
+    // The container's own stop signal (SIGINT) is used when none is given.
+    ctl.shutdown(None, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(ctl.inspect().await.unwrap().unwrap().exit_code, Some(130));
+    ctl.remove().await.unwrap();
+}
