@@ -1,5 +1,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/raft.proto", "proto/swarm.proto"];
+    let protos = [
+        "proto/raft.proto",
+        "proto/swarm.proto",
+        "proto/dispatcher.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

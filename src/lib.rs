@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bench;
 pub mod ca;
+pub mod dispatcher;
 pub mod engine_proxy;
 pub mod exec;
 pub mod net;

@@ -9,3 +9,8 @@ pub mod raft {
 pub mod swarm {
     tonic::include_proto!("shoal.swarm");
 }
+
+/// The dispatcher <-> agent protocol: sessions, heartbeats, assignments, task status and logs.
+pub mod dispatcher {
+    tonic::include_proto!("shoal.dispatcher");
+}

@@ -1,0 +1,221 @@
+//! Test harness shared by the dispatcher and agent tests: a one-manager store, a dispatcher
+//! served over real mutual TLS on loopback, node certificates, and helpers to create nodes and
+//! assign tasks the way the scheduler would.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
+use shoal_store::local_transport::LocalNetwork;
+use shoal_store::model::{
+    new_id, Cluster, ContainerSpec, Meta, Node, NodeRole, NodeState, NodeStatus,
+    RootCa as StoredCa, SwarmSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp,
+};
+use shoal_store::{Store, StoreConfig, Txn};
+use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Dispatcher, DispatcherConfig};
+use crate::ca::{
+    install_crypto_provider, manager_client_tls_config, server_tls_config, NodeCertSpec,
+    NodeCredentials, NodeIdentity, RootCa,
+};
+
+/// A swarm of one manager whose dispatcher listens on loopback.
+pub struct TestSwarm {
+    /// Keeps the store's directory.
+    _dir: tempfile::TempDir,
+    /// The manager's store.
+    pub store: Store,
+    /// The swarm CA.
+    pub ca: RootCa,
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The dispatcher.
+    pub dispatcher: Dispatcher,
+    /// Its address.
+    pub addr: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// Polls `cond` every 10 ms until it holds, panicking with `what` after 20 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl TestSwarm {
+    /// Starts a manager with the given heartbeat period and dispatcher config.
+    pub async fn start(period: Duration, config: DispatcherConfig) -> TestSwarm {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let net = LocalNetwork::new();
+        let mut cfg = StoreConfig::new(1, "member-1", dir.path().join("raft"));
+        cfg.heartbeat_interval = Duration::from_millis(50);
+        cfg.election_timeout = (Duration::from_millis(200), Duration::from_millis(400));
+        let store = Store::open(cfg, net.transport("member-1")).await.unwrap();
+        net.register("member-1", store.clone());
+        store.initialize().await.unwrap();
+        wait_until("the store elects itself", || store.is_leader()).await;
+
+        let ca = RootCa::generate().unwrap();
+        let cluster_id = new_id();
+        let mut spec = SwarmSpec::swarm_default();
+        spec.dispatcher.heartbeat_period = period.as_nanos() as i64;
+        let cluster = Cluster {
+            meta: Meta::with_id(cluster_id.clone()),
+            spec,
+            root_ca: StoredCa {
+                cert_pem: ca.cert_pem().to_string(),
+                key_pem: ca.key_pem().to_string(),
+                cert_digest: ca.digest(),
+            },
+            ..Default::default()
+        };
+        store.submit(Txn::new().create(cluster)).await.unwrap();
+
+        let manager = ca
+            .issue_credentials(
+                &NodeCertSpec::new(NodeIdentity::new(
+                    "manager-1",
+                    NodeRole::Manager,
+                    cluster_id.clone(),
+                ))
+                .with_ips(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+            )
+            .unwrap();
+        let mut config = config;
+        config.leader_client_tls = Some(manager_client_tls_config(&manager).unwrap());
+        let dispatcher = Dispatcher::start(store.clone(), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, rx) = oneshot::channel::<()>();
+        let router = tonic::transport::Server::builder()
+            .tls_config(server_tls_config(&manager).unwrap())
+            .unwrap()
+            .add_service(dispatcher.server());
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let _ = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestSwarm {
+            _dir: dir,
+            store,
+            ca,
+            cluster_id,
+            dispatcher,
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    /// Credentials of a node.
+    pub fn creds(&self, node_id: &str, role: NodeRole) -> NodeCredentials {
+        self.ca
+            .issue_credentials(&NodeCertSpec::for_node(node_id, role, &self.cluster_id))
+            .unwrap()
+    }
+
+    /// Creates a worker node object (READY, as a join leaves it) and returns its id and
+    /// credentials.
+    pub async fn add_node(&self, hostname: &str) -> (String, NodeCredentials) {
+        let id = new_id();
+        let mut node = Node {
+            meta: Meta::with_id(id.clone()),
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: "127.0.0.1".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        node.description.hostname = hostname.into();
+        self.store.submit(Txn::new().create(node)).await.unwrap();
+        let creds = self.creds(&id, NodeRole::Worker);
+        (id, creds)
+    }
+
+    /// A client of the dispatcher with `creds`.
+    pub async fn client(&self, creds: &NodeCredentials) -> DispatcherClient<Channel> {
+        let channel = Endpoint::from_shared(format!("https://{}", self.addr))
+            .unwrap()
+            .tls_config(manager_client_tls_config(creds).unwrap())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        DispatcherClient::new(channel)
+    }
+
+    /// Creates a task already ASSIGNED to `node_id` (as the scheduler leaves it).
+    pub async fn assign(&self, node_id: &str, desired: TaskState) -> String {
+        let id = new_id();
+        let task = Task {
+            meta: Meta::with_id(id.clone()),
+            service_id: "svc".into(),
+            slot: 1,
+            node_id: node_id.into(),
+            spec: TaskSpec {
+                container_spec: Some(ContainerSpec {
+                    image: "shoal-test/busybox:1".into(),
+                    command: vec!["sleep".into(), "1000".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            status: TaskStatus::new(
+                TaskState::Assigned,
+                Timestamp::now(),
+                "scheduler assigned task to node",
+            ),
+            desired_state: desired,
+            ..Default::default()
+        };
+        self.store.submit(Txn::new().create(task)).await.unwrap();
+        id
+    }
+
+    /// Raises a task's desired state.
+    pub async fn set_desired(&self, task_id: &str, desired: TaskState) {
+        let mut t = self
+            .store
+            .view()
+            .get::<Task>(task_id)
+            .unwrap()
+            .to_owned_value();
+        t.desired_state = desired;
+        self.store.submit(Txn::new().update(t)).await.unwrap();
+    }
+
+    /// A task's observed state.
+    pub fn task_state(&self, task_id: &str) -> Option<TaskState> {
+        self.store
+            .view()
+            .get::<Task>(task_id)
+            .map(|t| t.status.state)
+    }
+
+    /// A node's liveness.
+    pub fn node_state(&self, node_id: &str) -> Option<NodeState> {
+        self.store
+            .view()
+            .get::<Node>(node_id)
+            .map(|n| n.status.state)
+    }
+
+    /// Stops serving and the store.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.dispatcher.stop().await;
+        self.store.shutdown().await;
+    }
+}
