@@ -91,69 +91,57 @@ fn wanted(line: &LogLine, options: &LogOptions) -> bool {
 
 /// Streams the records of the log file at `path` as `options` ask. With `follow`, keeps polling
 /// for new records until `finished(dir)` is true and everything written before that was read.
+/// Memory stays bounded: records stream from the file, and only a tail is held back (its `n`
+/// lines).
 pub(crate) fn read(path: PathBuf, options: LogOptions, finished: fn(&Path) -> bool) -> LogLines {
-    let stream = async_stream(path, options, finished);
-    stream.boxed()
+    futures::stream::once(open(path, options, finished))
+        .flatten()
+        .boxed()
 }
 
-fn async_stream(
-    path: PathBuf,
-    options: LogOptions,
-    finished: fn(&Path) -> bool,
-) -> impl futures::Stream<Item = Result<LogLine, ExecError>> + Send + 'static {
-    let io_err = |e: io::Error| ExecError::Temporary(format!("reading task log: {e}"));
-    futures::stream::once(async move {
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return futures::stream::iter(vec![Err(io_err(e))]).boxed(),
-        };
-        // The backlog: everything in the file now, cut to the tail.
-        let mut backlog = VecDeque::new();
-        let mut reader = file.map(BufReader::new);
-        let mut pending = Vec::new();
-        if let Some(r) = reader.as_mut() {
-            loop {
-                pending.clear();
-                match r.read_until(b'\n', &mut pending).await {
-                    Ok(0) => break,
-                    Ok(_) if pending.last() != Some(&b'\n') => break, // a record being written
-                    Ok(_) => {
-                        if let Some(line) = decode(&pending[..pending.len() - 1]) {
-                            if wanted(&line, &options) {
-                                backlog.push_back(line);
-                                if options.tail.is_some_and(|n| backlog.len() as u64 > n) {
-                                    backlog.pop_front();
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => return futures::stream::iter(vec![Err(io_err(e))]).boxed(),
+async fn open(path: PathBuf, options: LogOptions, finished: fn(&Path) -> bool) -> LogLines {
+    let mut reader = Reader {
+        path,
+        file: None,
+        partial: Vec::new(),
+        options,
+        finished,
+        done: false,
+    };
+    let Some(n) = reader.options.tail else {
+        return futures::stream::unfold(reader, Reader::next).boxed();
+    };
+    // The tail: scan what exists now, keep the last `n` wanted records, go on from there.
+    let follow = std::mem::replace(&mut reader.options.follow, false);
+    let mut tail = VecDeque::new();
+    loop {
+        match reader.record().await {
+            Some(Ok(line)) => {
+                tail.push_back(Ok(line));
+                if tail.len() as u64 > n {
+                    tail.pop_front();
                 }
             }
+            Some(Err(e)) => {
+                tail.push_back(Err(e));
+                break;
+            }
+            None => break,
         }
-        let backlog = futures::stream::iter(backlog.into_iter().map(Ok));
-        if !options.follow {
-            return backlog.boxed();
-        }
-        let state = Follow {
-            path,
-            reader,
-            partial: pending,
-            options,
-            finished,
-            done: false,
-        };
-        backlog
-            .chain(futures::stream::unfold(state, Follow::next))
-            .boxed()
-    })
-    .flatten()
+    }
+    reader.options.follow = follow;
+    let rest = if follow && !reader.done {
+        futures::stream::unfold(reader, Reader::next).boxed()
+    } else {
+        futures::stream::empty().boxed()
+    };
+    futures::stream::iter(tail).chain(rest).boxed()
 }
 
-struct Follow {
+/// Reads records in order; at the end of the file, either stops or (following) waits for more.
+struct Reader {
     path: PathBuf,
-    reader: Option<BufReader<tokio::fs::File>>,
+    file: Option<BufReader<tokio::fs::File>>,
     /// The start of a record whose newline has not been written yet.
     partial: Vec<u8>,
     options: LogOptions,
@@ -161,34 +149,41 @@ struct Follow {
     done: bool,
 }
 
-impl Follow {
-    async fn next(mut self) -> Option<(Result<LogLine, ExecError>, Follow)> {
+impl Reader {
+    async fn next(mut self) -> Option<(Result<LogLine, ExecError>, Reader)> {
+        let item = self.record().await?;
+        Some((item, self))
+    }
+
+    /// The next wanted record; `None` at the end (of the file, or with `follow` of the log).
+    async fn record(&mut self) -> Option<Result<LogLine, ExecError>> {
         loop {
             if self.done {
                 return None;
             }
-            if self.reader.is_none() {
+            // Whether the writer was done before this read: then the end of the file is the end.
+            let finished = !self.options.follow || self.is_finished();
+            if self.file.is_none() {
                 match tokio::fs::File::open(&self.path).await {
-                    Ok(f) => self.reader = Some(BufReader::new(f)),
-                    Err(_) if !self.is_finished() => {
+                    Ok(f) => self.file = Some(BufReader::new(f)),
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        self.done = true;
+                        return Some(Err(ExecError::Temporary(format!("reading task log: {e}"))));
+                    }
+                    Err(_) if finished => return None,
+                    Err(_) => {
                         tokio::time::sleep(POLL).await;
                         continue;
                     }
-                    Err(_) => return None,
                 }
             }
-            // Whether the writer was done before this read: then EOF is the end.
-            let finished = self.is_finished();
-            let reader = self.reader.as_mut().expect("opened above");
+            let file = self.file.as_mut().expect("opened above");
             let mut chunk = Vec::new();
-            let n = match reader.read_until(b'\n', &mut chunk).await {
+            let n = match file.read_until(b'\n', &mut chunk).await {
                 Ok(n) => n,
                 Err(e) => {
                     self.done = true;
-                    return Some((
-                        Err(ExecError::Temporary(format!("reading task log: {e}"))),
-                        self,
-                    ));
+                    return Some(Err(ExecError::Temporary(format!("reading task log: {e}"))));
                 }
             };
             self.partial.extend_from_slice(&chunk);
@@ -196,7 +191,7 @@ impl Follow {
                 let record = std::mem::take(&mut self.partial);
                 if let Some(line) = decode(&record[..record.len() - 1]) {
                     if wanted(&line, &self.options) {
-                        return Some((Ok(line), self));
+                        return Some(Ok(line));
                     }
                 }
                 continue;
@@ -355,5 +350,40 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(&rest[0].line[..], b"second\n");
         assert_eq!(rest[0].stream, LogStream::Stderr);
+    }
+
+    #[tokio::test]
+    async fn tail_then_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut out = Vec::new();
+        for text in [&b"old"[..], b"recent"] {
+            encode(&mut out, Timestamp::now(), LogStream::Stdout, text, true);
+        }
+        append(&path, &out).unwrap();
+        let finished = |d: &Path| d.join("exit").exists();
+        let options = LogOptions {
+            follow: true,
+            tail: Some(1),
+            ..Default::default()
+        };
+        let mut lines = read(path.clone(), options, finished);
+        let next = |l: Option<Result<LogLine, ExecError>>| l.unwrap().unwrap().line;
+        let first = tokio::time::timeout(Duration::from_secs(10), lines.next())
+            .await
+            .unwrap();
+        assert_eq!(&next(first)[..], b"recent\n");
+        let mut out = Vec::new();
+        encode(&mut out, Timestamp::now(), LogStream::Stdout, b"new", true);
+        append(&path, &out).unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(10), lines.next())
+            .await
+            .unwrap();
+        assert_eq!(&next(second)[..], b"new\n");
+        std::fs::write(dir.path().join("exit"), "0").unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(10), lines.next())
+            .await
+            .unwrap();
+        assert!(end.is_none());
     }
 }
