@@ -5,12 +5,26 @@
 //! Every route answers both unversioned and `/v{version}/...` paths (see [`version`]).
 
 pub mod body;
+pub mod configs;
 pub mod context;
+pub mod distribution;
 pub mod error;
+pub mod events;
 pub mod filters;
+pub mod logs;
+pub mod names;
+pub mod networks;
+pub mod nodes;
 pub mod query;
+pub mod render;
+pub mod resolve;
+pub mod secrets;
+pub mod service_refs;
+pub mod service_spec;
+pub mod services;
 pub mod swarm;
 pub mod system;
+pub mod tasks;
 pub mod version;
 
 use std::path::Path;
@@ -36,6 +50,42 @@ pub fn routes() -> Router<ApiState> {
         .route("/swarm/update", post(swarm::update))
         .route("/swarm/unlockkey", get(swarm::unlock_key))
         .route("/swarm/unlock", post(swarm::unlock))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route(
+            "/services/{id}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(logs::service_logs))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
+        .route("/nodes/{id}/update", post(nodes::update))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::inspect))
+        .route("/tasks/{id}/logs", get(logs::task_logs))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/create", post(secrets::create))
+        .route(
+            "/secrets/{id}",
+            get(secrets::inspect).delete(secrets::remove),
+        )
+        .route("/secrets/{id}/update", post(secrets::update))
+        .route("/configs", get(configs::list))
+        .route("/configs/create", post(configs::create))
+        .route(
+            "/configs/{id}",
+            get(configs::inspect).delete(configs::remove),
+        )
+        .route("/configs/{id}/update", post(configs::update))
+        .route("/events", get(events::events))
+        .route("/distribution/{*rest}", get(distribution::inspect))
 }
 
 /// The complete application: routes, version handling, body limit, 404 fallback.

@@ -1,0 +1,225 @@
+//! `/networks`: swarm-scoped overlay networks (create, inspect by name or id, list, remove).
+//! shoal keeps no node-local networks: `bridge`, `host` and other local drivers are refused.
+
+use axum::extract::{Path, Query as QueryExtract, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use shoal_store::model::{new_id, Kind, Meta, Network, NetworkSpec, Service, Task, TaskState};
+use shoal_store::{Txn, View};
+
+use super::body::DockerJson;
+use super::context::ApiState;
+use super::error::{ApiError, ApiResult};
+use super::filters::Filters;
+use super::query::Query;
+use super::{resolve, service_spec};
+
+/// Names dockerd reserves for its own networks.
+const PREDEFINED: &[&str] = &["bridge", "host", "none", "default"];
+
+/// A network as `GET /networks` shows it (moby's `network.Inspect` for a swarm network).
+pub fn render(n: &Network) -> Value {
+    let s = &n.spec;
+    let ipam = s.ipam.clone().unwrap_or_default();
+    json!({
+        "Name": s.name,
+        "Id": n.meta.id,
+        "Created": n.meta.created_at,
+        "Scope": "swarm",
+        "Driver": if s.driver.is_empty() { "overlay" } else { s.driver.as_str() },
+        "EnableIPv4": s.enable_ipv4.unwrap_or(true),
+        "EnableIPv6": s.enable_ipv6.unwrap_or(false),
+        "IPAM": {
+            "Driver": if ipam.driver.is_empty() { "default".to_string() } else { ipam.driver.clone() },
+            "Options": if ipam.options.is_empty() { Value::Null } else { json!(ipam.options) },
+            "Config": ipam.config,
+        },
+        "Internal": s.internal,
+        "Attachable": s.attachable,
+        "Ingress": s.ingress,
+        "ConfigFrom": {"Network": s.config_from.as_ref().map(|c| c.network.clone()).unwrap_or_default()},
+        "ConfigOnly": s.config_only,
+        "Containers": null,
+        "Options": s.options,
+        "Labels": s.labels,
+    })
+}
+
+/// `POST /networks/create` → 201 `{"Id":"…","Warning":""}`.
+pub async fn create(
+    State(state): State<ApiState>,
+    DockerJson(mut spec): DockerJson<NetworkSpec>,
+) -> ApiResult<Response> {
+    let store = state.manager_store().await?;
+    if PREDEFINED.contains(&spec.name.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is a pre-defined network and cannot be created",
+                spec.name
+            ),
+        ));
+    }
+    match spec.driver.as_str() {
+        "" | "overlay" => spec.driver = "overlay".into(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+            "shoal manages swarm-scoped overlay networks only; driver {other:?} is not supported"
+        )))
+        }
+    }
+    match spec.scope.as_str() {
+        "" | "swarm" => spec.scope = "swarm".into(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "shoal manages swarm-scoped networks only; scope {other:?} is not supported"
+            )))
+        }
+    }
+    service_spec::validate_name(&spec.name)?;
+    if spec.attachable && spec.ingress {
+        return Err(ApiError::invalid_argument(
+            "ingress network cannot be attachable",
+        ));
+    }
+    let view = store.view();
+    let taken = view
+        .get_by_name::<Network>(&spec.name)
+        .is_some_and(|n| n.spec.name == spec.name);
+    if taken {
+        return Err(ApiError::conflict(format!(
+            "network with name {} already exists",
+            spec.name
+        )));
+    }
+    let id = new_id();
+    let network = Network {
+        meta: Meta::with_id(id.clone()),
+        spec,
+    };
+    store.submit(Txn::new().create(network)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warning": ""}))).into_response())
+}
+
+/// `GET /networks/{id}?scope=`: by id, name or id prefix.
+pub async fn inspect(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    if q.get("scope")
+        .is_some_and(|s| !s.is_empty() && s != "swarm")
+    {
+        return Err(resolve::not_found("network", &key));
+    }
+    let view = store.view();
+    let n = resolve::network(&view, &key)?;
+    Ok(Json(render(&n)))
+}
+
+/// Whether a network is attached to a service.
+fn in_use(view: &View, id: &str) -> bool {
+    view.list::<Service>().any(|s| {
+        s.spec
+            .task_template
+            .networks
+            .iter()
+            .chain(s.spec.networks.iter())
+            .any(|a| a.target == id)
+    })
+}
+
+/// `GET /networks?filters=`.
+pub async fn list(
+    State(state): State<ApiState>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let f = Filters::from_query(
+        &q,
+        &["dangling", "driver", "id", "label", "name", "scope", "type"],
+    )?;
+    for t in f.get("type") {
+        if t != "custom" && t != "builtin" {
+            return Err(ApiError::bad_request(format!(
+                "invalid filter: 'type'='{t}'"
+            )));
+        }
+    }
+    let mut dangling = None;
+    for d in f.get("dangling") {
+        dangling = Some(match d.to_ascii_lowercase().as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter: 'dangling'='{d}'"
+                )))
+            }
+        });
+    }
+    let view = store.view();
+    let out: Vec<Value> = view
+        .list::<Network>()
+        .filter(|n| {
+            let driver = if n.spec.driver.is_empty() {
+                "overlay"
+            } else {
+                n.spec.driver.as_str()
+            };
+            // dockerd matches `name` and `id` as patterns; plain text matches as a substring.
+            f.any("name", |v| n.spec.name.contains(v))
+                && f.any("id", |v| n.meta.id.contains(v))
+                && f.any("driver", |v| v == driver)
+                && f.any("scope", |v| v == "swarm")
+                && f.any("type", |v| v == "custom")
+                && f.labels_match("label", &n.spec.labels)
+                && dangling.is_none_or(|d| d != in_use(&view, &n.meta.id))
+        })
+        .map(|n| render(&n))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+/// `DELETE /networks/{id}` → 204; refused while a service or a live task uses it.
+pub async fn remove(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    let n = resolve::network(&view, &key)?;
+    let id = n.meta.id.clone();
+    let user = view.list::<Service>().find(|s| {
+        s.spec
+            .task_template
+            .networks
+            .iter()
+            .chain(s.spec.networks.iter())
+            .any(|a| a.target == id)
+    });
+    if let Some(s) = user {
+        return Err(ApiError::failed_precondition(format!(
+            "network {id} is in use by service {}",
+            s.meta.id
+        )));
+    }
+    let task = view.list::<Task>().find(|t| {
+        t.desired_state <= TaskState::Running
+            && t.status.state <= TaskState::Running
+            && t.spec.networks.iter().any(|a| a.target == id)
+    });
+    if let Some(t) = task {
+        return Err(ApiError::failed_precondition(format!(
+            "network {id} is in use by task {}",
+            t.meta.id
+        )));
+    }
+    store
+        .submit(Txn::new().delete(Kind::Network, id, None))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,245 @@
+//! `/nodes`: inspect, list, update (role, availability, labels), remove.
+//!
+//! Updating a node only writes its spec. Promotion and demotion are carried out by the role
+//! manager (controllers crate), which moves the node's actual role and Raft membership towards
+//! `Spec.Role`; here a demotion is only checked the way swarmkit checks it (never the last
+//! manager, never one that would cost the Raft group its quorum).
+
+use axum::extract::{Path, Query as QueryExtract, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::Value;
+use shoal_store::model::{
+    Kind, Node, NodeAvailability, NodeRole, NodeSpec, NodeState, Task, TaskState, TaskStatus,
+    Timestamp,
+};
+use shoal_store::{Member, Txn};
+
+use super::body::DockerJson;
+use super::context::ApiState;
+use super::error::{ApiError, ApiResult};
+use super::filters::Filters;
+use super::query::{bool_value, version_param, Query};
+use super::{render, resolve};
+
+/// `GET /nodes/{id}`.
+pub async fn inspect(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    let node = resolve::node(&view, &key)?;
+    Ok(Json(render::node(&node, &store.members())))
+}
+
+/// `GET /nodes?filters=`.
+pub async fn list(
+    State(state): State<ApiState>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let f = Filters::from_query(
+        &q,
+        &["id", "label", "membership", "name", "node.label", "role"],
+    )?;
+    let mut roles = Vec::new();
+    for r in f.get("role") {
+        match r.to_ascii_lowercase().as_str() {
+            "manager" => roles.push(NodeRole::Manager),
+            "worker" => roles.push(NodeRole::Worker),
+            "" => {}
+            _ => return Err(ApiError::internal(format!("Invalid role filter: '{r}'"))),
+        }
+    }
+    // Every node in the store has been accepted: shoal admits nodes with their join token.
+    let mut want_accepted = !f.contains("membership");
+    for m in f.get("membership") {
+        match m.to_ascii_lowercase().as_str() {
+            "accepted" => want_accepted = true,
+            "pending" | "" => {}
+            _ => {
+                return Err(ApiError::internal(format!(
+                    "Invalid membership filter: '{m}'"
+                )))
+            }
+        }
+    }
+    let members = store.members();
+    let view = store.view();
+    let out: Vec<Value> = view
+        .list::<Node>()
+        .filter(|n| {
+            want_accepted
+                && f.any("id", |v| n.meta.id.starts_with(v))
+                && f.any("name", |v| n.description.hostname.starts_with(v))
+                && f.labels_match("label", &n.description.engine.labels)
+                && f.labels_match("node.label", n.spec.labels())
+                && (roles.is_empty() || roles.contains(&n.role))
+        })
+        .map(|n| render::node(&n, &members))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+/// moby's `NodeSpecToGRPC`: role and availability are required, in any case.
+fn parse_spec(body: Value) -> ApiResult<NodeSpec> {
+    let spec: NodeSpec =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if spec.role.is_none() {
+        return Err(ApiError::bad_request("invalid Role: \"\""));
+    }
+    match &spec.availability {
+        None => Err(ApiError::bad_request("invalid Availability: \"\"")),
+        Some(NodeAvailability::Other(x)) => Err(ApiError::bad_request(format!(
+            "invalid Availability: {x:?}"
+        ))),
+        Some(_) => Ok(spec),
+    }
+}
+
+/// swarmkit's `CanRemoveMember`: the voters left must still form a quorum of the remaining
+/// group. Reachability is only known on the leader; elsewhere members count as reachable.
+fn removal_keeps_quorum(members: &[Member], raft_id: u64) -> bool {
+    let voters: Vec<&Member> = members.iter().filter(|m| m.voter).collect();
+    let remaining = voters.iter().filter(|m| m.raft_id != raft_id);
+    let reachable = remaining.filter(|m| m.reachable != Some(false)).count();
+    let quorum = (voters.len().saturating_sub(1)) / 2 + 1;
+    reachable >= quorum
+}
+
+/// `POST /nodes/{id}/update?version=` with the complete new `NodeSpec`.
+pub async fn update(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    QueryExtract(q): QueryExtract<Query>,
+    DockerJson(body): DockerJson<Value>,
+) -> ApiResult<StatusCode> {
+    let store = state.manager_store().await?;
+    let version = version_param(&q, "node")?;
+    let spec = parse_spec(body)?;
+    if version > store.current_revision() {
+        let _ = store
+            .wait_for_revision(version, std::time::Duration::from_secs(2))
+            .await;
+    }
+    let view = store.view();
+    let node = resolve::node(&view, &key)?;
+    let demoting =
+        node.spec.role_or_default() == NodeRole::Manager && spec.role == Some(NodeRole::Worker);
+    if demoting {
+        let managers: Vec<_> = view.nodes_with_role(NodeRole::Manager).collect();
+        if managers.len() == 1 && managers[0].meta.id == node.meta.id {
+            return Err(ApiError::failed_precondition(
+                "attempting to demote the last manager of the swarm",
+            ));
+        }
+        let members = store.members();
+        let member = members
+            .iter()
+            .find(|m| {
+                m.node.node_id == node.meta.id || (node.raft_id != 0 && m.raft_id == node.raft_id)
+            })
+            .ok_or_else(|| {
+                ApiError::rpc(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "can't find manager in raft memberlist",
+                )
+            })?;
+        if !removal_keeps_quorum(&members, member.raft_id) {
+            return Err(ApiError::failed_precondition(
+                "can't remove member from the raft: this would result in a loss of quorum",
+            ));
+        }
+    }
+    let mut updated = node.to_owned_value();
+    updated.meta.version.index = version;
+    updated.spec = spec;
+    store.submit(Txn::new().update(updated)).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `DELETE /nodes/{id}?force=`: refused for a manager still in the Raft group and, without
+/// `force`, for a node that is not down. The node's tasks are orphaned in the same transaction.
+pub async fn remove(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<StatusCode> {
+    let store = state.manager_store().await?;
+    let force = bool_value(&q, "force");
+    let view = store.view();
+    let node = resolve::node(&view, &key)?;
+    let id = node.meta.id.clone();
+    if node.spec.role_or_default() == NodeRole::Manager || node.role == NodeRole::Manager {
+        let in_raft = store
+            .members()
+            .iter()
+            .any(|m| m.node.node_id == id || (node.raft_id != 0 && m.raft_id == node.raft_id));
+        if in_raft {
+            return Err(ApiError::failed_precondition(format!(
+                "node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
+            )));
+        }
+    }
+    if !force && node.status.state == NodeState::Ready {
+        return Err(ApiError::failed_precondition(format!(
+            "node {id} is not down and can't be removed"
+        )));
+    }
+    let mut txn = Txn::new();
+    let now = Timestamp::now();
+    for t in view.tasks_on_node(&id) {
+        let mut orphan: Task = t.to_owned_value();
+        orphan.status = TaskStatus::new(
+            TaskState::Orphaned,
+            now,
+            "Task belonged to a node that has been deleted",
+        );
+        txn = txn.update(orphan);
+    }
+    txn = txn.delete(Kind::Node, id, Some(node.meta.version.index));
+    store.submit(txn).await?;
+    Ok(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use shoal_store::PeerNode;
+
+    #[test]
+    fn node_specs_need_role_and_availability() {
+        let e = parse_spec(json!({"Labels":{"a":"b"}})).unwrap_err();
+        assert_eq!(e.message, "invalid Role: \"\"");
+        let e = parse_spec(json!({"Role":"boss","Availability":"active"})).unwrap_err();
+        assert_eq!(e.message, "invalid Role: \"boss\"");
+        let e = parse_spec(json!({"Role":"worker","Availability":"x"})).unwrap_err();
+        assert_eq!(e.message, "invalid Availability: \"x\"");
+        let s = parse_spec(json!({"Role":"MANAGER","Availability":"Drain"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"Labels":{},"Role":"manager","Availability":"drain"})
+        );
+    }
+
+    #[test]
+    fn quorum_is_checked_over_the_remaining_voters() {
+        let m = |id: u64, reachable: Option<bool>| Member {
+            raft_id: id,
+            node: PeerNode::default(),
+            voter: true,
+            reachable,
+            leader: id == 1,
+        };
+        let three = [m(1, Some(true)), m(2, Some(true)), m(3, Some(false))];
+        // Removing 2 leaves 1 (reachable) and 3 (not): 1 of a group of 2 is no quorum.
+        assert!(!removal_keeps_quorum(&three, 2));
+        // Removing the unreachable one leaves two reachable voters.
+        assert!(removal_keeps_quorum(&three, 3));
+        let healthy = [m(1, None), m(2, None), m(3, None)];
+        assert!(removal_keeps_quorum(&healthy, 1));
+    }
+}

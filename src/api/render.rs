@@ -1,0 +1,230 @@
+//! Store objects as the Docker API shows them: internal bookkeeping stripped, `ManagerStatus`
+//! computed live from the Raft membership, `ServiceStatus` counted from the tasks, and the
+//! defaults `insertDefaults=true` adds.
+
+use serde_json::Value;
+use shoal_store::model::{
+    ContainerSpec, DNSConfig, ManagerStatus, Node, NodeRole, NodeState, Placement, Reachability,
+    ResourceRequirements, RestartPolicy, Service, ServiceModeKind, ServiceSpec, ServiceStatus,
+    Task, TaskState, UpdateConfig,
+};
+use shoal_store::{Member, View};
+
+/// Serializes `value` and removes the top-level `keys` (fields marked internal in the model).
+fn without(value: &impl serde::Serialize, keys: &[&str]) -> Value {
+    let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        for k in keys {
+            o.remove(*k);
+        }
+    }
+    v
+}
+
+/// A service (never with `ServiceStatus`, as `GET /services/{id}`).
+pub fn service(s: &Service) -> Value {
+    without(s, &["SpecVersion", "PreviousSpecVersion", "ServiceStatus"])
+}
+
+/// A service with its task counts (`GET /services?status=true`).
+pub fn service_with_status(s: &Service, status: ServiceStatus) -> Value {
+    let mut v = service(s);
+    if let Some(o) = v.as_object_mut() {
+        let status = serde_json::to_value(status).unwrap_or(Value::Null);
+        // Go's field order: ServiceStatus comes after UpdateStatus, before JobStatus.
+        let job = o.remove("JobStatus");
+        o.insert("ServiceStatus".into(), status);
+        if let Some(job) = job {
+            o.insert("JobStatus".into(), job);
+        }
+    }
+    v
+}
+
+/// A task.
+pub fn task(t: &Task) -> Value {
+    without(t, &["SpecVersion"])
+}
+
+/// A node, with `ManagerStatus` from the store's current Raft membership.
+pub fn node(n: &Node, members: &[Member]) -> Value {
+    let mut n = n.clone();
+    n.manager_status = manager_status(&n, members);
+    without(&n, &["Role", "RaftID"])
+}
+
+/// Leader, reachability and address of a manager, live from the Raft membership; what the node
+/// object recorded when the node is not (yet) a member; `None` for workers.
+pub fn manager_status(n: &Node, members: &[Member]) -> Option<ManagerStatus> {
+    let member = members.iter().find(|m| {
+        (!m.node.node_id.is_empty() && m.node.node_id == n.meta.id)
+            || (n.raft_id != 0 && m.raft_id == n.raft_id)
+    });
+    let Some(m) = member else {
+        return (n.role == NodeRole::Manager).then(|| n.manager_status.clone().unwrap_or_default());
+    };
+    let recorded = n
+        .manager_status
+        .as_ref()
+        .map(|s| s.reachability)
+        .unwrap_or_default();
+    let reachability = match m.reachable {
+        Some(true) => Reachability::Reachable,
+        Some(false) => Reachability::Unreachable,
+        // Only the leader tracks its peers; elsewhere the leader itself is evidently reachable
+        // and a voter of a swarm with a leader is taken as reachable unless recorded otherwise.
+        None if m.leader => Reachability::Reachable,
+        None if recorded != Reachability::Unknown => recorded,
+        None if m.voter && members.iter().any(|x| x.leader) => Reachability::Reachable,
+        None => Reachability::Unknown,
+    };
+    Some(ManagerStatus {
+        leader: m.leader,
+        reachability,
+        addr: if m.node.addr.is_empty() {
+            n.manager_status
+                .as_ref()
+                .map(|s| s.addr.clone())
+                .unwrap_or_default()
+        } else {
+            m.node.addr.clone()
+        },
+    })
+}
+
+/// Task counts of a service, as dockerd computes them for `status=true`: tasks running on nodes
+/// that are not down, desired tasks (replicas, or live tasks for global services), and
+/// completed tasks (jobs).
+pub fn service_status(view: &View, s: &Service) -> ServiceStatus {
+    let node_up = |id: &str| {
+        view.get::<Node>(id)
+            .is_some_and(|n| n.status.state != NodeState::Down)
+    };
+    let mut status = ServiceStatus::default();
+    let mut live = 0u64;
+    for t in view.tasks_of_service(&s.meta.id) {
+        if t.status.state == TaskState::Running && node_up(&t.node_id) {
+            status.running_tasks += 1;
+        }
+        if t.status.state == TaskState::Complete {
+            status.completed_tasks += 1;
+        }
+        let wanted = if s.spec.is_job() {
+            TaskState::Complete
+        } else {
+            TaskState::Running
+        };
+        if t.desired_state == wanted && t.status.state != TaskState::Complete {
+            live += 1;
+        }
+    }
+    status.desired_tasks = match s.spec.mode_kind() {
+        ServiceModeKind::Replicated => s.spec.replicas().unwrap_or(1),
+        ServiceModeKind::ReplicatedJob => {
+            let job = s.spec.mode.replicated_job.clone().unwrap_or_default();
+            let remaining = job
+                .total_completions_or_default()
+                .saturating_sub(status.completed_tasks);
+            remaining.min(job.max_concurrent_or_default())
+        }
+        ServiceModeKind::Global | ServiceModeKind::GlobalJob => live,
+    };
+    status
+}
+
+/// What `insertDefaults=true` adds (swarmkit's `defaults.InterpolateService`): whole missing
+/// structures only, never fields inside a structure the client sent.
+pub fn insert_defaults(spec: &mut ServiceSpec) {
+    let t = &mut spec.task_template;
+    if let Some(c) = t.container_spec.as_mut() {
+        if c.stop_grace_period.is_none() {
+            c.stop_grace_period = Some(ContainerSpec::DEFAULT_STOP_GRACE_PERIOD);
+        }
+        if c.dns_config.is_none() {
+            c.dns_config = Some(DNSConfig::default());
+        }
+    }
+    if t.resources.is_none() {
+        t.resources = Some(ResourceRequirements::default());
+    }
+    if t.restart_policy.is_none() {
+        t.restart_policy = Some(RestartPolicy::swarm_default());
+    }
+    if t.placement.is_none() {
+        t.placement = Some(Placement::default());
+    }
+    if spec.update_config.is_none() {
+        spec.update_config = Some(UpdateConfig::swarm_default());
+    }
+    if spec.rollback_config.is_none() {
+        spec.rollback_config = Some(UpdateConfig::swarm_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_store::model::Meta;
+    use shoal_store::PeerNode;
+
+    fn member(raft_id: u64, node_id: &str, leader: bool, reachable: Option<bool>) -> Member {
+        Member {
+            raft_id,
+            node: PeerNode {
+                addr: format!("127.0.0.1:{}", 2000 + raft_id),
+                node_id: node_id.into(),
+            },
+            voter: true,
+            reachable,
+            leader,
+        }
+    }
+
+    #[test]
+    fn manager_status_comes_from_the_membership() {
+        let mut n = Node {
+            meta: Meta::with_id("a"),
+            role: NodeRole::Manager,
+            raft_id: 1,
+            ..Default::default()
+        };
+        let members = [
+            member(1, "a", true, Some(true)),
+            member(2, "b", false, None),
+        ];
+        let s = manager_status(&n, &members).unwrap();
+        assert!(s.leader);
+        assert_eq!(s.reachability, Reachability::Reachable);
+        assert_eq!(s.addr, "127.0.0.1:2001");
+        n.meta.id = "b".into();
+        n.raft_id = 2;
+        let s = manager_status(&n, &members).unwrap();
+        assert!(!s.leader);
+        assert_eq!(s.reachability, Reachability::Reachable);
+        let worker = Node::default();
+        assert!(manager_status(&worker, &members).is_none());
+        let rendered = node(&worker, &members);
+        assert!(rendered.get("Role").is_none() && rendered.get("ManagerStatus").is_none());
+    }
+
+    #[test]
+    fn insert_defaults_fills_only_missing_structures() {
+        let mut spec: ServiceSpec = serde_json::from_str(
+            r#"{"Name":"a","TaskTemplate":{"ContainerSpec":{"Image":"x"},"RestartPolicy":{"Condition":"none"}}}"#,
+        )
+        .unwrap();
+        insert_defaults(&mut spec);
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            v["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
+            10_000_000_000i64
+        );
+        assert_eq!(
+            v["TaskTemplate"]["RestartPolicy"],
+            serde_json::json!({"Condition":"none"})
+        );
+        assert_eq!(v["UpdateConfig"]["Monitor"], 5_000_000_000i64);
+        assert_eq!(v["RollbackConfig"]["Order"], "stop-first");
+        assert!(v.get("EndpointSpec").is_none());
+    }
+}

@@ -1,0 +1,279 @@
+//! `/services`: create, inspect, list, update (with `rollback=previous`), remove.
+//!
+//! Specs are stored as the client sent them, after dockerd's defaulting (name, mode) and the
+//! normalisation swarmkit's protobufs imply (see [`service_spec`]). Tasks are never made here:
+//! the orchestrators in the controllers crate react to the service's create/update/delete.
+//!
+//! `SpecVersion` follows swarmkit: `0` on create (tasks are then judged by comparing specs) and,
+//! on every update, the service's version before the update. So it differs for every spec the
+//! service ever had, `PreviousSpecVersion` travels with `PreviousSpec`, and rollbacks swap both.
+
+use axum::extract::{Path, Query as QueryExtract, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+use shoal_store::model::{
+    new_id, JobStatus, Kind, Meta, Service, ServiceModeKind, ServiceSpec, Timestamp, UpdateState,
+    UpdateStatus, Version,
+};
+use shoal_store::{Store, StoreError, Txn, TxnError, View};
+
+use super::body::DockerJson;
+use super::context::ApiState;
+use super::error::{ApiError, ApiResult};
+use super::filters::Filters;
+use super::query::{parse_bool, version_param, Query};
+use super::version::ApiVersion;
+use super::{names, render, resolve, service_refs, service_spec};
+
+/// How long an update waits for this manager to catch up with the version the client read.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The checks and rewrites shared by create and update, in dockerd's order: version stripping,
+/// network names to ids, conversion checks and mode defaulting, swarmkit's validation.
+fn prepare(view: &View, spec: &mut ServiceSpec, version: ApiVersion) -> ApiResult<()> {
+    service_spec::adjust_for_api_version(spec, version);
+    service_refs::resolve_networks(view, spec)?;
+    service_spec::convert(spec)?;
+    service_refs::resolve_secrets_and_configs(view, spec)?;
+    service_spec::validate(spec)?;
+    Ok(())
+}
+
+fn check_size(spec: &ServiceSpec) -> ApiResult<()> {
+    let size = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(0);
+    if size > service_spec::MAX_SPEC_BYTES {
+        return Err(ApiError::invalid_argument(format!(
+            "service spec is {size} bytes, larger than the {} byte limit",
+            service_spec::MAX_SPEC_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /services/create` → 201 `{"ID":"…","Warnings":null}`.
+pub async fn create(
+    State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
+    DockerJson(mut spec): DockerJson<ServiceSpec>,
+) -> ApiResult<Response> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    if spec.annotations.name.is_empty() {
+        spec.annotations.name = names::random_name();
+    }
+    prepare(&view, &mut spec, version)?;
+    service_refs::check_port_conflicts(&view, &spec, None)?;
+    service_spec::normalize(&mut spec);
+    check_size(&spec)?;
+    let id = new_id();
+    let endpoint = service_refs::allocate_endpoint(&view, &spec, &id, None);
+    let job_status = spec.is_job().then(|| JobStatus {
+        job_iteration: Version::at(0),
+        last_execution: Timestamp::now(),
+    });
+    let service = Service {
+        meta: Meta::with_id(id.clone()),
+        spec,
+        endpoint,
+        job_status,
+        spec_version: Version::at(0),
+        ..Default::default()
+    };
+    store.submit(Txn::new().create(service)).await?;
+    let body = json!({"ID": id, "Warnings": null});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /services/{id}?insertDefaults=`.
+pub async fn inspect(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let insert_defaults = parse_bool(&q, "insertDefaults")?;
+    let view = store.view();
+    let service = resolve::service(&view, &id)?;
+    if !insert_defaults {
+        return Ok(Json(render::service(&service)));
+    }
+    // Like swarmkit, only the current spec gets the defaults, not `PreviousSpec`.
+    let mut s = service.to_owned_value();
+    render::insert_defaults(&mut s.spec);
+    Ok(Json(render::service(&s)))
+}
+
+/// `GET /services?filters=&status=`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let filters = Filters::from_query(&q, &["id", "label", "mode", "name", "runtime"])?;
+    // `status` is only honoured from API 1.41 on; older clients count tasks themselves.
+    let status = parse_bool(&q, "status")? && version.at_least(1, 41);
+    let view = store.view();
+    let out: Vec<Value> = view
+        .list::<Service>()
+        .filter(|s| service_matches(s, &filters))
+        .map(|s| {
+            if status {
+                render::service_with_status(&s, render::service_status(&view, &s))
+            } else {
+                render::service(&s)
+            }
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+fn service_matches(s: &Service, f: &Filters) -> bool {
+    let runtime = s
+        .spec
+        .task_template
+        .runtime_or_default()
+        .as_str()
+        .to_string();
+    f.any("id", |v| s.meta.id.starts_with(v))
+        && f.any("name", |v| s.spec.name().starts_with(v))
+        && f.labels_match("label", s.spec.labels())
+        && f.any("mode", |v| v == s.spec.mode_kind().as_str())
+        && f.any("runtime", |v| v == runtime)
+}
+
+/// The current version of a service, waiting briefly for this manager's replica to reach the
+/// version the client read (it may have read it from another manager).
+async fn current_service(
+    store: &Store,
+    key: &str,
+    version: u64,
+) -> ApiResult<(View, shoal_store::Obj<Service>)> {
+    if version > store.current_revision() {
+        let _ = store.wait_for_revision(version, CATCH_UP).await;
+    }
+    let view = store.view();
+    let service = resolve::service(&view, key)?;
+    Ok((view, service))
+}
+
+fn out_of_sequence(id: &str, expected: u64, actual: u64) -> ApiError {
+    StoreError::Rejected(TxnError::OutOfSequence {
+        kind: Kind::Service,
+        id: id.to_string(),
+        expected,
+        actual,
+    })
+    .into()
+}
+
+/// `POST /services/{id}/update?version=&registryAuthFrom=&rollback=` → `{"Warnings":null}`.
+pub async fn update(
+    State(state): State<ApiState>,
+    Extension(api_version): Extension<ApiVersion>,
+    Path(key): Path<String>,
+    QueryExtract(q): QueryExtract<Query>,
+    DockerJson(mut spec): DockerJson<ServiceSpec>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let version = version_param(&q, "service")?;
+    let (view, current) = current_service(&store, &key, version).await?;
+    service_spec::adjust_for_api_version(&mut spec, api_version);
+    service_refs::resolve_networks(&view, &mut spec)?;
+    service_spec::convert(&mut spec)?;
+    match q.get("registryAuthFrom").map(String::as_str).unwrap_or("") {
+        "" | "spec" => {}
+        "previous-spec" if current.previous_spec.is_none() => {
+            return Err(ApiError::internal("service does not have a previous spec"))
+        }
+        "previous-spec" => {}
+        _ => return Err(ApiError::internal("unsupported registryAuthFrom value")),
+    }
+    let rollback = match q.get("rollback").map(String::as_str).unwrap_or("") {
+        "" | "none" => false,
+        "previous" => true,
+        other => {
+            return Err(ApiError::internal(format!(
+                "unrecognized rollback option {other}"
+            )))
+        }
+    };
+    service_refs::resolve_secrets_and_configs(&view, &mut spec)?;
+    service_spec::validate(&spec)?;
+    let id = current.meta.id.clone();
+    if current.meta.version.index != version {
+        return Err(out_of_sequence(&id, version, current.meta.version.index));
+    }
+    service_spec::normalize(&mut spec);
+    if spec.endpoint_spec != current.spec.endpoint_spec {
+        service_refs::check_port_conflicts(&view, &spec, Some(&id))?;
+    }
+    if mode_type(&spec) != mode_type(&current.spec) {
+        return Err(ApiError::unimplemented(
+            "service mode change is not allowed",
+        ));
+    }
+    if spec.name() != current.spec.name() {
+        return Err(ApiError::unimplemented(
+            "renaming services is not supported",
+        ));
+    }
+    if !spec.networks.is_empty() && spec.networks != current.spec.networks {
+        return Err(ApiError::unimplemented(
+            "networks must be migrated to TaskSpec before being changed",
+        ));
+    }
+    check_size(&spec)?;
+
+    let mut svc = current.to_owned_value();
+    if let Some(job) = svc.job_status.as_mut() {
+        job.job_iteration.index += 1;
+        job.last_execution = Timestamp::now();
+    }
+    if rollback {
+        let Some(previous) = svc.previous_spec.take() else {
+            return Err(ApiError::failed_precondition(format!(
+                "service {id} does not have a previous spec"
+            )));
+        };
+        let previous_version = svc.previous_spec_version.take().unwrap_or_default();
+        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, previous));
+        svc.previous_spec_version =
+            Some(std::mem::replace(&mut svc.spec_version, previous_version));
+        svc.update_status = Some(UpdateStatus {
+            state: Some(UpdateState::RollbackStarted),
+            started_at: Some(Timestamp::now()),
+            completed_at: None,
+            message: "manually requested rollback".into(),
+        });
+    } else {
+        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
+        svc.previous_spec_version = Some(svc.spec_version);
+        svc.spec_version = svc.meta.version;
+        svc.update_status = None;
+    }
+    svc.endpoint = service_refs::allocate_endpoint(&view, &svc.spec, &id, Some(&current.endpoint));
+    store.submit(Txn::new().update(svc)).await?;
+    Ok(Json(json!({"Warnings": null})))
+}
+
+/// The mode's type, which an update may not change (`Replicated` to `Global`, ...).
+fn mode_type(spec: &ServiceSpec) -> ServiceModeKind {
+    spec.mode_kind()
+}
+
+/// `DELETE /services/{id}` → 200. The orchestrators shut the service's tasks down.
+pub async fn remove(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    let service = resolve::service(&view, &key)?;
+    store
+        .submit(Txn::new().delete(Kind::Service, service.meta.id.clone(), None))
+        .await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,202 @@
+//! `/tasks`: list with every filter dockerd accepts (including the CLI's internal `_up-to-date`)
+//! and inspect by id, full name or id prefix.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, Query as QueryExtract, State};
+use axum::Json;
+use serde_json::Value;
+use shoal_store::model::{Node, Service, Task, TaskSpec, TaskState};
+use shoal_store::View;
+
+use super::context::ApiState;
+use super::error::{ApiError, ApiResult};
+use super::filters::Filters;
+use super::query::Query;
+use super::{render, resolve};
+
+/// `GET /tasks/{id}`.
+pub async fn inspect(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    let task = resolve::task(&view, &key)?;
+    Ok(Json(render::task(&task)))
+}
+
+/// `GET /tasks?filters=`.
+pub async fn list(
+    State(state): State<ApiState>,
+    QueryExtract(q): QueryExtract<Query>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let f = Filters::from_query(
+        &q,
+        &[
+            "name",
+            "id",
+            "label",
+            "service",
+            "node",
+            "desired-state",
+            "_up-to-date",
+            "runtime",
+        ],
+    )?;
+    let view = store.view();
+    let mut desired = Vec::new();
+    for s in f.get("desired-state") {
+        match s.to_ascii_lowercase().parse::<TaskState>() {
+            Ok(state) => desired.push(state),
+            Err(_) if s.is_empty() => {}
+            Err(_) => {
+                return Err(ApiError::internal(format!(
+                    "Invalid desired-state filter: '{s}'"
+                )))
+            }
+        }
+    }
+    // Service and node values may be names or prefixes: dockerd resolves each to one id (404
+    // when one resolves to nothing) before filtering.
+    let services = f
+        .get("service")
+        .map(|s| resolve::service(&view, s).map(|s| s.meta.id.clone()))
+        .collect::<ApiResult<BTreeSet<String>>>()?;
+    let nodes = f
+        .get("node")
+        .map(|n| resolve::node(&view, n).map(|n| n.meta.id.clone()))
+        .collect::<ApiResult<BTreeSet<String>>>()?;
+    let up_to_date = f.contains("_up-to-date");
+    let runtimes: Vec<&str> = if f.contains("runtime") {
+        f.get("runtime").collect()
+    } else {
+        vec!["container", ""]
+    };
+
+    // Narrow the candidates with the store's indexes when a service or node is named.
+    let candidates: Vec<shoal_store::Obj<Task>> = if !services.is_empty() {
+        services
+            .iter()
+            .flat_map(|s| view.tasks_of_service(s).collect::<Vec<_>>())
+            .collect()
+    } else if !nodes.is_empty() {
+        nodes
+            .iter()
+            .flat_map(|n| view.tasks_on_node(n).collect::<Vec<_>>())
+            .collect()
+    } else {
+        view.list::<Task>().collect()
+    };
+    let mut out: Vec<(String, Value)> = Vec::new();
+    for t in candidates {
+        let service = view.get::<Service>(&t.service_id);
+        let keep = (services.is_empty() || services.contains(&t.service_id))
+            && (nodes.is_empty() || nodes.contains(&t.node_id))
+            && (desired.is_empty() || desired.contains(&t.desired_state))
+            && f.any("id", |v| t.meta.id.starts_with(v))
+            && runtimes.contains(&runtime_of(&t.spec))
+            && (!f.contains("label")
+                || service
+                    .as_ref()
+                    .is_some_and(|s| f.labels_match("label", s.spec.labels())))
+            && (!f.contains("name") || {
+                let name = resolve::task_name(&view, &t);
+                f.get("name").any(|p| name.starts_with(p))
+            })
+            && (!up_to_date
+                || service
+                    .as_ref()
+                    .is_some_and(|s| is_up_to_date(&view, s, &t)));
+        if keep {
+            out.push((t.meta.id.clone(), render::task(&t)));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Json(Value::Array(
+        out.into_iter().map(|(_, v)| v).collect(),
+    )))
+}
+
+fn runtime_of(spec: &TaskSpec) -> &str {
+    spec.runtime.as_ref().map_or("", |r| r.as_str())
+}
+
+/// The `_up-to-date` rule, as the orchestrators judge "dirty" tasks (swarmkit's
+/// `IsTaskDirty`): made from the service's current spec version, or with an equal task spec,
+/// or differing only in placement while its node still satisfies the new constraints.
+pub fn is_up_to_date(view: &View, service: &Service, task: &Task) -> bool {
+    if task.spec_version == service.spec_version && task.spec_version.index != 0 {
+        return true;
+    }
+    let want = &service.spec.task_template;
+    if &task.spec == want {
+        return true;
+    }
+    let mut without_placement = task.spec.clone();
+    without_placement.placement = want.placement.clone();
+    if &without_placement != want {
+        return false;
+    }
+    let Some(node) = view.get::<Node>(&task.node_id) else {
+        return false;
+    };
+    let placement = want.placement.clone().unwrap_or_default();
+    placement
+        .constraints
+        .iter()
+        .all(|c| constraint_holds(c, &node))
+        && (placement.platforms.is_empty()
+            || placement.platforms.iter().any(|p| {
+                let d = &node.description.platform;
+                (p.os.is_empty() || p.os.eq_ignore_ascii_case(&d.os))
+                    && (p.architecture.is_empty() || arch_matches(&p.architecture, &d.architecture))
+            }))
+}
+
+fn arch_matches(want: &str, have: &str) -> bool {
+    let norm = |a: &str| match a.to_ascii_lowercase().as_str() {
+        "x86_64" | "amd64" => "amd64".to_string(),
+        "aarch64" | "arm64" => "arm64".to_string(),
+        other => other.to_string(),
+    };
+    norm(want) == norm(have)
+}
+
+/// Whether a node satisfies one placement constraint (`key==value` / `key!=value`, keys
+/// case-insensitive, values compared case-insensitively, a missing attribute is empty).
+fn constraint_holds(expr: &str, node: &Node) -> bool {
+    let (key, value, equal) = if let Some((k, v)) = expr.split_once("==") {
+        (k, v, true)
+    } else if let Some((k, v)) = expr.split_once("!=") {
+        (k, v, false)
+    } else {
+        return false;
+    };
+    let key = key.trim();
+    let lower = key.to_ascii_lowercase();
+    let actual: String = match lower.as_str() {
+        "node.id" => node.meta.id.clone(),
+        "node.hostname" => node.description.hostname.clone(),
+        "node.role" => node.role.as_str().to_string(),
+        "node.ip" => node.status.addr.clone(),
+        "node.platform.os" => node.description.platform.os.clone(),
+        "node.platform.arch" => node.description.platform.architecture.clone(),
+        _ if lower.starts_with("node.labels.") => node
+            .spec
+            .labels()
+            .get(&key["node.labels.".len()..])
+            .cloned()
+            .unwrap_or_default(),
+        _ if lower.starts_with("engine.labels.") => node
+            .description
+            .engine
+            .labels
+            .get(&key["engine.labels.".len()..])
+            .cloned()
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    actual.eq_ignore_ascii_case(value.trim()) == equal
+}
