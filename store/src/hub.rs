@@ -92,14 +92,15 @@ impl Hub {
         self.applied_tx.subscribe()
     }
 
-    /// Publishes a new state. `commit` carries its changes (absent for entries that changed no
-    /// object, such as Raft membership or blank entries: those only advance the revision).
-    pub fn publish(&self, state: Arc<State>, commit: Option<Arc<Commit>>) {
+    /// Publishes a new state and the commits that led to it, in revision order (entries that
+    /// changed no object, such as Raft membership or blank entries, have no commit: they only
+    /// advance the revision).
+    pub fn publish(&self, state: Arc<State>, commits: Vec<Arc<Commit>>) {
         let revision = state.revision;
         let mut inner = self.inner.lock().expect("hub lock");
         inner.state = state.clone();
         *self.current.write().expect("hub state lock") = state;
-        if let Some(commit) = commit {
+        for commit in commits {
             inner.subscribers.retain(|sub| {
                 if !commit.events.iter().any(|e| sub.filter.matches(e)) {
                     return !sub.tx.is_closed();

@@ -738,7 +738,16 @@ async fn flush(inner: &Inner, proposals: Vec<Proposal>) {
         at: crate::model::Timestamp::now(),
         txns: ids,
     };
+    let started = std::time::Instant::now();
+    let size = batch.txns.len();
     let outcome = commit_batch(inner, batch).await;
+    tracing::debug!(
+        target: "shoal_store::proposer",
+        txns = size,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        ok = outcome.is_ok(),
+        "batch committed"
+    );
     match outcome {
         Ok(resp) => {
             for (reply, result) in replies.into_iter().zip(resp.results) {

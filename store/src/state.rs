@@ -250,21 +250,29 @@ impl State {
                 );
             }
         }
-        // Work on a copy: persistent maps make this cheap, and a failed op leaves `self` untouched.
-        let mut next = self.clone();
-        let mut events = Vec::with_capacity(txn.ops.len());
-        let mut objects = Vec::with_capacity(txn.ops.len());
+        // Apply in place; on a failed op, undo what the earlier ops did (each event records the
+        // object it replaced), so a rejected transaction leaves no trace. Cloning the whole state
+        // per transaction instead would copy index nodes on every write.
+        let mut events: Vec<Event> = Vec::with_capacity(txn.ops.len());
         for op in &txn.ops {
-            match next.apply_op(op, revision, at) {
-                Ok(Some(ev)) => {
-                    objects.push(ev.object.clone());
-                    events.push(ev);
-                }
+            match self.apply_op(op, revision, at) {
+                Ok(Some(ev)) => events.push(ev),
                 Ok(None) => {}
-                Err(e) => return (Err(e), Vec::new()),
+                Err(e) => {
+                    for ev in events.iter().rev() {
+                        match (&ev.action, &ev.prev) {
+                            (Action::Create, _) => {
+                                self.remove(ev.object.kind(), ev.object.id());
+                            }
+                            (_, Some(prev)) => self.put(prev.clone()),
+                            (_, None) => {}
+                        }
+                    }
+                    return (Err(e), Vec::new());
+                }
             }
         }
-        *self = next;
+        let objects = events.iter().map(|e| e.object.clone()).collect();
         (Ok(Committed { revision, objects }), events)
     }
 
@@ -430,5 +438,94 @@ impl State {
             object: stored,
             prev: Some(current),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{new_id, Annotations, Config, ConfigSpec, Meta};
+
+    fn config(name: &str) -> Object {
+        Object::Config(Config {
+            meta: Meta::with_id(new_id()),
+            spec: ConfigSpec {
+                annotations: Annotations {
+                    name: name.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn a_rejected_transaction_leaves_no_trace() {
+        let mut s = State::default();
+        let a = config("a");
+        let (r, _) = s.apply_txn(&Txn::new().create(a.clone()), 1, Timestamp::now(), 1);
+        let a = r.unwrap().objects[0].as_ref().clone();
+        let before = s.get(Kind::Config, a.id()).unwrap().clone();
+
+        // Update `a` (valid), create `b` (valid), then a stale update of `a`: all undone.
+        let mut renamed = a.clone();
+        if let Object::Config(c) = &mut renamed {
+            c.spec.annotations.name = "a2".into();
+        }
+        let b = config("b");
+        let mut stale = a.clone();
+        stale.meta_mut().version.index = 0;
+        let txn = Txn {
+            ops: vec![
+                Op::Update {
+                    object: renamed,
+                    expected_version: 1,
+                },
+                Op::Create(b.clone()),
+                Op::Update {
+                    object: stale,
+                    expected_version: 0,
+                },
+            ],
+            fence_term: None,
+        };
+        let (r, events) = s.apply_txn(&txn, 2, Timestamp::now(), 1);
+        assert!(matches!(r, Err(TxnError::OutOfSequence { .. })));
+        assert!(events.is_empty());
+        assert_eq!(s.get(Kind::Config, a.id()), Some(&before), "update undone");
+        assert!(s.get(Kind::Config, b.id()).is_none(), "create undone");
+        assert_eq!(
+            s.id_by_name(Kind::Config, "a"),
+            Some(&a.id().to_string()),
+            "name index restored"
+        );
+        assert!(s.id_by_name(Kind::Config, "a2").is_none());
+        assert!(s.id_by_name(Kind::Config, "b").is_none());
+    }
+
+    #[test]
+    fn fenced_transactions_apply_only_under_their_term() {
+        let mut s = State::default();
+        let (r, _) = s.apply_txn(
+            &Txn::new().create(config("x")).fenced(3),
+            1,
+            Timestamp::now(),
+            4,
+        );
+        assert!(matches!(
+            r,
+            Err(TxnError::Fenced {
+                fence_term: 3,
+                entry_term: 4
+            })
+        ));
+        assert!(s.is_empty());
+        let (r, _) = s.apply_txn(
+            &Txn::new().create(config("x")).fenced(4),
+            2,
+            Timestamp::now(),
+            4,
+        );
+        assert!(r.is_ok());
     }
 }

@@ -246,6 +246,26 @@ pub struct Commit {
     pub events: Vec<Event>,
 }
 
+impl Commit {
+    /// The commit without the objects before each change (what is kept on disk: the previous
+    /// objects are only offered to live watchers).
+    pub fn without_prev(&self) -> Commit {
+        Commit {
+            revision: self.revision,
+            at: self.at,
+            events: self
+                .events
+                .iter()
+                .map(|e| Event {
+                    action: e.action,
+                    object: e.object.clone(),
+                    prev: None,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Returns whether `new` is a valid observed-state successor of `old` (never backwards).
 pub fn state_moves_forward(old: TaskState, new: TaskState) -> bool {
     new >= old

@@ -80,14 +80,30 @@ impl Default for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let base = self.0.format("%Y-%m-%dT%H:%M:%S").to_string();
-        let nanos = self.0.timestamp_subsec_nanos();
-        if nanos == 0 {
-            write!(f, "{base}Z")
-        } else {
-            let frac = format!("{nanos:09}");
-            write!(f, "{base}.{}Z", frac.trim_end_matches('0'))
+        use chrono::{Datelike, Timelike};
+        // Formatted by hand: this runs for every object encoded, and strftime parsing is slow.
+        let t = &self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )?;
+        let nanos = t.nanosecond() % 1_000_000_000;
+        if nanos != 0 {
+            let mut digits = 9;
+            let mut n = nanos;
+            while n % 10 == 0 {
+                n /= 10;
+                digits -= 1;
+            }
+            write!(f, ".{n:0digits$}")?;
         }
+        f.write_str("Z")
     }
 }
 

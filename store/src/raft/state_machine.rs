@@ -272,7 +272,7 @@ impl StateMachine {
             wb.put_cf(
                 cf(db, CF_HISTORY),
                 u64_key(index),
-                serde_json::to_vec(&commit).map_err(io_err)?,
+                serde_json::to_vec(&commit.without_prev()).map_err(io_err)?,
             );
             Some(commit)
         };
@@ -335,12 +335,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             self.prune(&mut state, &mut wb, log_id.index)?;
             applied = Some(log_id);
-            outcomes.push((
-                Arc::new(state.clone()),
-                commit.map(Arc::new),
-                responder,
-                response,
-            ));
+            outcomes.push((commit.map(Arc::new), responder, response));
         }
         if outcomes.is_empty() {
             return Ok(());
@@ -360,8 +355,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // also syncs this write (one WAL). A crash before that replays the entries.
         db.write(wb).map_err(io_err)?;
         *self.shared.applied.lock().expect("applied lock") = (applied, membership);
-        for (state, commit, responder, response) in outcomes {
-            self.shared.hub.publish(state, commit);
+        // One publish for the whole call: watchers get every commit in order, readers the final
+        // state (no intermediate state is ever observable, which is fine: each commit's effects
+        // are all in it). Answer proposers only after their writes are visible.
+        let mut commits = Vec::with_capacity(outcomes.len());
+        let mut replies = Vec::with_capacity(outcomes.len());
+        for (commit, responder, response) in outcomes {
+            commits.extend(commit);
+            replies.push((responder, response));
+        }
+        self.shared.hub.publish(Arc::new(state), commits);
+        for (responder, response) in replies {
             if let Some(r) = responder {
                 r.send(response);
             }
