@@ -21,6 +21,8 @@ enum Command {
     /// Run a node (like dockerd): serves the Docker API on a unix socket; `docker swarm init` or
     /// `docker swarm join` against it make it a manager or a worker.
     Daemon(DaemonArgs),
+    /// Run many simulated nodes (sim executor) in this process, joined to a swarm, for scale tests.
+    Simnodes(SimnodesArgs),
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
@@ -57,6 +59,25 @@ enum Bench {
 }
 
 #[derive(clap::Args)]
+struct SimnodesArgs {
+    /// Managers to join through and connect to (`host:port`, comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    managers: Vec<String>,
+    /// How many nodes.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// The swarm's join token (worker or manager).
+    #[arg(long)]
+    join_token: String,
+    /// Keep each node's credentials here, so a restart brings the same nodes back.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Host names are `<prefix>-<i>`.
+    #[arg(long, default_value = "sim")]
+    hostname_prefix: String,
+}
+
+#[derive(clap::Args)]
 struct DaemonArgs {
     /// Directory for the node's state.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
@@ -70,6 +91,13 @@ struct DaemonArgs {
     /// Host name this node reports (several nodes on one machine need distinct names).
     #[arg(long)]
     hostname: Option<String>,
+    /// What runs this node's tasks (default: docker when an engine answers at --docker-host,
+    /// else process).
+    #[arg(long, value_enum)]
+    executor: Option<shoal::agent::ExecutorKind>,
+    /// The Docker Engine the docker executor drives.
+    #[arg(long, env = "SHOAL_DOCKER_HOST", default_value = shoal::exec::docker::DEFAULT_DOCKER_HOST)]
+    docker_host: String,
 }
 
 async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
@@ -77,6 +105,10 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let node = shoal::node::NodeRuntime::start(shoal::node::NodeConfig {
         data_dir: args.data_dir.clone(),
         hostname: args.hostname.clone(),
+        executor: shoal::agent::ExecutorChoice {
+            kind: args.executor,
+            docker_host: args.docker_host.clone(),
+        },
     })
     .await?;
     let state = shoal::api::ApiState { node: node.clone() };
@@ -113,6 +145,31 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_simnodes(args: SimnodesArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let nodes = shoal::agent::simnodes::SimNodes::start(shoal::agent::simnodes::SimNodesConfig {
+        managers: args.managers,
+        count: args.count,
+        join_token: args.join_token,
+        data_dir: args.data_dir,
+        hostname_prefix: args.hostname_prefix,
+        sim: Default::default(),
+    })
+    .await?;
+    eprintln!(
+        "shoal simnodes: {} simulated nodes joined",
+        nodes.agents.len()
+    );
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    nodes.stop().await;
+    Ok(())
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -131,6 +188,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Daemon(args) => run_daemon(args).await?,
+            Command::Simnodes(args) => run_simnodes(args).await?,
             Command::Bench { bench } => match bench {
                 Bench::Store {
                     managers,

@@ -45,10 +45,12 @@ impl NodeUpdate {
     }
 }
 
+type Done = oneshot::Sender<Result<(), String>>;
+
 struct Request {
     node_id: String,
     update: NodeUpdate,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<Done>,
 }
 
 /// The queue of node writes. Cheap to clone.
@@ -91,8 +93,7 @@ impl NodeWriter {
 
 async fn run(store: Store, term: u64, mut rx: mpsc::UnboundedReceiver<Request>) {
     while let Some(first) = rx.recv().await {
-        let mut round: HashMap<String, (NodeUpdate, Vec<oneshot::Sender<Result<(), String>>>)> =
-            HashMap::new();
+        let mut round: HashMap<String, (NodeUpdate, Vec<Done>)> = HashMap::new();
         let mut add = |r: Request| {
             let slot = round
                 .entry(r.node_id)

@@ -137,13 +137,13 @@ async fn a_session_marks_the_node_ready_and_streams_its_assignments() {
         .into_inner();
     let complete = next_assignment(&mut assignments).await;
     assert_eq!(complete.r#type, MessageType::Complete as i32);
-    assert_eq!(task_ids(&complete, ChangeAction::Update), [t1.clone()]);
+    assert_eq!(task_ids(&complete, ChangeAction::Update), vec![t1.clone()]);
 
     let t2 = s.assign(&node_id, TaskState::Running).await;
     let inc = next_assignment(&mut assignments).await;
     assert_eq!(inc.r#type, MessageType::Incremental as i32);
     assert_eq!(inc.applies_to, complete.results_in);
-    assert_eq!(task_ids(&inc, ChangeAction::Update), [t2.clone()]);
+    assert_eq!(task_ids(&inc, ChangeAction::Update), vec![t2.clone()]);
 
     // Status reports: batched, applied, and not echoed back.
     client
@@ -176,7 +176,7 @@ async fn a_session_marks_the_node_ready_and_streams_its_assignments() {
     s.set_desired(&t1, TaskState::Shutdown).await;
     let inc2 = next_assignment(&mut assignments).await;
     assert_eq!(inc2.applies_to, inc.results_in);
-    assert_eq!(task_ids(&inc2, ChangeAction::Update), [t1.clone()]);
+    assert_eq!(task_ids(&inc2, ChangeAction::Update), vec![t1.clone()]);
 
     // Deleting the task removes it.
     s.store
@@ -347,7 +347,7 @@ async fn log_subscriptions_reach_the_agent_and_its_lines_come_back() {
             break sub;
         }
     };
-    assert_eq!(sub.task_ids, [task.clone()]);
+    assert_eq!(sub.task_ids, vec![task.clone()]);
     assert!(!sub.close);
     let entry = |line: &str| LogEntry {
         task_id: task.clone(),

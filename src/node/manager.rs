@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use super::membership::{SwarmDir, SwarmMembership};
 use super::swarm_service::SwarmService;
 use crate::ca::{manager_client_tls_config, server_tls_config, NodeCredentials};
+use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::net::store_peer::{GrpcTransport, StorePeerService};
 
 /// A running manager.
@@ -19,6 +20,8 @@ pub struct Manager {
     pub store: Store,
     /// The membership it runs under.
     pub membership: SwarmMembership,
+    /// The dispatcher agents talk to (sessions, assignments, status, logs).
+    pub dispatcher: Dispatcher,
     stop_server: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -48,6 +51,13 @@ impl Manager {
         let store = Store::open(cfg, transport)
             .await
             .context("opening the store")?;
+        let dispatcher = Dispatcher::start(
+            store.clone(),
+            DispatcherConfig {
+                leader_client_tls: Some(manager_client_tls_config(creds)?),
+                ..DispatcherConfig::default()
+            },
+        );
         let tls = server_tls_config(creds)?;
         let (tx, rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -56,7 +66,8 @@ impl Manager {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(StorePeerService::server(store.clone()))
-            .add_service(SwarmService::server(store.clone()));
+            .add_service(SwarmService::server(store.clone()))
+            .add_service(dispatcher.server());
         let server = tokio::spawn(async move {
             if let Err(e) = router
                 .serve_with_incoming_shutdown(incoming, async {
@@ -70,6 +81,7 @@ impl Manager {
         Ok(Arc::new(Manager {
             store,
             membership,
+            dispatcher,
             stop_server: std::sync::Mutex::new(Some(tx)),
             server: std::sync::Mutex::new(Some(server)),
         }))
@@ -77,6 +89,8 @@ impl Manager {
 
     /// Stops serving and closes the store (data stays on disk).
     pub async fn stop(&self) {
+        // End the agents' streams first, so the listener's graceful shutdown need not wait.
+        self.dispatcher.stop().await;
         if let Some(tx) = self.stop_server.lock().unwrap().take() {
             let _ = tx.send(());
         }

@@ -3,6 +3,7 @@
 //! takes it out again. Its state survives restarts in `<data>/swarm/`.
 
 pub mod description;
+pub mod join;
 pub mod manager;
 pub mod membership;
 pub mod swarm_service;
@@ -12,9 +13,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use serde::Deserialize;
 use shoal_proto::swarm::swarm_client::SwarmClient;
-use shoal_proto::swarm::{JoinRaftRequest, JoinRequest};
+use shoal_proto::swarm::JoinRaftRequest;
 use shoal_store::model::{
     Cluster, JoinTokens, ManagerStatus, Meta, Node, NodeRole, NodeSpec, NodeState, NodeStatus,
     RootCa as StoredRootCa, SwarmSpec,
@@ -23,7 +26,11 @@ use shoal_store::Txn;
 use tokio::sync::{Mutex, RwLock};
 use tonic::transport::Endpoint;
 
-use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, NodeKeyRequest, RootCa};
+use crate::agent::storage::FileTaskStore;
+use crate::agent::{executor, Agent, AgentConfig, ExecutorChoice};
+use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, RootCa};
+use crate::exec::Executor;
+use join::JoinFailure;
 use manager::Manager;
 use membership::{SwarmDir, SwarmMembership};
 use swarm_service::host_of;
@@ -35,6 +42,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Overrides the host name the node reports (several nodes on one machine need distinct names).
     pub hostname: Option<String>,
+    /// Which executor runs this node's tasks.
+    pub executor: ExecutorChoice,
 }
 
 /// Why a swarm lifecycle operation failed; carries the HTTP status Docker uses for it.
@@ -169,6 +178,10 @@ impl SwarmState {
 struct Inner {
     config: NodeConfig,
     dir: SwarmDir,
+    /// Runs this node's tasks (built once: the engine is probed when the daemon starts).
+    executor: Arc<dyn Executor>,
+    /// The agent, while the node is in a swarm.
+    agent: Mutex<Option<Agent>>,
     state: RwLock<SwarmState>,
     /// Serialises init/join/leave.
     lifecycle: Mutex<()>,
@@ -239,10 +252,20 @@ impl NodeRuntime {
         ca::install_crypto_provider();
         std::fs::create_dir_all(&config.data_dir)?;
         let dir = SwarmDir::new(&config.data_dir);
+        let hostname = config
+            .hostname
+            .clone()
+            .unwrap_or_else(description::hostname);
+        let built = executor::build(&config.executor, &config.data_dir.join("exec"), &hostname)
+            .await
+            .context("starting the executor")?;
+        tracing::info!("tasks run with the {:?} executor", built.kind);
         let node = NodeRuntime {
             inner: Arc::new(Inner {
                 config,
                 dir: dir.clone(),
+                executor: built.executor,
+                agent: Mutex::new(None),
                 state: RwLock::new(SwarmState::Inactive),
                 lifecycle: Mutex::new(()),
             }),
@@ -251,6 +274,7 @@ impl NodeRuntime {
             let creds = NodeCredentials::load(dir.root())?;
             let state = node.resume(membership, creds).await?;
             *node.inner.state.write().await = state;
+            node.start_agent().await;
         }
         Ok(node)
     }
@@ -410,6 +434,7 @@ impl NodeRuntime {
             membership,
             manager,
         };
+        self.start_agent().await;
         Ok(node_id)
     }
 
@@ -469,6 +494,7 @@ impl NodeRuntime {
             {
                 Ok(state) => {
                     *self.inner.state.write().await = state;
+                    self.start_agent().await;
                     return Ok(());
                 }
                 Err(JoinFailure::Refused(e)) => return Err(e),
@@ -488,69 +514,18 @@ impl NodeRuntime {
         advertise: &str,
         availability: &str,
     ) -> Result<SwarmState, JoinFailure> {
-        // Pin the swarm's CA by the token's digest before trusting anything the manager says.
-        let ca_pem = ca::fetch_root_ca(remote, token).await.map_err(|e| {
-            if matches!(e, ca::CaError::CaDigestMismatch { .. }) {
-                JoinFailure::Refused(SwarmError::bad_request(e.to_string()))
-            } else {
-                JoinFailure::Retry(e.to_string())
-            }
-        })?;
-        let key = NodeKeyRequest::generate().map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        let tls = ca::pinned_ca_client_tls_config(&ca_pem)
-            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        let channel = Endpoint::from_shared(format!("https://{remote}"))
-            .map_err(|e| {
-                JoinFailure::Refused(SwarmError::bad_request(format!(
-                    "invalid remote address {remote}: {e}"
-                )))
-            })?
-            .tls_config(tls)
-            .map_err(|e| JoinFailure::Retry(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
         let description = description::describe(self.inner.config.hostname.as_deref());
-        let resp = SwarmClient::new(channel)
-            .join(JoinRequest {
-                token: token.to_string(),
-                csr_pem: key.csr_pem.clone(),
-                advertise_addr: advertise.to_string(),
-                description_json: serde_json::to_vec(&description).unwrap_or_default(),
-                availability: availability.to_string(),
-            })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::InvalidArgument | tonic::Code::PermissionDenied => {
-                    JoinFailure::Refused(SwarmError::bad_request(format!(
-                        "rpc error: code = {:?} desc = {}",
-                        s.code(),
-                        s.message()
-                    )))
-                }
-                _ => JoinFailure::Retry(s.message().to_string()),
-            })?
-            .into_inner();
-        let creds = key
-            .into_credentials(resp.cert_pem.clone(), resp.ca_pem.clone())
-            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        let role: NodeRole = resp
-            .role
-            .parse()
-            .map_err(|e: String| JoinFailure::Retry(e))?;
-        let mut managers = resp.managers.clone();
-        if !managers.iter().any(|m| m == remote) {
-            managers.push(remote.to_string());
-        }
+        let joined =
+            join::request_join(remote, token, advertise, &description, availability).await?;
+        let (creds, role) = (joined.creds, joined.role);
         let membership = SwarmMembership {
-            node_id: resp.node_id.clone(),
-            cluster_id: resp.cluster_id.clone(),
+            node_id: joined.node_id,
+            cluster_id: joined.cluster_id,
             role,
-            raft_id: resp.raft_id,
+            raft_id: joined.raft_id,
             listen_addr: listen.to_string(),
             advertise_addr: advertise.to_string(),
-            managers,
+            managers: joined.managers,
         };
         let dir = &self.inner.dir;
         dir.wipe().map_err(|e| JoinFailure::Retry(e.to_string()))?;
@@ -579,6 +554,36 @@ impl NodeRuntime {
         dir.save(&membership)
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
         Ok(state)
+    }
+
+    /// Starts the node's agent from the membership and credentials on disk. A failure is logged:
+    /// the node is in the swarm either way, and a daemon restart retries.
+    async fn start_agent(&self) {
+        let dir = &self.inner.dir;
+        let started = async {
+            let membership = dir.load()?.context("not in a swarm")?;
+            let creds = NodeCredentials::load(dir.root())?;
+            let mut managers = membership.managers.clone();
+            if membership.role == NodeRole::Manager {
+                // A manager's own listener first: it may well be the leader.
+                managers.retain(|m| *m != membership.advertise_addr);
+                managers.insert(0, membership.advertise_addr.clone());
+            }
+            Agent::start(AgentConfig {
+                node_id: membership.node_id.clone(),
+                managers,
+                creds,
+                executor: self.inner.executor.clone(),
+                store: Arc::new(FileTaskStore::open(dir.worker().join("tasks"))?),
+                hostname: self.inner.config.hostname.clone(),
+            })
+            .await
+        }
+        .await;
+        match started {
+            Ok(agent) => *self.inner.agent.lock().await = Some(agent),
+            Err(e) => tracing::error!("the agent did not start: {e:#}"),
+        }
     }
 
     /// `POST /swarm/leave`.
@@ -624,6 +629,9 @@ impl NodeRuntime {
             }
             SwarmState::Worker { .. } => {}
         }
+        if let Some(agent) = self.inner.agent.lock().await.take() {
+            agent.leave().await;
+        }
         self.inner.dir.wipe().map_err(SwarmError::internal)?;
         *self.inner.state.write().await = SwarmState::Inactive;
         Ok(())
@@ -631,18 +639,14 @@ impl NodeRuntime {
 
     /// Stops everything (daemon shutdown); swarm state stays on disk.
     pub async fn shutdown(&self) {
+        if let Some(agent) = self.inner.agent.lock().await.take() {
+            agent.stop().await;
+        }
         let state = self.inner.state.read().await.clone();
         if let SwarmState::Manager { manager, .. } = state {
             manager.stop().await;
         }
     }
-}
-
-enum JoinFailure {
-    /// A definite refusal: report it, don't try other managers.
-    Refused(SwarmError),
-    /// Try the next manager.
-    Retry(String),
 }
 
 async fn join_raft(

@@ -1,0 +1,106 @@
+//! Choosing a node's executor: `shoal daemon --executor docker|process|sim`, defaulting to the
+//! Docker Engine at `--docker-host` when one answers there, else host processes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_store::model::NodeDescription;
+
+use crate::exec::docker::{DockerExecutor, DEFAULT_DOCKER_HOST};
+use crate::exec::process::ProcessExecutor;
+use crate::exec::sim::{SimConfig, SimExecutor};
+use crate::exec::Executor;
+
+/// How long the default choice waits for an engine to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Which executor runs a node's tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// A Docker Engine (`--docker-host`).
+    Docker,
+    /// Host processes.
+    Process,
+    /// Nothing at all (scale tests).
+    Sim,
+}
+
+/// How to build the executor.
+#[derive(Clone, Debug)]
+pub struct ExecutorChoice {
+    /// The kind, or `None` for "docker if an engine answers, else process".
+    pub kind: Option<ExecutorKind>,
+    /// The engine's address.
+    pub docker_host: String,
+}
+
+impl Default for ExecutorChoice {
+    fn default() -> Self {
+        ExecutorChoice {
+            kind: None,
+            docker_host: DEFAULT_DOCKER_HOST.to_string(),
+        }
+    }
+}
+
+/// A built executor and what it is.
+pub struct BuiltExecutor {
+    /// The executor.
+    pub executor: Arc<dyn Executor>,
+    /// Its kind.
+    pub kind: ExecutorKind,
+}
+
+/// Builds the executor; `state_dir` holds the process executor's task directories, `hostname`
+/// names a simulated node.
+pub async fn build(
+    choice: &ExecutorChoice,
+    state_dir: &Path,
+    hostname: &str,
+) -> anyhow::Result<BuiltExecutor> {
+    let process = || -> anyhow::Result<BuiltExecutor> {
+        Ok(BuiltExecutor {
+            executor: Arc::new(ProcessExecutor::new(state_dir.join("process"))?),
+            kind: ExecutorKind::Process,
+        })
+    };
+    match choice.kind {
+        Some(ExecutorKind::Docker) => Ok(BuiltExecutor {
+            executor: Arc::new(DockerExecutor::connect(&choice.docker_host).await?),
+            kind: ExecutorKind::Docker,
+        }),
+        Some(ExecutorKind::Process) => process(),
+        Some(ExecutorKind::Sim) => Ok(BuiltExecutor {
+            executor: Arc::new(SimExecutor::new(
+                sim_description(hostname),
+                SimConfig::default(),
+            )),
+            kind: ExecutorKind::Sim,
+        }),
+        None => {
+            match tokio::time::timeout(PROBE_TIMEOUT, DockerExecutor::connect(&choice.docker_host))
+                .await
+            {
+                Ok(Ok(d)) => Ok(BuiltExecutor {
+                    executor: Arc::new(d),
+                    kind: ExecutorKind::Docker,
+                }),
+                _ => {
+                    tracing::info!(
+                        "no Docker Engine answers at {}: tasks run as host processes",
+                        choice.docker_host
+                    );
+                    process()
+                }
+            }
+        }
+    }
+}
+
+/// A simulated node's description: like this host, under its own name.
+pub fn sim_description(hostname: &str) -> NodeDescription {
+    let mut d = crate::exec::process::host_description();
+    d.hostname = hostname.to_string();
+    d
+}
