@@ -6,8 +6,9 @@
 //! them, in commit order. `until` ends the stream; without it the stream runs until the client
 //! goes away. A node that is not a manager has no swarm events: its stream stays empty.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -153,8 +154,9 @@ fn node_attributes(n: &Node, old: Option<&Node>, m: &mut BTreeMap<String, String
 }
 
 /// The Docker event for one store event, if dockerd reports that kind (tasks and the cluster
-/// object have no events).
-pub fn docker_event(e: &Event, now: Timestamp) -> Option<Message> {
+/// object have no events). `committed_at` is when the change was committed: the time of a
+/// removal (objects carry their creation and last update times, but no deletion time).
+pub fn docker_event(e: &Event, committed_at: Timestamp) -> Option<Message> {
     let o = e.object.as_ref();
     let prev = e.prev.as_deref();
     let mut attributes = BTreeMap::new();
@@ -182,7 +184,7 @@ pub fn docker_event(e: &Event, now: Timestamp) -> Option<Message> {
     let time = match e.action {
         Action::Create => o.meta().created_at,
         Action::Update => o.meta().updated_at,
-        Action::Delete => now,
+        Action::Delete => committed_at,
     };
     let nanos = time.unix_nanos();
     Some(Message {
@@ -313,6 +315,10 @@ async fn pump(
         Some(s) => open_watch(s, since.is_some()).await,
         None => None,
     };
+    // The store's history keeps commits without the objects before each change (only live
+    // watchers get those): remember the objects seen so that replayed updates still say what
+    // changed (from the second change of an object within the replayed history on).
+    let mut last_seen: HashMap<(Kind, String), Arc<Object>> = HashMap::new();
     loop {
         let next = async {
             match watch.as_mut() {
@@ -333,16 +339,34 @@ async fn pump(
         match message {
             None | Some(Err(_)) => return,
             Some(Ok(WatchMessage::Commit(commit))) => {
-                let now = Timestamp::now();
                 for e in &commit.events {
-                    let Some(m) = docker_event(e, now) else {
+                    let key = (e.kind(), e.object.id().to_string());
+                    let remembered = if e.action == Action::Delete {
+                        last_seen.remove(&key)
+                    } else {
+                        last_seen.insert(key, e.object.clone())
+                    };
+                    let filled;
+                    let e = if e.prev.is_none() && remembered.is_some() {
+                        filled = Event {
+                            action: e.action,
+                            object: e.object.clone(),
+                            prev: remembered,
+                        };
+                        &filled
+                    } else {
+                        e
+                    };
+                    let Some(m) = docker_event(e, commit.at) else {
                         continue;
                     };
                     if since.is_some_and(|s| m.time_nano < s) {
                         continue;
                     }
+                    // Object times are not strictly ordered with revisions: skip, and let the
+                    // deadline end the stream.
                     if until.is_some_and(|u| m.time_nano > u) {
-                        return;
+                        continue;
                     }
                     if !matches(&filters, &m) {
                         continue;
@@ -365,8 +389,6 @@ async fn pump(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use shoal_store::model::{ServiceMode, UpdateState, UpdateStatus};
 

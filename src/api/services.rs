@@ -2,7 +2,8 @@
 //!
 //! Specs are stored as the client sent them, after dockerd's defaulting (name, mode) and the
 //! normalisation swarmkit's protobufs imply (see [`service_spec`]). Tasks are never made here:
-//! the orchestrators in the controllers crate react to the service's create/update/delete.
+//! the orchestrators in the controllers crate react to the service's create/update; removal
+//! marks the service's tasks for removal in the same transaction (see [`remove`]).
 //!
 //! `SpecVersion` follows swarmkit: `0` on create (tasks are then judged by comparing specs) and,
 //! on every update, the service's version before the update. So it differs for every spec the
@@ -14,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use shoal_store::model::{
-    new_id, JobStatus, Kind, Meta, Service, ServiceModeKind, ServiceSpec, Timestamp, UpdateState,
-    UpdateStatus, Version,
+    new_id, JobStatus, Kind, Meta, Service, ServiceModeKind, ServiceSpec, Task, TaskState,
+    Timestamp, UpdateState, UpdateStatus, Version,
 };
 use shoal_store::{Store, StoreError, Txn, TxnError, View};
 
@@ -264,16 +265,39 @@ fn mode_type(spec: &ServiceSpec) -> ServiceModeKind {
     spec.mode_kind()
 }
 
-/// `DELETE /services/{id}` → 200. The orchestrators shut the service's tasks down.
+/// Most task updates committed with a service's removal; the task reaper marks any others.
+const MAX_TASKS_WITH_REMOVAL: usize = 200;
+
+/// `DELETE /services/{id}` → 200.
+///
+/// The service's live tasks get desired state REMOVE in the same transaction. The task reaper
+/// would mark them soon after anyway; doing it atomically means nothing sees a live task of a
+/// service that is gone, so `docker stack rm` can remove the stack's networks right after its
+/// services (dockerd races there: "network ... is in use by task ..."). Agents update tasks
+/// concurrently, so a conflict is retried on a fresh view.
 pub async fn remove(
     State(state): State<ApiState>,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
     let store = state.manager_store().await?;
-    let view = store.view();
-    let service = resolve::service(&view, &key)?;
-    store
-        .submit(Txn::new().delete(Kind::Service, service.meta.id.clone(), None))
-        .await?;
-    Ok(StatusCode::OK)
+    let mut attempts = 0;
+    loop {
+        let view = store.view();
+        let service = resolve::service(&view, &key)?;
+        let mut txn = Txn::new().delete(Kind::Service, service.meta.id.clone(), None);
+        for t in view
+            .tasks_of_service(&service.meta.id)
+            .filter(|t| t.desired_state < TaskState::Remove)
+            .take(MAX_TASKS_WITH_REMOVAL)
+        {
+            let mut task: Task = t.to_owned_value();
+            task.desired_state = TaskState::Remove;
+            txn = txn.update(task);
+        }
+        match store.submit(txn).await {
+            Err(e) if e.is_out_of_sequence() && attempts < 10 => attempts += 1,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(StatusCode::OK),
+        }
+    }
 }

@@ -1,0 +1,171 @@
+//! Several `shoal daemon`s on loopback forming one swarm with `docker swarm join`, each with
+//! its own data dir, API socket and swarm port. These start 3 to 5 daemons, so they are kept
+//! few.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_for, Daemon};
+
+/// `docker node ls` on `d`: `(hostname, manager status)` per node, sorted by hostname.
+fn node_table(d: &Daemon) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = d
+        .lines(&["node", "ls", "--format", "{{.Hostname}}|{{.ManagerStatus}}"])
+        .iter()
+        .map(|l| {
+            let (h, s) = l.split_once('|').unwrap_or((l, ""));
+            (h.to_string(), s.to_string())
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn token(d: &Daemon, role: &str) -> String {
+    d.ok(&["swarm", "join-token", "-q", role])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn three_managers_and_two_workers_join_and_agree_on_one_leader() {
+    let m1 = Daemon::start("m1");
+    m1.init_swarm();
+    let manager_token = token(&m1, "manager");
+    let worker_token = token(&m1, "worker");
+
+    let m2 = Daemon::start("m2");
+    let m3 = Daemon::start("m3");
+    let w1 = Daemon::start("w1");
+    let w2 = Daemon::start("w2");
+
+    // A token with the swarm's CA digest but a wrong secret is refused.
+    let (head, _) = worker_token.rsplit_once('-').unwrap();
+    let wrong = format!("{head}-{}", "0".repeat(25));
+    let out = w2.join(&m1, &wrong);
+    assert!(!out.ok, "a wrong token joined: {}", out.stdout);
+    assert!(
+        out.stderr.contains(
+            "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(w2.ok(&["info"]).contains("Swarm: inactive"));
+
+    for m in [&m2, &m3] {
+        let out = m.join(&m1, &manager_token);
+        assert!(out.ok, "{} join failed: {}", m.hostname, out.stderr);
+        assert!(
+            out.stdout
+                .contains("This node joined a swarm as a manager."),
+            "{}",
+            out.stdout
+        );
+    }
+    for w in [&w1, &w2] {
+        let out = w.join(&m1, &worker_token);
+        assert!(out.ok, "{} join failed: {}", w.hostname, out.stderr);
+        assert!(
+            out.stdout.contains("This node joined a swarm as a worker."),
+            "{}",
+            out.stdout
+        );
+    }
+
+    for m in [&m1, &m2, &m3] {
+        let table = wait_for(
+            Duration::from_secs(30),
+            &format!("all five nodes with their roles on {}", m.hostname),
+            || {
+                let t = node_table(m);
+                let managers = t
+                    .iter()
+                    .filter(|(_, s)| s == "Leader" || s == "Reachable")
+                    .count();
+                (t.len() == 5 && managers == 3).then_some(t)
+            },
+        );
+        let leaders: Vec<_> = table.iter().filter(|(_, s)| s == "Leader").collect();
+        assert_eq!(leaders.len(), 1, "{}: {table:?}", m.hostname);
+        assert_eq!(leaders[0].0, "m1", "{table:?}");
+        for w in ["w1", "w2"] {
+            assert!(
+                table.iter().any(|(h, s)| h == w && s.is_empty()),
+                "{w} should be a worker: {table:?}"
+            );
+        }
+        let self_marked = m.ok(&["node", "ls"]);
+        assert!(
+            self_marked
+                .lines()
+                .any(|l| l.contains(" * ") && l.contains(&m.hostname)),
+            "{self_marked}"
+        );
+    }
+    // Workers cannot drive the cluster.
+    let err = w1.fails(&["node", "ls"]);
+    assert!(
+        err.contains("Worker nodes can't be used to view or modify cluster state"),
+        "{err}"
+    );
+    // Any manager serves the same services.
+    m2.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "everywhere",
+        "shoal-test/busybox:1",
+    ]);
+    let seen = wait_for(Duration::from_secs(10), "the service on m3", || {
+        let names = m3.lines(&["service", "ls", "--format", "{{.Name}}"]);
+        names.contains(&"everywhere".to_string()).then_some(names)
+    });
+    assert_eq!(seen, vec!["everywhere"]);
+}
+
+/// Needs the role manager (controllers crate): demoting the leader hands leadership to another
+/// manager and the old leader becomes a worker.
+#[test]
+fn demoting_the_leader_moves_leadership() {
+    let m1 = Daemon::start("l1");
+    m1.init_swarm();
+    let manager_token = token(&m1, "manager");
+    let m2 = Daemon::start("l2");
+    let m3 = Daemon::start("l3");
+    for m in [&m2, &m3] {
+        let out = m.join(&m1, &manager_token);
+        assert!(out.ok, "{} join failed: {}", m.hostname, out.stderr);
+    }
+    wait_for(Duration::from_secs(30), "three managers", || {
+        let t = node_table(&m1);
+        (t.iter()
+            .filter(|(_, s)| s == "Leader" || s == "Reachable")
+            .count()
+            == 3)
+            .then_some(())
+    });
+
+    let out = m1.ok(&["node", "demote", "l1"]);
+    assert!(out.contains("Manager l1 demoted in the swarm."), "{out}");
+    let table = wait_for(
+        Duration::from_secs(60),
+        "a new leader and l1 without manager status (needs the role manager)",
+        || {
+            let t = node_table(&m2);
+            let leader = t.iter().find(|(_, s)| s == "Leader")?;
+            let l1 = t.iter().find(|(h, _)| h == "l1")?;
+            (leader.0 != "l1" && l1.1.is_empty()).then_some(t)
+        },
+    );
+    assert_eq!(
+        table.iter().filter(|(_, s)| s == "Leader").count(),
+        1,
+        "{table:?}"
+    );
+    let role = m2.ok(&["node", "inspect", "l1", "--format", "{{.Spec.Role}}"]);
+    assert_eq!(role.trim(), "worker");
+}
