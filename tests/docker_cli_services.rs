@@ -560,6 +560,50 @@ fn service_ps_lists_tasks_and_task_filters_work() {
     });
 }
 
+/// Needs the controllers and agents: without `-d` the CLI follows the service's tasks until
+/// they run (polling `_up-to-date` tasks and nodes) and reports convergence.
+#[test]
+fn create_and_update_without_detach_wait_for_convergence() {
+    let d = swarm("progress");
+    let out = d.docker(&[
+        "service",
+        "create",
+        "--no-resolve-image",
+        "--name",
+        "conv",
+        "--replicas",
+        "2",
+        "--update-monitor",
+        "1s",
+        IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("verify: Service"), "{}", out.stdout);
+    assert!(out.stdout.contains("converged"), "{}", out.stdout);
+    let ls = d.ok(&["service", "ls", "--filter", "name=conv"]);
+    assert!(ls.contains("2/2"), "{ls}");
+    let out = d.docker(&[
+        "service",
+        "update",
+        "--no-resolve-image",
+        "--env-add",
+        "X=1",
+        "conv",
+    ]);
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("converged"), "{}", out.stdout);
+    let state = d.ok(&[
+        "service",
+        "inspect",
+        "conv",
+        "--format",
+        "{{.UpdateStatus.State}}",
+    ]);
+    assert_eq!(state.trim(), "completed");
+}
+
 #[test]
 fn task_filter_errors() {
     let d = swarm("tferr");

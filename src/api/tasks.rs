@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::Json;
 use serde_json::Value;
+use shoal_controllers::orchestrator::dirty::is_task_dirty;
 use shoal_store::model::{Node, Service, Task, TaskSpec, TaskState};
 use shoal_store::View;
 
@@ -123,80 +124,11 @@ fn runtime_of(spec: &TaskSpec) -> &str {
     spec.runtime.as_ref().map_or("", |r| r.as_str())
 }
 
-/// The `_up-to-date` rule, as the orchestrators judge "dirty" tasks (swarmkit's
-/// `IsTaskDirty`): made from the service's current spec version, or with an equal task spec,
-/// or differing only in placement while its node still satisfies the new constraints.
+/// The `_up-to-date` rule: the task is not "dirty" by the orchestrators' own judgement
+/// (swarmkit's `IsTaskDirty`: made from the service's current spec version, or with an equal
+/// task spec, or differing only in placement while its node still satisfies it), so the CLI's
+/// progress display and the updater agree on which tasks are current.
 pub fn is_up_to_date(view: &View, service: &Service, task: &Task) -> bool {
-    if task.spec_version == service.spec_version && task.spec_version.index != 0 {
-        return true;
-    }
-    let want = &service.spec.task_template;
-    if &task.spec == want {
-        return true;
-    }
-    let mut without_placement = task.spec.clone();
-    without_placement.placement = want.placement.clone();
-    if &without_placement != want {
-        return false;
-    }
-    let Some(node) = view.get::<Node>(&task.node_id) else {
-        return false;
-    };
-    let placement = want.placement.clone().unwrap_or_default();
-    placement
-        .constraints
-        .iter()
-        .all(|c| constraint_holds(c, &node))
-        && (placement.platforms.is_empty()
-            || placement.platforms.iter().any(|p| {
-                let d = &node.description.platform;
-                (p.os.is_empty() || p.os.eq_ignore_ascii_case(&d.os))
-                    && (p.architecture.is_empty() || arch_matches(&p.architecture, &d.architecture))
-            }))
-}
-
-fn arch_matches(want: &str, have: &str) -> bool {
-    let norm = |a: &str| match a.to_ascii_lowercase().as_str() {
-        "x86_64" | "amd64" => "amd64".to_string(),
-        "aarch64" | "arm64" => "arm64".to_string(),
-        other => other.to_string(),
-    };
-    norm(want) == norm(have)
-}
-
-/// Whether a node satisfies one placement constraint (`key==value` / `key!=value`, keys
-/// case-insensitive, values compared case-insensitively, a missing attribute is empty).
-fn constraint_holds(expr: &str, node: &Node) -> bool {
-    let (key, value, equal) = if let Some((k, v)) = expr.split_once("==") {
-        (k, v, true)
-    } else if let Some((k, v)) = expr.split_once("!=") {
-        (k, v, false)
-    } else {
-        return false;
-    };
-    let key = key.trim();
-    let lower = key.to_ascii_lowercase();
-    let actual: String = match lower.as_str() {
-        "node.id" => node.meta.id.clone(),
-        "node.hostname" => node.description.hostname.clone(),
-        "node.role" => node.role.as_str().to_string(),
-        "node.ip" => node.status.addr.clone(),
-        "node.platform.os" => node.description.platform.os.clone(),
-        "node.platform.arch" => node.description.platform.architecture.clone(),
-        _ if lower.starts_with("node.labels.") => node
-            .spec
-            .labels()
-            .get(&key["node.labels.".len()..])
-            .cloned()
-            .unwrap_or_default(),
-        _ if lower.starts_with("engine.labels.") => node
-            .description
-            .engine
-            .labels
-            .get(&key["engine.labels.".len()..])
-            .cloned()
-            .unwrap_or_default(),
-        _ => String::new(),
-    };
-    actual.eq_ignore_ascii_case(value.trim()) == equal
+    let node = view.get::<Node>(&task.node_id);
+    !is_task_dirty(service, task, node.as_deref())
 }

@@ -101,6 +101,10 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--hostname")
             .arg(&self.hostname)
+            // Tasks "run" without containers: these tests are about the control plane, and a
+            // killed daemon must not leave containers behind on the host's engine.
+            .arg("--executor")
+            .arg("sim")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
