@@ -1,0 +1,101 @@
+//! How the controllers run: which ones, how fast they retry, and the few timeouts SwarmKit has
+//! as constants (its defaults are ours).
+
+use std::time::Duration;
+
+use crate::runtime::Backoff;
+
+/// Which reconcilers run on the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enabled {
+    /// Replicated-service orchestrator (with its restart and update supervisors).
+    pub replicated: bool,
+    /// Global-service orchestrator (with its restart and update supervisors).
+    pub global: bool,
+    /// Replicated-job and global-job orchestrator.
+    pub jobs: bool,
+    /// Scheduler.
+    pub scheduler: bool,
+    /// Task reaper.
+    pub task_reaper: bool,
+    /// Constraint enforcer.
+    pub constraint_enforcer: bool,
+    /// Role manager.
+    pub role_manager: bool,
+}
+
+impl Enabled {
+    /// Every reconciler.
+    pub const ALL: Enabled = Enabled {
+        replicated: true,
+        global: true,
+        jobs: true,
+        scheduler: true,
+        task_reaper: true,
+        constraint_enforcer: true,
+        role_manager: true,
+    };
+
+    /// No reconciler (combine with struct update syntax to pick some).
+    pub const NONE: Enabled = Enabled {
+        replicated: false,
+        global: false,
+        jobs: false,
+        scheduler: false,
+        task_reaper: false,
+        constraint_enforcer: false,
+        role_manager: false,
+    };
+}
+
+impl Default for Enabled {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+/// Settings of [`crate::Controllers`].
+#[derive(Clone, Debug)]
+pub struct ControllersConfig {
+    /// Which reconcilers run.
+    pub enabled: Enabled,
+    /// Reconciles running at once per controller (the scheduler always runs one at a time,
+    /// since its placements share node capacity).
+    pub concurrency: usize,
+    /// Retry delays of a failing key.
+    pub backoff: Backoff,
+    /// The scheduler waits for this long after a change before a pass, so bursts of task
+    /// creations are placed in one batch (SwarmKit: 50 ms) ...
+    pub scheduler_debounce: Duration,
+    /// ... but never longer than this after the first change (SwarmKit: 1 s).
+    pub scheduler_max_latency: Duration,
+    /// The task reaper batches its work the same way (SwarmKit: every 250 ms).
+    pub reaper_debounce: Duration,
+    /// A replacement task held at READY waits at most this long for the task it replaces to
+    /// stop before it is started anyway (SwarmKit: 1 min).
+    pub stop_wait_timeout: Duration,
+    /// A rolling update waits at most this long for a new task to reach RUNNING; after it the
+    /// task counts as failed and the failure action applies (SwarmKit waits forever).
+    pub update_progress_deadline: Duration,
+    /// A refused role change is retried this often (SwarmKit: 5 s).
+    pub role_retry: Duration,
+    /// How long a stopping controller waits for running reconciles.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        ControllersConfig {
+            enabled: Enabled::ALL,
+            concurrency: 4,
+            backoff: Backoff::default(),
+            scheduler_debounce: Duration::from_millis(50),
+            scheduler_max_latency: Duration::from_secs(1),
+            reaper_debounce: Duration::from_millis(250),
+            stop_wait_timeout: Duration::from_secs(60),
+            update_progress_deadline: Duration::from_secs(600),
+            role_retry: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The reflector's cache: the objects controllers care about at one revision, with the indexes
+//! their reconcilers query (tasks by service, tasks by node).
+//!
+//! Persistent maps make a clone O(1), so every reconcile gets a frozen snapshot while the
+//! reflector keeps applying commits to its own copy; unchanged parts stay shared.
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+use shoal_store::model::{Cluster, Kind, Node, Object, Service, StoreObject, Task};
+use shoal_store::{Action, Event, Obj};
+
+/// Objects of one kind by id.
+type Objects = OrdMap<String, Arc<Object>>;
+
+/// The kinds the controllers watch.
+pub const WATCHED_KINDS: [Kind; 4] = [Kind::Cluster, Kind::Node, Kind::Service, Task::KIND];
+
+/// A consistent snapshot of the watched objects at [`Cache::revision`].
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    revision: u64,
+    clusters: Objects,
+    nodes: Objects,
+    services: Objects,
+    tasks: Objects,
+    tasks_by_service: OrdSet<(String, String)>,
+    tasks_by_node: OrdSet<(String, String)>,
+}
+
+fn typed<T: StoreObject>(o: &Arc<Object>) -> Option<Obj<T>> {
+    Obj::new(o.clone())
+}
+
+impl Cache {
+    /// An empty cache at revision 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every change up to and including this revision is reflected.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Moves the revision forward (commits and progress notifications).
+    pub fn set_revision(&mut self, revision: u64) {
+        self.revision = self.revision.max(revision);
+    }
+
+    fn map(&self, kind: Kind) -> Option<&Objects> {
+        match kind {
+            Kind::Cluster => Some(&self.clusters),
+            Kind::Node => Some(&self.nodes),
+            Kind::Service => Some(&self.services),
+            Kind::Task => Some(&self.tasks),
+            _ => None,
+        }
+    }
+
+    fn map_mut(&mut self, kind: Kind) -> Option<&mut Objects> {
+        match kind {
+            Kind::Cluster => Some(&mut self.clusters),
+            Kind::Node => Some(&mut self.nodes),
+            Kind::Service => Some(&mut self.services),
+            Kind::Task => Some(&mut self.tasks),
+            _ => None,
+        }
+    }
+
+    /// Inserts or replaces an object (kinds the controllers do not watch are ignored).
+    pub fn put(&mut self, object: Arc<Object>) {
+        let kind = object.kind();
+        let id = object.id().to_string();
+        if kind == Kind::Task {
+            if let Some(old) = self.tasks.get(&id).cloned() {
+                self.unindex_task(&old);
+            }
+            self.index_task(&object);
+        }
+        if let Some(map) = self.map_mut(kind) {
+            map.insert(id, object);
+        }
+    }
+
+    /// Removes an object.
+    pub fn remove(&mut self, kind: Kind, id: &str) {
+        let Some(map) = self.map_mut(kind) else {
+            return;
+        };
+        if let Some(old) = map.remove(id) {
+            if kind == Kind::Task {
+                self.unindex_task(&old);
+            }
+        }
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&mut self, event: &Event) {
+        match event.action {
+            Action::Create | Action::Update => self.put(event.object.clone()),
+            Action::Delete => self.remove(event.object.kind(), event.object.id()),
+        }
+    }
+
+    fn index_task(&mut self, o: &Object) {
+        if let Object::Task(t) = o {
+            self.tasks_by_service
+                .insert((t.service_id.clone(), t.meta.id.clone()));
+            self.tasks_by_node
+                .insert((t.node_id.clone(), t.meta.id.clone()));
+        }
+    }
+
+    fn unindex_task(&mut self, o: &Object) {
+        if let Object::Task(t) = o {
+            self.tasks_by_service
+                .remove(&(t.service_id.clone(), t.meta.id.clone()));
+            self.tasks_by_node
+                .remove(&(t.node_id.clone(), t.meta.id.clone()));
+        }
+    }
+
+    /// One object by id.
+    pub fn get<T: StoreObject>(&self, id: &str) -> Option<Obj<T>> {
+        self.map(T::KIND)?.get(id).and_then(typed)
+    }
+
+    /// One untyped object.
+    pub fn get_object(&self, kind: Kind, id: &str) -> Option<&Arc<Object>> {
+        self.map(kind)?.get(id)
+    }
+
+    /// A node.
+    pub fn node(&self, id: &str) -> Option<Obj<Node>> {
+        self.get(id)
+    }
+
+    /// A service.
+    pub fn service(&self, id: &str) -> Option<Obj<Service>> {
+        self.get(id)
+    }
+
+    /// A task.
+    pub fn task(&self, id: &str) -> Option<Obj<Task>> {
+        self.get(id)
+    }
+
+    /// The swarm object (the singleton), if it exists.
+    pub fn cluster(&self) -> Option<Obj<Cluster>> {
+        self.clusters.values().next().and_then(typed)
+    }
+
+    /// Every node, ordered by id.
+    pub fn nodes(&self) -> impl Iterator<Item = Obj<Node>> + '_ {
+        self.nodes.values().filter_map(typed)
+    }
+
+    /// Every service, ordered by id.
+    pub fn services(&self) -> impl Iterator<Item = Obj<Service>> + '_ {
+        self.services.values().filter_map(typed)
+    }
+
+    /// Every task, ordered by id.
+    pub fn tasks(&self) -> impl Iterator<Item = Obj<Task>> + '_ {
+        self.tasks.values().filter_map(typed)
+    }
+
+    /// Number of objects of a watched kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.map(kind).map_or(0, |m| m.len())
+    }
+
+    /// Ids of a service's tasks (history included), ordered by task id.
+    pub fn task_ids_of_service<'a>(
+        &'a self,
+        service_id: &'a str,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        let from = (service_id.to_string(), String::new());
+        self.tasks_by_service
+            .range(from..)
+            .take_while(move |(s, _)| s == service_id)
+            .map(|(_, t)| t)
+    }
+
+    /// A service's tasks (history included).
+    pub fn tasks_of_service<'a>(
+        &'a self,
+        service_id: &'a str,
+    ) -> impl Iterator<Item = Obj<Task>> + 'a {
+        self.task_ids_of_service(service_id)
+            .filter_map(|id| self.task(id))
+    }
+
+    /// Tasks placed on a node (`""`: tasks not placed yet).
+    pub fn tasks_on_node<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = Obj<Task>> + 'a {
+        let from = (node_id.to_string(), String::new());
+        self.tasks_by_node
+            .range(from..)
+            .take_while(move |(n, _)| n == node_id)
+            .filter_map(|(_, t)| self.task(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_store::model::{Meta, Version};
+
+    fn task(id: &str, service: &str, node: &str, version: u64) -> Arc<Object> {
+        Arc::new(Object::Task(Task {
+            meta: Meta {
+                id: id.into(),
+                version: Version::at(version),
+                ..Default::default()
+            },
+            service_id: service.into(),
+            node_id: node.into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn indexes_follow_updates_and_deletes() {
+        let mut c = Cache::new();
+        c.put(task("t1", "s1", "", 1));
+        c.put(task("t2", "s1", "n1", 2));
+        c.put(task("t3", "s2", "n1", 3));
+        assert_eq!(c.tasks_of_service("s1").count(), 2);
+        assert_eq!(c.tasks_on_node("").count(), 1);
+        // t1 gets placed: it moves from the unassigned index to n2's.
+        c.put(task("t1", "s1", "n2", 4));
+        assert_eq!(c.tasks_on_node("").count(), 0);
+        assert_eq!(c.tasks_on_node("n2").next().unwrap().meta.id, "t1");
+        let snapshot = c.clone();
+        c.remove(Kind::Task, "t2");
+        assert_eq!(c.tasks_on_node("n1").count(), 1);
+        assert_eq!(c.tasks_of_service("s1").count(), 1);
+        // The snapshot taken before the delete is unaffected.
+        assert_eq!(snapshot.tasks_on_node("n1").count(), 2);
+        assert_eq!(snapshot.task("t1").unwrap().meta.version.index, 4);
+    }
+}
