@@ -604,6 +604,61 @@ fn create_and_update_without_detach_wait_for_convergence() {
     assert_eq!(state.trim(), "completed");
 }
 
+/// Needs the agents: `docker service logs` shows what the tasks wrote, from both streams, with
+/// the CLI's task context (it asks for details and resolves them).
+#[test]
+fn service_logs_show_task_output() {
+    let d = Daemon::start_with_executor("logs", "process");
+    d.init_swarm();
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "lg",
+        "--restart-condition",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello-from-shoal; echo oops >&2",
+    ]);
+    let out = wait_for(Duration::from_secs(30), "both log lines", || {
+        let out = d.docker(&["service", "logs", "lg"]);
+        (out.ok && out.stdout.contains("hello-from-shoal") && out.stderr.contains("oops"))
+            .then_some(out)
+    });
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("hello-from-shoal"))
+        .unwrap();
+    assert!(
+        line.starts_with("lg.1.") && line.contains("@logs"),
+        "{line}"
+    );
+    let raw = d.ok(&["service", "logs", "--raw", "-t", "lg"]);
+    assert!(
+        raw.lines()
+            .any(|l| l.ends_with(" hello-from-shoal") && l.contains('T')),
+        "{raw}"
+    );
+    let task = d.ok(&["service", "ps", "-q", "lg"]);
+    let out = d.docker(&["service", "logs", task.trim()]);
+    assert!(out.stdout.contains("hello-from-shoal"), "{}", out.stdout);
+    let (status, body) = d.curl("GET", "/v1.51/services/lg/logs", None);
+    assert_eq!(
+        (status, message(&body)),
+        (
+            500,
+            "Bad parameters: you must choose at least one stream".into()
+        )
+    );
+    let err = d.fails(&["service", "logs", "nosuch"]);
+    assert!(err.contains("no such task or service: nosuch"), "{err}");
+}
+
 #[test]
 fn task_filter_errors() {
     let d = swarm("tferr");

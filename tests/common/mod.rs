@@ -64,13 +64,22 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// The port its swarm listener uses once it is in a swarm.
     pub swarm_port: u16,
+    executor: String,
     dir: TempDir,
     child: Option<Child>,
 }
 
 impl Daemon {
-    /// Starts a daemon reporting `hostname` and waits until `/_ping` answers.
+    /// Starts a daemon reporting `hostname` and waits until `/_ping` answers. Its tasks "run"
+    /// on the sim executor: these tests are about the control plane, and a killed daemon must
+    /// not leave containers behind on the host's engine.
     pub fn start(hostname: &str) -> Daemon {
+        Self::start_with_executor(hostname, "sim")
+    }
+
+    /// Like [`Daemon::start`] with another executor (`process` runs task commands as host
+    /// processes).
+    pub fn start_with_executor(hostname: &str, executor: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("shoal-test-")
             .tempdir()
@@ -80,6 +89,7 @@ impl Daemon {
             hostname: hostname.to_string(),
             socket: dir.path().join("api.sock"),
             swarm_port: free_port(),
+            executor: executor.to_string(),
             dir,
             child: None,
         };
@@ -101,10 +111,8 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--hostname")
             .arg(&self.hostname)
-            // Tasks "run" without containers: these tests are about the control plane, and a
-            // killed daemon must not leave containers behind on the host's engine.
             .arg("--executor")
-            .arg("sim")
+            .arg(&self.executor)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
