@@ -327,6 +327,33 @@ fn documented_errors_for_names_versions_constraints_ids_and_prefixes() {
     );
     assert_eq!(service_names(&d), vec!["web"]);
 
+    // Published ports: ingress ports without a published port get one from 30000-32767, and
+    // another service may not publish a port in use.
+    let pid = create(&d, "ports", &["--publish", "8080:80", "--publish", "9090"]);
+    let ls = d.ok(&["service", "ls", "--filter", "name=ports"]);
+    assert!(
+        ls.contains("*:8080->80/tcp") && ls.contains("*:30000->9090/tcp"),
+        "{ls}"
+    );
+    let err = d.fails(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "clash",
+        "--publish",
+        "8080:81",
+        IMAGE,
+    ]);
+    assert!(
+        err.contains(&format!(
+            "rpc error: code = InvalidArgument desc = port '8080' is already in use by service 'ports' ({pid}) as an ingress port"
+        )),
+        "{err}"
+    );
+    d.ok(&["service", "rm", "ports"]);
+
     let err = d.fails(&["service", "update", "-d", "--replicas", "2", "nosuch"]);
     assert!(
         err.contains("Error response from daemon: service nosuch not found"),
@@ -594,14 +621,17 @@ fn create_and_update_without_detach_wait_for_convergence() {
     ]);
     assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("converged"), "{}", out.stdout);
-    let state = d.ok(&[
-        "service",
-        "inspect",
-        "conv",
-        "--format",
-        "{{.UpdateStatus.State}}",
-    ]);
-    assert_eq!(state.trim(), "completed");
+    // The updater marks the update completed after its own monitor period.
+    wait_for(Duration::from_secs(30), "the update to complete", || {
+        let state = d.ok(&[
+            "service",
+            "inspect",
+            "conv",
+            "--format",
+            "{{.UpdateStatus.State}}",
+        ]);
+        (state.trim() == "completed").then_some(())
+    });
 }
 
 /// Needs the agents: `docker service logs` shows what the tasks wrote, from both streams, with

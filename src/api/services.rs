@@ -204,9 +204,6 @@ pub async fn update(
     service_refs::resolve_secrets_and_configs(&view, &mut spec)?;
     service_spec::validate(&spec)?;
     let id = current.meta.id.clone();
-    if current.meta.version.index != version {
-        return Err(out_of_sequence(&id, version, current.meta.version.index));
-    }
     service_spec::normalize(&mut spec);
     if spec.endpoint_spec != current.spec.endpoint_spec {
         service_refs::check_port_conflicts(&view, &spec, Some(&id))?;
@@ -227,6 +224,15 @@ pub async fn update(
         ));
     }
     check_size(&spec)?;
+    if rollback && current.previous_spec.is_none() {
+        return Err(ApiError::failed_precondition(format!(
+            "service {id} does not have a previous spec"
+        )));
+    }
+    // Checked last, as swarmkit's store does: a stale update with another error reports that one.
+    if current.meta.version.index != version {
+        return Err(out_of_sequence(&id, version, current.meta.version.index));
+    }
 
     let mut svc = current.to_owned_value();
     if let Some(job) = svc.job_status.as_mut() {
@@ -234,11 +240,7 @@ pub async fn update(
         job.last_execution = Timestamp::now();
     }
     if rollback {
-        let Some(previous) = svc.previous_spec.take() else {
-            return Err(ApiError::failed_precondition(format!(
-                "service {id} does not have a previous spec"
-            )));
-        };
+        let previous = svc.previous_spec.take().unwrap_or_default();
         let previous_version = svc.previous_spec_version.take().unwrap_or_default();
         svc.previous_spec = Some(std::mem::replace(&mut svc.spec, previous));
         svc.previous_spec_version =
