@@ -125,6 +125,20 @@ fn three_managers_and_two_workers_join_and_agree_on_one_leader() {
         names.contains(&"everywhere".to_string()).then_some(names)
     });
     assert_eq!(seen, vec!["everywhere"]);
+
+    // A worker that is up is only removed with --force.
+    let w2_id = w2.node_id();
+    let err = m1.fails(&["node", "rm", "w2"]);
+    assert!(
+        err.contains(&format!(
+            "rpc error: code = FailedPrecondition desc = node {w2_id} is not down and can't be removed"
+        )),
+        "{err}"
+    );
+    assert_eq!(m1.ok(&["node", "rm", "--force", "w2"]).trim(), "w2");
+    wait_for(Duration::from_secs(10), "four nodes on m3", || {
+        (node_table(&m3).len() == 4).then_some(())
+    });
 }
 
 /// Needs the role manager (controllers crate): demoting the leader hands leadership to another

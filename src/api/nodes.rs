@@ -188,19 +188,31 @@ pub async fn remove(
             "node {id} is not down and can't be removed"
         )));
     }
-    let mut txn = Txn::new();
-    let now = Timestamp::now();
-    for t in view.tasks_on_node(&id) {
-        let mut orphan: Task = t.to_owned_value();
-        orphan.status = TaskStatus::new(
-            TaskState::Orphaned,
-            now,
-            "Task belonged to a node that has been deleted",
-        );
-        txn = txn.update(orphan);
+    // Agents may report task status meanwhile: retry on a fresh view when a task moved on.
+    let mut attempts = 0;
+    loop {
+        let view = store.view();
+        let Some(node) = view.get::<Node>(&id) else {
+            return Err(resolve::not_found("node", &key));
+        };
+        let mut txn = Txn::new();
+        let now = Timestamp::now();
+        for t in view.tasks_on_node(&id) {
+            let mut orphan: Task = t.to_owned_value();
+            orphan.status = TaskStatus::new(
+                TaskState::Orphaned,
+                now,
+                "Task belonged to a node that has been deleted",
+            );
+            txn = txn.update(orphan);
+        }
+        txn = txn.delete(Kind::Node, id.clone(), Some(node.meta.version.index));
+        match store.submit(txn).await {
+            Err(e) if e.is_out_of_sequence() && attempts < 10 => attempts += 1,
+            Err(e) => return Err(e.into()),
+            Ok(_) => break,
+        }
     }
-    txn = txn.delete(Kind::Node, id, Some(node.meta.version.index));
-    store.submit(txn).await?;
     Ok(StatusCode::OK)
 }
 
