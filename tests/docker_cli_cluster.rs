@@ -183,3 +183,34 @@ fn demoting_the_leader_moves_leadership() {
     let role = m2.ok(&["node", "inspect", "l1", "--format", "{{.Spec.Role}}"]);
     assert_eq!(role.trim(), "worker");
 }
+
+/// Needs the node side of promotion (a worker that sees its desired role become manager renews
+/// its certificate as a manager, starts its store member and joins the Raft group) and the role
+/// manager: a promoted worker becomes a reachable manager.
+#[test]
+fn promoting_a_worker_makes_it_a_manager() {
+    let m = Daemon::start("p1");
+    m.init_swarm();
+    let w = Daemon::start("p2");
+    let out = w.join(&m, &token(&m, "worker"));
+    assert!(out.ok, "join failed: {}", out.stderr);
+    let out = m.ok(&["node", "promote", "p2"]);
+    assert!(
+        out.contains("Node p2 promoted to a manager in the swarm."),
+        "{out}"
+    );
+    let role = m.ok(&["node", "inspect", "p2", "--format", "{{.Spec.Role}}"]);
+    assert_eq!(role.trim(), "manager");
+    wait_for(
+        Duration::from_secs(60),
+        "p2 reachable as a manager (needs the node side of promotion)",
+        || {
+            node_table(&m)
+                .iter()
+                .any(|(h, s)| h == "p2" && s == "Reachable")
+                .then_some(())
+        },
+    );
+    let ls = w.ok(&["node", "ls"]);
+    assert!(ls.contains("p1") && ls.contains("p2"), "{ls}");
+}
