@@ -84,6 +84,12 @@ pub async fn list(
 
 /// moby's `NodeSpecToGRPC`: role and availability are required, in any case.
 fn parse_spec(body: Value) -> ApiResult<NodeSpec> {
+    // An empty body is the zero spec, which then lacks a role.
+    let body = if body.is_null() {
+        Value::Object(Default::default())
+    } else {
+        body
+    };
     let spec: NodeSpec =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if spec.role.is_none() {
@@ -225,6 +231,8 @@ mod tests {
     #[test]
     fn node_specs_need_role_and_availability() {
         let e = parse_spec(json!({"Labels":{"a":"b"}})).unwrap_err();
+        assert_eq!(e.message, "invalid Role: \"\"");
+        let e = parse_spec(Value::Null).unwrap_err();
         assert_eq!(e.message, "invalid Role: \"\"");
         let e = parse_spec(json!({"Role":"boss","Availability":"active"})).unwrap_err();
         assert_eq!(e.message, "invalid Role: \"boss\"");
