@@ -10,8 +10,18 @@ use imbl::{OrdMap, OrdSet};
 use shoal_store::model::{Cluster, Kind, Node, Object, Service, StoreObject, Task};
 use shoal_store::{Action, Event, Obj};
 
-/// Objects of one kind by id.
-type Objects = OrdMap<String, Arc<Object>>;
+/// Objects of one kind by id. Keys are shared strings, so copying a tree node on write (when
+/// a published snapshot still holds it) costs reference counts, not allocations.
+type Objects = OrdMap<Arc<str>, Arc<Object>>;
+
+/// A task in the cache, with the shared strings its index entries use.
+#[derive(Clone, Debug)]
+struct TaskEntry {
+    object: Arc<Object>,
+    id: Arc<str>,
+    service: Arc<str>,
+    node: Arc<str>,
+}
 
 /// The kinds the controllers watch.
 pub const WATCHED_KINDS: [Kind; 4] = [Kind::Cluster, Kind::Node, Kind::Service, Task::KIND];
@@ -23,9 +33,9 @@ pub struct Cache {
     clusters: Objects,
     nodes: Objects,
     services: Objects,
-    tasks: Objects,
-    tasks_by_service: OrdSet<(String, String)>,
-    tasks_by_node: OrdSet<(String, String)>,
+    tasks: OrdMap<Arc<str>, TaskEntry>,
+    tasks_by_service: OrdSet<(Arc<str>, Arc<str>)>,
+    tasks_by_node: OrdSet<(Arc<str>, Arc<str>)>,
 }
 
 fn typed<T: StoreObject>(o: &Arc<Object>) -> Option<Obj<T>> {
@@ -48,50 +58,72 @@ impl Cache {
         self.revision = self.revision.max(revision);
     }
 
-    fn map(&self, kind: Kind) -> Option<&Objects> {
-        match kind {
-            Kind::Cluster => Some(&self.clusters),
-            Kind::Node => Some(&self.nodes),
-            Kind::Service => Some(&self.services),
-            Kind::Task => Some(&self.tasks),
-            _ => None,
-        }
-    }
-
     fn map_mut(&mut self, kind: Kind) -> Option<&mut Objects> {
         match kind {
             Kind::Cluster => Some(&mut self.clusters),
             Kind::Node => Some(&mut self.nodes),
             Kind::Service => Some(&mut self.services),
-            Kind::Task => Some(&mut self.tasks),
             _ => None,
         }
     }
 
     /// Inserts or replaces an object (kinds the controllers do not watch are ignored).
     pub fn put(&mut self, object: Arc<Object>) {
-        let kind = object.kind();
-        let id = object.id().to_string();
-        if kind == Kind::Task {
-            if let Some(old) = self.tasks.get(&id).cloned() {
-                self.unindex_task(&old);
-            }
-            self.index_task(&object);
+        if let Object::Task(t) = object.as_ref() {
+            let old = self.tasks.get(t.meta.id.as_str()).cloned();
+            let entry = match old {
+                Some(old) if *old.service == *t.service_id && *old.node == *t.node_id => {
+                    TaskEntry {
+                        object: object.clone(),
+                        ..old
+                    }
+                }
+                old => {
+                    let id = old
+                        .as_ref()
+                        .map_or_else(|| Arc::from(t.meta.id.as_str()), |o| o.id.clone());
+                    if let Some(old) = old {
+                        self.unindex(&old);
+                    }
+                    let entry = TaskEntry {
+                        object: object.clone(),
+                        id,
+                        service: Arc::from(t.service_id.as_str()),
+                        node: Arc::from(t.node_id.as_str()),
+                    };
+                    self.tasks_by_service
+                        .insert((entry.service.clone(), entry.id.clone()));
+                    self.tasks_by_node
+                        .insert((entry.node.clone(), entry.id.clone()));
+                    entry
+                }
+            };
+            self.tasks.insert(entry.id.clone(), entry);
+            return;
         }
+        let kind = object.kind();
+        let id: Arc<str> = Arc::from(object.id());
         if let Some(map) = self.map_mut(kind) {
             map.insert(id, object);
         }
     }
 
+    fn unindex(&mut self, e: &TaskEntry) {
+        self.tasks_by_service
+            .remove(&(e.service.clone(), e.id.clone()));
+        self.tasks_by_node.remove(&(e.node.clone(), e.id.clone()));
+    }
+
     /// Removes an object.
     pub fn remove(&mut self, kind: Kind, id: &str) {
-        let Some(map) = self.map_mut(kind) else {
-            return;
-        };
-        if let Some(old) = map.remove(id) {
-            if kind == Kind::Task {
-                self.unindex_task(&old);
+        if kind == Kind::Task {
+            if let Some(old) = self.tasks.remove(id) {
+                self.unindex(&old);
             }
+            return;
+        }
+        if let Some(map) = self.map_mut(kind) {
+            map.remove(id);
         }
     }
 
@@ -103,32 +135,20 @@ impl Cache {
         }
     }
 
-    fn index_task(&mut self, o: &Object) {
-        if let Object::Task(t) = o {
-            self.tasks_by_service
-                .insert((t.service_id.clone(), t.meta.id.clone()));
-            self.tasks_by_node
-                .insert((t.node_id.clone(), t.meta.id.clone()));
-        }
-    }
-
-    fn unindex_task(&mut self, o: &Object) {
-        if let Object::Task(t) = o {
-            self.tasks_by_service
-                .remove(&(t.service_id.clone(), t.meta.id.clone()));
-            self.tasks_by_node
-                .remove(&(t.node_id.clone(), t.meta.id.clone()));
-        }
-    }
-
     /// One object by id.
     pub fn get<T: StoreObject>(&self, id: &str) -> Option<Obj<T>> {
-        self.map(T::KIND)?.get(id).and_then(typed)
+        self.get_object(T::KIND, id).and_then(typed)
     }
 
     /// One untyped object.
     pub fn get_object(&self, kind: Kind, id: &str) -> Option<&Arc<Object>> {
-        self.map(kind)?.get(id)
+        match kind {
+            Kind::Cluster => self.clusters.get(id),
+            Kind::Node => self.nodes.get(id),
+            Kind::Service => self.services.get(id),
+            Kind::Task => self.tasks.get(id).map(|e| &e.object),
+            _ => None,
+        }
     }
 
     /// A node.
@@ -163,24 +183,30 @@ impl Cache {
 
     /// Every task, ordered by id.
     pub fn tasks(&self) -> impl Iterator<Item = Obj<Task>> + '_ {
-        self.tasks.values().filter_map(typed)
+        self.tasks.values().filter_map(|e| typed(&e.object))
     }
 
     /// Number of objects of a watched kind.
     pub fn count(&self, kind: Kind) -> usize {
-        self.map(kind).map_or(0, |m| m.len())
+        match kind {
+            Kind::Cluster => self.clusters.len(),
+            Kind::Node => self.nodes.len(),
+            Kind::Service => self.services.len(),
+            Kind::Task => self.tasks.len(),
+            _ => 0,
+        }
     }
 
     /// Ids of a service's tasks (history included), ordered by task id.
     pub fn task_ids_of_service<'a>(
         &'a self,
         service_id: &'a str,
-    ) -> impl Iterator<Item = &'a String> + 'a {
-        let from = (service_id.to_string(), String::new());
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let from: (Arc<str>, Arc<str>) = (Arc::from(service_id), Arc::from(""));
         self.tasks_by_service
             .range(from..)
-            .take_while(move |(s, _)| s == service_id)
-            .map(|(_, t)| t)
+            .take_while(move |(s, _)| &**s == service_id)
+            .map(|(_, t)| &**t)
     }
 
     /// A service's tasks (history included).
@@ -194,10 +220,10 @@ impl Cache {
 
     /// Tasks placed on a node (`""`: tasks not placed yet).
     pub fn tasks_on_node<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = Obj<Task>> + 'a {
-        let from = (node_id.to_string(), String::new());
+        let from: (Arc<str>, Arc<str>) = (Arc::from(node_id), Arc::from(""));
         self.tasks_by_node
             .range(from..)
-            .take_while(move |(n, _)| n == node_id)
+            .take_while(move |(n, _)| &**n == node_id)
             .filter_map(|(_, t)| self.task(t))
     }
 }

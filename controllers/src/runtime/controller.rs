@@ -75,9 +75,10 @@ pub trait Reconciler: Send + Sync + 'static {
     /// Name for logs.
     fn name(&self) -> &'static str;
 
-    /// Maps a change to the keys it affects. Called in commit order, after the cache includes
-    /// the change, on the reflector's task: must be cheap. Reconcilers that keep derived state
-    /// (the scheduler's node accounting, the update monitor) update it here.
+    /// Maps a change to the keys it affects. Called in commit order on the reflector's task,
+    /// with the cache including the change but before reconciles can see that cache, so
+    /// derived state kept here (the scheduler's node accounting, the update monitor) is never
+    /// older than the cache a reconcile gets. Must be cheap.
     fn observe(&self, change: &Change<'_>, cache: &Cache, keys: &mut Vec<Self::Key>);
 
     /// Every key, for a full pass (when the controller starts and after a relist).
@@ -95,9 +96,10 @@ pub trait Reconciler: Send + Sync + 'static {
 pub trait Observer: Send + Sync {
     /// The controller's name.
     fn name(&self) -> &'static str;
-    /// A commit was applied to the cache.
+    /// A commit was applied to the cache (`cache`, not yet published to reconciles: keys it
+    /// queues wait for the publication).
     fn observe_commit(&self, commit: &Commit, cache: &Cache);
-    /// The cache was rebuilt: queue a full pass.
+    /// The cache was rebuilt from a snapshot: rebuild derived state, queue a full pass.
     fn resync(&self, cache: &Cache);
 }
 
@@ -146,7 +148,8 @@ impl<R: Reconciler> Controller<R> {
         &self.reconciler
     }
 
-    fn enqueue(&self, keys: &[R::Key], reason: Reasons) {
+    /// Queues `keys` for the change at `revision`: they run on a cache at least that new.
+    fn enqueue(&self, keys: &[R::Key], reason: Reasons, revision: u64) {
         if keys.is_empty() {
             return;
         }
@@ -154,6 +157,7 @@ impl<R: Reconciler> Controller<R> {
         {
             let mut q = self.queue.lock().expect("queue lock");
             for k in keys {
+                q.require(k, revision);
                 q.trigger(k, now, reason);
             }
         }
@@ -275,7 +279,7 @@ impl<R: Reconciler> Observer for Controller<R> {
         }
         keys.sort();
         keys.dedup();
-        self.enqueue(&keys, Reasons::CHANGE);
+        self.enqueue(&keys, Reasons::CHANGE, commit.revision);
     }
 
     fn resync(&self, cache: &Cache) {
@@ -283,6 +287,6 @@ impl<R: Reconciler> Observer for Controller<R> {
         self.reconciler
             .observe(&Change::Resync, cache, &mut ignored);
         let keys = self.reconciler.all_keys(cache);
-        self.enqueue(&keys, Reasons::RESYNC);
+        self.enqueue(&keys, Reasons::RESYNC, cache.revision());
     }
 }

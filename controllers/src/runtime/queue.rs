@@ -8,6 +8,7 @@
 //!   wait and are handed out when it finishes.
 //! - Read-your-writes: after a reconcile wrote at revision r, the key is not handed out again
 //!   until the cache has reached r, so a reconcile never acts on state older than its own writes.
+//!   Likewise a key queued by the change at revision r waits for a cache at r or later.
 //! - Errors back off exponentially per key (with jitter); a success resets the count.
 //!
 //! The queue is plain data driven with explicit instants, so it is tested without a runtime.
@@ -205,6 +206,16 @@ impl<K: Clone + Eq + Hash + Ord + Debug> WorkQueue<K> {
         self.refile(key, old);
     }
 
+    /// Holds `key` back until the cache has reached `revision` (the revision of the change that
+    /// queued it, or of the key's own last write).
+    pub fn require(&mut self, key: &K, revision: u64) {
+        if revision == 0 {
+            return;
+        }
+        let gate = self.gates.entry(key.clone()).or_insert(0);
+        *gate = (*gate).max(revision);
+    }
+
     /// The next key due at `now` whose gate the cache (at `cache_revision`) has reached; it is
     /// marked running until [`WorkQueue::finish`].
     pub fn pop(&mut self, now: Instant, cache_revision: u64) -> Option<(K, Reasons)> {
@@ -253,10 +264,7 @@ impl<K: Clone + Eq + Hash + Ord + Debug> WorkQueue<K> {
     /// cache to reach it.
     pub fn finish(&mut self, key: &K, now: Instant, outcome: Outcome, written: u64) {
         self.running.remove(key);
-        if written > 0 {
-            let gate = self.gates.entry(key.clone()).or_insert(0);
-            *gate = (*gate).max(written);
-        }
+        self.require(key, written);
         match outcome {
             Outcome::Done(again) => {
                 self.failures.remove(key);

@@ -2,9 +2,12 @@
 //! every controller's queue.
 //!
 //! One watch and one cache serve all controllers of a leader term (kube-runtime gives each
-//! controller its own, which multiplies memory). Each commit is applied to the cache, the new
-//! snapshot is published, and only then are controllers told about it, so a key queued by
-//! revision r is always reconciled on a cache at r or later.
+//! controller its own, which multiplies memory). Each commit is applied to the cache, the
+//! controllers observe it (updating derived state and queueing keys gated on its revision),
+//! and then the snapshot is published, so a key queued by revision r is always reconciled on a
+//! cache at r or later and on derived state at least as new. Commits already waiting are
+//! applied together before one publication, which keeps copy-on-write work per commit low
+//! when the store is busy.
 //!
 //! A watch that ends is resumed after the last revision applied; if the store's history no
 //! longer reaches back that far (compacted), the reflector relists and every controller does a
@@ -13,12 +16,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_store::{Store, WatchError, WatchFilter, WatchMessage, WatchRequest, WatchStart};
+use futures::FutureExt;
+use shoal_store::{Commit, Store, WatchError, WatchFilter, WatchMessage, WatchRequest, WatchStart};
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::cache::{Cache, WATCHED_KINDS};
 use super::controller::Observer;
+
+/// Most commits applied between two publications of the cache.
+const MAX_COMMITS_PER_PUBLISH: usize = 64;
 
 /// Feeds the cache and the controllers from a store watch.
 pub struct Reflector {
@@ -102,6 +109,16 @@ impl Reflector {
         self.cache.send_replace(cache.clone());
     }
 
+    fn apply(&self, cache: &mut Cache, commit: &Commit) {
+        for e in &commit.events {
+            cache.apply(e);
+        }
+        cache.set_revision(commit.revision);
+        for o in &self.observers {
+            o.observe_commit(commit, cache);
+        }
+    }
+
     async fn follow(
         &self,
         mut w: shoal_store::Watch,
@@ -117,15 +134,19 @@ impl Reflector {
                 WatchStart::Snapshot
             }
         };
+        let mut pending = None;
         loop {
-            let msg = tokio::select! {
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        return Ended::Stopped;
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            return Ended::Stopped;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                m = w.next() => m,
+                    m = w.next() => m,
+                },
             };
             match msg {
                 None => return Ended::Resume(resume(cache)),
@@ -147,20 +168,30 @@ impl Reflector {
                     let mut fresh = building.take().unwrap_or_default();
                     fresh.set_revision(revision);
                     *cache = fresh;
-                    self.publish(cache);
                     for o in &self.observers {
                         o.resync(cache);
                     }
+                    self.publish(cache);
                 }
                 Some(Ok(WatchMessage::Commit(commit))) => {
-                    for e in &commit.events {
-                        cache.apply(e);
+                    self.apply(cache, &commit);
+                    // Take the commits already waiting before publishing once.
+                    let mut more = 0;
+                    while more < MAX_COMMITS_PER_PUBLISH {
+                        match w.next().now_or_never() {
+                            Some(Some(Ok(WatchMessage::Commit(c)))) => self.apply(cache, &c),
+                            Some(Some(Ok(WatchMessage::Progress { revision }))) => {
+                                cache.set_revision(revision)
+                            }
+                            Some(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                        more += 1;
                     }
-                    cache.set_revision(commit.revision);
                     self.publish(cache);
-                    for o in &self.observers {
-                        o.observe_commit(&commit, cache);
-                    }
                 }
                 Some(Ok(WatchMessage::Progress { revision })) => {
                     if revision > cache.revision() && building.is_none() {

@@ -221,8 +221,10 @@ impl SchedState {
         if counts_against_node(t) {
             let ports = host_ports(cache.service(&t.service_id).as_deref());
             let req = Request::of(&t.spec);
+            let node_id = t.node_id.clone();
             self.charge(
                 t,
+                &node_id,
                 req.cpu,
                 req.mem,
                 t.generic_resources.clone(),
@@ -237,16 +239,18 @@ impl SchedState {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn charge(
         &mut self,
         t: &Task,
+        node_id: &str,
         cpu: i64,
         mem: i64,
         generic: Vec<GenericResource>,
         ports: Vec<HostPort>,
         optimistic: Option<u64>,
     ) {
-        let Some(node) = self.nodes.get_mut(&t.node_id) else {
+        let Some(node) = self.nodes.get_mut(node_id) else {
             return;
         };
         node.add(
@@ -260,7 +264,7 @@ impl SchedState {
                 optimistic,
             },
         );
-        self.charged.insert(t.meta.id.clone(), t.node_id.clone());
+        self.charged.insert(t.meta.id.clone(), node_id.to_string());
     }
 
     fn forget(&mut self, task_id: &str, service_id: &str) -> bool {
@@ -377,10 +381,9 @@ impl SchedState {
         ports: Vec<HostPort>,
     ) {
         self.begin_write(t);
-        let mut placed = t.clone();
-        placed.node_id = node_id.to_string();
         self.charge(
-            &placed,
+            t,
+            node_id,
             req.cpu,
             req.mem,
             generic,
