@@ -404,3 +404,55 @@ pub fn task_of(o: &Object) -> Option<&Task> {
         _ => None,
     }
 }
+
+/// Records every commit touching a service's tasks, for assertions on the order of changes.
+pub struct Recorder {
+    pub commits: Shared<Vec<std::sync::Arc<shoal_store::Commit>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Starts recording the changes to `service_id` and its tasks from now on.
+    pub async fn start(store: &Store, service_id: &str) -> Recorder {
+        let filter = shoal_store::WatchFilter::kinds([
+            shoal_store::model::Kind::Task,
+            shoal_store::model::Kind::Service,
+        ]);
+        let service_id = service_id.to_string();
+        let mut w = store
+            .watch(
+                shoal_store::WatchRequest::new(shoal_store::WatchStart::Now)
+                    .filter(filter)
+                    .buffer(1 << 16),
+            )
+            .await
+            .unwrap();
+        let commits: Shared<Vec<std::sync::Arc<shoal_store::Commit>>> = Default::default();
+        let c = commits.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(m)) = w.next().await {
+                if let shoal_store::WatchMessage::Commit(commit) = m {
+                    let ours = commit.events.iter().any(|e| match e.object.as_ref() {
+                        Object::Task(t) => t.service_id == service_id,
+                        Object::Service(s) => s.meta.id == service_id,
+                        _ => false,
+                    });
+                    if ours {
+                        c.lock().unwrap().push(commit);
+                    }
+                }
+            }
+        });
+        Recorder { commits, task }
+    }
+
+    /// The commits recorded so far.
+    pub fn take(&self) -> Vec<std::sync::Arc<shoal_store::Commit>> {
+        self.commits.lock().unwrap().clone()
+    }
+
+    /// Stops recording.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
