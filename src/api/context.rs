@@ -10,6 +10,8 @@ use crate::node::{texts, NodeRuntime, SwarmState};
 pub struct ApiState {
     /// The node.
     pub node: NodeRuntime,
+    /// The engine whose routes this API passes through (nodes running the docker executor).
+    pub engine: Option<super::engine::Engine>,
 }
 
 impl ApiState {

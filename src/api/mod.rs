@@ -8,6 +8,7 @@ pub mod body;
 pub mod configs;
 pub mod context;
 pub mod distribution;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod filters;
@@ -91,7 +92,9 @@ pub fn routes() -> Router<ApiState> {
 /// The complete application: routes, version handling, body limit, 404 fallback.
 pub fn app(state: ApiState) -> Router {
     routes()
-        .fallback(|| async { ApiError::not_found("page not found").into_response() })
+        // A known path with another method is Docker's 404, not axum's 405 (and not the engine's).
+        .method_not_allowed_fallback(|| async { ApiError::not_found("page not found").into_response() })
+        .fallback(engine::fallback)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(state)
 }

@@ -97,7 +97,7 @@ impl fmt::Display for Timestamp {
         if nanos != 0 {
             let mut digits = 9;
             let mut n = nanos;
-            while n % 10 == 0 {
+            while n.is_multiple_of(10) {
                 n /= 10;
                 digits -= 1;
             }
