@@ -20,8 +20,13 @@ pub struct DedupRecord {
     pub error: Option<TxnError>,
 }
 
+/// An object id as the state's maps and indexes hold it: shared, so that copying a tree node
+/// on write (while a published snapshot still holds it) costs reference counts, not
+/// allocations.
+pub type Id = Arc<str>;
+
 /// Objects of one kind by id.
-pub type ObjectMap = OrdMap<String, Arc<Object>>;
+pub type ObjectMap = OrdMap<Id, Arc<Object>>;
 
 /// The replicated state at one revision.
 #[derive(Clone, Debug, Default)]
@@ -30,11 +35,11 @@ pub struct State {
     pub revision: u64,
     objects: [ObjectMap; 7],
     names: HashMap<(Kind, String), String>,
-    tasks_by_service: OrdSet<(String, String)>,
-    tasks_by_node: OrdSet<(String, String)>,
-    tasks_by_slot: OrdSet<(String, u64, String)>,
-    tasks_by_desired: OrdSet<(TaskState, String)>,
-    nodes_by_role: OrdSet<(NodeRole, String)>,
+    tasks_by_service: OrdSet<(Id, Id)>,
+    tasks_by_node: OrdSet<(Id, Id)>,
+    tasks_by_slot: OrdSet<(Id, u64, Id)>,
+    tasks_by_desired: OrdSet<(TaskState, Id)>,
+    nodes_by_role: OrdSet<(NodeRole, Id)>,
     dedup: HashMap<TxnId, DedupRecord>,
     dedup_by_revision: OrdSet<(u64, TxnId)>,
 }
@@ -64,24 +69,21 @@ impl State {
     pub fn task_ids_of_service<'a>(
         &'a self,
         service_id: &'a str,
-    ) -> impl Iterator<Item = &'a String> + 'a {
-        let from = (service_id.to_string(), String::new());
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let from: (Id, Id) = (Id::from(service_id), Id::from(""));
         self.tasks_by_service
             .range(from..)
-            .take_while(move |(s, _)| s == service_id)
-            .map(|(_, t)| t)
+            .take_while(move |(s, _)| &**s == service_id)
+            .map(|(_, t)| &**t)
     }
 
     /// Ids of the tasks placed on a node.
-    pub fn task_ids_on_node<'a>(
-        &'a self,
-        node_id: &'a str,
-    ) -> impl Iterator<Item = &'a String> + 'a {
-        let from = (node_id.to_string(), String::new());
+    pub fn task_ids_on_node<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let from: (Id, Id) = (Id::from(node_id), Id::from(""));
         self.tasks_by_node
             .range(from..)
-            .take_while(move |(n, _)| n == node_id)
-            .map(|(_, t)| t)
+            .take_while(move |(n, _)| &**n == node_id)
+            .map(|(_, t)| &**t)
     }
 
     /// Ids of the tasks in one slot of a service.
@@ -89,30 +91,30 @@ impl State {
         &'a self,
         service_id: &'a str,
         slot: u64,
-    ) -> impl Iterator<Item = &'a String> + 'a {
-        let from = (service_id.to_string(), slot, String::new());
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let from: (Id, u64, Id) = (Id::from(service_id), slot, Id::from(""));
         self.tasks_by_slot
             .range(from..)
-            .take_while(move |(s, sl, _)| s == service_id && *sl == slot)
-            .map(|(_, _, t)| t)
+            .take_while(move |(s, sl, _)| &**s == service_id && *sl == slot)
+            .map(|(_, _, t)| &**t)
     }
 
     /// Ids of the tasks whose desired state is `state`.
-    pub fn task_ids_with_desired(&self, state: TaskState) -> impl Iterator<Item = &String> + '_ {
-        let from = (state, String::new());
+    pub fn task_ids_with_desired(&self, state: TaskState) -> impl Iterator<Item = &str> + '_ {
+        let from: (TaskState, Id) = (state, Id::from(""));
         self.tasks_by_desired
             .range(from..)
             .take_while(move |(s, _)| *s == state)
-            .map(|(_, t)| t)
+            .map(|(_, t)| &**t)
     }
 
     /// Ids of the nodes that hold `role`.
-    pub fn node_ids_with_role(&self, role: NodeRole) -> impl Iterator<Item = &String> + '_ {
-        let from = (role, String::new());
+    pub fn node_ids_with_role(&self, role: NodeRole) -> impl Iterator<Item = &str> + '_ {
+        let from: (NodeRole, Id) = (role, Id::from(""));
         self.nodes_by_role
             .range(from..)
             .take_while(move |(r, _)| *r == role)
-            .map(|(_, n)| n)
+            .map(|(_, n)| &**n)
     }
 
     /// Number of objects of every kind.
@@ -164,67 +166,120 @@ impl State {
     /// when loading from disk or a snapshot).
     pub fn put(&mut self, object: Arc<Object>) {
         let kind = object.kind();
-        let id = object.id().to_string();
-        if let Some(old) = self.objects[kind.tag() as usize].get(&id).cloned() {
-            self.unindex(&old);
+        let map = &self.objects[kind.tag() as usize];
+        let (id, old) = match map.get_key_value(object.id()) {
+            Some((k, v)) => (k.clone(), Some(v.clone())),
+            None => (Id::from(object.id()), None),
+        };
+        match old {
+            // Only the index entries whose keys changed are touched: an agent's status report
+            // changes none, a placement only the node's.
+            Some(old) => self.reindex(&old, &object, &id),
+            None => self.index(&object, &id),
         }
-        self.index(&object);
         self.objects[kind.tag() as usize].insert(id, object);
     }
 
     /// Removes an object and its index entries; returns it.
     pub fn remove(&mut self, kind: Kind, id: &str) -> Option<Arc<Object>> {
         let old = self.objects[kind.tag() as usize].remove(id)?;
-        self.unindex(&old);
+        self.unindex(&old, &Id::from(id));
         Some(old)
     }
 
-    fn index(&mut self, o: &Object) {
-        let id = o.id().to_string();
+    fn index_name(&mut self, o: &Object, id: &Id) {
         if o.kind().has_unique_names() {
             if let Some(name) = o.name().filter(|n| !n.is_empty()) {
-                self.names.insert(name_key(o.kind(), name), id.clone());
+                self.names.insert(name_key(o.kind(), name), id.to_string());
             }
-        }
-        match o {
-            Object::Task(t) => {
-                self.tasks_by_service
-                    .insert((t.service_id.clone(), id.clone()));
-                self.tasks_by_node.insert((t.node_id.clone(), id.clone()));
-                self.tasks_by_slot
-                    .insert((t.service_id.clone(), t.slot, id.clone()));
-                self.tasks_by_desired.insert((t.desired_state, id));
-            }
-            Object::Node(n) => {
-                self.nodes_by_role.insert((n.role, id));
-            }
-            _ => {}
         }
     }
 
-    fn unindex(&mut self, o: &Object) {
-        let id = o.id().to_string();
+    fn unindex_name(&mut self, o: &Object, id: &Id) {
         if o.kind().has_unique_names() {
             if let Some(name) = o.name().filter(|n| !n.is_empty()) {
                 let key = name_key(o.kind(), name);
-                if self.names.get(&key) == Some(&id) {
+                if self.names.get(&key).map(String::as_str) == Some(&**id) {
                     self.names.remove(&key);
                 }
             }
         }
+    }
+
+    fn index(&mut self, o: &Object, id: &Id) {
+        self.index_name(o, id);
         match o {
             Object::Task(t) => {
-                self.tasks_by_service
-                    .remove(&(t.service_id.clone(), id.clone()));
-                self.tasks_by_node.remove(&(t.node_id.clone(), id.clone()));
-                self.tasks_by_slot
-                    .remove(&(t.service_id.clone(), t.slot, id.clone()));
-                self.tasks_by_desired.remove(&(t.desired_state, id));
+                let service = Id::from(t.service_id.as_str());
+                self.tasks_by_service.insert((service.clone(), id.clone()));
+                self.tasks_by_node
+                    .insert((Id::from(t.node_id.as_str()), id.clone()));
+                self.tasks_by_slot.insert((service, t.slot, id.clone()));
+                self.tasks_by_desired.insert((t.desired_state, id.clone()));
             }
             Object::Node(n) => {
-                self.nodes_by_role.remove(&(n.role, id));
+                self.nodes_by_role.insert((n.role, id.clone()));
             }
             _ => {}
+        }
+    }
+
+    fn unindex(&mut self, o: &Object, id: &Id) {
+        self.unindex_name(o, id);
+        match o {
+            Object::Task(t) => {
+                let service = Id::from(t.service_id.as_str());
+                self.tasks_by_service.remove(&(service.clone(), id.clone()));
+                self.tasks_by_node
+                    .remove(&(Id::from(t.node_id.as_str()), id.clone()));
+                self.tasks_by_slot.remove(&(service, t.slot, id.clone()));
+                self.tasks_by_desired.remove(&(t.desired_state, id.clone()));
+            }
+            Object::Node(n) => {
+                self.nodes_by_role.remove(&(n.role, id.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    fn reindex(&mut self, old: &Object, new: &Object, id: &Id) {
+        if old.name() != new.name() {
+            self.unindex_name(old, id);
+            self.index_name(new, id);
+        }
+        match (old, new) {
+            (Object::Task(o), Object::Task(n)) => {
+                if o.service_id != n.service_id || o.slot != n.slot {
+                    let (before, after) = (
+                        Id::from(o.service_id.as_str()),
+                        Id::from(n.service_id.as_str()),
+                    );
+                    self.tasks_by_service.remove(&(before.clone(), id.clone()));
+                    self.tasks_by_service.insert((after.clone(), id.clone()));
+                    self.tasks_by_slot.remove(&(before, o.slot, id.clone()));
+                    self.tasks_by_slot.insert((after, n.slot, id.clone()));
+                }
+                if o.node_id != n.node_id {
+                    self.tasks_by_node
+                        .remove(&(Id::from(o.node_id.as_str()), id.clone()));
+                    self.tasks_by_node
+                        .insert((Id::from(n.node_id.as_str()), id.clone()));
+                }
+                if o.desired_state != n.desired_state {
+                    self.tasks_by_desired.remove(&(o.desired_state, id.clone()));
+                    self.tasks_by_desired.insert((n.desired_state, id.clone()));
+                }
+            }
+            (Object::Node(o), Object::Node(n)) => {
+                if o.role != n.role {
+                    self.nodes_by_role.remove(&(o.role, id.clone()));
+                    self.nodes_by_role.insert((n.role, id.clone()));
+                }
+            }
+            _ => {
+                self.unindex(old, id);
+                self.index(new, id);
+            }
         }
     }
 
@@ -501,6 +556,40 @@ mod tests {
         );
         assert!(s.id_by_name(Kind::Config, "a2").is_none());
         assert!(s.id_by_name(Kind::Config, "b").is_none());
+    }
+
+    #[test]
+    fn indexes_follow_the_keys_that_change() {
+        use crate::model::Task;
+        let mut s = State::default();
+        let task = |node: &str, desired: TaskState| {
+            Arc::new(Object::Task(Task {
+                meta: Meta::with_id("t1"),
+                service_id: "s1".into(),
+                slot: 3,
+                node_id: node.into(),
+                desired_state: desired,
+                ..Default::default()
+            }))
+        };
+        s.put(task("", TaskState::Running));
+        assert_eq!(s.task_ids_on_node("").collect::<Vec<_>>(), ["t1"]);
+        s.put(task("n1", TaskState::Running));
+        assert_eq!(s.task_ids_on_node("").count(), 0);
+        assert_eq!(s.task_ids_on_node("n1").collect::<Vec<_>>(), ["t1"]);
+        assert_eq!(s.task_ids_in_slot("s1", 3).collect::<Vec<_>>(), ["t1"]);
+        s.put(task("n1", TaskState::Shutdown));
+        assert_eq!(s.task_ids_with_desired(TaskState::Running).count(), 0);
+        assert_eq!(
+            s.task_ids_with_desired(TaskState::Shutdown).collect::<Vec<_>>(),
+            ["t1"]
+        );
+        assert_eq!(s.task_ids_of_service("s1").collect::<Vec<_>>(), ["t1"]);
+        s.remove(Kind::Task, "t1");
+        assert_eq!(s.task_ids_of_service("s1").count(), 0);
+        assert_eq!(s.task_ids_on_node("n1").count(), 0);
+        assert_eq!(s.task_ids_in_slot("s1", 3).count(), 0);
+        assert_eq!(s.task_ids_with_desired(TaskState::Shutdown).count(), 0);
     }
 
     #[test]

@@ -110,7 +110,10 @@ impl View {
     ) -> impl Iterator<Item = Obj<T>> + 'a {
         self.state
             .objects(T::KIND)
-            .range(prefix.to_string()..)
+            .range::<_, str>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(id, _)| id.starts_with(prefix))
             .filter_map(|(_, o)| Obj::new(o.clone()))
     }
@@ -122,7 +125,7 @@ impl View {
 
     fn tasks<'a>(
         &'a self,
-        ids: impl Iterator<Item = &'a String> + 'a,
+        ids: impl Iterator<Item = &'a str> + 'a,
     ) -> impl Iterator<Item = Obj<Task>> + 'a {
         ids.filter_map(|id| self.get::<Task>(id))
     }
