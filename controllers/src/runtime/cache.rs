@@ -70,32 +70,40 @@ impl Cache {
     /// Inserts or replaces an object (kinds the controllers do not watch are ignored).
     pub fn put(&mut self, object: Arc<Object>) {
         if let Object::Task(t) = object.as_ref() {
-            let old = self.tasks.get(t.meta.id.as_str()).cloned();
-            let entry = match old {
-                Some(old) if *old.service == *t.service_id && *old.node == *t.node_id => {
-                    TaskEntry {
+            let entry = match self.tasks.get(t.meta.id.as_str()).cloned() {
+                Some(old) => {
+                    // Touch only the index entries whose key changed (a placement changes the
+                    // node, a status report nothing).
+                    let mut e = TaskEntry {
                         object: object.clone(),
-                        ..old
+                        ..old.clone()
+                    };
+                    if *old.service != *t.service_id {
+                        e.service = Arc::from(t.service_id.as_str());
+                        self.tasks_by_service
+                            .remove(&(old.service.clone(), old.id.clone()));
+                        self.tasks_by_service
+                            .insert((e.service.clone(), e.id.clone()));
                     }
+                    if *old.node != *t.node_id {
+                        e.node = Arc::from(t.node_id.as_str());
+                        self.tasks_by_node
+                            .remove(&(old.node.clone(), old.id.clone()));
+                        self.tasks_by_node.insert((e.node.clone(), e.id.clone()));
+                    }
+                    e
                 }
-                old => {
-                    let id = old
-                        .as_ref()
-                        .map_or_else(|| Arc::from(t.meta.id.as_str()), |o| o.id.clone());
-                    if let Some(old) = old {
-                        self.unindex(&old);
-                    }
-                    let entry = TaskEntry {
+                None => {
+                    let e = TaskEntry {
                         object: object.clone(),
-                        id,
+                        id: Arc::from(t.meta.id.as_str()),
                         service: Arc::from(t.service_id.as_str()),
                         node: Arc::from(t.node_id.as_str()),
                     };
                     self.tasks_by_service
-                        .insert((entry.service.clone(), entry.id.clone()));
-                    self.tasks_by_node
-                        .insert((entry.node.clone(), entry.id.clone()));
-                    entry
+                        .insert((e.service.clone(), e.id.clone()));
+                    self.tasks_by_node.insert((e.node.clone(), e.id.clone()));
+                    e
                 }
             };
             self.tasks.insert(entry.id.clone(), entry);

@@ -49,10 +49,25 @@ impl Scheduler {
     }
 }
 
-/// A task update the scheduler wants to commit.
+/// A task update the scheduler wants to commit: the task as read, and what changes. The
+/// updated task is only materialised when the transaction is built.
 struct Write {
     base: Obj<Task>,
-    updated: Task,
+    node_id: Option<String>,
+    generic: Vec<GenericResource>,
+    status: TaskStatus,
+}
+
+impl Write {
+    fn updated(&self) -> Task {
+        let mut u = self.base.to_owned_value();
+        if let Some(n) = &self.node_id {
+            u.node_id = n.clone();
+            u.generic_resources = self.generic.clone();
+        }
+        u.status = self.status.clone();
+        u
+    }
 }
 
 fn assigned(
@@ -62,13 +77,11 @@ fn assigned(
     message: &str,
     now: Timestamp,
 ) -> Write {
-    let mut u = t.to_owned_value();
-    u.node_id = node_id.to_string();
-    u.generic_resources = generic;
-    u.status = TaskStatus::new(TaskState::Assigned, now, message);
     Write {
         base: t.clone(),
-        updated: u,
+        node_id: Some(node_id.to_string()),
+        generic,
+        status: TaskStatus::new(TaskState::Assigned, now, message),
     }
 }
 
@@ -76,12 +89,13 @@ fn unschedulable(t: &Obj<Task>, err: String, now: Timestamp) -> Option<Write> {
     if t.status.state == TaskState::Pending && t.status.err == err {
         return None;
     }
-    let mut u = t.to_owned_value();
-    u.status = TaskStatus::new(TaskState::Pending, now, "pending task scheduling");
-    u.status.err = err;
+    let mut status = TaskStatus::new(TaskState::Pending, now, "pending task scheduling");
+    status.err = err;
     Some(Write {
         base: t.clone(),
-        updated: u,
+        node_id: None,
+        generic: Vec::new(),
+        status,
     })
 }
 
@@ -270,7 +284,7 @@ async fn commit_chunk(ctx: &Ctx, mut writes: Vec<Write>) -> (Vec<Write>, Option<
             ops: writes
                 .iter()
                 .map(|w| Op::Update {
-                    object: Object::Task(w.updated.clone()),
+                    object: Object::Task(w.updated()),
                     expected_version: w.base.meta.version.index,
                 })
                 .collect(),
@@ -310,7 +324,7 @@ fn chunks(writes: Vec<Write>) -> Vec<Vec<Write>> {
         return Vec::new();
     };
     // Tasks of a batch share their spec, so one size estimate holds for all.
-    let size = Object::Task(first.updated.clone()).encoded_len().max(1);
+    let size = Object::Task(first.updated()).encoded_len().max(1);
     let per_txn =
         (crate::orchestrator::write::MAX_TXN_BYTES * 2 / size).clamp(1, MAX_WRITES_PER_TXN);
     let mut out = Vec::new();

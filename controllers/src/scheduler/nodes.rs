@@ -289,6 +289,24 @@ impl SchedState {
         let Object::Task(t) = event.object.as_ref() else {
             return Effect::default();
         };
+        // Fast path for most task traffic: a task that stays on the node it is charged to
+        // (the commit of our own placement, an agent's progress report) changes nothing here
+        // but the confirmation of an optimistic placement.
+        if event.action != Action::Delete && counts_against_node(t) {
+            if let Some(node_id) = self.charged.get(&t.meta.id) {
+                if *node_id == t.node_id {
+                    if let Some(c) = self
+                        .nodes
+                        .get_mut(node_id)
+                        .and_then(|n| n.charges.get_mut(&t.meta.id))
+                    {
+                        c.optimistic = None;
+                    }
+                    self.inflight.remove(&t.meta.id);
+                    return Effect::default();
+                }
+            }
+        }
         let was_charged = self.charged.contains_key(&t.meta.id);
         let freed = self.forget(&t.meta.id, &t.service_id);
         let mut effect = Effect::default();
