@@ -32,6 +32,27 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Service create -> every task RUNNING, with 3 managers and simulated nodes in-process.
+    E2e {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Replicas of the measured service.
+        #[arg(long, default_value_t = 1000)]
+        tasks: usize,
+        /// One-replica services created in sequence for the latency percentiles.
+        #[arg(long, default_value_t = 50)]
+        singles: usize,
+        /// Seconds of idle heart-beating to measure CPU over (0: skip).
+        #[arg(long, default_value_t = 10.0)]
+        idle_secs: f64,
+        /// Directory for the managers' data (a real disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replicated store write throughput/latency with managers on loopback.
     Store {
         /// Number of managers.
@@ -190,6 +211,27 @@ fn main() -> anyhow::Result<()> {
             Command::Daemon(args) => run_daemon(args).await?,
             Command::Simnodes(args) => run_simnodes(args).await?,
             Command::Bench { bench } => match bench {
+                Bench::E2e {
+                    nodes,
+                    tasks,
+                    singles,
+                    idle_secs,
+                    dir,
+                    json,
+                } => {
+                    let report = shoal::bench::e2e::run(shoal::bench::e2e::E2eBench {
+                        nodes,
+                        tasks,
+                        singles,
+                        idle_secs,
+                        dir,
+                    })
+                    .await?;
+                    if !json {
+                        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+                    }
+                    println!("{report}");
+                }
                 Bench::Store {
                     managers,
                     clients,

@@ -62,7 +62,10 @@ fn a_replicated_service_runs_rolls_and_goes_away() {
     // Their output, through the managers' log broker.
     let logs = m.docker(&["service", "logs", "--raw", "web"]);
     if logs.stderr.contains("not available") {
-        eprintln!("NOTE: the API's logs route does not call the log broker yet: {}", logs.stderr);
+        eprintln!(
+            "NOTE: the API's logs route does not call the log broker yet: {}",
+            logs.stderr
+        );
     } else {
         assert!(logs.ok, "service logs: {}", logs.stderr);
         let hellos = logs
@@ -89,7 +92,9 @@ fn a_replicated_service_runs_rolls_and_goes_away() {
 
     // Removing the service removes every container it had, running or stopped.
     m.ok(&["service", "rm", "web"]);
-    wait_for(Duration::from_secs(60), "no container of the service left", || {
-        containers(&id, true).is_empty().then_some(())
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "no container of the service left",
+        || containers(&id, true).is_empty().then_some(()),
+    );
 }

@@ -70,8 +70,16 @@ fn agents_survive_restarts_failovers_and_node_failures() {
         (swarm.running_tasks("app").len() == 4 && running_task_containers(&id).len() == 4)
             .then_some(())
     });
-    let w1 = swarm.nodes.iter().position(|n| n.hostname == "fail-w1").unwrap();
-    let w2 = swarm.nodes.iter().position(|n| n.hostname == "fail-w2").unwrap();
+    let w1 = swarm
+        .nodes
+        .iter()
+        .position(|n| n.hostname == "fail-w1")
+        .unwrap();
+    let w2 = swarm
+        .nodes
+        .iter()
+        .position(|n| n.hostname == "fail-w2")
+        .unwrap();
 
     // 1. An agent restart adopts: same containers, same tasks, nothing new.
     let containers_before: BTreeSet<(String, String)> =
@@ -79,9 +87,11 @@ fn agents_survive_restarts_failovers_and_node_failures() {
     let tasks_before = all_task_ids(&swarm, "app");
     let sessions = sessions_in_log(&swarm, w1);
     swarm.nodes[w1].restart();
-    wait_for(Duration::from_secs(30), "the restarted agent's session", || {
-        (sessions_in_log(&swarm, w1) > sessions).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted agent's session",
+        || (sessions_in_log(&swarm, w1) > sessions).then_some(()),
+    );
     never_down(&swarm, Duration::from_secs(6));
     let containers_after: BTreeSet<(String, String)> =
         running_task_containers(&id).into_iter().collect();
@@ -98,12 +108,17 @@ fn agents_survive_restarts_failovers_and_node_failures() {
         .find(|l| l.ends_with(" Leader"))
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .expect("a leader");
-    let li = swarm.nodes.iter().position(|n| n.hostname == leader).unwrap();
+    let li = swarm
+        .nodes
+        .iter()
+        .position(|n| n.hostname == leader)
+        .unwrap();
     swarm.nodes[li].kill9();
     wait_for(Duration::from_secs(30), "a new leader", || {
-        let out = swarm
-            .manager()
-            .docker(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"]);
+        let out =
+            swarm
+                .manager()
+                .docker(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"]);
         out.stdout
             .lines()
             .any(|l| l.ends_with(" Leader") && !l.starts_with(&leader))
@@ -112,7 +127,11 @@ fn agents_survive_restarts_failovers_and_node_failures() {
     swarm.nodes[li].restart();
     // Longer than the grace a new leader gives (6 periods): nobody may be marked down.
     never_down(&swarm, Duration::from_secs(16));
-    assert_eq!(all_task_ids(&swarm, "app"), tasks_before, "a task was restarted");
+    assert_eq!(
+        all_task_ids(&swarm, "app"),
+        tasks_before,
+        "a task was restarted"
+    );
     assert_eq!(running_ids(&swarm, "app"), tasks_before);
     let containers_now: BTreeSet<(String, String)> =
         running_task_containers(&id).into_iter().collect();
@@ -158,11 +177,15 @@ fn agents_survive_restarts_failovers_and_node_failures() {
             (live == expected).then_some(())
         },
     );
-    wait_for(Duration::from_secs(30), "the returned worker is Ready", || {
-        swarm
-            .node_states()
-            .contains(&(dead_host.clone(), "Ready".to_string()))
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the returned worker is Ready",
+        || {
+            swarm
+                .node_states()
+                .contains(&(dead_host.clone(), "Ready".to_string()))
+                .then_some(())
+        },
+    );
     swarm.manager().ok(&["service", "rm", "app"]);
 }

@@ -1,5 +1,6 @@
 //! `shoal bench ...`: benchmarks that print one JSON object on their last line of stdout, with
 //! figures named with their units, so runs can be compared.
 
+pub mod e2e;
 pub mod stats;
 pub mod store;

@@ -90,7 +90,7 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             heartbeat_multiplier: 3,
             grace_multiplier: 6,
-            status_flush_interval: Duration::from_millis(100),
+            status_flush_interval: Duration::from_millis(50),
             status_flush_items: 1000,
             sweep_interval: Duration::from_millis(250),
             leader_client_tls: None,

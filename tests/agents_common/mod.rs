@@ -132,7 +132,13 @@ impl Node {
             .open(self.log_path())
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["daemon", "--executor", "docker", "--hostname", &self.hostname])
+            .args([
+                "daemon",
+                "--executor",
+                "docker",
+                "--hostname",
+                &self.hostname,
+            ])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .arg("--api-socket")
@@ -202,11 +208,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "--- {} log ---\n{}",
-                self.hostname,
-                self.log_tail(40)
-            );
+            eprintln!("--- {} log ---\n{}", self.hostname, self.log_tail(40));
         }
         self.kill9();
     }
@@ -279,7 +281,12 @@ impl Swarm {
         let s = Swarm { nodes };
         let total = s.nodes.len();
         wait_for(Duration::from_secs(30), "every node Ready", || {
-            (s.node_states().iter().filter(|(_, st)| st == "Ready").count() == total).then_some(())
+            (s.node_states()
+                .iter()
+                .filter(|(_, st)| st == "Ready")
+                .count()
+                == total)
+                .then_some(())
         });
         s
     }
