@@ -59,8 +59,7 @@ impl Default for Enabled {
 pub struct ControllersConfig {
     /// Which reconcilers run.
     pub enabled: Enabled,
-    /// Reconciles running at once per controller (the scheduler always runs one at a time,
-    /// since its placements share node capacity).
+    /// Reconciles (of distinct keys) running at once per controller.
     pub concurrency: usize,
     /// Retry delays of a failing key.
     pub backoff: Backoff,

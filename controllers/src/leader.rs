@@ -214,8 +214,9 @@ pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runt
         runtime.add(JobsOrchestrator::new(config.clone()), base);
     }
     if enabled.scheduler {
+        // Services are scheduled concurrently: passes plan one at a time under the scheduler's
+        // lock (each sees the others' placements in its node accounting) and commit in parallel.
         let sched = ControllerConfig {
-            concurrency: 1,
             queue: QueueConfig {
                 debounce: config.scheduler_debounce,
                 max_latency: config.scheduler_max_latency,

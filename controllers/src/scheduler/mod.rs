@@ -1,5 +1,6 @@
 //! The scheduler: places tasks on nodes (key: service id, so each pass batches one service's
-//! waiting tasks; it runs one pass at a time because placements share node capacity).
+//! waiting tasks). Passes decide one at a time under the scheduler's lock, each seeing the
+//! placements of the others in the node accounting, and commit concurrently.
 //!
 //! Tasks waiting for a node are grouped by spec version; each group runs the filter pipeline
 //! once over all nodes, arranges the candidates by spread preferences, and then places its
@@ -34,7 +35,7 @@ use tree::{NodeKey, Placer, SpreadTree};
 /// Most task updates in one transaction.
 pub const MAX_WRITES_PER_TXN: usize = 500;
 /// Transactions in flight at once.
-const WRITES_IN_FLIGHT: usize = 4;
+const WRITES_IN_FLIGHT: usize = 8;
 
 /// The scheduler reconciler.
 #[derive(Default)]
@@ -319,7 +320,10 @@ async fn commit_chunk(ctx: &Ctx, mut writes: Vec<Write>) -> (Vec<Write>, Option<
 }
 
 /// Splits writes into transactions under the count and size limits.
-fn chunks(writes: Vec<Write>) -> Vec<Vec<Write>> {
+fn chunks(mut writes: Vec<Write>) -> Vec<Vec<Write>> {
+    // In id order, one transaction's tasks share tree nodes of the id-ordered maps (the
+    // store's and the cache's), so fewer nodes are copied on write per commit.
+    writes.sort_by(|a, b| a.base.meta.id.cmp(&b.base.meta.id));
     let Some(first) = writes.first() else {
         return Vec::new();
     };
