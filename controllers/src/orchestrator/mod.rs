@@ -13,7 +13,7 @@ pub mod timeline;
 pub mod update;
 pub mod write;
 
-use shoal_store::model::{Object, Service, ServiceModeKind, Task, TaskState, Timestamp, Version};
+use shoal_store::model::{Object, Service, ServiceModeKind, TaskState, Timestamp, Version};
 use shoal_store::Event;
 
 use crate::config::ControllersConfig;
@@ -139,12 +139,4 @@ pub fn services_of_mode(cache: &Cache, mode: impl Fn(ServiceModeKind) -> bool) -
         .filter(|s| mode(mode_of(s)))
         .map(|s| s.meta.id.clone())
         .collect()
-}
-
-/// Whether `t` is a task of `service` in the given mode (for timeline bookkeeping).
-pub fn is_task(o: &Object) -> Option<&Task> {
-    match o {
-        Object::Task(t) => Some(t),
-        _ => None,
-    }
 }

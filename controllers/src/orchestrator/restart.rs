@@ -186,3 +186,79 @@ pub fn is_finished(pass: &Pass<'_>, service: &Service, slot: &Slot) -> bool {
     }
     !should_restart(pass.job, last, slot)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use shoal_store::model::{Meta, Object, RestartPolicy, Task, Version};
+
+    use super::super::slots::{group, SlotKey};
+    use super::super::tasks::after;
+    use super::*;
+    use crate::runtime::Cache;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_nanos(1_000_000_000_000 + secs * 1_000_000_000)
+    }
+
+    /// A failed task of spec version 1 in slot 1, created at `created`, failed at `failed`.
+    fn failed(id: &str, created: i64, failed: i64, policy: &RestartPolicy) -> Arc<Object> {
+        let mut t = Task {
+            meta: Meta {
+                id: id.into(),
+                version: Version::at(created as u64 + 10),
+                created_at: at(created),
+                updated_at: at(failed),
+            },
+            service_id: "s".into(),
+            slot: 1,
+            desired_state: TaskState::Shutdown,
+            spec_version: Version::at(1),
+            ..Default::default()
+        };
+        t.spec.restart_policy = Some(policy.clone());
+        t.status = shoal_store::model::TaskStatus::new(TaskState::Failed, at(failed), "");
+        Arc::new(Object::Task(t))
+    }
+
+    fn decide(policy: &RestartPolicy, history: &[(i64, i64)]) -> bool {
+        let mut cache = Cache::new();
+        for (i, (c, f)) in history.iter().enumerate() {
+            cache.put(failed(&format!("t{i}"), *c, *f, policy));
+        }
+        let slots = group(&cache, "s", |_| true, |t| SlotKey::Number(t.slot));
+        let slot = &slots[&SlotKey::Number(1)];
+        should_restart(false, slot.latest().unwrap(), slot)
+    }
+
+    #[test]
+    fn max_attempts_count_restarts_of_the_spec_version() {
+        let policy = RestartPolicy {
+            condition: Some(RestartCondition::OnFailure),
+            delay: Some(0),
+            max_attempts: Some(2),
+            window: None,
+        };
+        // The original and one restart failed: one attempt left.
+        assert!(decide(&policy, &[(0, 1), (2, 3)]));
+        // The original and two restarts failed: none left.
+        assert!(!decide(&policy, &[(0, 1), (2, 3), (4, 5)]));
+    }
+
+    #[test]
+    fn a_window_only_counts_recent_restarts() {
+        let policy = RestartPolicy {
+            condition: Some(RestartCondition::Any),
+            delay: Some(0),
+            max_attempts: Some(2),
+            window: Some(10 * 1_000_000_000),
+        };
+        // Two restarts long ago, the last failure now: they are outside the window.
+        assert!(decide(&policy, &[(0, 1), (2, 3), (100, 101)]));
+        // Two restarts within the window before the last failure.
+        assert!(!decide(&policy, &[(0, 1), (95, 96), (98, 101)]));
+        assert_eq!(after(at(0), Duration::from_secs(1)), at(1));
+    }
+}
