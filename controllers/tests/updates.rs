@@ -417,3 +417,33 @@ async fn force_update_replaces_every_task() {
     agent.stop().await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_rollback_restores_the_previous_spec() {
+    let (h, agent) = setup(2, always(Fate::Run), test_config()).await;
+    let s = h.store(1).clone();
+    let mut sp = spec("web", "web:1", ServiceMode::replicated(3));
+    sp.update_config = Some(update_config(1));
+    sp.rollback_config = Some(update_config(0));
+    let id = create_service(&s, sp).await;
+    eventually("3 running", || (running(&s, &id).len() == 3).then_some(())).await;
+    update_service(&s, &id, |sp| set_image(sp, "web:2")).await;
+    eventually("update completed", || {
+        (update_state(&s, &id) == Some(UpdateState::Completed)).then_some(())
+    })
+    .await;
+    rollback_service(&s, &id).await;
+    eventually("rollback completed with web:1 everywhere", || {
+        let r = running(&s, &id);
+        (update_state(&s, &id) == Some(UpdateState::RollbackCompleted)
+            && r.len() == 3
+            && r.iter().all(|t| image(t) == "web:1"))
+        .then_some(())
+    })
+    .await;
+    let st = service(&s, &id).update_status.unwrap();
+    assert_eq!(st.message, "rollback completed");
+    assert!(st.completed_at.is_some());
+    agent.stop().await;
+    h.stop().await;
+}

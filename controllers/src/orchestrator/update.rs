@@ -150,7 +150,16 @@ pub fn supervise(
     };
     let monitor = cfg.monitor_or_default();
     let delay = cfg.delay_duration();
-    let started_at = if active { status.started_at } else { None };
+    let mut started_at = if active { status.started_at } else { None };
+    // A rollback requested on another manager carries that manager's clock; tasks carry the
+    // leader's. A start time ahead of this clock would hide the rollout's first tasks, so it
+    // is brought back to now.
+    if started_at.is_some_and(|s| s > now) {
+        started_at = Some(now);
+        if let Some(st) = svc.edit().update_status.as_mut() {
+            st.started_at = Some(now);
+        }
+    }
 
     let mut infos = Vec::new();
     for (key, slot) in slots.iter() {

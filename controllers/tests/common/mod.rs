@@ -456,3 +456,30 @@ impl Recorder {
         self.task.abort();
     }
 }
+
+/// Rolls a service back to its previous spec as the API's `rollback` does.
+pub async fn rollback_service(store: &Store, id: &str) {
+    loop {
+        let mut svc = store
+            .view()
+            .get::<Service>(id)
+            .expect("service exists")
+            .to_owned_value();
+        let previous = svc.previous_spec.take().expect("a previous spec");
+        let previous_version = svc.previous_spec_version.take().unwrap_or_default();
+        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, previous));
+        svc.previous_spec_version =
+            Some(std::mem::replace(&mut svc.spec_version, previous_version));
+        svc.update_status = Some(shoal_store::model::UpdateStatus {
+            state: Some(shoal_store::model::UpdateState::RollbackStarted),
+            started_at: Some(shoal_store::model::Timestamp::now()),
+            completed_at: None,
+            message: "manually requested rollback".into(),
+        });
+        match store.submit(Txn::new().update(svc)).await {
+            Ok(_) => return,
+            Err(e) if e.is_out_of_sequence() || e.is_retryable() => continue,
+            Err(e) => panic!("rollback failed: {e}"),
+        }
+    }
+}
