@@ -278,3 +278,48 @@ async fn jobs_run_again_when_updated_and_global_jobs_cover_new_nodes() {
     agent.stop().await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_nodes_keep_their_global_task_but_get_no_new_one() {
+    let h = Harness::single(test_config()).await;
+    let s = h.store(1).clone();
+    let a = add_node(&s, node("a")).await;
+    let b = add_node(&s, node("b")).await;
+    let agent = FakeAgent::start(s.clone(), [a.clone(), b.clone()], always(Fate::Run));
+    let mut sp = spec("agent", "mon:1", ServiceMode::global());
+    sp.update_config = Some(update_config(1));
+    let id = create_service(&s, sp).await;
+    eventually("a and b run it", || {
+        (nodes_running(&s, &id) == BTreeSet::from([a.clone(), b.clone()])).then_some(())
+    })
+    .await;
+    change_node(&s, &b, |n| {
+        n.spec.availability = Some(NodeAvailability::Pause)
+    })
+    .await;
+    update_service(&s, &id, |sp| {
+        sp.task_template.container_spec.as_mut().unwrap().image = "mon:2".into()
+    })
+    .await;
+    eventually("a updated, b keeps its old task while paused", || {
+        let r = running(&s, &id);
+        let on = |n: &str| {
+            r.iter()
+                .find(|t| t.node_id == n)
+                .map(|t| image(t).to_string())
+        };
+        (on(&a).as_deref() == Some("mon:2") && on(&b).as_deref() == Some("mon:1")).then_some(())
+    })
+    .await;
+    change_node(&s, &b, |n| {
+        n.spec.availability = Some(NodeAvailability::Active)
+    })
+    .await;
+    eventually("b updated once active again", || {
+        let r = running(&s, &id);
+        (r.len() == 2 && r.iter().all(|t| image(t) == "mon:2")).then_some(())
+    })
+    .await;
+    agent.stop().await;
+    h.stop().await;
+}

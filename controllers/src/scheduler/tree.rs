@@ -168,6 +168,46 @@ mod tests {
     }
 
     #[test]
+    fn spreads_over_several_levels_in_order() {
+        // Two datacenters; dc1 has racks r1 (2 nodes) and r2 (1 node), dc2 has one rack r3
+        // with 3 nodes and one node without a rack label.
+        let labels = [
+            ("dc1", Some("r1")),
+            ("dc1", Some("r1")),
+            ("dc1", Some("r2")),
+            ("dc2", Some("r3")),
+            ("dc2", Some("r3")),
+            ("dc2", Some("r3")),
+            ("dc2", None),
+        ];
+        let keys: Vec<NodeKey> = (0..labels.len()).map(|i| key(i, 0)).collect();
+        let cands = keys
+            .iter()
+            .zip(labels)
+            .map(|(k, (dc, rack))| (*k, vec![Some(dc), rack]))
+            .collect();
+        let mut tree = SpreadTree::new(cands, 2);
+        let mut caps = Caps {
+            cap: vec![100; labels.len()],
+            keys,
+        };
+        let mut per_dc = BTreeMap::new();
+        let mut per_rack = BTreeMap::new();
+        for _ in 0..8 {
+            let idx = tree.place(&mut caps).unwrap();
+            *per_dc.entry(labels[idx].0).or_insert(0) += 1;
+            *per_rack.entry(labels[idx].1).or_insert(0) += 1;
+        }
+        assert_eq!(per_dc["dc1"], 4);
+        assert_eq!(per_dc["dc2"], 4);
+        // Within each datacenter, its racks (and the unlabelled group) split evenly.
+        assert_eq!(per_rack[&Some("r1")], 2);
+        assert_eq!(per_rack[&Some("r2")], 2);
+        assert_eq!(per_rack[&Some("r3")], 2);
+        assert_eq!(per_rack[&None], 2);
+    }
+
+    #[test]
     fn full_nodes_and_branches_are_skipped() {
         let keys: Vec<NodeKey> = (0..3).map(|i| key(i, 0)).collect();
         let cands = keys
