@@ -199,7 +199,14 @@ impl<R: Reconciler> Controller<R> {
                                 Ok(Ok(Action::Requeue(after))) => Outcome::Done(Some(after)),
                                 Ok(Ok(Action::AwaitChange)) => Outcome::Done(None),
                                 Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "reconcile failed");
+                                    // Conflicts with other writers are routine: the retry
+                                    // reads the newer object.
+                                    match &e {
+                                        ReconcileError::Store(s) if s.is_out_of_sequence() => {
+                                            tracing::debug!(error = %e, "reconcile conflicted")
+                                        }
+                                        _ => tracing::info!(error = %e, "reconcile failed"),
+                                    }
                                     Outcome::Failed
                                 }
                                 Err(_) => {
