@@ -132,7 +132,17 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
         },
     })
     .await?;
-    let state = shoal::api::ApiState { node: node.clone() };
+    // One socket, like dockerd: pass the engine's own routes through when it runs our tasks.
+    let engine = match args.executor {
+        None | Some(shoal::agent::ExecutorKind::Docker) => {
+            shoal::api::engine::Engine::connect(&args.docker_host).await
+        }
+        _ => None,
+    };
+    let state = shoal::api::ApiState {
+        node: node.clone(),
+        engine,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -22,6 +22,8 @@ pub struct Manager {
     pub membership: SwarmMembership,
     /// The dispatcher agents talk to (sessions, assignments, status, logs).
     pub dispatcher: Dispatcher,
+    /// The reconcilers (they run only while this manager leads).
+    controllers: std::sync::Mutex<Option<shoal_controllers::ControllersHandle>>,
     stop_server: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -58,6 +60,7 @@ impl Manager {
                 ..DispatcherConfig::default()
             },
         );
+        let controllers = shoal_controllers::Controllers::start(store.clone(), Default::default());
         let tls = server_tls_config(creds)?;
         let (tx, rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -82,6 +85,7 @@ impl Manager {
             store,
             membership,
             dispatcher,
+            controllers: std::sync::Mutex::new(Some(controllers)),
             stop_server: std::sync::Mutex::new(Some(tx)),
             server: std::sync::Mutex::new(Some(server)),
         }))
@@ -89,6 +93,10 @@ impl Manager {
 
     /// Stops serving and closes the store (data stays on disk).
     pub async fn stop(&self) {
+        let controllers = self.controllers.lock().unwrap().take();
+        if let Some(c) = controllers {
+            c.shutdown().await;
+        }
         // End the agents' streams first, so the listener's graceful shutdown need not wait.
         self.dispatcher.stop().await;
         if let Some(tx) = self.stop_server.lock().unwrap().take() {
