@@ -37,6 +37,21 @@ pub struct Connection {
     pub manager: Option<String>,
     /// Sessions established so far.
     pub sessions: u64,
+    /// The role the swarm gives this node (its Node object's observed role, as last sent by
+    /// the dispatcher): the node runtime follows it to promote or demote itself.
+    pub role: Option<shoal_store::model::NodeRole>,
+}
+
+/// Publishes the role carried by a session state message, if it changed.
+fn note_role(ctx: &SessionContext, node_json: &[u8]) {
+    let Ok(node) = serde_json::from_slice::<shoal_store::model::Node>(node_json) else {
+        return;
+    };
+    ctx.connection.send_if_modified(|c| {
+        let changed = c.role != Some(node.role);
+        c.role = Some(node.role);
+        changed
+    });
 }
 
 /// Everything a session needs from its agent.
@@ -146,6 +161,7 @@ async fn session(
         Ok(Some(msg)) => match msg.kind {
             Some(SessionKind::State(state)) => {
                 set_managers(ctx, &state.managers);
+                note_role(ctx, &state.node_json);
                 state.session_id
             }
             _ => return End::Failed("the session did not start with its state".into()),
@@ -164,7 +180,10 @@ async fn session(
         loop {
             match stream.message().await {
                 Ok(Some(msg)) => match msg.kind {
-                    Some(SessionKind::State(state)) => set_managers(ctx, &state.managers),
+                    Some(SessionKind::State(state)) => {
+                        set_managers(ctx, &state.managers);
+                        note_role(ctx, &state.node_json);
+                    }
                     Some(SessionKind::SubscribeLogs(sub)) => {
                         ctx.logs
                             .handle(sub, &ctx.worker, client.clone(), session_id.clone())

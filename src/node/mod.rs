@@ -6,6 +6,7 @@ pub mod description;
 pub mod join;
 pub mod manager;
 pub mod membership;
+mod role;
 pub mod swarm_service;
 
 use std::net::{IpAddr, SocketAddr};
@@ -581,7 +582,10 @@ impl NodeRuntime {
         }
         .await;
         match started {
-            Ok(agent) => *self.inner.agent.lock().await = Some(agent),
+            Ok(agent) => {
+                tokio::spawn(self.clone().follow_role(agent.connection()));
+                *self.inner.agent.lock().await = Some(agent);
+            }
             Err(e) => tracing::error!("the agent did not start: {e:#}"),
         }
     }
