@@ -13,7 +13,13 @@ use common::*;
 
 fn create_config(socket: &std::path::Path, name: &str) -> bool {
     let body = serde_json::json!({"Name": name, "Labels": {}, "Data": "aGVsbG8="}).to_string();
-    let (status, _) = curl_raw(socket, "POST", "/configs/create", Some(body.as_bytes()), Some("application/json"));
+    let (status, _) = curl_raw(
+        socket,
+        "POST",
+        "/configs/create",
+        Some(body.as_bytes()),
+        Some("application/json"),
+    );
     status == 201
 }
 
@@ -33,7 +39,10 @@ fn config_names(d: &Daemon) -> BTreeSet<String> {
 #[test]
 fn acknowledged_writes_survive_a_killed_leader_and_its_restart() {
     let mut a = swarm("crash-a");
-    let token = a.ok(&["swarm", "join-token", "-q", "manager"]).trim().to_string();
+    let token = a
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
     let b = Daemon::start("crash-b");
     let c = Daemon::start("crash-c");
     for d in [&b, &c] {
@@ -68,9 +77,11 @@ fn acknowledged_writes_survive_a_killed_leader_and_its_restart() {
     });
     a.kill9();
     let at_kill = acked.lock().unwrap().len();
-    wait_for(Duration::from_secs(30), "writes to resume after the leader was killed", || {
-        (acked.lock().unwrap().len() >= at_kill + 40).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "writes to resume after the leader was killed",
+        || (acked.lock().unwrap().len() >= at_kill + 40).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
@@ -78,11 +89,19 @@ fn acknowledged_writes_survive_a_killed_leader_and_its_restart() {
 
     a.restart();
     for d in [&a, &b, &c] {
-        let have = wait_for(Duration::from_secs(30), &format!("{} to have every acknowledged write", d.hostname), || {
-            let names = config_names(d);
-            acked.is_subset(&names).then_some(names)
-        });
+        let have = wait_for(
+            Duration::from_secs(30),
+            &format!("{} to have every acknowledged write", d.hostname),
+            || {
+                let names = config_names(d);
+                acked.is_subset(&names).then_some(names)
+            },
+        );
         let missing: Vec<_> = acked.difference(&have).collect();
-        assert!(missing.is_empty(), "{} lost acknowledged writes: {missing:?}", d.hostname);
+        assert!(
+            missing.is_empty(),
+            "{} lost acknowledged writes: {missing:?}",
+            d.hostname
+        );
     }
 }

@@ -26,7 +26,11 @@ impl Engine {
     /// `None` when no engine answers there.
     pub async fn connect(host: &str) -> Option<Engine> {
         let proxy = EngineProxy::new(host);
-        let req = Request::builder().method("GET").uri("/version").body(Body::empty()).ok()?;
+        let req = Request::builder()
+            .method("GET")
+            .uri("/version")
+            .body(Body::empty())
+            .ok()?;
         let resp = proxy.forward(req).await;
         if !resp.status().is_success() {
             return None;

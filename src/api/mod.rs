@@ -93,7 +93,9 @@ pub fn routes() -> Router<ApiState> {
 pub fn app(state: ApiState) -> Router {
     routes()
         // A known path with another method is Docker's 404, not axum's 405 (and not the engine's).
-        .method_not_allowed_fallback(|| async { ApiError::not_found("page not found").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::not_found("page not found").into_response()
+        })
         .fallback(engine::fallback)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(state)

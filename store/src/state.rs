@@ -581,7 +581,8 @@ mod tests {
         s.put(task("n1", TaskState::Shutdown));
         assert_eq!(s.task_ids_with_desired(TaskState::Running).count(), 0);
         assert_eq!(
-            s.task_ids_with_desired(TaskState::Shutdown).collect::<Vec<_>>(),
+            s.task_ids_with_desired(TaskState::Shutdown)
+                .collect::<Vec<_>>(),
             ["t1"]
         );
         assert_eq!(s.task_ids_of_service("s1").collect::<Vec<_>>(), ["t1"]);
