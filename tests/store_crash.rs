@@ -75,6 +75,18 @@ fn acknowledged_writes_survive_a_killed_leader_and_its_restart() {
     wait_for(Duration::from_secs(30), "40 acknowledged writes", || {
         (acked.lock().unwrap().len() >= 40).then_some(())
     });
+    let leader = c.ok(&[
+        "node",
+        "ls",
+        "--filter",
+        "role=manager",
+        "--format",
+        "{{.Hostname}} {{.ManagerStatus}}",
+    ]);
+    assert!(
+        leader.lines().any(|l| l == "crash-a Leader"),
+        "the killed manager is the leader:\n{leader}"
+    );
     a.kill9();
     let at_kill = acked.lock().unwrap().len();
     wait_for(
