@@ -53,6 +53,33 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Docker API latency on one node with 10 services, over the unix socket.
+    Api {
+        /// Calls per read operation.
+        #[arg(long, default_value_t = 2000)]
+        reads: usize,
+        /// Service updates (each a replicated commit).
+        #[arg(long, default_value_t = 500)]
+        updates: usize,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// In-process scheduler placements on simulated nodes (store on tmpfs when available).
+    Scheduler {
+        /// Nodes.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Tasks to place.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Give services placement constraints.
+        #[arg(long)]
+        constraints: bool,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replicated store write throughput/latency with managers on loopback.
     Store {
         /// Number of managers.
@@ -201,6 +228,15 @@ async fn run_simnodes(args: SimnodesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a benchmark report: pretty on stderr unless `--json`, always one JSON line last on stdout.
+fn print_report(report: &serde_json::Value, json_only: bool) -> anyhow::Result<()> {
+    if !json_only {
+        eprintln!("{}", serde_json::to_string_pretty(report)?);
+    }
+    println!("{report}");
+    Ok(())
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -241,6 +277,28 @@ fn main() -> anyhow::Result<()> {
                         eprintln!("{}", serde_json::to_string_pretty(&report)?);
                     }
                     println!("{report}");
+                }
+                Bench::Api {
+                    reads,
+                    updates,
+                    json,
+                } => {
+                    let report =
+                        shoal::bench::api::run(shoal::bench::api::ApiBench { reads, updates })
+                            .await?;
+                    print_report(&report, json)?;
+                }
+                Bench::Scheduler {
+                    nodes,
+                    tasks,
+                    constraints,
+                    json,
+                } => {
+                    let report =
+                        shoal_controllers::bench::scheduler(nodes, tasks, constraints).await?;
+                    let mut report = serde_json::to_value(&report)?;
+                    report["bench"] = serde_json::json!("scheduler");
+                    print_report(&report, json)?;
                 }
                 Bench::Store {
                     managers,

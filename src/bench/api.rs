@@ -41,8 +41,16 @@ impl Client {
         Ok(Client { sender })
     }
 
-    async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut req = Request::builder().method(method).uri(path).header("Host", "localhost");
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "localhost");
         let bytes = match body {
             Some(b) => {
                 req = req.header("Content-Type", "application/json");
@@ -51,18 +59,28 @@ impl Client {
             None => Bytes::new(),
         };
         self.sender.ready().await?;
-        let resp = self.sender.send_request(req.body(Full::new(bytes))?).await?;
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(bytes))?)
+            .await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
         let v = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
+            serde_json::from_slice(&body)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
         };
         Ok((status, v))
     }
 
-    async fn expect(&mut self, method: &str, path: &str, body: Option<Value>, want: u16) -> anyhow::Result<Value> {
+    async fn expect(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        want: u16,
+    ) -> anyhow::Result<Value> {
         let (status, v) = self.call(method, path, body).await?;
         if status != want {
             bail!("{method} {path}: expected {want}, got {status}: {v}");
@@ -71,15 +89,12 @@ impl Client {
     }
 }
 
-async fn timed<F, Fut>(n: usize, mut op: F) -> anyhow::Result<Latencies>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
+/// Times `n` sequential GETs of `path`.
+async fn time_get(c: &mut Client, path: &str, n: usize) -> anyhow::Result<Latencies> {
     let mut lat = Latencies::default();
     for _ in 0..n {
         let t = Instant::now();
-        op().await?;
+        c.expect("GET", path, None, 200).await?;
         lat.record(t.elapsed());
     }
     Ok(lat)
@@ -115,12 +130,16 @@ pub async fn run(b: ApiBench) -> anyhow::Result<Value> {
     while client.is_none() {
         match Client::connect(&socket).await {
             Ok(c) => client = Some(c),
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(e) => return Err(e).context("connecting to the API socket"),
         }
     }
     let mut c = client.expect("connected");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr = format!("127.0.0.1:{port}");
     c.expect(
         "POST",
@@ -137,7 +156,9 @@ pub async fn run(b: ApiBench) -> anyhow::Result<Value> {
             "TaskTemplate": {"ContainerSpec": {"Image": "shoal-test/busybox:1", "Args": ["sleep", "100000"]}},
             "Mode": {"Replicated": {"Replicas": 2}},
         });
-        let v = c.expect("POST", "/v1.44/services/create", Some(spec), 201).await?;
+        let v = c
+            .expect("POST", "/v1.44/services/create", Some(spec), 201)
+            .await?;
         ids.push(v["ID"].as_str().context("service id")?.to_string());
     }
     // Let the orchestrator create the tasks first, so the task list has something to filter.
@@ -155,31 +176,19 @@ pub async fn run(b: ApiBench) -> anyhow::Result<Value> {
 
     let id = ids[3].clone();
     let get_path = format!("/v1.44/services/{id}");
-    let mut get = timed(b.reads, || {
-        let c = &mut c;
-        let p = get_path.clone();
-        async move { c.expect("GET", &p, None, 200).await.map(|_| ()) }
-    })
-    .await?;
-    let mut list = timed(b.reads, || {
-        let c = &mut c;
-        async move { c.expect("GET", "/v1.44/services", None, 200).await.map(|_| ()) }
-    })
-    .await?;
+    let mut get = time_get(&mut c, &get_path, b.reads).await?;
+    let mut list = time_get(&mut c, "/v1.44/services", b.reads).await?;
     let filter = format!(
         "/v1.44/tasks?filters={}",
         urlencode(&json!({"service": {&id: true}, "desired-state": {"running": true}}).to_string())
     );
-    let mut tasks = timed(b.reads, || {
-        let c = &mut c;
-        let p = filter.clone();
-        async move { c.expect("GET", &p, None, 200).await.map(|_| ()) }
-    })
-    .await?;
+    let mut tasks = time_get(&mut c, &filter, b.reads).await?;
     let mut update = Latencies::default();
     for i in 0..b.updates {
         let svc = c.expect("GET", &get_path, None, 200).await?;
-        let version = svc["Version"]["Index"].as_u64().context("service version")?;
+        let version = svc["Version"]["Index"]
+            .as_u64()
+            .context("service version")?;
         let mut spec = svc["Spec"].clone();
         spec["Labels"]["bench-round"] = json!(i.to_string());
         let path = format!("/v1.44/services/{id}/update?version={version}");
@@ -209,7 +218,9 @@ pub async fn run(b: ApiBench) -> anyhow::Result<Value> {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
