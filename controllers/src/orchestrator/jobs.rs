@@ -11,8 +11,8 @@ use super::global::{evict_ineligible, Eligibility};
 use super::slots::{group, ServiceDraft, Slot, SlotKey};
 use super::tasks::new_task;
 use super::{
-    node_change_matters, restart, service_of_change, services_of_mode, services_on_node,
-    task_change_matters, write, Pass,
+    node_change_matters, node_liveness_changed, restart, service_of_change, services_of_mode,
+    services_on_node, task_change_matters, write, Pass,
 };
 use crate::config::ControllersConfig;
 use crate::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
@@ -50,6 +50,9 @@ impl Reconciler for JobsOrchestrator {
         match event.object.as_ref() {
             Object::Node(n) if node_change_matters(event) => {
                 keys.extend(services_of_mode(cache, |m| m == ServiceModeKind::GlobalJob));
+                if !node_liveness_changed(event) {
+                    return;
+                }
                 services_on_node(
                     cache,
                     &n.meta.id,

@@ -96,7 +96,22 @@ pub fn task_change_matters(event: &Event) -> bool {
         || (before <= TaskState::Running) != (now <= TaskState::Running)
 }
 
-/// Whether a node change matters to orchestration (availability, liveness, labels, removal).
+/// Whether a node's ability to keep tasks changed (availability, liveness, removal): what
+/// replicated services and jobs react to.
+pub fn node_liveness_changed(event: &Event) -> bool {
+    let Object::Node(n) = event.object.as_ref() else {
+        return false;
+    };
+    let Some(Object::Node(p)) = event.prev.as_deref() else {
+        return true;
+    };
+    event.action == shoal_store::Action::Delete
+        || p.status.state != n.status.state
+        || p.spec.availability != n.spec.availability
+}
+
+/// Whether a node change may change which global services it runs (liveness, availability,
+/// and anything constraints look at: labels, role, description).
 pub fn node_change_matters(event: &Event) -> bool {
     let Object::Node(n) = event.object.as_ref() else {
         return false;

@@ -14,7 +14,7 @@ use super::slots::{group, ServiceDraft, Slot, SlotKey};
 use super::tasks::{is_live, new_task};
 use super::timeline::TaskTimeline;
 use super::{
-    node_change_matters, restart, service_of_change, services_of_mode, services_on_node,
+    node_liveness_changed, restart, service_of_change, services_of_mode, services_on_node,
     task_change_matters, update, write, Pass,
 };
 use crate::config::ControllersConfig;
@@ -119,7 +119,7 @@ impl Reconciler for ReplicatedOrchestrator {
             Change::Event { event, at, .. } => (*event, *at),
         };
         match event.object.as_ref() {
-            Object::Node(n) if node_change_matters(event) => {
+            Object::Node(n) if node_liveness_changed(event) => {
                 services_on_node(cache, &n.meta.id, replicated, keys)
             }
             Object::Node(_) => {}
