@@ -129,7 +129,11 @@ pub async fn serve_tcp(
     addr: &str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    use axum::serve::ListenerExt;
+    // Nagle off, as dockerd: small responses must not wait for the client's delayed ACK.
+    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = tower::Layer::layer(&axum::middleware::from_fn(version::versioned), app(state));
     axum::serve(
         listener,

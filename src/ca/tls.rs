@@ -368,7 +368,7 @@ mod tests {
             .unwrap()
             .add_service(svc);
         tokio::spawn(router.serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            crate::net::nodelay_incoming(listener),
             async {
                 let _ = stopped.await;
             },

@@ -98,7 +98,7 @@ impl TestSwarm {
             .unwrap()
             .add_service(dispatcher.server());
         tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let incoming = crate::net::nodelay_incoming(listener);
             let _ = router
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = rx.await;

@@ -236,10 +236,9 @@ pub async fn serve(
     store: Store,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = crate::net::nodelay_incoming(listener);
     tonic::transport::Server::builder()
         .tls_config(tls)?
-        .tcp_nodelay(true)
         .add_service(StorePeerService::server(store))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -63,10 +63,9 @@ impl Manager {
         let controllers = shoal_controllers::Controllers::start(store.clone(), Default::default());
         let tls = server_tls_config(creds)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = crate::net::nodelay_incoming(listener);
         let router = tonic::transport::Server::builder()
             .tls_config(tls)?
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(StorePeerService::server(store.clone()))
             .add_service(SwarmService::server(store.clone()))
