@@ -152,29 +152,13 @@ pub(crate) use open_enum;
 
 /// Go's `[]byte` on the wire: standard base64 with padding; `null` and absent decode to empty.
 pub(crate) mod base64 {
+    use ::base64::engine::general_purpose::STANDARD;
+    use ::base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
-
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     /// Encodes with the standard alphabet and `=` padding.
     pub(crate) fn encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        STANDARD.encode(data)
     }
 
     fn value(c: u8) -> Option<u32> {
@@ -191,6 +175,11 @@ pub(crate) mod base64 {
     /// Decodes like Go's `base64.StdEncoding` (padding required, CR/LF ignored); the error text
     /// is Go's (`illegal base64 data at input byte N`).
     pub(crate) fn decode(s: &str) -> Result<Vec<u8>, String> {
+        // Fast path for what we write ourselves and most clients send; the careful decoder
+        // below runs only for line breaks or bad input, to report errors exactly as Go does.
+        if let Ok(out) = STANDARD.decode(s) {
+            return Ok(out);
+        }
         let input: Vec<(usize, u8)> = s
             .bytes()
             .enumerate()
