@@ -1,12 +1,16 @@
 //! The Raft log and vote in RocksDB. An append is acknowledged to openraft only after the WAL
 //! holding it is synced; one flusher thread syncs once for every append queued behind it, so
 //! concurrent appends share an fsync (group commit at the disk).
+//!
+//! openraft reads entries back from the log to replicate and to apply them; the newest entries
+//! are also kept decoded in memory ([`TailCache`]) so those reads do not decode JSON again.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage};
@@ -20,11 +24,119 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
 
+/// Most entries the tail cache holds.
+const TAIL_MAX_ENTRIES: usize = 4096;
+/// Most encoded bytes the tail cache holds (entries are counted at their encoded size).
+const TAIL_MAX_BYTES: usize = 64 << 20;
+
+/// What the tail cache needs of an entry.
+trait Indexed: Clone {
+    /// The entry's log index.
+    fn position(&self) -> u64;
+}
+
+impl Indexed for Entry {
+    fn position(&self) -> u64 {
+        self.index()
+    }
+}
+
+/// The newest log entries, decoded: a contiguous run ending at the last appended entry. It
+/// mirrors every change to the log in RocksDB (append, truncate, purge), so any index it holds
+/// has the entry RocksDB holds.
+struct TailCache<E = Entry> {
+    entries: VecDeque<(E, usize)>,
+    bytes: usize,
+}
+
+impl<E> Default for TailCache<E> {
+    fn default() -> Self {
+        TailCache {
+            entries: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<E: Indexed> TailCache<E> {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.position())
+    }
+
+    fn next_index(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.position() + 1)
+    }
+
+    fn push(&mut self, entry: E, size: usize) {
+        if self
+            .next_index()
+            .is_some_and(|next| next != entry.position())
+        {
+            // Not contiguous (cannot happen: openraft truncates before overwriting): start over.
+            self.clear();
+        }
+        self.entries.push_back((entry, size));
+        self.bytes += size;
+        while self.entries.len() > TAIL_MAX_ENTRIES || self.bytes > TAIL_MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, n)) => self.bytes -= n,
+                None => break,
+            }
+        }
+    }
+
+    /// Drops entries with an index at or above `from`.
+    fn truncate_from(&mut self, from: u64) {
+        while self.next_index().is_some_and(|next| next > from) {
+            match self.entries.pop_back() {
+                Some((e, n)) if e.position() >= from => self.bytes -= n,
+                Some(kept) => {
+                    self.entries.push_back(kept);
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Drops entries with an index at or below `upto`.
+    fn purge_upto(&mut self, upto: u64) {
+        while self.first_index().is_some_and(|first| first <= upto) {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Clones the cached entries in `[start, end)`, if the cache holds `start`.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<E>> {
+        let first = self.first_index()?;
+        if start < first || start >= self.next_index()? {
+            return None;
+        }
+        let skip = (start - first) as usize;
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take_while(|(e, _)| e.position() < end)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
+    }
+}
+
 /// RocksDB-backed Raft log storage.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     flusher: std_mpsc::Sender<IOFlushed<TypeConfig>>,
+    tail: Arc<Mutex<TailCache<Entry>>>,
 }
 
 impl LogStore {
@@ -49,7 +161,11 @@ impl LogStore {
                 }
             })
             .expect("spawn WAL sync thread");
-        LogStore { db, flusher: tx }
+        LogStore {
+            db,
+            flusher: tx,
+            tail: Arc::default(),
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -84,8 +200,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => *x + 1,
             Bound::Unbounded => 0,
         };
-        let start_key = u64_key(start);
-        let mut out = Vec::new();
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.saturating_add(1),
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
+        };
+        let mut out = self
+            .tail
+            .lock()
+            .expect("log tail lock")
+            .get(start, end)
+            .unwrap_or_default();
+        // Whatever the cache did not have (normally nothing) comes from RocksDB.
+        let from = out.last().map(|e| e.index() + 1).unwrap_or(start);
+        if from >= end {
+            return Ok(out);
+        }
+        let start_key = u64_key(from);
         let it = self.db.iterator_cf(
             cf(&self.db, CF_LOG),
             IteratorMode::From(&start_key, Direction::Forward),
@@ -157,12 +288,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let log = cf(&self.db, CF_LOG);
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(io_err)?;
-            batch.put_cf(log, u64_key(entry.index()), bytes);
+            batch.put_cf(log, u64_key(entry.index()), &bytes);
+            appended.push((entry, bytes.len()));
         }
         // Written (readable) now; durable once the flusher has synced the WAL.
         self.db.write(batch).map_err(io_err)?;
+        {
+            let mut tail = self.tail.lock().expect("log tail lock");
+            for (entry, size) in appended {
+                tail.push(entry, size);
+            }
+        }
         self.flusher
             .send(callback)
             .map_err(|_| io::Error::other("WAL sync thread has stopped"))
@@ -170,6 +309,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
+        self.tail.lock().expect("log tail lock").truncate_from(from);
         self.db
             .delete_range_cf(cf(&self.db, CF_LOG), u64_key(from), u64_key(u64::MAX))
             .map_err(io_err)
@@ -178,6 +318,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         // Record the purge point first: entries at or before it are ignored from then on.
         self.put_meta(KEY_LAST_PURGED, &log_id)?;
+        self.tail
+            .lock()
+            .expect("log tail lock")
+            .purge_upto(log_id.index());
         self.db
             .delete_range_cf(
                 cf(&self.db, CF_LOG),
@@ -185,5 +329,58 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 u64_key(log_id.index() + 1),
             )
             .map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Indexed for u64 {
+        fn position(&self) -> u64 {
+            *self
+        }
+    }
+
+    fn cache(range: std::ops::Range<u64>) -> TailCache<u64> {
+        let mut c = TailCache::default();
+        for i in range {
+            c.push(i, 10);
+        }
+        c
+    }
+
+    #[test]
+    fn serves_only_ranges_that_start_inside_it() {
+        let c = cache(5..10);
+        assert_eq!(c.get(5, 10), Some(vec![5, 6, 7, 8, 9]));
+        assert_eq!(c.get(7, 9), Some(vec![7, 8]));
+        assert_eq!(c.get(8, u64::MAX), Some(vec![8, 9]));
+        assert_eq!(c.get(4, 10), None, "index 4 is not cached");
+        assert_eq!(c.get(10, 12), None, "nothing at or past the end");
+    }
+
+    #[test]
+    fn mirrors_truncate_and_purge() {
+        let mut c = cache(1..11);
+        c.truncate_from(8);
+        assert_eq!(c.get(1, u64::MAX), Some((1..8).collect()));
+        assert_eq!(c.bytes, 70);
+        c.purge_upto(3);
+        assert_eq!(c.get(4, u64::MAX), Some((4..8).collect()));
+        assert_eq!(c.get(3, u64::MAX), None);
+        c.push(8, 10);
+        assert_eq!(c.get(7, u64::MAX), Some(vec![7, 8]));
+    }
+
+    #[test]
+    fn a_gap_restarts_the_cache_and_the_size_is_bounded() {
+        let mut c = cache(1..4);
+        c.push(9, 10);
+        assert_eq!(c.get(1, u64::MAX), None);
+        assert_eq!(c.get(9, u64::MAX), Some(vec![9]));
+        let big = cache(0..(TAIL_MAX_ENTRIES as u64 + 10));
+        assert_eq!(big.entries.len(), TAIL_MAX_ENTRIES);
+        assert_eq!(big.first_index(), Some(10));
     }
 }
