@@ -71,6 +71,9 @@ struct Proposal {
     id: TxnId,
     txn: Txn,
     reply: Reply,
+    /// Sent here by a follower that forwarded it: commit it only while this member leads
+    /// (forwarding it again could bounce between members with stale views of the leader).
+    forwarded: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -233,13 +236,16 @@ impl Store {
             seq: self.inner.seq.fetch_add(1, Ordering::Relaxed),
         };
         let deadline = Instant::now() + self.inner.config.write_deadline;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Duration::from_millis(10);
+        let mut leadership = self.inner.leadership.clone();
         loop {
+            leadership.borrow_and_update();
             let (tx, rx) = oneshot::channel();
             let proposal = Proposal {
                 id,
                 txn: txn.clone(),
                 reply: tx,
+                forwarded: false,
             };
             if self.inner.proposals.send(proposal).await.is_err() {
                 return Err(StoreError::Shutdown);
@@ -264,8 +270,18 @@ impl Store {
                     self.inner.config.write_deadline
                 )));
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
+            // Retry as soon as a leader is elected (or another one is learnt), else after the
+            // backoff: during a failover the wait is the election, not our retry timer.
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        // The member is shutting down: no leader news will come.
+                        return Err(StoreError::Shutdown);
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(100));
         }
     }
 
@@ -494,24 +510,57 @@ impl Store {
         }
     }
 
-    async fn handle_forward(&self, mut batch: Batch) -> Result<BatchResponse, ForwardError> {
+    /// Commits a follower's batch. Its transactions join this leader's own proposal queue, so
+    /// writes arriving through every member share Raft entries (group commit across members)
+    /// instead of each forwarded batch costing an entry of its own.
+    async fn handle_forward(&self, batch: Batch) -> Result<BatchResponse, ForwardError> {
         let raft = &self.inner.raft;
         if raft.current_leader().await != Some(self.raft_id()) {
             return Err(ForwardError::NotLeader(raft.current_leader().await));
         }
-        batch.at = crate::model::Timestamp::now();
-        match tokio::time::timeout(self.inner.config.attempt_timeout, raft.client_write(batch))
-            .await
-        {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(f) => Err(ForwardError::NotLeader(f.leader_id)),
-                None => Err(ForwardError::Unavailable(e.to_string())),
-            },
-            Err(_) => Err(ForwardError::Unavailable(
-                "leader did not commit in time".into(),
-            )),
+        let mut pending = Vec::with_capacity(batch.txns.len());
+        for (id, txn) in Arc::unwrap_or_clone(batch.txns) {
+            let (reply, rx) = oneshot::channel();
+            let proposal = Proposal {
+                id,
+                txn,
+                reply,
+                forwarded: true,
+            };
+            if self.inner.proposals.send(proposal).await.is_err() {
+                return Err(ForwardError::Unavailable(
+                    "the store is shutting down".into(),
+                ));
+            }
+            pending.push(rx);
         }
+        let all = futures::future::join_all(pending);
+        let answers = match tokio::time::timeout(self.inner.config.attempt_timeout, all).await {
+            Ok(answers) => answers,
+            Err(_) => {
+                return Err(ForwardError::Unavailable(
+                    "leader did not commit in time".into(),
+                ))
+            }
+        };
+        // All or nothing towards the follower: if any part failed it retries the whole batch,
+        // and the dedup table answers the parts that did commit with their original results.
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            match answer {
+                Ok(Ok(result)) => results.push(result),
+                Ok(Err(StoreError::Unavailable(why))) => {
+                    return Err(ForwardError::Unavailable(why))
+                }
+                Ok(Err(e)) => return Err(ForwardError::Unavailable(e.to_string())),
+                Err(_) => {
+                    return Err(ForwardError::Unavailable(
+                        "the store is shutting down".into(),
+                    ))
+                }
+            }
+        }
+        Ok(BatchResponse { results })
     }
 
     /// A fresh path to receive a snapshot into (the transport's server writes the chunks there).
@@ -729,20 +778,36 @@ async fn run_proposer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Prop
     }
 }
 
-async fn flush(inner: &Inner, proposals: Vec<Proposal>) {
+async fn flush(inner: &Inner, mut proposals: Vec<Proposal>) {
+    let leads = inner.raft.current_leader().await == Some(inner.config.raft_id);
+    if !leads {
+        // Forwarded proposals are only committed by the member they were forwarded to.
+        let (forwarded, own): (Vec<_>, Vec<_>) = proposals.into_iter().partition(|p| p.forwarded);
+        for p in forwarded {
+            let _ = p.reply.send(Err(StoreError::Unavailable(format!(
+                "member {} is no longer the leader",
+                inner.config.raft_id
+            ))));
+        }
+        proposals = own;
+        if proposals.is_empty() {
+            return;
+        }
+    }
     let (ids, replies): (Vec<(TxnId, Txn)>, Vec<Reply>) = proposals
         .into_iter()
         .map(|p| ((p.id, p.txn), p.reply))
         .unzip();
     let batch = Batch {
         at: crate::model::Timestamp::now(),
-        txns: ids,
+        txns: Arc::new(ids),
     };
     let started = std::time::Instant::now();
     let size = batch.txns.len();
     let outcome = commit_batch(inner, batch).await;
     tracing::debug!(
         target: "shoal_store::proposer",
+        member = inner.config.raft_id,
         txns = size,
         elapsed_us = started.elapsed().as_micros() as u64,
         ok = outcome.is_ok(),
@@ -784,16 +849,39 @@ async fn commit_batch(inner: &Inner, batch: Batch) -> Result<BatchResponse, Stor
             "leader {leader} has no known address"
         )));
     };
-    let answer = inner
-        .transport
-        .call(
-            &node.addr,
-            Rpc::Forward,
-            encode(&batch),
-            inner.config.attempt_timeout,
-        )
-        .await
-        .map_err(|e: TransportError| StoreError::Unavailable(e.to_string()))?;
+    // A forward to a leader that has since been deposed (or died) may hang until its timeout;
+    // give up on it as soon as this member learns of another leader. Retrying is safe: the
+    // transactions are deduplicated by id.
+    let mut leadership = inner.leadership.clone();
+    leadership.borrow_and_update();
+    let call = inner.transport.call(
+        &node.addr,
+        Rpc::Forward,
+        encode(&batch),
+        inner.config.attempt_timeout,
+    );
+    let leader_moved = async {
+        loop {
+            if leadership.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let now = match *leadership.borrow() {
+                Leadership::Leader { .. } => Some(me),
+                Leadership::Follower { leader } => leader,
+            };
+            if now.is_some() && now != Some(leader) {
+                return;
+            }
+        }
+    };
+    let answer = tokio::select! {
+        answer = call => answer.map_err(|e: TransportError| StoreError::Unavailable(e.to_string()))?,
+        _ = leader_moved => {
+            return Err(StoreError::Unavailable(format!(
+                "leadership moved away from member {leader} during the write"
+            )))
+        }
+    };
     let r: Result<BatchResponse, ForwardError> =
         serde_json::from_slice(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
     r.map_err(|e| match e {

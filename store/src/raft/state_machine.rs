@@ -212,7 +212,7 @@ impl StateMachine {
         let term = log_id.leader_id.term;
         let mut results: Vec<TxnResult> = Vec::with_capacity(batch.txns.len());
         let mut events = Vec::new();
-        for (txn_id, txn) in &batch.txns {
+        for (txn_id, txn) in batch.txns.iter() {
             if let Some(prev) = state.recall_txn(txn_id) {
                 // A retry of a transaction already applied: answer as the first time.
                 let result = match &prev.error {
@@ -249,17 +249,17 @@ impl StateMachine {
             events.extend(txn_events);
             results.push(result);
         }
+        // Each object is encoded once, for its row and for the history record.
         let objects_cf = cf(db, CF_OBJECTS);
+        let mut encoded = Vec::with_capacity(events.len());
         for e in &events {
+            let bytes = serde_json::to_vec(&*e.object).map_err(io_err)?;
             let key = object_key(e.object.kind(), e.object.id());
             match e.action {
-                Action::Create | Action::Update => wb.put_cf(
-                    objects_cf,
-                    key,
-                    serde_json::to_vec(&*e.object).map_err(io_err)?,
-                ),
+                Action::Create | Action::Update => wb.put_cf(objects_cf, key, &bytes),
                 Action::Delete => wb.delete_cf(objects_cf, key),
             }
+            encoded.push(bytes);
         }
         let commit = if events.is_empty() {
             None
@@ -272,7 +272,7 @@ impl StateMachine {
             wb.put_cf(
                 cf(db, CF_HISTORY),
                 u64_key(index),
-                serde_json::to_vec(&commit.without_prev()).map_err(io_err)?,
+                encode_history_record(&commit, &encoded)?,
             );
             Some(commit)
         };
@@ -301,6 +301,29 @@ impl StateMachine {
         }
         Ok(())
     }
+}
+
+/// The history row of `commit`: the JSON of `commit.without_prev()`, assembled around the
+/// already encoded objects (`objects[i]` is the JSON of `commit.events[i].object`).
+fn encode_history_record(commit: &Commit, objects: &[Vec<u8>]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 + objects.iter().map(|o| o.len() + 32).sum::<usize>());
+    out.extend_from_slice(b"{\"revision\":");
+    serde_json::to_writer(&mut out, &commit.revision).map_err(io_err)?;
+    out.extend_from_slice(b",\"at\":");
+    serde_json::to_writer(&mut out, &commit.at).map_err(io_err)?;
+    out.extend_from_slice(b",\"events\":[");
+    for (i, (event, object)) in commit.events.iter().zip(objects).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"action\":");
+        serde_json::to_writer(&mut out, &event.action).map_err(io_err)?;
+        out.extend_from_slice(b",\"object\":");
+        out.extend_from_slice(object);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -532,5 +555,57 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(io_err)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Annotations, Config, ConfigSpec, Meta, Object, Timestamp};
+    use crate::txn::Event;
+
+    fn config(name: &str) -> Arc<Object> {
+        Arc::new(Object::Config(Config {
+            meta: Meta::with_id(crate::model::new_id()),
+            spec: ConfigSpec {
+                annotations: Annotations {
+                    name: name.into(),
+                    ..Default::default()
+                },
+                data: b"payload \"quoted\"".to_vec(),
+                ..Default::default()
+            },
+        }))
+    }
+
+    #[test]
+    fn history_record_is_the_commit_without_prev() {
+        let a = config("a");
+        let b = config("b");
+        let commit = Commit {
+            revision: 42,
+            at: Timestamp::now(),
+            events: vec![
+                Event {
+                    action: Action::Update,
+                    object: a.clone(),
+                    prev: Some(a.clone()),
+                },
+                Event {
+                    action: Action::Delete,
+                    object: b.clone(),
+                    prev: Some(b.clone()),
+                },
+            ],
+        };
+        let objects: Vec<Vec<u8>> = commit
+            .events
+            .iter()
+            .map(|e| serde_json::to_vec(&*e.object).unwrap())
+            .collect();
+        let record = encode_history_record(&commit, &objects).unwrap();
+        assert_eq!(record, serde_json::to_vec(&commit.without_prev()).unwrap());
+        let back: Commit = serde_json::from_slice(&record).unwrap();
+        assert_eq!(back, commit.without_prev());
     }
 }

@@ -32,8 +32,9 @@ impl fmt::Display for PeerNode {
 pub struct Batch {
     /// The proposing leader's clock: used as `CreatedAt`/`UpdatedAt` so apply is deterministic.
     pub at: Timestamp,
-    /// The transactions, applied in order, each all-or-nothing.
-    pub txns: Vec<(TxnId, Txn)>,
+    /// The transactions, applied in order, each all-or-nothing. Shared: openraft clones
+    /// entries to replicate and apply them, and a clone should not copy every object.
+    pub txns: std::sync::Arc<Vec<(TxnId, Txn)>>,
 }
 
 impl fmt::Display for Batch {
