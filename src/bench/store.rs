@@ -36,19 +36,45 @@ pub struct StoreBench {
     pub leader_kills: usize,
 }
 
-struct Member {
-    store: Store,
-    alive: AtomicBool,
-    stop_server: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+/// A running store peer server.
+struct Server {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-async fn start_member(
+impl Server {
+    /// Stops the server like a crash would: a short grace period for open connections to be
+    /// told to go away, then the listener and everything still open is dropped.
+    async fn kill(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_millis(500), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// One manager of the benchmark: killed and restarted in place (same id, address and directory)
+/// when the run kills leaders.
+struct Member {
+    raft_id: u64,
+    addr: String,
+    store: std::sync::RwLock<Store>,
+    alive: AtomicBool,
+    server: std::sync::Mutex<Option<Server>>,
+}
+
+/// Opens a manager's store from `dir` and serves it on `listener`.
+async fn open_member(
     ca: &RootCa,
     cluster: &str,
     raft_id: u64,
     dir: &std::path::Path,
-) -> anyhow::Result<Arc<Member>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<(Store, Server)> {
     let addr = listener.local_addr()?.to_string();
     let identity = NodeIdentity::new(
         format!("bench-manager-{raft_id}"),
@@ -68,7 +94,7 @@ async fn start_member(
     let (tx, rx) = oneshot::channel::<()>();
     let tls = server_tls_config(&creds)?;
     let s = store.clone();
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         if let Err(e) = serve(listener, tls, s, async {
             let _ = rx.await;
         })
@@ -77,20 +103,71 @@ async fn start_member(
             tracing::warn!("store peer server ended: {e}");
         }
     });
-    Ok(Arc::new(Member {
+    Ok((
         store,
+        Server {
+            stop: tx,
+            task: server,
+        },
+    ))
+}
+
+async fn start_member(
+    ca: &RootCa,
+    cluster: &str,
+    raft_id: u64,
+    dir: &std::path::Path,
+) -> anyhow::Result<Arc<Member>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let (store, server) = open_member(ca, cluster, raft_id, dir, listener).await?;
+    Ok(Arc::new(Member {
+        raft_id,
+        addr,
+        store: std::sync::RwLock::new(store),
         alive: AtomicBool::new(true),
-        stop_server: std::sync::Mutex::new(Some(tx)),
+        server: std::sync::Mutex::new(Some(server)),
     }))
 }
 
 impl Member {
+    fn store(&self) -> Store {
+        self.store.read().unwrap().clone()
+    }
+
     async fn kill(&self) {
         self.alive.store(false, Ordering::Release);
-        if let Some(tx) = self.stop_server.lock().unwrap().take() {
-            let _ = tx.send(());
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            server.kill().await;
         }
-        self.store.shutdown().await;
+        self.store().shutdown().await;
+    }
+
+    /// Restarts a killed member from its directory on its old address.
+    async fn restart(
+        &self,
+        ca: &RootCa,
+        cluster: &str,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        // The old server lets go of the port once its connections have closed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("rebinding {}: {e}", self.addr);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).context(format!("rebinding {}", self.addr)),
+            }
+        };
+        let (store, server) = open_member(ca, cluster, self.raft_id, dir, listener).await?;
+        *self.store.write().unwrap() = store;
+        *self.server.lock().unwrap() = Some(server);
+        self.alive.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -120,14 +197,14 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     for id in 1..=b.managers {
         members.push(start_member(&ca, &cluster, id, base.path()).await?);
     }
-    members[0].store.initialize().await?;
-    wait_for(|| members[0].store.is_leader(), Duration::from_secs(10)).await?;
+    members[0].store().initialize().await?;
+    wait_for(|| members[0].store().is_leader(), Duration::from_secs(10)).await?;
     for (i, m) in members.iter().enumerate().skip(1) {
         let node = PeerNode {
-            addr: m.store.config().advertise_addr.clone(),
-            node_id: m.store.config().node_id.clone(),
+            addr: m.addr.clone(),
+            node_id: m.store().config().node_id.clone(),
         };
-        members[0].store.add_member(i as u64 + 1, node).await?;
+        members[0].store().add_member(i as u64 + 1, node).await?;
     }
 
     // One object per client: clients never conflict, so every op is one committed update.
@@ -147,7 +224,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
                 },
             });
         }
-        let committed = members[0].store.submit(txn).await?;
+        let committed = members[0].store().submit(txn).await?;
         for o in committed.objects {
             if let Object::Config(c) = o.as_ref() {
                 objects.push(c.clone());
@@ -175,12 +252,14 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
             while !stop.load(Ordering::Relaxed) {
                 if !members[at].alive.load(Ordering::Acquire) {
                     at = (at + 1) % members.len();
+                    tokio::task::yield_now().await;
                     continue;
                 }
                 let mut next = obj.clone();
                 next.spec.data = payload(value_bytes, counter);
                 let t = Instant::now();
-                match members[at].store.submit(Txn::new().update(next)).await {
+                let store = members[at].store();
+                match store.submit(Txn::new().update(next)).await {
                     Ok(done) => {
                         let now = Instant::now();
                         lat.record(now - t);
@@ -192,13 +271,15 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
                     }
                     Err(StoreError::Rejected(_)) => {
                         // Our previous attempt committed under a retry we did not see: reload.
-                        if let Some(cur) = members[at].store.view().get::<Config>(&obj.meta.id) {
+                        if let Some(cur) = store.view().get::<Config>(&obj.meta.id) {
                             obj = cur.to_owned_value();
                         }
                     }
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         at = (at + 1) % members.len();
+                        // Errors can come back at once (a member shutting down): do not spin.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }
             }
@@ -207,23 +288,22 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     }
 
     if b.leader_kills > 0 {
+        // Kill the leader, let the others elect a new one, restart the killed member from its
+        // directory, and repeat: every kill starts from a full cluster.
         let slice = b.duration / (b.leader_kills as u32 + 1);
         for _ in 0..b.leader_kills {
             tokio::time::sleep(slice).await;
             let leader = members
                 .iter()
-                .find(|m| m.alive.load(Ordering::Acquire) && m.store.is_leader());
+                .find(|m| m.alive.load(Ordering::Acquire) && m.store().is_leader());
             if let Some(leader) = leader {
                 kills.lock().unwrap().push(Instant::now());
                 leader.kill().await;
-                // Bring a quorum back for the next kill: restart is not modelled in-process, so
-                // only kill while a majority of the original members stays alive.
-                let alive = members
-                    .iter()
-                    .filter(|m| m.alive.load(Ordering::Acquire))
-                    .count() as u64;
-                if alive <= b.managers / 2 + 1 {
-                    break;
+                tokio::time::sleep(slice / 2).await;
+                if let Err(e) = leader.restart(&ca, &cluster, base.path()).await {
+                    // Stop the clients before reporting, or they would outlive the run.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e.context("restarting a killed manager"));
                 }
             }
         }
