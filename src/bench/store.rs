@@ -137,11 +137,13 @@ impl Member {
 
     async fn kill(&self) {
         self.alive.store(false, Ordering::Release);
+        // The store first: from this moment the member neither commits nor answers, as after a
+        // crash (stopping the server first would let it go on leading through the grace period).
+        self.store().shutdown().await;
         let server = self.server.lock().unwrap().take();
         if let Some(server) = server {
             server.kill().await;
         }
-        self.store().shutdown().await;
     }
 
     /// Restarts a killed member from its directory on its old address.
