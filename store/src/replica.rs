@@ -779,8 +779,8 @@ async fn run_proposer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Prop
 }
 
 async fn flush(inner: &Inner, mut proposals: Vec<Proposal>) {
-    let leads = inner.raft.current_leader().await == Some(inner.config.raft_id);
-    if !leads {
+    let leader = inner.raft.current_leader().await;
+    if leader != Some(inner.config.raft_id) {
         // Forwarded proposals are only committed by the member they were forwarded to.
         let (forwarded, own): (Vec<_>, Vec<_>) = proposals.into_iter().partition(|p| p.forwarded);
         for p in forwarded {
@@ -804,7 +804,7 @@ async fn flush(inner: &Inner, mut proposals: Vec<Proposal>) {
     };
     let started = std::time::Instant::now();
     let size = batch.txns.len();
-    let outcome = commit_batch(inner, batch).await;
+    let outcome = commit_batch(inner, leader, batch).await;
     tracing::debug!(
         target: "shoal_store::proposer",
         member = inner.config.raft_id,
@@ -827,10 +827,14 @@ async fn flush(inner: &Inner, mut proposals: Vec<Proposal>) {
     }
 }
 
-async fn commit_batch(inner: &Inner, batch: Batch) -> Result<BatchResponse, StoreError> {
+/// Commits `batch` through `leader` (this member or another), as `flush` found it.
+async fn commit_batch(
+    inner: &Inner,
+    leader: Option<RaftId>,
+    batch: Batch,
+) -> Result<BatchResponse, StoreError> {
     let raft = &inner.raft;
     let me = inner.config.raft_id;
-    let leader = raft.current_leader().await;
     if leader == Some(me) {
         return match raft.client_write(batch).await {
             Ok(resp) => Ok(resp.data),

@@ -113,17 +113,15 @@ pub fn node_liveness_changed(event: &Event) -> bool {
 /// Whether a node change may change which global services it runs (liveness, availability,
 /// and anything constraints look at: labels, role, description).
 pub fn node_change_matters(event: &Event) -> bool {
-    let Object::Node(n) = event.object.as_ref() else {
-        return false;
-    };
-    let Some(Object::Node(p)) = event.prev.as_deref() else {
+    if node_liveness_changed(event) {
         return true;
-    };
-    event.action == shoal_store::Action::Delete
-        || p.status.state != n.status.state
-        || p.spec != n.spec
-        || p.role != n.role
-        || p.description != n.description
+    }
+    match (event.object.as_ref(), event.prev.as_deref()) {
+        (Object::Node(n), Some(Object::Node(p))) => {
+            p.spec != n.spec || p.role != n.role || p.description != n.description
+        }
+        _ => false,
+    }
 }
 
 /// Services with a task on `node_id`, filtered by mode.

@@ -87,14 +87,13 @@ impl<E: Indexed> TailCache<E> {
 
     /// Drops entries with an index at or above `from`.
     fn truncate_from(&mut self, from: u64) {
-        while self.next_index().is_some_and(|next| next > from) {
-            match self.entries.pop_back() {
-                Some((e, n)) if e.position() >= from => self.bytes -= n,
-                Some(kept) => {
-                    self.entries.push_back(kept);
-                    break;
-                }
-                None => break,
+        while self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.position() >= from)
+        {
+            if let Some((_, n)) = self.entries.pop_back() {
+                self.bytes -= n;
             }
         }
     }
