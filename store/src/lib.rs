@@ -5,6 +5,7 @@
 //! and never see RocksDB or Raft; the binary supplies a [`Transport`] and serves [`Store::handle`].
 
 pub mod config;
+pub mod dedup;
 pub mod error;
 pub mod hub;
 pub mod local_transport;

@@ -7,18 +7,8 @@ use std::sync::Arc;
 use imbl::{HashMap, OrdMap, OrdSet};
 
 use crate::model::{Kind, NodeRole, Object, TaskState, Timestamp};
-use serde::{Deserialize, Serialize};
 
-use crate::txn::{Action, Committed, Event, Op, Txn, TxnError, TxnId, TxnResult};
-
-/// How a recently applied transaction ended, kept so a retried submission gets the same answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DedupRecord {
-    /// Revision of the entry that carried it.
-    pub revision: u64,
-    /// The rejection, if it was rejected.
-    pub error: Option<TxnError>,
-}
+use crate::txn::{Action, Committed, Event, Op, Txn, TxnError, TxnResult};
 
 /// An object id as the state's maps and indexes hold it: shared, so that copying a tree node
 /// on write (while a published snapshot still holds it) costs reference counts, not
@@ -40,8 +30,6 @@ pub struct State {
     tasks_by_slot: OrdSet<(Id, u64, Id)>,
     tasks_by_desired: OrdSet<(TaskState, Id)>,
     nodes_by_role: OrdSet<(NodeRole, Id)>,
-    dedup: HashMap<TxnId, DedupRecord>,
-    dedup_by_revision: OrdSet<(u64, TxnId)>,
 }
 
 /// Normalises a name for the case-insensitive uniqueness index.
@@ -130,36 +118,6 @@ impl State {
     /// Every object, kind by kind.
     pub fn all_objects(&self) -> impl Iterator<Item = &Arc<Object>> {
         self.objects.iter().flat_map(|m| m.values())
-    }
-
-    /// How a transaction applied recently ended, if it is still remembered.
-    pub fn recall_txn(&self, id: &TxnId) -> Option<&DedupRecord> {
-        self.dedup.get(id)
-    }
-
-    /// Remembers how a transaction ended.
-    pub fn remember_txn(&mut self, id: TxnId, record: DedupRecord) {
-        self.dedup_by_revision.insert((record.revision, id));
-        self.dedup.insert(id, record);
-    }
-
-    /// Forgets transactions applied before `revision`; returns the forgotten ids.
-    pub fn forget_txns_before(&mut self, revision: u64) -> Vec<TxnId> {
-        let mut gone = Vec::new();
-        while let Some((rev, id)) = self.dedup_by_revision.get_min().cloned() {
-            if rev >= revision {
-                break;
-            }
-            self.dedup_by_revision.remove(&(rev, id));
-            self.dedup.remove(&id);
-            gone.push(id);
-        }
-        gone
-    }
-
-    /// Every remembered transaction.
-    pub fn dedup_entries(&self) -> impl Iterator<Item = (&TxnId, &DedupRecord)> {
-        self.dedup.iter()
     }
 
     /// Inserts or replaces an object and maintains the indexes (no validation; used by apply and

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::db::io_err;
 use super::types::SnapshotMeta;
+use crate::dedup::{DedupRecord, DedupTable};
 use crate::model::Object;
-use crate::state::{DedupRecord, State};
+use crate::state::State;
 use crate::txn::TxnId;
 
 /// A snapshot's data: a file on disk.
@@ -49,8 +50,14 @@ enum Record {
 
 const FORMAT: u32 = 1;
 
-/// Writes `state` (taken at `meta.last_log_id`) to `dir/name`, atomically.
-pub fn write(dir: &Path, name: &str, meta: &SnapshotMeta, state: &State) -> io::Result<PathBuf> {
+/// Writes `state` and `dedup` (taken at `meta.last_log_id`) to `dir/name`, atomically.
+pub fn write(
+    dir: &Path,
+    name: &str,
+    meta: &SnapshotMeta,
+    state: &State,
+    dedup: &DedupTable,
+) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let final_path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
@@ -67,7 +74,7 @@ pub fn write(dir: &Path, name: &str, meta: &SnapshotMeta, state: &State) -> io::
             serde_json::to_writer(&mut w, &Record::O(o.clone())).map_err(io_err)?;
             w.write_all(b"\n")?;
         }
-        for (id, rec) in state.dedup_entries() {
+        for (id, rec) in dedup.entries() {
             serde_json::to_writer(&mut w, &Record::D(*id, rec.clone())).map_err(io_err)?;
             w.write_all(b"\n")?;
         }
@@ -79,8 +86,8 @@ pub fn write(dir: &Path, name: &str, meta: &SnapshotMeta, state: &State) -> io::
     Ok(final_path)
 }
 
-/// Reads a snapshot file back into its metadata and state.
-pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State)> {
+/// Reads a snapshot file back into its metadata, state and deduplication table.
+pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State, DedupTable)> {
     let mut lines = BufReader::with_capacity(1 << 20, File::open(path)?).lines();
     let header: Header = match lines.next() {
         Some(l) => serde_json::from_str(&l?).map_err(io_err)?,
@@ -101,6 +108,7 @@ pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State)> {
         ));
     }
     let mut state = State::default();
+    let mut dedup = DedupTable::default();
     state.revision = header.revision;
     for line in lines {
         let line = line?;
@@ -109,10 +117,10 @@ pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State)> {
         }
         match serde_json::from_str::<Record>(&line).map_err(io_err)? {
             Record::O(o) => state.put(o),
-            Record::D(id, rec) => state.remember_txn(id, rec),
+            Record::D(id, rec) => dedup.remember(id, rec),
         }
     }
-    Ok((header.meta, state))
+    Ok((header.meta, state, dedup))
 }
 
 /// Reads only the metadata of a snapshot file.

@@ -15,9 +15,10 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use super::db::{cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_OBJECTS, CF_SM};
 use super::snapshot::{self, SnapshotFile};
 use super::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::dedup::{DedupRecord, DedupTable};
 use crate::hub::Hub;
 use crate::model::{Kind, Object};
-use crate::state::{DedupRecord, State};
+use crate::state::State;
 use crate::txn::{Action, Commit, Committed, TxnId, TxnResult};
 use crate::watch::{HistorySource, WatchError};
 
@@ -123,6 +124,8 @@ impl HistorySource for SmShared {
 /// openraft state machine over RocksDB and the in-memory [`State`].
 pub struct StateMachine {
     shared: Arc<SmShared>,
+    /// Only apply and snapshot installation change it; snapshot builders take a clone.
+    dedup: DedupTable,
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(
@@ -156,13 +159,14 @@ impl StateMachine {
             let o: Object = serde_json::from_slice(&v).map_err(io_err)?;
             state.put(Arc::new(o));
         }
+        let mut dedup = DedupTable::default();
         for item in db.iterator_cf(cf(&db, CF_DEDUP), IteratorMode::Start) {
             let (k, v) = item.map_err(io_err)?;
             let id = TxnId {
                 client: key_u64(&k[..8]),
                 seq: key_u64(&k[8..16]),
             };
-            state.remember_txn(id, serde_json::from_slice(&v).map_err(io_err)?);
+            dedup.remember(id, serde_json::from_slice(&v).map_err(io_err)?);
         }
         state.revision = applied.map(|l| l.index).unwrap_or(0);
 
@@ -182,6 +186,7 @@ impl StateMachine {
 
         let hub = Arc::new(Hub::new(Arc::new(state), 4096));
         Ok(StateMachine {
+            dedup,
             shared: Arc::new(SmShared {
                 db,
                 hub,
@@ -203,6 +208,7 @@ impl StateMachine {
     /// commit to publish.
     fn apply_batch(
         state: &mut State,
+        dedup: &mut DedupTable,
         wb: &mut WriteBatch,
         db: &DB,
         batch: &super::types::Batch,
@@ -213,7 +219,7 @@ impl StateMachine {
         let mut results: Vec<TxnResult> = Vec::with_capacity(batch.txns.len());
         let mut events = Vec::new();
         for (txn_id, txn) in batch.txns.iter() {
-            if let Some(prev) = state.recall_txn(txn_id) {
+            if let Some(prev) = dedup.recall(txn_id) {
                 // A retry of a transaction already applied: answer as the first time.
                 let result = match &prev.error {
                     Some(e) => Err(e.clone()),
@@ -245,7 +251,7 @@ impl StateMachine {
                 dedup_key(txn_id),
                 serde_json::to_vec(&record).map_err(io_err)?,
             );
-            state.remember_txn(*txn_id, record);
+            dedup.remember(*txn_id, record);
             events.extend(txn_events);
             results.push(result);
         }
@@ -278,29 +284,34 @@ impl StateMachine {
         };
         Ok((BatchResponse { results }, commit))
     }
+}
 
-    /// Drops history and dedup records that fell out of their windows.
-    fn prune(&self, state: &mut State, wb: &mut WriteBatch, index: u64) -> io::Result<()> {
-        let db = &self.shared.db;
-        if index > DEDUP_WINDOW && index.is_multiple_of(1024) {
-            for id in state.forget_txns_before(index - DEDUP_WINDOW) {
-                wb.delete_cf(cf(db, CF_DEDUP), dedup_key(&id));
-            }
+/// Drops history and dedup records that fell out of their windows.
+fn prune(
+    shared: &SmShared,
+    dedup: &mut DedupTable,
+    wb: &mut WriteBatch,
+    index: u64,
+) -> io::Result<()> {
+    let db = &shared.db;
+    if index > DEDUP_WINDOW && index.is_multiple_of(1024) {
+        for id in dedup.forget_before(index - DEDUP_WINDOW) {
+            wb.delete_cf(cf(db, CF_DEDUP), dedup_key(&id));
         }
-        let keep = self.shared.retention.revisions.max(1);
-        let floor = self.shared.floor.load(Ordering::Acquire);
-        if index > keep && index - keep > floor && index.is_multiple_of(256) {
-            let new_floor = index - keep;
-            wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(new_floor + 1));
-            wb.put_cf(
-                cf(db, CF_SM),
-                KEY_FLOOR,
-                serde_json::to_vec(&new_floor).map_err(io_err)?,
-            );
-            self.shared.floor.store(new_floor, Ordering::Release);
-        }
-        Ok(())
     }
+    let keep = shared.retention.revisions.max(1);
+    let floor = shared.floor.load(Ordering::Acquire);
+    if index > keep && index - keep > floor && index.is_multiple_of(256) {
+        let new_floor = index - keep;
+        wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(new_floor + 1));
+        wb.put_cf(
+            cf(db, CF_SM),
+            KEY_FLOOR,
+            serde_json::to_vec(&new_floor).map_err(io_err)?,
+        );
+        shared.floor.store(new_floor, Ordering::Release);
+    }
+    Ok(())
 }
 
 /// The history row of `commit`: the JSON of `commit.without_prev()`, assembled around the
@@ -340,6 +351,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let db = self.shared.db.clone();
         let mut state: State = (*self.shared.hub.state()).clone();
+        let dedup = &mut self.dedup;
         let (mut applied, mut membership) = self.shared.applied();
         let mut wb = WriteBatch::default();
         let mut outcomes = Vec::new();
@@ -349,14 +361,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (response, commit) = match &entry.payload {
                 EntryPayload::Blank => (BatchResponse::default(), None),
                 EntryPayload::Normal(batch) => {
-                    Self::apply_batch(&mut state, &mut wb, &db, batch, &log_id)?
+                    Self::apply_batch(&mut state, dedup, &mut wb, &db, batch, &log_id)?
                 }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(log_id), m.clone());
                     (BatchResponse::default(), None)
                 }
             };
-            self.prune(&mut state, &mut wb, log_id.index)?;
+            prune(&self.shared, dedup, &mut wb, log_id.index)?;
             applied = Some(log_id);
             outcomes.push((commit.map(Arc::new), responder, response));
         }
@@ -401,6 +413,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             shared: self.shared.clone(),
             state: self.shared.hub.state(),
+            dedup: self.dedup.clone(),
             meta: SnapshotMeta {
                 last_log_id: applied,
                 last_membership: membership,
@@ -415,68 +428,70 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> io::Result<()> {
         let shared = self.shared.clone();
         let meta = meta.clone();
-        let state = tokio::task::spawn_blocking(move || -> io::Result<State> {
-            let (_file_meta, mut state) = snapshot::read(&snapshot.path)?;
-            let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
-            state.revision = index;
-            let db = &shared.db;
-            let mut wb = WriteBatch::default();
-            let objects_cf = cf(db, CF_OBJECTS);
-            wb.delete_range_cf(objects_cf, [0u8].as_slice(), [255u8].as_slice());
-            wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(u64::MAX));
-            wb.delete_range_cf(
-                cf(db, CF_DEDUP),
-                [0u8; 16].as_slice(),
-                [255u8; 16].as_slice(),
-            );
-            for o in state.all_objects() {
-                wb.put_cf(
-                    objects_cf,
-                    object_key(o.kind(), o.id()),
-                    serde_json::to_vec(&**o).map_err(io_err)?,
-                );
-            }
-            for (id, rec) in state.dedup_entries() {
-                wb.put_cf(
+        let (state, dedup) =
+            tokio::task::spawn_blocking(move || -> io::Result<(State, DedupTable)> {
+                let (_file_meta, mut state, dedup) = snapshot::read(&snapshot.path)?;
+                let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+                state.revision = index;
+                let db = &shared.db;
+                let mut wb = WriteBatch::default();
+                let objects_cf = cf(db, CF_OBJECTS);
+                wb.delete_range_cf(objects_cf, [0u8].as_slice(), [255u8].as_slice());
+                wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(u64::MAX));
+                wb.delete_range_cf(
                     cf(db, CF_DEDUP),
-                    dedup_key(id),
-                    serde_json::to_vec(rec).map_err(io_err)?,
+                    [0u8; 16].as_slice(),
+                    [255u8; 16].as_slice(),
                 );
-            }
-            let sm = cf(db, CF_SM);
-            wb.put_cf(
-                sm,
-                KEY_APPLIED,
-                serde_json::to_vec(&meta.last_log_id).map_err(io_err)?,
-            );
-            wb.put_cf(
-                sm,
-                KEY_MEMBERSHIP,
-                serde_json::to_vec(&meta.last_membership).map_err(io_err)?,
-            );
-            wb.put_cf(sm, KEY_FLOOR, serde_json::to_vec(&index).map_err(io_err)?);
-            // Keep the received file as our current snapshot.
-            let name = format!("snapshot-{index}.jsonl");
-            let dest = shared.snapshot_dir.join(&name);
-            std::fs::rename(&snapshot.path, &dest)?;
-            wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
-            db.write(wb).map_err(io_err)?;
-            db.flush_wal(true).map_err(io_err)?;
-            shared.floor.store(index, Ordering::Release);
-            *shared.applied.lock().expect("applied lock") =
-                (meta.last_log_id, meta.last_membership.clone());
-            *shared.current_snapshot.lock().expect("snapshot lock") =
-                Some((meta.clone(), dest.clone()));
-            remove_older_snapshots(&shared.snapshot_dir, &dest);
-            Ok(state)
-        })
-        .await
-        .map_err(io_err)??;
+                for o in state.all_objects() {
+                    wb.put_cf(
+                        objects_cf,
+                        object_key(o.kind(), o.id()),
+                        serde_json::to_vec(&**o).map_err(io_err)?,
+                    );
+                }
+                for (id, rec) in dedup.entries() {
+                    wb.put_cf(
+                        cf(db, CF_DEDUP),
+                        dedup_key(id),
+                        serde_json::to_vec(rec).map_err(io_err)?,
+                    );
+                }
+                let sm = cf(db, CF_SM);
+                wb.put_cf(
+                    sm,
+                    KEY_APPLIED,
+                    serde_json::to_vec(&meta.last_log_id).map_err(io_err)?,
+                );
+                wb.put_cf(
+                    sm,
+                    KEY_MEMBERSHIP,
+                    serde_json::to_vec(&meta.last_membership).map_err(io_err)?,
+                );
+                wb.put_cf(sm, KEY_FLOOR, serde_json::to_vec(&index).map_err(io_err)?);
+                // Keep the received file as our current snapshot.
+                let name = format!("snapshot-{index}.jsonl");
+                let dest = shared.snapshot_dir.join(&name);
+                std::fs::rename(&snapshot.path, &dest)?;
+                wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
+                db.write(wb).map_err(io_err)?;
+                db.flush_wal(true).map_err(io_err)?;
+                shared.floor.store(index, Ordering::Release);
+                *shared.applied.lock().expect("applied lock") =
+                    (meta.last_log_id, meta.last_membership.clone());
+                *shared.current_snapshot.lock().expect("snapshot lock") =
+                    Some((meta.clone(), dest.clone()));
+                remove_older_snapshots(&shared.snapshot_dir, &dest);
+                Ok((state, dedup))
+            })
+            .await
+            .map_err(io_err)??;
         tracing::info!(
             revision = state.revision,
             objects = state.len(),
             "installed snapshot"
         );
+        self.dedup = dedup;
         self.shared.hub.reset(Arc::new(state));
         Ok(())
     }
@@ -519,6 +534,7 @@ fn remove_older_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
 pub struct SnapshotBuilder {
     shared: Arc<SmShared>,
     state: Arc<State>,
+    dedup: DedupTable,
     meta: SnapshotMeta,
 }
 
@@ -528,6 +544,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let shared = self.shared.clone();
         let state = self.state.clone();
+        let dedup = self.dedup.clone();
         let meta = self.meta.clone();
         tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
             // Make the state machine's own writes up to this point durable before openraft is
@@ -535,7 +552,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             shared.db.flush_wal(true).map_err(io_err)?;
             let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
             let name = format!("snapshot-{index}.jsonl");
-            let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state)?;
+            let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state, &dedup)?;
             shared
                 .db
                 .put_cf(
