@@ -10,14 +10,38 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use shoal_proto::raft::store_peer_client::StorePeerClient;
 use shoal_proto::raft::store_peer_server::{StorePeer, StorePeerServer};
-use shoal_proto::raft::{PeerReply, PeerRequest, SnapshotChunk};
-use shoal_store::{Rpc, Store, Transport, TransportError};
+use shoal_proto::raft::{PeerMessage, PeerReply, PeerRequest, SnapshotChunk};
+use shoal_store::{ReplyStream, RequestStream, Rpc, Store, Transport, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 /// Snapshot chunk size on the wire.
 const CHUNK: usize = 1 << 20;
+
+/// The request metadata key that names a stream's rpc.
+const STREAM_RPC_KEY: &str = "shoal-rpc";
+
+/// A request stream as the messages of a `Stream` call. It is `Sync`, as tonic's streaming call
+/// needs its body to be (a boxed stream is only `Send`); polling goes through
+/// `Mutex::get_mut`, which takes no lock.
+struct OutboundMessages(Mutex<RequestStream>);
+
+impl futures::Stream for OutboundMessages {
+    type Item = PeerMessage;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<PeerMessage>> {
+        match self.get_mut().0.get_mut() {
+            Ok(inner) => inner
+                .poll_next_unpin(cx)
+                .map(|body| body.map(|body| PeerMessage { body })),
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    }
+}
 
 /// Client side: one lazily connected channel per peer address.
 pub struct GrpcTransport {
@@ -106,6 +130,21 @@ impl Transport for GrpcTransport {
         })
     }
 
+    fn open_stream(
+        &self,
+        addr: &str,
+        rpc: Rpc,
+        requests: RequestStream,
+    ) -> BoxFuture<'static, Result<ReplyStream, TransportError>> {
+        let client = self.client(addr);
+        let mut req = Request::new(OutboundMessages(Mutex::new(requests)));
+        req.metadata_mut().insert(
+            STREAM_RPC_KEY,
+            tonic::metadata::MetadataValue::from_static(rpc.as_str()),
+        );
+        Box::pin(open_grpc_stream(client, addr.to_string(), req))
+    }
+
     fn send_snapshot(
         &self,
         addr: &str,
@@ -158,6 +197,26 @@ impl Transport for GrpcTransport {
     }
 }
 
+/// Opens a `Stream` call. Setting it up is bounded; the stream itself lives as long as its
+/// caller wants (the caller times out answers that stop coming).
+async fn open_grpc_stream(
+    client: Result<StorePeerClient<Channel>, TransportError>,
+    addr: String,
+    req: Request<OutboundMessages>,
+) -> Result<ReplyStream, TransportError> {
+    let mut client = client?;
+    let setup = Duration::from_secs(1);
+    let resp = match tokio::time::timeout(setup, client.stream(req)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(status)) => return Err(map_status(&addr, status, setup)),
+        Err(_) => return Err(TransportError::Timeout { addr, after: setup }),
+    };
+    let replies = resp
+        .into_inner()
+        .map(move |m| m.map(|m| m.body).map_err(|s| map_status(&addr, s, setup)));
+    Ok(replies.boxed())
+}
+
 /// Server side: answers peers on behalf of the local store member.
 #[derive(Clone)]
 pub struct StorePeerService {
@@ -179,6 +238,37 @@ fn authorize<T>(req: &Request<T>) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl StorePeer for StorePeerService {
+    type StreamStream = futures::stream::BoxStream<'static, Result<PeerMessage, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<PeerMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        authorize(&request)?;
+        let name = request
+            .metadata()
+            .get(STREAM_RPC_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let rpc = Rpc::parse(&name).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown store rpc {name:?} in the {STREAM_RPC_KEY} metadata"
+            ))
+        })?;
+        // The requests end where the peer's stream ends or breaks.
+        let requests = request
+            .into_inner()
+            .take_while(|m| std::future::ready(m.is_ok()))
+            .filter_map(|m| std::future::ready(m.ok().map(|m| m.body)))
+            .boxed();
+        let replies = self
+            .store
+            .handle_stream(rpc, requests)
+            .map(|body| Ok(PeerMessage { body }));
+        Ok(Response::new(replies.boxed()))
+    }
+
     async fn call(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         authorize(&request)?;
         let req = request.into_inner();

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::StreamExt;
 
 use crate::replica::Store;
-use crate::transport::{Rpc, Transport, TransportError};
+use crate::transport::{ReplyStream, RequestStream, Rpc, Transport, TransportError};
 
 #[derive(Default)]
 struct Net {
@@ -83,19 +84,24 @@ struct LocalTransport {
 
 impl LocalTransport {
     fn target(&self, addr: &str) -> Result<Store, TransportError> {
-        let n = self.net.lock().unwrap();
-        let unreachable = || TransportError::Unreachable {
-            addr: addr.to_string(),
-            reason: "connection refused".into(),
-        };
-        if n.isolated.contains(addr) || n.isolated.contains(&self.from) {
-            return Err(unreachable());
-        }
-        if n.cut.contains(&(self.from.clone(), addr.to_string())) {
-            return Err(unreachable());
-        }
-        n.members.get(addr).cloned().ok_or_else(unreachable)
+        target(&self.net, &self.from, addr)
     }
+}
+
+/// The member at `addr`, if `from` can reach it now.
+fn target(net: &Mutex<Net>, from: &str, addr: &str) -> Result<Store, TransportError> {
+    let n = net.lock().unwrap();
+    let unreachable = || TransportError::Unreachable {
+        addr: addr.to_string(),
+        reason: "connection refused".into(),
+    };
+    if n.isolated.contains(addr) || n.isolated.contains(from) {
+        return Err(unreachable());
+    }
+    if n.cut.contains(&(from.to_string(), addr.to_string())) {
+        return Err(unreachable());
+    }
+    n.members.get(addr).cloned().ok_or_else(unreachable)
 }
 
 impl Transport for LocalTransport {
@@ -116,6 +122,45 @@ impl Transport for LocalTransport {
                     addr,
                     after: timeout,
                 })
+        })
+    }
+
+    fn open_stream(
+        &self,
+        addr: &str,
+        rpc: Rpc,
+        requests: RequestStream,
+    ) -> BoxFuture<'static, Result<ReplyStream, TransportError>> {
+        let reached = self.target(addr);
+        let (net, from, addr) = (self.net.clone(), self.from.clone(), addr.to_string());
+        Box::pin(async move {
+            let store = reached?;
+            // Every message, either way, crosses the link only while it is up; a cut breaks
+            // the stream as a broken connection would.
+            let up = {
+                let (net, from, addr) = (net.clone(), from.clone(), addr.clone());
+                move || target(&net, &from, &addr).is_ok()
+            };
+            let requests = requests
+                .take_while(move |_| std::future::ready(up()))
+                .boxed();
+            let replies = store
+                .handle_stream(rpc, requests)
+                .map(move |body| {
+                    target(&net, &from, &addr)?;
+                    Ok(body)
+                })
+                .scan(false, |broken, reply| {
+                    let next = if *broken {
+                        None
+                    } else {
+                        *broken = reply.is_err();
+                        Some(reply)
+                    };
+                    std::future::ready(next)
+                })
+                .boxed();
+            Ok(replies)
         })
     }
 

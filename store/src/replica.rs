@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{BoxStream, StreamExt};
 use openraft::async_runtime::Instant as _;
 use openraft::async_runtime::WatchReceiver;
+use openraft::raft::StreamAppendResult;
 use openraft::{ChangeMembers, Config, ReadPolicy, ServerState, SnapshotPolicy};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -30,7 +32,7 @@ use crate::raft::network::NetworkFactory;
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::types::*;
-use crate::transport::{Rpc, Transport, TransportError};
+use crate::transport::{RequestStream, Rpc, Transport, TransportError};
 use crate::txn::{Committed, Txn, TxnId, TxnResult};
 use crate::view::View;
 use crate::watch::{Watch, WatchError, WatchRequest};
@@ -239,7 +241,7 @@ impl Store {
         let mut backoff = Duration::from_millis(10);
         let mut leadership = self.inner.leadership.clone();
         loop {
-            leadership.borrow_and_update();
+            let leader_at_attempt = *leadership.borrow_and_update();
             let (tx, rx) = oneshot::channel();
             let proposal = Proposal {
                 id,
@@ -271,7 +273,11 @@ impl Store {
                 )));
             }
             // Retry as soon as a leader is elected (or another one is learnt), else after the
-            // backoff: during a failover the wait is the election, not our retry timer.
+            // backoff: during a failover the wait is the election, not our retry timer. A change
+            // that came while the attempt was under way counts too.
+            if *leadership.borrow() != leader_at_attempt {
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 changed = leadership.changed() => {
@@ -508,6 +514,45 @@ impl Store {
                 Err(e) => Err(RemoteStoreError::Invalid(e)),
             }),
         }
+    }
+
+    /// Serves a stream of requests from another manager (the transport's server calls this):
+    /// one answer per request, in order. Only Raft replication (`AppendEntries`) is streamed;
+    /// each request goes into openraft's pipelined append as soon as it arrives, so a leader
+    /// does not wait for one answer before sending the next entries.
+    pub fn handle_stream(&self, rpc: Rpc, requests: RequestStream) -> BoxStream<'static, Vec<u8>> {
+        if rpc != Rpc::AppendEntries {
+            let refused: Result<(), String> =
+                Err(format!("the {} request cannot be streamed", rpc.as_str()));
+            return futures::stream::once(std::future::ready(encode(&refused))).boxed();
+        }
+        // A request that does not decode ends the stream with an answer saying so (after the
+        // answers to the requests before it).
+        let malformed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let seen = malformed.clone();
+        let decoded = requests.scan((), move |_, body| {
+            let next = match serde_json::from_slice::<AppendEntriesRequest>(&body) {
+                Ok(req) => Some(req),
+                Err(e) => {
+                    *seen.lock().expect("malformed lock") = Some(format!("malformed request: {e}"));
+                    None
+                }
+            };
+            std::future::ready(next)
+        });
+        let answers = self.inner.raft.stream_append(decoded).map(|r| {
+            let r: Result<StreamAppendResult<TypeConfig>, String> = r.map_err(|e| e.to_string());
+            encode(&r)
+        });
+        let trailer = futures::stream::once(async move {
+            malformed
+                .lock()
+                .expect("malformed lock")
+                .take()
+                .map(|e| encode(&Err::<(), String>(e)))
+        })
+        .filter_map(std::future::ready);
+        answers.chain(trailer).boxed()
     }
 
     /// Commits a follower's batch. Its transactions join this leader's own proposal queue, so

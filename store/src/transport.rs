@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 /// The requests managers exchange.
@@ -92,6 +93,13 @@ pub enum TransportError {
     },
 }
 
+/// Request bodies sent one after another to one peer over [`Transport::open_stream`].
+pub type RequestStream = BoxStream<'static, Vec<u8>>;
+
+/// A peer's answers on a stream: one per request, in request order. The stream ends after the
+/// last answer once the requests have ended, or with an error if the exchange broke.
+pub type ReplyStream = BoxStream<'static, Result<Vec<u8>, TransportError>>;
+
 /// The client side of manager-to-manager communication.
 pub trait Transport: Send + Sync + 'static {
     /// Sends `body` (JSON) to the manager at `addr`; returns its JSON answer.
@@ -102,6 +110,16 @@ pub trait Transport: Send + Sync + 'static {
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+
+    /// Opens a long-lived exchange with the manager at `addr`: every body `requests` yields is
+    /// sent as soon as it is available (without waiting for earlier answers) and answered in
+    /// order on the returned stream. Used to pipeline Raft replication to a follower.
+    fn open_stream(
+        &self,
+        addr: &str,
+        rpc: Rpc,
+        requests: RequestStream,
+    ) -> BoxFuture<'static, Result<ReplyStream, TransportError>>;
 
     /// Streams the snapshot file at `file` with a JSON `header` to `addr`, in chunks; returns the
     /// receiver's JSON answer once it installed the snapshot.

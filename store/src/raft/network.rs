@@ -1,18 +1,35 @@
 //! openraft's network traits over a [`Transport`].
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use openraft::entry::RaftEntry;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption};
+use openraft::raft::StreamAppendResult;
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use super::snapshot::SnapshotFile;
 use super::types::*;
-use crate::transport::{Rpc, Transport, TransportError};
+use crate::transport::{ReplyStream, Rpc, Transport, TransportError};
+
+/// Most AppendEntries requests sent to one follower and not yet answered.
+const STREAM_WINDOW: usize = 32;
+
+/// A follower that has not answered the oldest outstanding request of a replication stream
+/// within this time is treated as unreachable: the stream ends with an error and openraft
+/// opens a new one (a dead peer's TCP connection may otherwise stay silent for a long time).
+const STREAM_PROGRESS_TTL: Duration = Duration::from_secs(1);
+
+/// How often a replication stream checks the age of its oldest outstanding request.
+const STREAM_PROGRESS_CHECK: Duration = Duration::from_millis(100);
 
 /// Creates per-peer connections for openraft.
 #[derive(Clone)]
@@ -72,8 +89,126 @@ impl Connection {
     }
 }
 
+/// The answer side of a pipelined replication stream, with what it needs to time out.
+struct Answers {
+    replies: ReplyStream,
+    /// When each outstanding request was sent, oldest first.
+    sent: Arc<Mutex<VecDeque<Instant>>>,
+    /// Frees a send slot per answer.
+    window: Arc<Semaphore>,
+    addr: String,
+    ended: bool,
+}
+
+impl Answers {
+    /// The next answer, or an error once the follower stops making progress.
+    async fn next(mut self) -> Option<(StreamItem, Answers)> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            match tokio::time::timeout(STREAM_PROGRESS_CHECK, self.replies.next()).await {
+                Ok(Some(Ok(body))) => {
+                    self.sent.lock().expect("sent lock").pop_front();
+                    self.window.add_permits(1);
+                    let item = match serde_json::from_slice::<
+                        Result<StreamAppendResult<TypeConfig>, String>,
+                    >(&body)
+                    {
+                        Ok(Ok(result)) => Ok(result),
+                        Ok(Err(msg)) => Err(RPCError::Network(NetworkError::from_string(format!(
+                            "{}: {msg}",
+                            self.addr
+                        )))),
+                        Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+                    };
+                    // An error or a rejection (conflict, higher vote) ends this stream.
+                    self.ended = !matches!(item, Ok(Ok(_)));
+                    return Some((item, self));
+                }
+                Ok(Some(Err(e))) => {
+                    self.ended = true;
+                    return Some((Err(to_rpc_error(e)), self));
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    let oldest = self.sent.lock().expect("sent lock").front().copied();
+                    if oldest.is_some_and(|t| t.elapsed() > STREAM_PROGRESS_TTL) {
+                        self.ended = true;
+                        let e = TransportError::Timeout {
+                            addr: self.addr.clone(),
+                            after: STREAM_PROGRESS_TTL,
+                        };
+                        return Some((Err(to_rpc_error(e)), self));
+                    }
+                }
+            }
+        }
+    }
+}
+
+type StreamItem = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
 impl RaftNetworkV2<TypeConfig> for Connection {
     type SnapshotData = SnapshotFile;
+
+    /// Pipelined replication: requests go out as openraft produces them, up to
+    /// [`STREAM_WINDOW`] unanswered, over one long-lived transport stream; answers come back in
+    /// order. A stream of exactly one request (openraft's heartbeats) is sent as a plain call.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, StreamItem>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            if input.size_hint() == (1, Some(1)) {
+                let mut input = input;
+                let Some(req) = input.next().await else {
+                    return Ok(futures::stream::empty().boxed());
+                };
+                let prev = req.prev_log_id;
+                let last = req.entries.last().map(|e| e.log_id()).or(prev);
+                let resp = self.append_entries(req, option).await?;
+                let result = resp.into_stream_result(prev, last);
+                return Ok(futures::stream::once(std::future::ready(Ok(result))).boxed());
+            }
+            let window = Arc::new(Semaphore::new(STREAM_WINDOW));
+            let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+            let requests = futures::stream::unfold(
+                (input, window.clone(), sent.clone()),
+                |(mut input, window, sent)| async move {
+                    window.acquire().await.ok()?.forget();
+                    let req = input.next().await?;
+                    let body = match serde_json::to_vec(&req) {
+                        Ok(body) => body,
+                        Err(e) => {
+                            tracing::error!("encoding an AppendEntries request: {e}");
+                            return None;
+                        }
+                    };
+                    sent.lock().expect("sent lock").push_back(Instant::now());
+                    Some((body, (input, window, sent)))
+                },
+            )
+            .boxed();
+            let replies = self
+                .transport
+                .open_stream(&self.addr, Rpc::AppendEntries, requests)
+                .await
+                .map_err(to_rpc_error)?;
+            let answers = Answers {
+                replies,
+                sent,
+                window,
+                addr: self.addr.clone(),
+                ended: false,
+            };
+            Ok(futures::stream::unfold(answers, Answers::next).boxed())
+        })
+    }
 
     async fn append_entries(
         &mut self,

@@ -111,10 +111,25 @@ impl Cluster {
         }
     }
 
-    /// Restarts a killed member from its directory.
+    /// Restarts a killed member from its directory. In one process a killed member's database
+    /// stays locked until the last task that held a handle to it has wound down (a replication
+    /// stream notices only at its next message), so opening is retried for a while.
     pub async fn restart(&mut self, raft_id: u64) {
-        let cfg = config(self.dir.path(), raft_id);
-        let s = self.open(cfg).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let s = loop {
+            let cfg = config(self.dir.path(), raft_id);
+            let a = cfg.advertise_addr.clone();
+            match Store::open(cfg, self.net.transport(&a)).await {
+                Ok(s) => {
+                    self.net.register(&a, s.clone());
+                    break s;
+                }
+                Err(e) if Instant::now() < deadline && e.to_string().contains("lock") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("restarting member {raft_id}: {e}"),
+            }
+        };
         self.members[(raft_id - 1) as usize] = Some(s);
     }
 }
