@@ -62,8 +62,9 @@ impl Server {
 struct Member {
     raft_id: u64,
     addr: String,
-    store: std::sync::RwLock<Store>,
-    alive: AtomicBool,
+    /// None while killed: a killed member's store must be dropped, or its database stays
+    /// locked and it cannot be reopened.
+    store: std::sync::RwLock<Option<Store>>,
     server: std::sync::Mutex<Option<Server>>,
 }
 
@@ -124,22 +125,28 @@ async fn start_member(
     Ok(Arc::new(Member {
         raft_id,
         addr,
-        store: std::sync::RwLock::new(store),
-        alive: AtomicBool::new(true),
+        store: std::sync::RwLock::new(Some(store)),
         server: std::sync::Mutex::new(Some(server)),
     }))
 }
 
 impl Member {
+    /// The member's store; panics when it is killed (only for members known to run).
     fn store(&self) -> Store {
+        self.running().expect("the member is running")
+    }
+
+    fn running(&self) -> Option<Store> {
         self.store.read().unwrap().clone()
     }
 
     async fn kill(&self) {
-        self.alive.store(false, Ordering::Release);
         // The store first: from this moment the member neither commits nor answers, as after a
         // crash (stopping the server first would let it go on leading through the grace period).
-        self.store().shutdown().await;
+        let store = self.store.write().unwrap().take();
+        if let Some(store) = store {
+            store.shutdown().await;
+        }
         let server = self.server.lock().unwrap().take();
         if let Some(server) = server {
             server.kill().await;
@@ -173,9 +180,8 @@ impl Member {
                 Err(e) => return Err(e),
             }
         };
-        *self.store.write().unwrap() = store;
+        *self.store.write().unwrap() = Some(store);
         *self.server.lock().unwrap() = Some(server);
-        self.alive.store(true, Ordering::Release);
         Ok(())
     }
 }
@@ -245,6 +251,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let kills: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let mut elected_ms = Vec::new();
     let errors = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for (c, obj) in objects.into_iter().enumerate() {
@@ -259,15 +266,14 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
             let mut at = c % members.len();
             let mut counter = 1u64;
             while !stop.load(Ordering::Relaxed) {
-                if !members[at].alive.load(Ordering::Acquire) {
+                let Some(store) = members[at].running() else {
                     at = (at + 1) % members.len();
                     tokio::task::yield_now().await;
                     continue;
-                }
+                };
                 let mut next = obj.clone();
                 next.spec.data = payload(value_bytes, counter);
                 let t = Instant::now();
-                let store = members[at].store();
                 match store.submit(Txn::new().update(next)).await {
                     Ok(done) => {
                         let now = Instant::now();
@@ -304,11 +310,24 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
             tokio::time::sleep(slice).await;
             let leader = members
                 .iter()
-                .find(|m| m.alive.load(Ordering::Acquire) && m.store().is_leader());
+                .find(|m| m.running().is_some_and(|s| s.is_leader()));
             if let Some(leader) = leader {
-                kills.lock().unwrap().push(Instant::now());
+                let killed_at = Instant::now();
+                kills.lock().unwrap().push(killed_at);
                 leader.kill().await;
-                tokio::time::sleep(slice / 2).await;
+                // When another member took over (polled every millisecond).
+                let deadline = killed_at + slice / 2;
+                while Instant::now() < deadline {
+                    if members
+                        .iter()
+                        .any(|m| m.running().is_some_and(|s| s.is_leader()))
+                    {
+                        elected_ms.push(round3(super::stats::ms(killed_at.elapsed())));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
                 if let Err(e) = leader.restart(&ca, &cluster, base.path()).await {
                     // In one process the killed member's RocksDB can stay locked by handles its
                     // connections still hold; measure what was killed so far and stop killing.
@@ -337,6 +356,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     // Unavailability after each kill: time until the first write that started after the kill
     // has committed.
     let mut unavailable = Latencies::default();
+    let mut each_kill_ms = Vec::new();
     for k in kills.lock().unwrap().iter() {
         if let Some(first) = completions
             .iter()
@@ -345,10 +365,11 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
             .min()
         {
             unavailable.record(first - *k);
+            each_kill_ms.push(round3(super::stats::ms(first - *k)));
         }
     }
     for m in members.iter() {
-        if m.alive.load(Ordering::Acquire) {
+        if m.running().is_some() {
             m.kill().await;
         }
     }
@@ -370,6 +391,8 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         report["leader_kills"] = json!(unavailable.len());
         report["unavailable_p50_ms"] = json!(round3(unavailable.quantile_ms(0.5)));
         report["unavailable_max_ms"] = json!(round3(unavailable.max_ms()));
+        report["unavailable_ms"] = json!(each_kill_ms);
+        report["new_leader_ms"] = json!(elected_ms);
     }
     Ok(report)
 }

@@ -19,7 +19,9 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Leader heartbeat period.
     pub heartbeat_interval: Duration,
-    /// Election timeout range (a follower that hears no leader for a random time in it campaigns).
+    /// Election timeout range. A follower campaigns once it has heard no leader for the upper
+    /// bound (openraft's leader lease) plus a random time in the range, so after a leader dies
+    /// writes resume after about `max + min + (max - min) / 3` (the earlier of two followers).
     pub election_timeout: (Duration, Duration),
     /// Build a snapshot every this many log entries.
     pub snapshot_every: u64,
@@ -52,7 +54,7 @@ impl StoreConfig {
             node_id: String::new(),
             data_dir: data_dir.into(),
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1_000,
             attempt_timeout: Duration::from_millis(1_000),
