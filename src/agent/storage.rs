@@ -6,12 +6,19 @@
 //! last assigned (spec, desired state) with `Status` set to the agent's own last observed status.
 //! Each write goes to `<id>.json.tmp`, is synced and renamed over the old file, so a crash leaves
 //! either the previous or the new record, never a torn one; leftover `.tmp` files are ignored.
+//! Writes are done by one thread of the store's own, in the background: a task's runner never
+//! waits for a disk sync (they take milliseconds while an engine creates containers, and every
+//! state change of every task writes its record), and when records change faster than the disk
+//! syncs, only the newest record of each task is written. Losing the newest records in a crash
+//! costs nothing that matters: the executor still finds each workload by its task id.
 //! [`MemoryTaskStore`] keeps them in memory (simulated nodes, whose workloads die with them).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use shoal_store::model::Task;
 
@@ -28,6 +35,16 @@ pub trait TaskStore: Send + Sync {
 /// Records as files under a directory (see the module docs).
 pub struct FileTaskStore {
     dir: PathBuf,
+    writes: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// What the writer thread is asked to do.
+enum Request {
+    /// Replace `path` with these bytes (`None`: remove it).
+    Record(PathBuf, Option<Vec<u8>>),
+    /// Answer once everything asked before is on disk.
+    Flush(mpsc::Sender<()>),
 }
 
 impl FileTaskStore {
@@ -35,7 +52,16 @@ impl FileTaskStore {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(FileTaskStore { dir })
+        let (tx, rx) = mpsc::channel();
+        let writer_dir = dir.clone();
+        let writer = std::thread::Builder::new()
+            .name("agent-task-records".into())
+            .spawn(move || write_records(&writer_dir, rx))?;
+        Ok(FileTaskStore {
+            dir,
+            writes: Some(tx),
+            writer: Some(writer),
+        })
     }
 
     fn path(&self, task_id: &str) -> io::Result<PathBuf> {
@@ -51,6 +77,69 @@ impl FileTaskStore {
         }
         Ok(self.dir.join(format!("{task_id}.json")))
     }
+
+    fn send(&self, write: Request) -> io::Result<()> {
+        self.writes
+            .as_ref()
+            .and_then(|w| w.send(write).ok())
+            .ok_or_else(|| io::Error::other("the task record writer has stopped"))
+    }
+
+    /// Waits until every record saved or removed so far is on disk.
+    pub fn flush(&self) -> io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Request::Flush(tx))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the task record writer has stopped"))
+    }
+}
+
+impl Drop for FileTaskStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued, then stop.
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: takes everything queued, keeps the newest write of each record, writes
+/// them, makes the renames durable with one directory sync, then answers flushes.
+fn write_records(dir: &Path, rx: mpsc::Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut records: HashMap<PathBuf, Option<Vec<u8>>> = HashMap::new();
+        let mut flushes = Vec::new();
+        for write in std::iter::once(first).chain(rx.try_iter()) {
+            match write {
+                Request::Record(path, bytes) => {
+                    records.insert(path, bytes);
+                }
+                Request::Flush(done) => flushes.push(done),
+            }
+        }
+        let changed = !records.is_empty();
+        for (path, bytes) in records {
+            let result = match bytes {
+                Some(bytes) => write_atomic(&path, &bytes),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                tracing::warn!("could not record a task locally in {}: {e}", path.display());
+            }
+        }
+        if changed {
+            if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::warn!("could not sync the task records in {}: {e}", dir.display());
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -65,6 +154,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 impl TaskStore for FileTaskStore {
     fn load(&self) -> io::Result<Vec<Task>> {
+        self.flush()?;
         let mut tasks = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -85,14 +175,11 @@ impl TaskStore for FileTaskStore {
 
     fn save(&self, task: &Task) -> io::Result<()> {
         let path = self.path(&task.meta.id)?;
-        write_atomic(&path, &serde_json::to_vec(task)?)
+        self.send(Request::Record(path, Some(serde_json::to_vec(task)?)))
     }
 
     fn remove(&self, task_id: &str) -> io::Result<()> {
-        match std::fs::remove_file(self.path(task_id)?) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.send(Request::Record(self.path(task_id)?, None))
     }
 }
 
@@ -142,7 +229,8 @@ mod tests {
         db.save(&task("a", TaskState::Running)).unwrap();
         db.save(&task("b", TaskState::Preparing)).unwrap();
         db.save(&task("b", TaskState::Ready)).unwrap();
-        // A crash mid-write leaves a temp file behind: it is not a record.
+        drop(db); // the agent stops: what it saved is written before it goes
+                  // A crash mid-write leaves a temp file behind: it is not a record.
         std::fs::write(dir.path().join("tasks/c.json.tmp"), b"{\"ID\":").unwrap();
         let reopened = FileTaskStore::open(dir.path().join("tasks")).unwrap();
         let loaded = reopened.load().unwrap();
