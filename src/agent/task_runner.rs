@@ -75,6 +75,7 @@ async fn run(
     ctx: RunnerContext,
 ) {
     let id = task.meta.id.clone();
+    let started = std::time::Instant::now();
     let save = |t: &Task| {
         if let Err(e) = ctx.db.save(t) {
             tracing::warn!(task = %id, "could not record the task locally: {e}");
@@ -119,6 +120,7 @@ async fn run(
         };
         match step {
             Step::Changed(status) => {
+                tracing::debug!(task = %id, state = %status.state, after_ms = started.elapsed().as_millis() as u64, "task state changed");
                 task.status = status;
                 save(&task);
                 ctx.reporter.report(&id, task.status.clone());

@@ -130,7 +130,8 @@ impl Executor for DockerExecutor {
             name: names.task,
             image: spec.image.clone(),
             create,
-            container_id: Mutex::new(None),
+            container: Mutex::new(Known::Unknown),
+            last_seen: Mutex::new(None),
         }))
     }
 
@@ -268,6 +269,22 @@ fn observed(c: &ContainerInspectResponse) -> ObservedState {
     }
 }
 
+/// What a controller knows of its task's container.
+#[derive(Clone, Debug, PartialEq)]
+enum Known {
+    /// Not looked up yet: a previous agent may have created it.
+    Unknown,
+    /// Looked up (or removed) by this controller: there is none.
+    Absent,
+    /// This container.
+    Present(String),
+}
+
+/// A task's container. Every engine call is on the task's way from NEW to RUNNING, so the
+/// controller remembers what it learnt instead of asking again: whether the container exists
+/// (looked up once, then known from its own create and remove), and what its last operation
+/// saw of it (reported as the status that follows the operation, as SwarmKit reports the
+/// container status after every step). A fresh task costs list, create, start, inspect, wait.
 struct DockerController {
     docker: Docker,
     task_id: String,
@@ -275,26 +292,37 @@ struct DockerController {
     name: String,
     image: String,
     create: bollard::models::ContainerCreateBody,
-    /// The container, once created or found.
-    container_id: Mutex<Option<String>>,
+    container: Mutex<Known>,
+    /// The container as this controller's last operation left it; cleared when an operation
+    /// that changes it begins and when it ends without saying.
+    last_seen: Mutex<Option<ObservedState>>,
 }
 
 impl DockerController {
-    /// The task's container id: cached, or looked up by label (adopting a container that a
+    /// The task's container id: known, or looked up by label (adopting a container that a
     /// previous agent created).
     async fn find(&self) -> Result<Option<String>, ExecError> {
-        if let Some(id) = self.container_id.lock().unwrap().clone() {
-            return Ok(Some(id));
+        match self.container.lock().unwrap().clone() {
+            Known::Present(id) => return Ok(Some(id)),
+            Known::Absent => return Ok(None),
+            Known::Unknown => {}
         }
         let found = find_task_container(&self.docker, &self.task_id).await?;
-        if found.is_some() {
-            self.container_id.lock().unwrap().clone_from(&found);
-        }
+        *self.container.lock().unwrap() = match &found {
+            Some(id) => Known::Present(id.clone()),
+            None => Known::Absent,
+        };
         Ok(found)
     }
 
+    /// The container is gone (removed, or the engine no longer knows it).
     fn forget(&self) {
-        self.container_id.lock().unwrap().take();
+        *self.container.lock().unwrap() = Known::Absent;
+        self.seen(None);
+    }
+
+    fn seen(&self, state: Option<ObservedState>) {
+        *self.last_seen.lock().unwrap() = state;
     }
 
     async fn inspect_container(&self) -> Result<Option<ContainerInspectResponse>, ExecError> {
@@ -379,6 +407,7 @@ impl DockerController {
                 ));
             };
             let state = observed(&c);
+            self.seen(Some(state.clone()));
             match (state.run_state, state.health) {
                 // Without a healthcheck, started is running; an early exit is for `wait`.
                 (_, Health::None) => return Ok(()),
@@ -400,6 +429,11 @@ impl DockerController {
 
     /// Returns when the container's health turns unhealthy (never if it has no healthcheck).
     async fn until_unhealthy(&self, id: &str) {
+        let known = self.last_seen.lock().unwrap().as_ref().map(|s| s.health);
+        if known == Some(Health::None) {
+            // Started without a healthcheck (start inspected it): nothing can turn unhealthy.
+            return std::future::pending().await;
+        }
         let mut events = Some(Box::pin(self.events(id)));
         loop {
             match self.inspect_container().await {
@@ -436,17 +470,7 @@ impl TaskController for DockerController {
         if self.find().await?.is_some() {
             return Ok(()); // created before, by this agent or the one before it
         }
-        match self.docker.inspect_image(&self.image).await {
-            Ok(_) => {}
-            // No registry to pull from: a missing image is final (Docker's words for it).
-            Err(e) if status(&e) == Some(404) => {
-                return Err(ExecError::Rejected(format!(
-                    "No such image: {}",
-                    self.image
-                )))
-            }
-            Err(e) => return Err(classify("checking the image", e, ExecError::Rejected)),
-        }
+        self.seen(None);
         let options = CreateContainerOptions {
             name: Some(self.name.clone()),
             ..Default::default()
@@ -457,28 +481,50 @@ impl TaskController for DockerController {
             .await
         {
             Ok(created) => {
-                *self.container_id.lock().unwrap() = Some(created.id);
+                self.seen(Some(ObservedState {
+                    container_id: created.id.clone(),
+                    pid: 0,
+                    run_state: RunState::Created,
+                    exit_code: None,
+                    health: Health::None,
+                }));
+                *self.container.lock().unwrap() = Known::Present(created.id);
                 Ok(())
             }
+            // No registry to pull from: a missing image is final, in Docker's words (the
+            // engine answers a create from an unknown image with 404).
+            Err(e) if status(&e) == Some(404) && message(&e).contains("No such image") => Err(
+                ExecError::Rejected(format!("No such image: {}", self.image)),
+            ),
             // Another create for this task won the race: adopt its container.
-            Err(e) if status(&e) == Some(409) && self.find().await?.is_some() => Ok(()),
+            Err(e) if status(&e) == Some(409) => {
+                *self.container.lock().unwrap() = Known::Unknown;
+                match self.find().await? {
+                    Some(_) => Ok(()),
+                    None => Err(classify("creating the container", e, ExecError::Rejected)),
+                }
+            }
             Err(e) => Err(classify("creating the container", e, ExecError::Rejected)),
         }
     }
 
     async fn start(&self) -> Result<(), ExecError> {
-        let Some(c) = self.inspect_container().await? else {
+        let Some(id) = self.find().await? else {
             return Err(ExecError::failed(
                 "task: the task has no container to start",
             ));
         };
-        let id = c.id.clone().unwrap_or_default();
-        if observed(&c).run_state == RunState::Created {
-            match self.docker.start_container(&id, None).await {
-                Ok(()) => {}
-                Err(e) if status(&e) == Some(304) => {} // started meanwhile
-                Err(e) => return Err(classify("starting the container", e, ExecError::failed)),
+        self.seen(None);
+        match self.docker.start_container(&id, None).await {
+            Ok(()) => {}
+            Err(e) if status(&e) == Some(304) => {} // already started
+            Err(e) if status(&e) == Some(404) => {
+                self.forget();
+                return Err(ExecError::failed(
+                    "task: the task has no container to start",
+                ));
             }
+            Err(e) => return Err(classify("starting the container", e, ExecError::failed)),
         }
         // Not RUNNING until healthy, when the container (or its image) has a healthcheck.
         self.await_healthy(&id).await
@@ -488,13 +534,17 @@ impl TaskController for DockerController {
         let Some(id) = self.find().await? else {
             return Err(ExecError::failed("task: the task has no container"));
         };
-        tokio::select! {
+        let ended = tokio::select! {
             code = self.exit_code(&id) => code.map(|code| ExitStatus { code }),
             () = self.until_unhealthy(&id) => Err(ExecError::failed(UNHEALTHY)),
-        }
+        };
+        // It exited or turned unhealthy: what start saw no longer holds.
+        self.seen(None);
+        ended
     }
 
     async fn shutdown(&self, stop_signal: Option<&str>, grace: Duration) -> Result<(), ExecError> {
+        self.seen(None);
         let Some(c) = self.inspect_container().await? else {
             return Ok(());
         };
@@ -520,6 +570,7 @@ impl TaskController for DockerController {
     }
 
     async fn terminate(&self) -> Result<(), ExecError> {
+        self.seen(None);
         match self.find().await? {
             Some(id) => self.kill_and_wait(&id).await,
             None => Ok(()),
@@ -549,13 +600,19 @@ impl TaskController for DockerController {
     }
 
     async fn inspect(&self) -> Result<Option<ObservedState>, ExecError> {
+        if let Some(seen) = self.last_seen.lock().unwrap().clone() {
+            return Ok(Some(seen));
+        }
         Ok(self.inspect_container().await?.as_ref().map(observed))
     }
 
     fn logs(&self, options: LogOptions) -> LogLines {
         let docker = self.docker.clone();
         let task_id = self.task_id.clone();
-        let cached = self.container_id.lock().unwrap().clone();
+        let cached = match &*self.container.lock().unwrap() {
+            Known::Present(id) => Some(id.clone()),
+            _ => None,
+        };
         futures::stream::once(async move {
             let id = match cached {
                 Some(id) => id,
