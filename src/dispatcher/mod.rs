@@ -76,6 +76,8 @@ pub struct DispatcherConfig {
     /// Nodes get `period x grace_multiplier` to (re)register after a leader change or a join.
     pub grace_multiplier: u32,
     /// Status reports are written at most this long after the first one of a batch arrived.
+    /// Zero writes them as soon as the previous pass has committed: reports that arrive during
+    /// a pass share the next one, so batches grow with the load and an idle swarm adds no wait.
     pub status_flush_interval: Duration,
     /// ... or as soon as this many tasks have a report queued.
     pub status_flush_items: usize,
@@ -90,7 +92,7 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             heartbeat_multiplier: 3,
             grace_multiplier: 6,
-            status_flush_interval: Duration::from_millis(50),
+            status_flush_interval: Duration::ZERO,
             status_flush_items: 1000,
             sweep_interval: Duration::from_millis(250),
             leader_client_tls: None,

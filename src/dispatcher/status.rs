@@ -1,8 +1,8 @@
 //! Task status reports, batched into few store transactions.
 //!
 //! `UpdateTaskStatus` calls queue their statuses here; a flusher writes everything queued in one
-//! pass at most every `interval` after the first report arrived (or at once when `max_items` are
-//! queued), as `Op::TaskStatus` operations split into transactions of [`OPS_PER_TXN`], fenced to
+//! pass at most `interval` after the first report arrived (or at once when `max_items` are
+//! queued; with a zero interval, as soon as the previous pass is done), as `Op::TaskStatus` operations split into transactions of [`OPS_PER_TXN`], fenced to
 //! the dispatcher's term. Only the newest status per task is kept, and a status that is older than
 //! or identical to the stored one is dropped before it costs a write. Callers are answered once
 //! the pass that carried their statuses committed.
