@@ -59,6 +59,22 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Service create -> all replicas running, and remove -> all containers gone, on one node
+    /// with the docker executor and this machine's Docker Engine.
+    Docker {
+        /// Replica counts to measure, one service each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "10,50")]
+        replicas: Vec<u64>,
+        /// The image the replicas run (it must be in the engine).
+        #[arg(long, default_value = "shoal-test/busybox:1")]
+        image: String,
+        /// The engine's address.
+        #[arg(long, default_value = shoal::exec::docker::DEFAULT_DOCKER_HOST)]
+        docker_host: String,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Docker API latency on one node with 10 services, over the unix socket.
     Api {
         /// Calls per read operation.
@@ -283,6 +299,20 @@ fn main() -> anyhow::Result<()> {
                         eprintln!("{}", serde_json::to_string_pretty(&report)?);
                     }
                     println!("{report}");
+                }
+                Bench::Docker {
+                    replicas,
+                    image,
+                    docker_host,
+                    json,
+                } => {
+                    let report = shoal::bench::docker::run(shoal::bench::docker::DockerBench {
+                        replicas,
+                        image,
+                        docker_host,
+                    })
+                    .await?;
+                    print_report(&report, json)?;
                 }
                 Bench::Api {
                     reads,

@@ -2,6 +2,8 @@
 //! figures named with their units, so runs can be compared.
 
 pub mod api;
+pub mod docker;
 pub mod e2e;
+pub mod one_node;
 pub mod stats;
 pub mod store;
