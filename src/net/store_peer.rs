@@ -73,6 +73,8 @@ impl GrpcTransport {
             .map_err(|e| unreachable(format!("TLS configuration: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
+            .initial_stream_window_size(crate::net::PEER_STREAM_WINDOW)
+            .initial_connection_window_size(crate::net::PEER_CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let ch = endpoint.connect_lazy();
@@ -327,7 +329,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = crate::net::nodelay_incoming(listener);
-    tonic::transport::Server::builder()
+    crate::net::peer_server()
         .tls_config(tls)?
         .add_service(StorePeerService::server(store))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -44,11 +44,21 @@ struct Header {
 
 #[derive(Serialize, Deserialize)]
 enum Record {
+    /// An object.
     O(Arc<Object>),
+    /// A remembered transaction that was rejected (rare: it carries its error).
     D(TxnId, DedupRecord),
+    /// Remembered transactions that committed, as `[client, seq, revision]`: a busy store
+    /// remembers hundreds of thousands, and numbers are quick to write and read.
+    C(Vec<(u64, u64, u64)>),
 }
 
-const FORMAT: u32 = 1;
+/// Committed transactions per [`Record::C`] line.
+const COMMITTED_PER_LINE: usize = 4096;
+
+/// Format 2 writes committed transactions as [`Record::C`]; format 1 files (only
+/// [`Record::D`]) are still read.
+const FORMAT: u32 = 2;
 
 /// Writes `state` and `dedup` (taken at `meta.last_log_id`) to `dir/name`, atomically.
 pub fn write(
@@ -74,8 +84,22 @@ pub fn write(
             serde_json::to_writer(&mut w, &Record::O(o.clone())).map_err(io_err)?;
             w.write_all(b"\n")?;
         }
+        let mut committed = Vec::with_capacity(COMMITTED_PER_LINE);
         for (id, rec) in dedup.entries() {
-            serde_json::to_writer(&mut w, &Record::D(*id, rec.clone())).map_err(io_err)?;
+            if rec.error.is_some() {
+                serde_json::to_writer(&mut w, &Record::D(*id, rec.clone())).map_err(io_err)?;
+                w.write_all(b"\n")?;
+                continue;
+            }
+            committed.push((id.client, id.seq, rec.revision));
+            if committed.len() == COMMITTED_PER_LINE {
+                let line = Record::C(std::mem::take(&mut committed));
+                serde_json::to_writer(&mut w, &line).map_err(io_err)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        if !committed.is_empty() {
+            serde_json::to_writer(&mut w, &Record::C(committed)).map_err(io_err)?;
             w.write_all(b"\n")?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
@@ -98,17 +122,17 @@ pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State, DedupTable)> {
             ))
         }
     };
-    if header.format != FORMAT {
+    if !(1..=FORMAT).contains(&header.format) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "snapshot format {} is not supported (expected {FORMAT})",
+                "snapshot format {} is not supported (this version reads 1 to {FORMAT})",
                 header.format
             ),
         ));
     }
     let mut state = State::default();
-    let mut dedup = DedupTable::default();
+    let mut dedup_records = Vec::new();
     state.revision = header.revision;
     for line in lines {
         let line = line?;
@@ -117,10 +141,21 @@ pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State, DedupTable)> {
         }
         match serde_json::from_str::<Record>(&line).map_err(io_err)? {
             Record::O(o) => state.put(o),
-            Record::D(id, rec) => dedup.remember(id, rec),
+            Record::D(id, rec) => dedup_records.push((id, rec)),
+            Record::C(committed) => {
+                dedup_records.extend(committed.into_iter().map(|(client, seq, revision)| {
+                    (
+                        TxnId { client, seq },
+                        DedupRecord {
+                            revision,
+                            error: None,
+                        },
+                    )
+                }))
+            }
         }
     }
-    Ok((header.meta, state, dedup))
+    Ok((header.meta, state, DedupTable::from_records(dedup_records)))
 }
 
 /// Reads only the metadata of a snapshot file.
@@ -129,4 +164,66 @@ pub fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
     BufReader::new(File::open(path)?).read_line(&mut first)?;
     let header: Header = serde_json::from_str(&first).map_err(io_err)?;
     Ok(header.meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Annotations, Config, ConfigSpec, Kind, Meta};
+    use crate::txn::TxnError;
+
+    #[test]
+    fn objects_and_remembered_transactions_survive_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::default();
+        state.revision = 9_000;
+        state.put(Arc::new(Object::Config(Config {
+            meta: Meta::with_id(crate::model::new_id()),
+            spec: ConfigSpec {
+                annotations: Annotations {
+                    name: "c".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        })));
+        let rejected = DedupRecord {
+            revision: 7,
+            error: Some(TxnError::OutOfSequence {
+                kind: Kind::Config,
+                id: "x".into(),
+                expected: 1,
+                actual: 2,
+            }),
+        };
+        // More committed ones than fit one line, and one rejection among them.
+        let mut records: Vec<(TxnId, DedupRecord)> = (0..COMMITTED_PER_LINE as u64 + 10)
+            .map(|seq| {
+                let rec = DedupRecord {
+                    revision: 100 + seq,
+                    error: None,
+                };
+                (TxnId { client: 3, seq }, rec)
+            })
+            .collect();
+        records.push((TxnId { client: 4, seq: 1 }, rejected.clone()));
+        let dedup = DedupTable::from_records(records);
+        let meta = SnapshotMeta::default();
+        let path = write(dir.path(), "snapshot-9000.jsonl", &meta, &state, &dedup).unwrap();
+
+        let (_, back, back_dedup) = read(&path).unwrap();
+        assert_eq!(back.revision, 9_000);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back_dedup.len(), dedup.len());
+        assert_eq!(
+            back_dedup.recall(&TxnId { client: 4, seq: 1 }),
+            Some(&rejected)
+        );
+        assert_eq!(
+            back_dedup
+                .recall(&TxnId { client: 3, seq: 5 })
+                .map(|r| r.revision),
+            Some(105)
+        );
+    }
 }

@@ -159,15 +159,16 @@ impl StateMachine {
             let o: Object = serde_json::from_slice(&v).map_err(io_err)?;
             state.put(Arc::new(o));
         }
-        let mut dedup = DedupTable::default();
+        let mut records = Vec::new();
         for item in db.iterator_cf(cf(&db, CF_DEDUP), IteratorMode::Start) {
             let (k, v) = item.map_err(io_err)?;
             let id = TxnId {
                 client: key_u64(&k[..8]),
                 seq: key_u64(&k[8..16]),
             };
-            dedup.remember(id, serde_json::from_slice(&v).map_err(io_err)?);
+            records.push((id, serde_json::from_slice(&v).map_err(io_err)?));
         }
+        let dedup = DedupTable::from_records(records);
         state.revision = applied.map(|l| l.index).unwrap_or(0);
 
         let current_snapshot = match snapshot_name {
