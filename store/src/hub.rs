@@ -15,6 +15,10 @@ use crate::state::State;
 use crate::txn::Commit;
 use crate::watch::WatchFilter;
 
+/// Most events the in-memory commit cache holds (each carries the object and its previous
+/// version); resumes from further back read the history from disk.
+const MAX_RECENT_EVENTS: usize = 16_384;
+
 /// A registered watcher's end of the hub.
 struct Subscriber {
     id: u64,
@@ -41,6 +45,8 @@ struct Inner {
     next_id: u64,
     /// Recent commits kept in memory to serve resumes without touching disk.
     recent: VecDeque<Arc<Commit>>,
+    /// Events in `recent`: bounded too, since one commit of a busy store carries many.
+    recent_events: usize,
     /// Set when the hub is closed (store shut down or state replaced by a snapshot).
     closed: bool,
 }
@@ -68,6 +74,7 @@ impl Hub {
                 subscribers: Vec::new(),
                 next_id: 1,
                 recent: VecDeque::new(),
+                recent_events: 0,
                 closed: false,
             }),
             current: RwLock::new(state),
@@ -115,10 +122,15 @@ impl Hub {
                 }
             });
             if self.recent_capacity > 0 {
-                if inner.recent.len() == self.recent_capacity {
-                    inner.recent.pop_front();
-                }
+                inner.recent_events += commit.events.len();
                 inner.recent.push_back(commit);
+                while inner.recent.len() > self.recent_capacity
+                    || (inner.recent_events > MAX_RECENT_EVENTS && inner.recent.len() > 1)
+                {
+                    if let Some(old) = inner.recent.pop_front() {
+                        inner.recent_events -= old.events.len();
+                    }
+                }
             }
         }
         // Release: every send above happens-before a watcher that reads this revision.
@@ -135,6 +147,7 @@ impl Hub {
         *self.current.write().expect("hub state lock") = state;
         inner.subscribers.clear();
         inner.recent.clear();
+        inner.recent_events = 0;
         self.published.store(revision, Ordering::Release);
         self.applied_tx.send_replace(revision);
     }

@@ -26,8 +26,10 @@ const KEY_COMMITTED: &[u8] = b"committed";
 
 /// Most entries the tail cache holds.
 const TAIL_MAX_ENTRIES: usize = 4096;
-/// Most encoded bytes the tail cache holds (entries are counted at their encoded size).
-const TAIL_MAX_BYTES: usize = 64 << 20;
+/// Most encoded bytes the tail cache holds (entries are counted at their encoded size). Only
+/// the entries still being replicated and applied are read back, a few hundred at most; a
+/// follower further behind is served from RocksDB.
+const TAIL_MAX_BYTES: usize = 16 << 20;
 
 /// What the tail cache needs of an entry.
 trait Indexed: Clone {
