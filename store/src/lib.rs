@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dedup;
 pub mod error;
+mod forward;
 pub mod hub;
 pub mod local_transport;
 pub mod model;

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
+use crate::forward::Forwarder;
 use crate::raft::db;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
@@ -69,6 +70,9 @@ pub enum Leadership {
 
 type Reply = oneshot::Sender<Result<TxnResult, StoreError>>;
 
+/// Forwarded batches one follower's stream may have under way on the leader at once.
+const FORWARDS_IN_FLIGHT: usize = 64;
+
 struct Proposal {
     id: TxnId,
     txn: Txn,
@@ -89,6 +93,7 @@ struct Inner {
     raft: Raft,
     shared: Arc<SmShared>,
     transport: Arc<dyn Transport>,
+    forwarder: Forwarder,
     proposals: mpsc::Sender<Proposal>,
     client: u64,
     seq: AtomicU64,
@@ -161,11 +166,13 @@ impl Store {
 
         let (proposals_tx, proposals_rx) = mpsc::channel(65_536);
         let (lead_tx, lead_rx) = watch::channel(Leadership::Follower { leader: None });
+        let forwarder = Forwarder::new(transport.clone(), config.attempt_timeout * 2);
         let inner = Arc::new(Inner {
             config,
             raft: raft.clone(),
             shared,
             transport,
+            forwarder,
             proposals: proposals_tx,
             client: rand::rng().random(),
             seq: AtomicU64::new(0),
@@ -517,10 +524,32 @@ impl Store {
     }
 
     /// Serves a stream of requests from another manager (the transport's server calls this):
-    /// one answer per request, in order. Only Raft replication (`AppendEntries`) is streamed;
-    /// each request goes into openraft's pipelined append as soon as it arrives, so a leader
-    /// does not wait for one answer before sending the next entries.
+    /// one answer per request, in order. Raft replication (`AppendEntries`) and forwarded
+    /// writes (`Forward`) are streamed. Each append goes into openraft's pipelined append as
+    /// soon as it arrives, so a leader does not wait for one answer before sending the next
+    /// entries; each forwarded batch joins the proposals at once.
     pub fn handle_stream(&self, rpc: Rpc, requests: RequestStream) -> BoxStream<'static, Vec<u8>> {
+        if rpc == Rpc::Forward {
+            // Batches from a follower: each joins this leader's proposals as it arrives (many in
+            // flight at once), answered in the order they came.
+            // Only a weak handle: a stream that outlives this member (a follower keeps its link
+            // open) must not keep its database open.
+            let inner = Arc::downgrade(&self.inner);
+            return requests
+                .map(move |body| {
+                    let inner = inner.upgrade();
+                    async move {
+                        match inner {
+                            Some(inner) => Store { inner }.handle(Rpc::Forward, &body).await,
+                            None => encode(&Err::<BatchResponse, _>(ForwardError::Unavailable(
+                                "the store is shutting down".into(),
+                            ))),
+                        }
+                    }
+                })
+                .buffered(FORWARDS_IN_FLIGHT)
+                .boxed();
+        }
         if rpc != Rpc::AppendEntries {
             let refused: Result<(), String> =
                 Err(format!("the {} request cannot be streamed", rpc.as_str()));
@@ -903,12 +932,17 @@ async fn commit_batch(
     // transactions are deduplicated by id.
     let mut leadership = inner.leadership.clone();
     leadership.borrow_and_update();
-    let call = inner.transport.call(
-        &node.addr,
-        Rpc::Forward,
-        encode(&batch),
-        inner.config.attempt_timeout,
-    );
+    let timeout = inner.config.attempt_timeout;
+    let call = async {
+        match tokio::time::timeout(timeout, inner.forwarder.send(&node.addr, encode(&batch))).await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(TransportError::Timeout {
+                addr: node.addr.clone(),
+                after: timeout,
+            }),
+        }
+    };
     let leader_moved = async {
         loop {
             if leadership.changed().await.is_err() {
