@@ -5,6 +5,21 @@ pub mod store_peer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::{Stream, StreamExt};
 
+/// HTTP/2 flow-control window of each stream between managers. HTTP/2's default (64 KiB) is
+/// smaller than one busy AppendEntries or forwarded batch: the sender would stop mid-message
+/// until the receiver's window update arrives, a round trip per 64 KiB.
+pub const PEER_STREAM_WINDOW: u32 = 8 << 20;
+
+/// HTTP/2 flow-control window of a whole connection between managers.
+pub const PEER_CONNECTION_WINDOW: u32 = 32 << 20;
+
+/// A gRPC server builder for the manager-to-manager listener, with its flow-control windows.
+pub fn peer_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(PEER_STREAM_WINDOW)
+        .initial_connection_window_size(PEER_CONNECTION_WINDOW)
+}
+
 /// The connections `listener` accepts, with Nagle's algorithm off.
 ///
 /// tonic's `Server::tcp_nodelay` only applies to listeners tonic binds itself, not to a stream

@@ -64,7 +64,7 @@ impl Manager {
         let tls = server_tls_config(creds)?;
         let (tx, rx) = oneshot::channel::<()>();
         let incoming = crate::net::nodelay_incoming(listener);
-        let router = tonic::transport::Server::builder()
+        let router = crate::net::peer_server()
             .tls_config(tls)?
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(StorePeerService::server(store.clone()))
