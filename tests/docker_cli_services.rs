@@ -539,10 +539,14 @@ fn service_ps_lists_tasks_and_task_filters_work() {
     let ids = wait_for_tasks(&d, "web", 2);
     let ps = d.ok(&["service", "ps", "web"]);
     assert!(ps.contains("web.1") && ps.contains("web.2"), "{ps}");
-    let node_ps = d.ok(&["node", "ps", "self"]);
-    assert!(
-        node_ps.contains("web.1") && node_ps.contains("web.2"),
-        "{node_ps}"
+    // The tasks exist before the scheduler places them: `node ps` lists them once placed.
+    wait_for(
+        Duration::from_secs(30),
+        "both tasks placed on this node",
+        || {
+            let node_ps = d.ok(&["node", "ps", "self"]);
+            (node_ps.contains("web.1") && node_ps.contains("web.2")).then_some(())
+        },
     );
 
     let task = d.get_json(&format!("/tasks/{}", ids[0]));
