@@ -106,6 +106,11 @@ pub async fn run(ctx: Arc<SessionContext>, mut stop: watch::Receiver<bool>) {
         match end {
             End::Redirect(leader) => {
                 tracing::debug!(from = %addr, to = %leader, "agent: redirected to the leader");
+                // Sessions only live on the leader: an idle connection to this manager would
+                // be held for nothing (by every agent, on every follower).
+                if leader != addr {
+                    ctx.connections.forget(&addr);
+                }
                 next = Some(leader);
                 // A short pause: the leader may be about to change again.
                 let delay = Backoff::INITIAL.mul_f64(rand::random::<f64>());

@@ -231,9 +231,7 @@ impl Store {
         if txn.is_empty() {
             return Err(StoreError::Invalid("empty transaction".into()));
         }
-        let size = serde_json::to_vec(&txn)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = encoded_size(&txn);
         if size > self.inner.config.max_txn_bytes {
             return Err(StoreError::Invalid(format!(
                 "transaction of {size} bytes exceeds the {} byte limit; make the objects smaller",
@@ -973,4 +971,24 @@ async fn commit_batch(
         }
         ForwardError::Unavailable(m) => StoreError::Unavailable(m),
     })
+}
+
+/// The size of `txn` JSON-encoded, counted without building the encoding (this runs on every write).
+fn encoded_size(txn: &Txn) -> usize {
+    /// An `io::Write` that only counts the bytes written to it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, txn) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
 }
