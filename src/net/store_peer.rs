@@ -11,7 +11,7 @@ use futures::StreamExt;
 use shoal_proto::raft::store_peer_client::StorePeerClient;
 use shoal_proto::raft::store_peer_server::{StorePeer, StorePeerServer};
 use shoal_proto::raft::{PeerMessage, PeerReply, PeerRequest, SnapshotChunk};
-use shoal_store::{ReplyStream, RequestStream, Rpc, Store, Transport, TransportError};
+use shoal_store::{ReplyStream, RequestStream, Rpc, Store, Transport, TransportError, WeakStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
@@ -219,18 +219,29 @@ async fn open_grpc_stream(
     Ok(replies.boxed())
 }
 
-/// Server side: answers peers on behalf of the local store member.
+/// Server side: answers peers on behalf of the local store member. It holds the member weakly:
+/// the member's owner decides when it stops, not the connections peers keep open.
 #[derive(Clone)]
 pub struct StorePeerService {
-    store: Store,
+    store: WeakStore,
 }
 
 impl StorePeerService {
     /// A service for `store`, ready to add to a tonic server.
     pub fn server(store: Store) -> StorePeerServer<StorePeerService> {
-        StorePeerServer::new(StorePeerService { store })
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+        StorePeerServer::new(StorePeerService {
+            store: store.downgrade(),
+        })
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+    }
+}
+
+impl StorePeerService {
+    fn store(&self) -> Result<Store, Status> {
+        self.store
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("this manager's store has stopped"))
     }
 }
 
@@ -265,7 +276,7 @@ impl StorePeer for StorePeerService {
             .filter_map(|m| std::future::ready(m.ok().map(|m| m.body)))
             .boxed();
         let replies = self
-            .store
+            .store()?
             .handle_stream(rpc, requests)
             .map(|body| Ok(PeerMessage { body }));
         Ok(Response::new(replies.boxed()))
@@ -276,7 +287,7 @@ impl StorePeer for StorePeerService {
         let req = request.into_inner();
         let rpc = Rpc::parse(&req.rpc)
             .ok_or_else(|| Status::invalid_argument(format!("unknown store rpc {:?}", req.rpc)))?;
-        let body = self.store.handle(rpc, &req.body).await;
+        let body = self.store()?.handle(rpc, &req.body).await;
         Ok(Response::new(PeerReply { body }))
     }
 
@@ -286,7 +297,8 @@ impl StorePeer for StorePeerService {
     ) -> Result<Response<PeerReply>, Status> {
         authorize(&request)?;
         let mut stream = request.into_inner();
-        let path = self.store.snapshot_receive_path();
+        // Not held while the chunks arrive: a stalled sender must not keep the member open.
+        let path = self.store()?.snapshot_receive_path();
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
@@ -315,7 +327,14 @@ impl StorePeer for StorePeerService {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::invalid_argument("snapshot stream without a header"));
         }
-        let body = self.store.install_received_snapshot(&header, path).await;
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(stopped) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(stopped);
+            }
+        };
+        let body = store.install_received_snapshot(&header, path).await;
         Ok(Response::new(PeerReply { body }))
     }
 }

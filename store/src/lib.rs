@@ -22,7 +22,7 @@ pub mod watch;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use raft::types::{PeerNode, RaftId};
-pub use replica::{Leadership, Member, Store};
+pub use replica::{Leadership, Member, Store, WeakStore};
 pub use transport::{ReplyStream, RequestStream, Rpc, Transport, TransportError};
 pub use txn::{Action, Commit, Committed, Event, Op, Txn, TxnError};
 pub use view::{Obj, View};

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,12 +99,31 @@ struct Inner {
     seq: AtomicU64,
     leadership: watch::Receiver<Leadership>,
     snapshot_seq: AtomicU64,
+    /// Set by `shutdown`: from then on every write fails with `Shutdown` at once instead of
+    /// being retried until its deadline (a caller mid-write would otherwise keep this member's
+    /// database open for the whole write deadline).
+    stopped: AtomicBool,
 }
 
 /// A handle to this manager's store member. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+}
+
+/// A handle to a store member that does not keep it open: servers hold one, so a connection a
+/// peer keeps open cannot keep a stopped member's database locked (which would stop the member
+/// from being reopened from its directory in the same process).
+#[derive(Clone)]
+pub struct WeakStore {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakStore {
+    /// The member, while some [`Store`] handle still holds it open.
+    pub fn upgrade(&self) -> Option<Store> {
+        self.inner.upgrade().map(|inner| Store { inner })
+    }
 }
 
 fn raft_config(c: &StoreConfig) -> Result<Config, StoreError> {
@@ -178,10 +197,18 @@ impl Store {
             seq: AtomicU64::new(0),
             leadership: lead_rx,
             snapshot_seq: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         });
         tokio::spawn(track_leadership(raft, lead_tx));
         tokio::spawn(run_proposer(Arc::downgrade(&inner), proposals_rx));
         Ok(Store { inner })
+    }
+
+    /// A handle that does not keep this member open.
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// This member's Raft id.
@@ -219,6 +246,7 @@ impl Store {
 
     /// Stops this member (its data stays on disk).
     pub async fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
         self.inner.shared.hub.close();
         let _ = self.inner.raft.shutdown().await;
     }
@@ -246,6 +274,9 @@ impl Store {
         let mut backoff = Duration::from_millis(10);
         let mut leadership = self.inner.leadership.clone();
         loop {
+            if self.inner.stopped.load(Ordering::SeqCst) {
+                return Err(StoreError::Shutdown);
+            }
             let leader_at_attempt = *leadership.borrow_and_update();
             let (tx, rx) = oneshot::channel();
             let proposal = Proposal {
@@ -851,6 +882,12 @@ async fn run_proposer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Prop
 }
 
 async fn flush(inner: &Inner, mut proposals: Vec<Proposal>) {
+    if inner.stopped.load(Ordering::SeqCst) {
+        for p in proposals {
+            let _ = p.reply.send(Err(StoreError::Shutdown));
+        }
+        return;
+    }
     let leader = inner.raft.current_leader().await;
     if leader != Some(inner.config.raft_id) {
         // Forwarded proposals are only committed by the member they were forwarded to.
@@ -910,6 +947,7 @@ async fn commit_batch(
     if leader == Some(me) {
         return match raft.client_write(batch).await {
             Ok(resp) => Ok(resp.data),
+            Err(openraft::errors::RaftError::Fatal(_)) => Err(StoreError::Shutdown),
             Err(e) => Err(StoreError::Unavailable(match e.forward_to_leader() {
                 Some(f) => format!("leadership moved to {:?}", f.leader_id),
                 None => e.to_string(),

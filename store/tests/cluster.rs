@@ -269,9 +269,17 @@ async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
         .await
         .unwrap();
     assert_eq!(v.count(Kind::Config), 200);
+    // openraft publishes the installed snapshot in its metrics a little after the state is
+    // visible in the store: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let installed = |m: &openraft::RaftMetrics<_>| m.snapshot.is_some() && m.purged.is_some();
+    while !installed(&s.raft_metrics()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let metrics = s.raft_metrics();
     assert!(
-        s.raft_metrics().snapshot.is_some(),
-        "the new member was brought up by a snapshot, not by replaying the whole log"
+        installed(&metrics),
+        "the new member was brought up by a snapshot, not by replaying the whole log: {metrics:?}"
     );
     let members = c.store(leader).members();
     assert!(members.iter().any(|m| m.raft_id == new_id && m.voter));
@@ -301,4 +309,52 @@ async fn removing_a_member_that_would_lose_quorum_is_refused() {
     // Removing the dead one is fine: 2 remaining, both reachable.
     c.store(leader).remove_member(others[0]).await.unwrap();
     assert_eq!(c.store(leader).members().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_member_refuses_writes_at_once_and_a_weak_handle_lets_it_reopen() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let member = (1..=3).find(|i| *i != leader).unwrap();
+    let written = c
+        .store(member)
+        .submit(Txn::new().create(config_object("before-stop")))
+        .await
+        .unwrap()
+        .revision;
+    let held = c.store(member).clone();
+    let weak = held.downgrade();
+    c.kill(member).await;
+    // A caller still holding the stopped member gets `Shutdown` at once, not retries until
+    // the write deadline.
+    let started = std::time::Instant::now();
+    let err = held
+        .submit(Txn::new().create(config_object("after-stop")))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Shutdown);
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "a write on a stopped member took {:?} to fail",
+        started.elapsed()
+    );
+    assert!(weak.upgrade().is_some(), "a strong handle is still held");
+    drop(held);
+    // Tasks of the stopped member may still be winding down for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while weak.upgrade().is_some() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        weak.upgrade().is_none(),
+        "a weak handle must not keep the member"
+    );
+    // Nothing else holds the member's database: it reopens from its directory.
+    c.restart(member).await;
+    let v = c
+        .store(member)
+        .wait_for_revision(written, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(v.get_by_name::<Config>("before-stop").is_some());
 }

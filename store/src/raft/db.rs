@@ -9,7 +9,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 
 /// Raft log entries by big-endian index.
 pub const CF_LOG: &str = "log";
-/// Raft metadata: vote, last purged log id, committed log id.
+/// Raft metadata: vote and last purged log id.
 pub const CF_RAFT: &str = "raft";
 /// Objects by kind tag + id.
 pub const CF_OBJECTS: &str = "objects";

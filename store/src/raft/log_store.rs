@@ -22,7 +22,6 @@ use super::types::{Entry, LogId, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
-const KEY_COMMITTED: &[u8] = b"committed";
 
 /// Most entries the tail cache holds.
 const TAIL_MAX_ENTRIES: usize = 4096;
@@ -272,15 +271,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.sync_wal().await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not synced: it is an optimisation (a restarted node can apply up to it at once); the
-        // next synced append makes it durable anyway.
-        self.put_meta(KEY_COMMITTED, &committed)
-    }
-
-    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
-    }
+    // `save_committed` and `read_committed` keep openraft's defaults (not persisted): the state
+    // machine writes its applied log id together with every apply, so a restarted manager
+    // resumes from there and learns the rest of the commit point from the leader. Persisting
+    // it would cost one more RocksDB write on the leader's commit path for every entry.
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
