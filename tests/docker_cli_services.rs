@@ -161,6 +161,9 @@ fn service_defaults_modes_and_filters() {
         "{name}"
     );
     assert_eq!(svc["Spec"]["Mode"], json!({"Replicated":{"Replicas":1}}));
+    // The random name could start with any prefix the filters below test ("glad_..." matches
+    // `name=gl`), so it leaves before they run.
+    d.ok(&["service", "rm", name]);
 
     create(&d, "glob", &["--mode", "global"]);
     // The CLI sends MaxConcurrent = replicas for jobs; the server defaults MaxConcurrent to 1
