@@ -235,9 +235,8 @@ impl StorePeerService {
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX)
     }
-}
 
-impl StorePeerService {
+    /// The member, unless it has stopped.
     fn store(&self) -> Result<Store, Status> {
         self.store
             .upgrade()
