@@ -158,6 +158,14 @@ impl Connections {
     pub fn forget(&self, addr: &str) {
         self.channels.lock().unwrap().remove(addr);
     }
+
+    /// The managers a connection is held to, sorted.
+    #[cfg(test)]
+    pub fn addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self.channels.lock().unwrap().keys().cloned().collect();
+        addrs.sort();
+        addrs
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,9 @@ pub struct Agent {
     stop: watch::Sender<bool>,
     connection: watch::Receiver<Connection>,
     sessions: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// What the sessions share (tests look at the connections held).
+    #[cfg(test)]
+    ctx: Arc<session::SessionContext>,
 }
 
 impl Agent {
@@ -102,12 +105,14 @@ impl Agent {
             connection: connection_tx,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let sessions = tokio::spawn(session::run(ctx, stop_rx));
+        let sessions = tokio::spawn(session::run(ctx.clone(), stop_rx));
         Ok(Agent {
             worker,
             stop,
             connection,
             sessions: std::sync::Mutex::new(Some(sessions)),
+            #[cfg(test)]
+            ctx,
         })
     }
 
@@ -119,6 +124,12 @@ impl Agent {
     /// Ids of the tasks the agent drives now.
     pub fn task_ids(&self) -> Vec<String> {
         self.worker.task_ids()
+    }
+
+    /// The managers the agent holds a connection to.
+    #[cfg(test)]
+    pub(crate) fn connected_managers(&self) -> Vec<String> {
+        self.ctx.connections.addrs()
     }
 
     async fn stop_sessions(&self) {

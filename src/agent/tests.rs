@@ -102,6 +102,40 @@ async fn runs_its_tasks_holds_ready_and_stops_on_shutdown() {
     s.stop().await;
 }
 
+/// An agent that only knows a follower is redirected to the leader, runs its tasks there, and
+/// keeps no connection to the follower: with thousands of agents, idle connections to every
+/// follower would be held for nothing.
+#[tokio::test]
+async fn a_redirected_agent_keeps_no_connection_to_the_follower() {
+    let s = swarm().await;
+    let follower = s.add_follower(DispatcherConfig::default()).await;
+    let (node, creds) = s.add_node("w1").await;
+    let a = Agent::start(AgentConfig {
+        node_id: node.clone(),
+        managers: vec![follower.addr.clone()],
+        creds,
+        executor: sim(),
+        store: Arc::new(MemoryTaskStore::default()),
+        hostname: None,
+    })
+    .await
+    .unwrap();
+    let mut connection = a.connection();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        connection.wait_for(|c| c.manager.as_deref() == Some(s.addr.as_str())),
+    )
+    .await
+    .expect("the agent reaches the leader")
+    .unwrap();
+    let task = s.assign(&node, TaskState::Running).await;
+    wait_state(&s, &task, TaskState::Running).await;
+    assert_eq!(a.connected_managers(), vec![s.addr.clone()]);
+    a.stop().await;
+    follower.stop().await;
+    s.stop().await;
+}
+
 /// A fake engine: workloads live here, across agents, like containers in a real engine.
 #[derive(Default)]
 struct Engine {

@@ -11,7 +11,7 @@ use shoal_store::model::{
     new_id, Cluster, ContainerSpec, Meta, Node, NodeRole, NodeState, NodeStatus,
     RootCa as StoredCa, SwarmSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp,
 };
-use shoal_store::{Store, StoreConfig, Txn};
+use shoal_store::{PeerNode, Store, StoreConfig, Txn};
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
@@ -27,6 +27,8 @@ pub struct TestSwarm {
     _dir: tempfile::TempDir,
     /// The manager's store.
     pub store: Store,
+    /// The in-process network its store members talk over.
+    net: LocalNetwork,
     /// The swarm CA.
     pub ca: RootCa,
     /// The cluster id.
@@ -36,6 +38,78 @@ pub struct TestSwarm {
     /// Its address.
     pub addr: String,
     stop: Option<oneshot::Sender<()>>,
+}
+
+/// A second manager of a [`TestSwarm`] (see [`TestSwarm::add_follower`]).
+pub struct TestFollower {
+    /// Keeps the store's directory.
+    _dir: tempfile::TempDir,
+    /// The follower's store.
+    pub store: Store,
+    /// Its dispatcher.
+    pub dispatcher: Dispatcher,
+    /// Its address.
+    pub addr: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestFollower {
+    /// Stops serving and the store.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.dispatcher.stop().await;
+        self.store.shutdown().await;
+    }
+}
+
+/// Opens store member `raft_id`, reachable on `net` under `addr`, with quick timings.
+async fn open_store(net: &LocalNetwork, raft_id: u64, addr: &str, dir: &std::path::Path) -> Store {
+    let mut cfg = StoreConfig::new(raft_id, addr, dir.join("raft"));
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.election_timeout = (Duration::from_millis(200), Duration::from_millis(400));
+    let store = Store::open(cfg, net.transport(addr)).await.unwrap();
+    net.register(addr, store.clone());
+    store
+}
+
+/// Starts a dispatcher on `store` and serves it on `listener` over mutual TLS, with a manager
+/// certificate for `manager_id`; returns it and the sender that stops the server.
+fn serve(
+    ca: &RootCa,
+    cluster_id: &str,
+    manager_id: &str,
+    store: &Store,
+    mut config: DispatcherConfig,
+    listener: tokio::net::TcpListener,
+) -> (Dispatcher, oneshot::Sender<()>) {
+    let manager = ca
+        .issue_credentials(
+            &NodeCertSpec::new(NodeIdentity::new(
+                manager_id,
+                NodeRole::Manager,
+                cluster_id.to_string(),
+            ))
+            .with_ips(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+        )
+        .unwrap();
+    config.leader_client_tls = Some(manager_client_tls_config(&manager).unwrap());
+    let dispatcher = Dispatcher::start(store.clone(), config);
+    let (stop, rx) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .tls_config(server_tls_config(&manager).unwrap())
+        .unwrap()
+        .add_service(dispatcher.server());
+    tokio::spawn(async move {
+        let incoming = crate::net::nodelay_incoming(listener);
+        let _ = router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (dispatcher, stop)
 }
 
 /// Polls `cond` every 10 ms until it holds, panicking with `what` after 20 s.
@@ -53,11 +127,11 @@ impl TestSwarm {
         install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let net = LocalNetwork::new();
-        let mut cfg = StoreConfig::new(1, "member-1", dir.path().join("raft"));
-        cfg.heartbeat_interval = Duration::from_millis(50);
-        cfg.election_timeout = (Duration::from_millis(200), Duration::from_millis(400));
-        let store = Store::open(cfg, net.transport("member-1")).await.unwrap();
-        net.register("member-1", store.clone());
+        // The store advertises the dispatcher's address, as a real manager advertises its swarm
+        // listener: a follower's redirect then names an address agents can dial.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let store = open_store(&net, 1, &addr, dir.path()).await;
         store.initialize().await.unwrap();
         wait_until("the store elects itself", || store.is_leader()).await;
 
@@ -77,39 +151,52 @@ impl TestSwarm {
         };
         store.submit(Txn::new().create(cluster)).await.unwrap();
 
-        let manager = ca
-            .issue_credentials(
-                &NodeCertSpec::new(NodeIdentity::new(
-                    "manager-1",
-                    NodeRole::Manager,
-                    cluster_id.clone(),
-                ))
-                .with_ips(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
-            )
-            .unwrap();
-        let mut config = config;
-        config.leader_client_tls = Some(manager_client_tls_config(&manager).unwrap());
-        let dispatcher = Dispatcher::start(store.clone(), config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (stop, rx) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
-            .tls_config(server_tls_config(&manager).unwrap())
-            .unwrap()
-            .add_service(dispatcher.server());
-        tokio::spawn(async move {
-            let incoming = crate::net::nodelay_incoming(listener);
-            let _ = router
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (dispatcher, stop) = serve(&ca, &cluster_id, "manager-1", &store, config, listener);
         TestSwarm {
             _dir: dir,
+            net,
             store,
             ca,
             cluster_id,
+            dispatcher,
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    /// Adds a second manager: its store joins the swarm's as a voter and its dispatcher serves
+    /// on a listener of its own (as a follower, it redirects agents to the leader).
+    pub async fn add_follower(&self, config: DispatcherConfig) -> TestFollower {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let store = open_store(&self.net, 2, &addr, dir.path()).await;
+        self.store
+            .add_member(
+                2,
+                PeerNode {
+                    addr: addr.clone(),
+                    node_id: "manager-2".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let revision = self.store.current_revision();
+        wait_until("the follower catches up", || {
+            store.current_revision() >= revision
+        })
+        .await;
+        let (dispatcher, stop) = serve(
+            &self.ca,
+            &self.cluster_id,
+            "manager-2",
+            &store,
+            config,
+            listener,
+        );
+        TestFollower {
+            _dir: dir,
+            store,
             dispatcher,
             addr,
             stop: Some(stop),
