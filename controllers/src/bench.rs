@@ -15,10 +15,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use shoal_store::local_transport::LocalNetwork;
 use shoal_store::model::{
-    new_id, Annotations, ContainerSpec, Kind, Meta, Node, NodeAvailability, NodeDescription,
-    NodeRole, NodeSpec, NodeState, NodeStatus, Object, Placement, Platform, ResourceRequirements,
-    Resources, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp,
-    Version,
+    new_id, ContainerSpec, Kind, Meta, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec,
+    NodeState, NodeStatus, Object, Placement, Platform, ResourceRequirements, Resources, Service,
+    ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp, Version,
 };
 use shoal_store::{Store, StoreConfig, Txn, WatchFilter, WatchMessage, WatchRequest, WatchStart};
 
@@ -68,12 +67,9 @@ const BATCH: usize = 500;
 
 fn node(i: usize) -> Node {
     let mut spec = NodeSpec::new(NodeRole::Worker, NodeAvailability::Active);
-    spec.annotations
-        .labels
+    spec.labels
         .insert("group".into(), format!("g{}", i % SERVICES));
-    spec.annotations
-        .labels
-        .insert("zone".into(), format!("z{}", i % 3));
+    spec.labels.insert("zone".into(), format!("z{}", i % 3));
     Node {
         meta: Meta::with_id(new_id()),
         spec,
@@ -111,7 +107,7 @@ fn service(k: usize, replicas: usize, constraints: bool) -> Service {
     Service {
         meta: Meta::with_id(new_id()),
         spec: ServiceSpec {
-            annotations: Annotations::named(format!("bench-{k}")),
+            name: format!("bench-{k}"),
             task_template: TaskSpec {
                 container_spec: Some(ContainerSpec {
                     image: "busybox:latest".into(),

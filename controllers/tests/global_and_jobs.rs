@@ -89,10 +89,7 @@ async fn global_service_respects_constraints_and_updates_node_by_node() {
     for i in 0..3 {
         let mut n = node(&format!("n{i}"));
         if i < 2 {
-            n.spec
-                .annotations
-                .labels
-                .insert("tier".into(), "edge".into());
+            n.spec.labels.insert("tier".into(), "edge".into());
         }
         ids.push(add_node(&s, n).await);
     }
@@ -111,7 +108,7 @@ async fn global_service_respects_constraints_and_updates_node_by_node() {
 
     // The label goes away from n1: its task is shut down.
     change_node(&s, &ids[1], |n| {
-        n.spec.annotations.labels.remove("tier");
+        n.spec.labels.remove("tier");
     })
     .await;
     eventually("only n0 runs it", || {
@@ -119,10 +116,7 @@ async fn global_service_respects_constraints_and_updates_node_by_node() {
     })
     .await;
     change_node(&s, &ids[2], |n| {
-        n.spec
-            .annotations
-            .labels
-            .insert("tier".into(), "edge".into());
+        n.spec.labels.insert("tier".into(), "edge".into());
     })
     .await;
     eventually("n0 and n2 run it", || {

@@ -89,11 +89,7 @@ async fn constraint_enforcer_rejects_tasks_of_a_node_that_no_longer_fits() {
     let h = Harness::single(test_config()).await;
     let s = h.store(1).clone();
     let mut first = node("first");
-    first
-        .spec
-        .annotations
-        .labels
-        .insert("disk".into(), "ssd".into());
+    first.spec.labels.insert("disk".into(), "ssd".into());
     let first = add_node(&s, first).await;
     let agent = FakeAgent::start(s.clone(), [first.clone()], always(Fate::Run));
     let mut sp = spec("db", "db:1", ServiceMode::replicated(2));
@@ -108,7 +104,7 @@ async fn constraint_enforcer_rejects_tasks_of_a_node_that_no_longer_fits() {
     })
     .await;
     change_node(&s, &first, |n| {
-        n.spec.annotations.labels.remove("disk");
+        n.spec.labels.remove("disk");
     })
     .await;
     eventually("both tasks rejected by the enforcer", || {
@@ -136,11 +132,7 @@ async fn constraint_enforcer_rejects_tasks_of_a_node_that_no_longer_fits() {
     })
     .await;
     let mut second = node("second");
-    second
-        .spec
-        .annotations
-        .labels
-        .insert("disk".into(), "ssd".into());
+    second.spec.labels.insert("disk".into(), "ssd".into());
     let second = add_node(&s, second).await;
     agent.add_node(&second);
     eventually("2 running on second", || {

@@ -89,10 +89,7 @@ impl Reconciler for Shared {
             match (n, written) {
                 (1, _) => {
                     let mut u = target.to_owned_value();
-                    u.spec
-                        .annotations
-                        .labels
-                        .insert("written".into(), "yes".into());
+                    u.spec.labels.insert("written".into(), "yes".into());
                     ctx.submit(Txn::new().update(u)).await?;
                     // Run again at once: the runtime must hold this until the cache has it.
                     return Ok(Action::Requeue(Duration::ZERO));
@@ -157,10 +154,7 @@ async fn runtime_runs_full_pass_one_per_key_retries_and_reads_its_writes() {
     // A burst of changes to one key: coalesced, never two runs of it at once.
     for i in 0..10 {
         change_node(&s, &ids["plain"], |n| {
-            n.spec
-                .annotations
-                .labels
-                .insert("round".into(), i.to_string());
+            n.spec.labels.insert("round".into(), i.to_string());
         })
         .await;
     }

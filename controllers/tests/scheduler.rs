@@ -40,11 +40,7 @@ async fn unschedulable_tasks_are_explained_and_placed_when_a_node_fits() {
     for i in 0..2 {
         let mut small = node(&format!("small{i}"));
         small.description.resources.nano_cpus = 1_000_000_000;
-        small
-            .spec
-            .annotations
-            .labels
-            .insert("zone".into(), "east".into());
+        small.spec.labels.insert("zone".into(), "east".into());
         nodes.push(add_node(&s, small).await);
     }
     let agent = FakeAgent::start(s.clone(), nodes, always(Fate::Run));
@@ -67,10 +63,7 @@ async fn unschedulable_tasks_are_explained_and_placed_when_a_node_fits() {
 
     // A node that fits appears: the same task is placed there.
     let mut fits = node("fits");
-    fits.spec
-        .annotations
-        .labels
-        .insert("zone".into(), "east".into());
+    fits.spec.labels.insert("zone".into(), "east".into());
     let fits_id = add_node(&s, fits).await;
     agent.add_node(&fits_id);
     let placed = eventually("task placed on the new node", || {
@@ -92,10 +85,7 @@ async fn spread_over_zone_labels_balances_three_zones() {
     // Zone a has one node, b two, c three.
     for (i, zone) in ["a", "b", "b", "c", "c", "c"].iter().enumerate() {
         let mut n = node(&format!("n{i}"));
-        n.spec
-            .annotations
-            .labels
-            .insert("zone".into(), zone.to_string());
+        n.spec.labels.insert("zone".into(), zone.to_string());
         zone_of.insert(add_node(&s, n).await, zone.to_string());
     }
     let agent = FakeAgent::start(s.clone(), zone_of.keys().cloned(), always(Fate::Run));

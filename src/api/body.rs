@@ -1,5 +1,7 @@
 //! Request bodies the way dockerd reads them: `Content-Type` must be JSON when a body is present,
-//! an empty body is the zero value, unknown fields are ignored, malformed JSON is a 400.
+//! an empty body is the zero value, keys match field names as Go's `encoding/json` matches them
+//! (exactly, else case-insensitively: see [`super::gojson`]), unknown fields are ignored,
+//! malformed JSON is a 400.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -52,5 +54,6 @@ pub fn decode<T: DeserializeOwned + Default>(
             )));
         }
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    super::gojson::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }

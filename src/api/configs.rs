@@ -73,7 +73,7 @@ pub async fn list(
         .filter(|c| {
             f.any("name", |v| c.spec.name().starts_with(v))
                 && f.any("id", |v| c.meta.id.starts_with(v))
-                && f.labels_match("label", &c.spec.annotations.labels)
+                && f.labels_match("label", &c.spec.labels)
         })
         .map(|c| serde_json::to_value(&*c).unwrap_or(Value::Null))
         .collect();
@@ -100,7 +100,7 @@ pub async fn update(
     }
     let mut updated = current.to_owned_value();
     updated.meta.version.index = version;
-    updated.spec.annotations.labels = spec.annotations.labels;
+    updated.spec.labels = spec.labels;
     store.submit(Txn::new().update(updated)).await?;
     Ok(StatusCode::OK)
 }

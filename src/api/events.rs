@@ -162,7 +162,7 @@ pub fn docker_event(e: &Event, committed_at: Timestamp) -> Option<Message> {
     let mut attributes = BTreeMap::new();
     let name = match o {
         Object::Service(s) => s.spec.name().to_string(),
-        Object::Node(n) if !n.spec.annotations.name.is_empty() => n.spec.annotations.name.clone(),
+        Object::Node(n) if !n.spec.name.is_empty() => n.spec.name.clone(),
         Object::Node(n) => n.description.hostname.clone(),
         Object::Network(n) => n.spec.name.clone(),
         Object::Secret(s) => s.spec.name().to_string(),

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod filters;
+pub mod gojson;
 pub mod logs;
 pub mod names;
 pub mod networks;

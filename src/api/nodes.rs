@@ -91,7 +91,7 @@ fn parse_spec(body: Value) -> ApiResult<NodeSpec> {
         body
     };
     let spec: NodeSpec =
-        serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        super::gojson::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if spec.role.is_none() {
         return Err(ApiError::bad_request("invalid Role: \"\""));
     }

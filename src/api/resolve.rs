@@ -65,7 +65,7 @@ pub fn service(view: &View, key: &str) -> ApiResult<Obj<Service>> {
 pub fn node(view: &View, key: &str) -> ApiResult<Obj<Node>> {
     lookup(view, "node", key, || {
         view.list::<Node>()
-            .filter(|n| n.spec.annotations.name == key || n.description.hostname == key)
+            .filter(|n| n.spec.name == key || n.description.hostname == key)
             .collect()
     })
 }

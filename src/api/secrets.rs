@@ -138,7 +138,7 @@ pub async fn list(
             f.any("names", |v| s.spec.name() == v)
                 && f.any("name", |v| s.spec.name().starts_with(v))
                 && f.any("id", |v| s.meta.id.starts_with(v))
-                && f.labels_match("label", &s.spec.annotations.labels)
+                && f.labels_match("label", &s.spec.labels)
         })
         .map(|s| render(&s))
         .collect();
@@ -165,7 +165,7 @@ pub async fn update(
     }
     let mut updated = current.to_owned_value();
     updated.meta.version.index = version;
-    updated.spec.annotations.labels = spec.annotations.labels;
+    updated.spec.labels = spec.labels;
     store.submit(Txn::new().update(updated)).await?;
     Ok(StatusCode::OK)
 }

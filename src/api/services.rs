@@ -61,8 +61,8 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let store = state.manager_store().await?;
     let view = store.view();
-    if spec.annotations.name.is_empty() {
-        spec.annotations.name = names::random_name();
+    if spec.name.is_empty() {
+        spec.name = names::random_name();
     }
     prepare(&view, &mut spec, version)?;
     service_refs::check_port_conflicts(&view, &spec, None)?;

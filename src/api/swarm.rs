@@ -80,10 +80,10 @@ pub async fn update(
     let rotate_manager = parse_bool(&q, "rotateManagerToken")?;
     let rotate_unlock = parse_bool(&q, "rotateManagerUnlockKey")?;
     let mut spec = spec;
-    if spec.annotations.name.is_empty() {
-        spec.annotations.name = "default".into();
+    if spec.name.is_empty() {
+        spec.name = "default".into();
     }
-    if spec.annotations.name != "default" {
+    if spec.name != "default" {
         return Err(ApiError::bad_request(
             "swarm spec must be named \"default\"",
         ));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use shoal_store::model::{new_id, Annotations, Config, ConfigSpec, Meta, NodeRole, Object};
+use shoal_store::model::{new_id, Config, ConfigSpec, Meta, NodeRole, Object};
 use shoal_store::{PeerNode, Store, StoreConfig, StoreError, Txn};
 use tokio::sync::oneshot;
 
@@ -230,10 +230,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
             txn = txn.create(Config {
                 meta: Meta::with_id(new_id()),
                 spec: ConfigSpec {
-                    annotations: Annotations {
-                        name: format!("bench-{c}"),
-                        ..Default::default()
-                    },
+                    name: format!("bench-{c}"),
                     data: payload(b.value_bytes, 0),
                     ..Default::default()
                 },

@@ -389,8 +389,8 @@ impl NodeRuntime {
                 .clone()
                 .unwrap_or_default()
                 .merged_onto(&SwarmSpec::swarm_default());
-            if spec.annotations.name.is_empty() {
-                spec.annotations.name = "default".into();
+            if spec.name.is_empty() {
+                spec.name = "default".into();
             }
             if req.auto_lock_managers {
                 spec.encryption_config.auto_lock_managers = true;

@@ -457,16 +457,13 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{new_id, Annotations, Config, ConfigSpec, Meta};
+    use crate::model::{new_id, Config, ConfigSpec, Meta};
 
     fn config(name: &str) -> Object {
         Object::Config(Config {
             meta: Meta::with_id(new_id()),
             spec: ConfigSpec {
-                annotations: Annotations {
-                    name: name.into(),
-                    ..Default::default()
-                },
+                name: name.into(),
                 ..Default::default()
             },
         })
@@ -483,7 +480,7 @@ mod tests {
         // Update `a` (valid), create `b` (valid), then a stale update of `a`: all undone.
         let mut renamed = a.clone();
         if let Object::Config(c) = &mut renamed {
-            c.spec.annotations.name = "a2".into();
+            c.spec.name = "a2".into();
         }
         let b = config("b");
         let mut stale = a.clone();

@@ -11,8 +11,7 @@ use shoal_store::{StoreError, Txn, TxnError};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_any_member_is_readable_on_all() {
     let c = Cluster::start(3).await;
-    let leader = c.leader().await;
-    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let follower = c.follower().await;
     let committed = c
         .store(follower)
         .submit(Txn::new().create(config_object("from-follower")))
@@ -54,11 +53,7 @@ async fn concurrent_conflicting_updates_exactly_one_wins() {
     for i in 0..12u64 {
         let store = c.store(1 + i % 3).clone();
         let mut update = cfg.clone();
-        update
-            .spec
-            .annotations
-            .labels
-            .insert("writer".into(), i.to_string());
+        update.spec.labels.insert("writer".into(), i.to_string());
         handles.push(tokio::spawn(async move {
             store.submit(Txn::new().update(update)).await
         }));
@@ -314,8 +309,7 @@ async fn removing_a_member_that_would_lose_quorum_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_member_refuses_writes_and_a_weak_handle_lets_it_reopen() {
     let mut c = Cluster::start(3).await;
-    let leader = c.leader().await;
-    let member = (1..=3).find(|i| *i != leader).unwrap();
+    let member = c.follower().await;
     let written = c
         .store(member)
         .submit(Txn::new().create(config_object("before-stop")))

@@ -70,10 +70,7 @@ mod tests {
             ..Default::default()
         };
         let mut node = Node::default();
-        node.spec
-            .annotations
-            .labels
-            .insert("zone".into(), "a".into());
+        node.spec.labels.insert("zone".into(), "a".into());
         assert!(!is_task_dirty(&old, &task, Some(&node)));
         assert!(is_task_dirty(&service("a:2", &[], 6), &task, Some(&node)));
         assert!(!is_task_dirty(

@@ -253,10 +253,7 @@ mod tests {
         n.description.hostname = "Host-A".into();
         n.description.platform.os = "linux".into();
         n.description.platform.architecture = "x86_64".into();
-        n.spec
-            .annotations
-            .labels
-            .insert("zone".into(), "East".into());
+        n.spec.labels.insert("zone".into(), "East".into());
         n.description
             .engine
             .labels

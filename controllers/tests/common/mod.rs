@@ -13,9 +13,9 @@ use shoal_controllers::runtime::Backoff;
 use shoal_controllers::{Controllers, ControllersConfig, ControllersHandle, ControllersState};
 use shoal_store::local_transport::LocalNetwork;
 use shoal_store::model::{
-    new_id, Annotations, ContainerSpec, Meta, Node, NodeAvailability, NodeDescription, NodeRole,
-    NodeSpec, NodeState, NodeStatus, Object, Platform, Resources, RestartCondition, RestartPolicy,
-    Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, UpdateConfig, Version,
+    new_id, ContainerSpec, Meta, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec,
+    NodeState, NodeStatus, Object, Platform, Resources, RestartCondition, RestartPolicy, Service,
+    ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, UpdateConfig, Version,
 };
 use shoal_store::{PeerNode, Store, StoreConfig, StoreError, Txn};
 
@@ -248,7 +248,7 @@ pub async fn change_node(store: &Store, id: &str, f: impl Fn(&mut Node)) {
 /// A service spec running `image` in `mode`, restarting on failure without delay.
 pub fn spec(name: &str, image: &str, mode: ServiceMode) -> ServiceSpec {
     ServiceSpec {
-        annotations: Annotations::named(name),
+        name: name.into(),
         task_template: TaskSpec {
             container_spec: Some(ContainerSpec {
                 image: image.into(),

@@ -166,11 +166,11 @@ impl Object {
     /// The user-visible name, for kinds that have one (tasks and nodes have none that is unique).
     pub fn name(&self) -> Option<&str> {
         match self {
-            Object::Cluster(o) => Some(&o.spec.annotations.name),
-            Object::Service(o) => Some(&o.spec.annotations.name),
+            Object::Cluster(o) => Some(&o.spec.name),
+            Object::Service(o) => Some(&o.spec.name),
             Object::Network(o) => Some(&o.spec.name),
-            Object::Secret(o) => Some(&o.spec.annotations.name),
-            Object::Config(o) => Some(&o.spec.annotations.name),
+            Object::Secret(o) => Some(&o.spec.name),
+            Object::Config(o) => Some(&o.spec.name),
             Object::Node(_) | Object::Task(_) => None,
         }
     }

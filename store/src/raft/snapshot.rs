@@ -169,7 +169,7 @@ pub fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Annotations, Config, ConfigSpec, Kind, Meta};
+    use crate::model::{Config, ConfigSpec, Kind, Meta};
     use crate::txn::TxnError;
 
     #[test]
@@ -180,10 +180,7 @@ mod tests {
         state.put(Arc::new(Object::Config(Config {
             meta: Meta::with_id(crate::model::new_id()),
             spec: ConfigSpec {
-                annotations: Annotations {
-                    name: "c".into(),
-                    ..Default::default()
-                },
+                name: "c".into(),
                 ..Default::default()
             },
         })));

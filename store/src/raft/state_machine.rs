@@ -579,17 +579,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Annotations, Config, ConfigSpec, Meta, Object, Timestamp};
+    use crate::model::{Config, ConfigSpec, Meta, Object, Timestamp};
     use crate::txn::Event;
 
     fn config(name: &str) -> Arc<Object> {
         Arc::new(Object::Config(Config {
             meta: Meta::with_id(crate::model::new_id()),
             spec: ConfigSpec {
-                annotations: Annotations {
-                    name: name.into(),
-                    ..Default::default()
-                },
+                name: name.into(),
                 data: b"payload \"quoted\"".to_vec(),
                 ..Default::default()
             },

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use shoal_store::local_transport::LocalNetwork;
-use shoal_store::model::{new_id, Annotations, Config, ConfigSpec, Meta};
+use shoal_store::model::{new_id, Config, ConfigSpec, Meta};
 use shoal_store::{Store, StoreConfig};
 
 pub struct Cluster {
@@ -102,6 +102,15 @@ impl Cluster {
         }
     }
 
+    /// Waits for a leader and returns a running member that is not it.
+    pub async fn follower(&self) -> u64 {
+        let leader = self.leader().await;
+        self.running()
+            .map(|s| s.raft_id())
+            .find(|id| *id != leader)
+            .expect("a running member other than the leader")
+    }
+
     /// Stops a member abruptly (it stops answering; its data stays).
     pub async fn kill(&mut self, raft_id: u64) {
         let a = addr(raft_id);
@@ -146,10 +155,7 @@ pub fn config_object(name: &str) -> Config {
     Config {
         meta: Meta::with_id(new_id()),
         spec: ConfigSpec {
-            annotations: Annotations {
-                name: name.to_string(),
-                ..Default::default()
-            },
+            name: name.to_string(),
             ..Default::default()
         },
     }

@@ -60,28 +60,6 @@ pub fn duration_to_nanos(d: Duration) -> Nanos {
     Nanos::try_from(d.as_nanos()).unwrap_or(Nanos::MAX)
 }
 
-/// Name and labels, inlined (`#[serde(flatten)]`) into specs on the wire.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Annotations {
-    /// Object name (`omitempty`).
-    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
-    #[serde(deserialize_with = "null_default")]
-    pub name: String,
-    /// Labels; always emitted (`{}` when empty), as the daemon does.
-    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
-    pub labels: Labels,
-}
-
-impl Annotations {
-    /// Annotations with a name and no labels.
-    pub fn named(name: impl Into<String>) -> Self {
-        Annotations {
-            name: name.into(),
-            labels: Labels::new(),
-        }
-    }
-}
-
 /// A driver name and its options (log driver, volume driver, IPAM driver, secret driver, ...).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Driver {
@@ -176,14 +154,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn annotations_always_emit_labels_and_accept_null() {
-        let a: Annotations = serde_json::from_str(r#"{"Name":"web","Labels":null}"#).unwrap();
-        assert_eq!(a, Annotations::named("web"));
+    fn spec_names_are_omitted_when_empty_and_labels_always_emitted() {
+        let c: ConfigSpec = serde_json::from_str(r#"{"Name":"web","Labels":null}"#).unwrap();
+        assert_eq!(c.name, "web");
+        assert!(c.labels.is_empty());
         assert_eq!(
-            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&c).unwrap(),
             r#"{"Name":"web","Labels":{}}"#
         );
-        let unnamed = Annotations::default();
+        let unnamed = ConfigSpec::default();
         assert_eq!(serde_json::to_string(&unnamed).unwrap(), r#"{"Labels":{}}"#);
     }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::wire::{is_zero, null_default, open_enum, opt_enum};
-use super::{Annotations, Driver, Labels};
+use super::{Driver, Labels};
 use crate::model::meta::{Timestamp, Version};
 
 /// How a service is reached: resolution mode and published ports.
@@ -196,9 +196,13 @@ pub struct AttachedNetwork {
 /// A network spec in the swarm API's shape (moby `swarm.NetworkSpec`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SwarmNetworkSpec {
-    /// Name and labels.
-    #[serde(flatten)]
-    pub annotations: Annotations,
+    /// Network name and labels.
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Labels; always emitted (`{}` when empty), as the daemon does.
+    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
+    pub labels: Labels,
     /// Driver and options.
     #[serde(
         rename = "DriverConfiguration",
@@ -377,10 +381,8 @@ impl NetworkSpec {
     /// The same network in the swarm API's shape (for task attachments).
     pub fn to_swarm_spec(&self) -> SwarmNetworkSpec {
         SwarmNetworkSpec {
-            annotations: Annotations {
-                name: self.name.clone(),
-                labels: self.labels.clone(),
-            },
+            name: self.name.clone(),
+            labels: self.labels.clone(),
             driver_configuration: Some(Driver {
                 name: self.driver.clone(),
                 options: self.options.clone(),
@@ -449,7 +451,7 @@ mod tests {
             r#"{"Name":"appnet","Driver":"overlay","Scope":"swarm","IPAM":{"Driver":"default","Options":{},"Config":[{"Subnet":"10.0.9.0/24","IPRange":"10.0.9.128/25","Gateway":"10.0.9.1","AuxiliaryAddresses":{"r":"10.0.9.2"}}]},"Internal":true,"Attachable":true,"Ingress":false,"ConfigOnly":false,"ConfigFrom":{"Network":"cfg"},"Options":{"encrypted":""},"Labels":{}}"#,
         );
         let swarm = spec.to_swarm_spec();
-        assert_eq!(swarm.annotations.name, "appnet");
+        assert_eq!(swarm.name, "appnet");
         let ipam = swarm.ipam_options.as_ref().unwrap();
         assert_eq!(ipam.configs[0].range, "10.0.9.128/25");
         assert_eq!(
@@ -485,7 +487,7 @@ mod tests {
         let a: NetworkAttachment = round_trip_exact(
             r#"{"Network":{"ID":"4mzrxtsxvoq9d5kn1pt82yvh7","Version":{"Index":20},"CreatedAt":"2026-11-25T05:30:00Z","UpdatedAt":"2026-11-25T05:30:00Z","Spec":{"Name":"appnet","Labels":{},"DriverConfiguration":{"Name":"overlay"},"IPAMOptions":{"Driver":{"Name":"default"},"Configs":[{"Subnet":"10.0.1.0/24","Gateway":"10.0.1.1"}]},"Scope":"swarm"},"DriverState":{"Name":"overlay","Options":{"com.docker.network.driver.overlay.vxlanid_list":"4097"}},"IPAMOptions":{"Driver":{"Name":"default"},"Configs":[{"Subnet":"10.0.1.0/24","Gateway":"10.0.1.1"}]}},"Addresses":["10.0.1.10/24"]}"#,
         );
-        assert_eq!(a.network.spec.annotations.name, "appnet");
+        assert_eq!(a.network.spec.name, "appnet");
         assert_eq!(a.addresses, ["10.0.1.10/24"]);
         let attach: NetworkAttachmentConfig = round_trip_exact(
             r#"{"Target":"appnet","Aliases":["web","www"],"DriverOpts":{"k":"v"}}"#,

@@ -5,15 +5,19 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::wire::{is_zero, null_default, open_enum, opt_enum};
-use super::{Annotations, Labels, Platform, Resources, TLSInfo};
+use super::{Labels, Platform, Resources, TLSInfo};
 use crate::model::enums::NodeRole;
 
 /// What the user wants of a node (body of `POST /nodes/{id}/update`, which replaces it whole).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeSpec {
-    /// Optional name and the node labels (`node.labels.*` in constraints).
-    #[serde(flatten)]
-    pub annotations: Annotations,
+    /// Optional node name and the node labels (`node.labels.*` in constraints).
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Labels; always emitted (`{}` when empty), as the daemon does.
+    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
+    pub labels: Labels,
     /// Desired role; the role manager moves the node's actual role towards it. Accepted in any
     /// case like the daemon (`"MANAGER"`); `""`/absent is `None` (the API layer answers
     /// `invalid Role: ""`); any other value fails with Docker's text `invalid Role: "boss"`.
@@ -65,7 +69,8 @@ impl NodeSpec {
     /// A spec with the given role and availability and no labels.
     pub fn new(role: NodeRole, availability: NodeAvailability) -> Self {
         NodeSpec {
-            annotations: Annotations::default(),
+            name: String::new(),
+            labels: Labels::new(),
             role: Some(role),
             availability: Some(availability),
         }
@@ -73,7 +78,7 @@ impl NodeSpec {
 
     /// The node labels.
     pub fn labels(&self) -> &Labels {
-        &self.annotations.labels
+        &self.labels
     }
 
     /// Desired role (unset: worker).

@@ -2,15 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Annotations;
-use super::Driver;
+use super::wire::null_default;
+use super::{Driver, Labels};
 
 /// A secret as created (`POST /secrets/create`). Only the labels may change afterwards.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecretSpec {
-    /// Name and labels.
-    #[serde(flatten)]
-    pub annotations: Annotations,
+    /// Secret name.
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Labels; always emitted (`{}` when empty), as the daemon does.
+    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
+    pub labels: Labels,
     /// The secret's bytes (Go `[]byte`: base64 on the wire; invalid base64 fails decoding with
     /// Go's `illegal base64 data at input byte N`). The API layer never returns it.
     #[serde(rename = "Data", default, skip_serializing_if = "Vec::is_empty")]
@@ -31,9 +35,13 @@ pub struct SecretSpec {
 /// A config as created (`POST /configs/create`). Only the labels may change afterwards.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigSpec {
-    /// Name and labels.
-    #[serde(flatten)]
-    pub annotations: Annotations,
+    /// Config name.
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Labels; always emitted (`{}` when empty), as the daemon does.
+    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
+    pub labels: Labels,
     /// The config's bytes (Go `[]byte`: base64 on the wire).
     #[serde(rename = "Data", default, skip_serializing_if = "Vec::is_empty")]
     #[serde(with = "super::wire::base64")]
@@ -50,14 +58,14 @@ pub struct ConfigSpec {
 impl SecretSpec {
     /// The secret name.
     pub fn name(&self) -> &str {
-        &self.annotations.name
+        &self.name
     }
 }
 
 impl ConfigSpec {
     /// The config name.
     pub fn name(&self) -> &str {
-        &self.annotations.name
+        &self.name
     }
 }
 
@@ -74,7 +82,7 @@ mod tests {
         );
         assert_eq!(spec.name(), "st_mysecret");
         assert_eq!(spec.data, b"s3cr3t\n");
-        assert_eq!(spec.annotations.labels["com.docker.stack.namespace"], "st");
+        assert_eq!(spec.labels["com.docker.stack.namespace"], "st");
     }
 
     #[test]

@@ -8,17 +8,21 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{go_f32, is_zero, null_default, open_enum, opt_enum, opt_enum_or_empty};
 use super::{
-    nanos_to_duration, Annotations, ContainerSpec, EndpointSpec, Labels, Nanos,
-    NetworkAttachmentConfig, TaskSpec, NANOS_PER_SECOND,
+    nanos_to_duration, ContainerSpec, EndpointSpec, Labels, Nanos, NetworkAttachmentConfig,
+    TaskSpec, NANOS_PER_SECOND,
 };
 use crate::model::meta::{Timestamp, Version};
 
 /// What the user wants of a service (body of `POST /services/create` and `/update`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
-    /// Name and service labels.
-    #[serde(flatten)]
-    pub annotations: Annotations,
+    /// Service name and labels.
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Labels; always emitted (`{}` when empty), as the daemon does.
+    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
+    pub labels: Labels,
     /// What each task runs (always emitted).
     #[serde(rename = "TaskTemplate", default, deserialize_with = "null_default")]
     pub task_template: TaskSpec,
@@ -55,12 +59,12 @@ pub struct ServiceSpec {
 impl ServiceSpec {
     /// The service name.
     pub fn name(&self) -> &str {
-        &self.annotations.name
+        &self.name
     }
 
     /// The service labels.
     pub fn labels(&self) -> &Labels {
-        &self.annotations.labels
+        &self.labels
     }
 
     /// Which mode the service is in (see [`ServiceMode::kind`]).

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{is_zero, null_default};
-use super::{nanos_to_duration, Annotations, Driver, Labels, Nanos, NANOS_PER_SECOND};
+use super::{nanos_to_duration, Driver, Labels, Nanos, NANOS_PER_SECOND};
 
 /// The swarm's settings (`Spec` of `GET /swarm`, body of `POST /swarm/update`).
 ///
@@ -13,9 +13,13 @@ use super::{nanos_to_duration, Annotations, Driver, Labels, Nanos, NANOS_PER_SEC
 /// values mean "default": use the `*_or_default` accessors rather than the raw fields.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SwarmSpec {
-    /// Name (always `default`) and labels.
-    #[serde(flatten)]
-    pub annotations: Annotations,
+    /// Swarm name (always `default`) and labels.
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Labels; always emitted (`{}` when empty), as the daemon does.
+    #[serde(rename = "Labels", default, deserialize_with = "null_default")]
+    pub labels: Labels,
     /// Task history.
     #[serde(rename = "Orchestration", default, deserialize_with = "null_default")]
     pub orchestration: OrchestrationConfig,
@@ -183,7 +187,8 @@ impl SwarmSpec {
     /// The spec a fresh swarm has after `docker swarm init`, as `GET /swarm` shows it.
     pub fn swarm_default() -> Self {
         SwarmSpec {
-            annotations: Annotations::named(Self::DEFAULT_NAME),
+            name: Self::DEFAULT_NAME.into(),
+            labels: Labels::new(),
             orchestration: OrchestrationConfig {
                 task_history_retention_limit: Some(Self::DEFAULT_TASK_HISTORY_RETENTION_LIMIT),
             },
@@ -230,10 +235,8 @@ impl SwarmSpec {
             .external_cas
             .extend(o.ca_config.external_cas.iter().cloned());
         SwarmSpec {
-            annotations: Annotations {
-                name: pick(&o.annotations.name, &b.annotations.name),
-                labels: pick(&o.annotations.labels, &b.annotations.labels),
-            },
+            name: pick(&o.name, &b.name),
+            labels: pick(&o.labels, &b.labels),
             orchestration: OrchestrationConfig {
                 task_history_retention_limit: o
                     .orchestration
@@ -270,7 +273,7 @@ impl SwarmSpec {
 
     /// The swarm's name (`default`).
     pub fn name(&self) -> &str {
-        &self.annotations.name
+        &self.name
     }
 
     /// Old tasks kept per slot (unset: 5).
@@ -413,7 +416,7 @@ mod tests {
             r#"{"Name":"default","Labels":{"a":"b"},"Orchestration":{},"Raft":{"ElectionTick":10,"HeartbeatTick":1},"Dispatcher":{},"CAConfig":{"ExternalCAs":[{"Protocol":"cfssl","URL":"https://ca:8888","Options":{"k":"v"},"CACert":""}],"SigningCACert":"PEM"},"TaskDefaults":{},"EncryptionConfig":{"AutoLockManagers":false}}"#,
         );
         assert_eq!(spec.ca_config.external_cas[0].url, "https://ca:8888");
-        assert_eq!(spec.annotations.labels["a"], "b");
+        assert_eq!(spec.labels["a"], "b");
     }
 
     #[test]
