@@ -32,6 +32,10 @@ async fn scaling_keeps_slots_and_history() {
         (r.len() == 3 && slots_of(&r) == BTreeSet::from([1, 2, 3])).then_some(r)
     })
     .await;
+    assert!(
+        first.iter().all(|t| t.service_name == "web"),
+        "tasks carry their service's name (their containers are named after it)"
+    );
     // Spread: one per node.
     assert_eq!(
         first

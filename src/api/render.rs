@@ -43,7 +43,7 @@ pub fn service_with_status(s: &Service, status: ServiceStatus) -> Value {
 
 /// A task.
 pub fn task(t: &Task) -> Value {
-    without(t, &["SpecVersion"])
+    without(t, &["SpecVersion", "ServiceName"])
 }
 
 /// A node, with `ManagerStatus` from the store's current Raft membership.

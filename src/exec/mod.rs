@@ -253,9 +253,10 @@ pub struct TaskNames {
 }
 
 impl TaskNames {
-    /// The names of `task`. `Task::name`, when the orchestrator set it, is the full task name and
-    /// the service name is its first dot-separated part (service names are DNS labels, so they
-    /// have no dots). Without it the service id stands in for the service name.
+    /// The names of `task`, as swarmkit's `naming.Task` gives them: `Task::name` when it is set
+    /// (its service part is the first dot-separated part: service names are DNS labels without
+    /// dots), else `<service name>.<slot or node id>.<task id>`. A task recorded before tasks
+    /// carried their service's name falls back to the service id.
     pub fn of(task: &Task) -> TaskNames {
         if !task.name.is_empty() {
             let service = task.name.split('.').next().unwrap_or_default().to_owned();
@@ -264,11 +265,11 @@ impl TaskNames {
                 task: task.name.clone(),
             };
         }
-        let service = if task.service_id.is_empty() {
-            task.meta.id.clone()
-        } else {
-            task.service_id.clone()
-        };
+        let service = [&task.service_name, &task.service_id, &task.meta.id]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned()
+            .unwrap_or_default();
         let slot = if task.slot != 0 {
             task.slot.to_string()
         } else {
@@ -340,6 +341,7 @@ mod tests {
     fn task_names_follow_docker() {
         let mut task = Task {
             meta: Meta::with_id("t1"),
+            service_name: "web".into(),
             service_id: "s1".into(),
             slot: 3,
             ..Default::default()
@@ -347,20 +349,28 @@ mod tests {
         assert_eq!(
             TaskNames::of(&task),
             TaskNames {
-                service: "s1".into(),
-                task: "s1.3.t1".into()
+                service: "web".into(),
+                task: "web.3.t1".into()
             }
         );
-        task.name = "web.3.t1".into();
-        assert_eq!(TaskNames::of(&task).service, "web");
-        assert_eq!(TaskNames::of(&task).task, "web.3.t1");
+        task.name = "api.3.t1".into();
+        assert_eq!(TaskNames::of(&task).service, "api");
+        assert_eq!(TaskNames::of(&task).task, "api.3.t1");
         let global = Task {
             meta: Meta::with_id("t2"),
+            service_name: "web".into(),
             service_id: "s1".into(),
             node_id: "n1".into(),
             ..Default::default()
         };
-        assert_eq!(TaskNames::of(&global).task, "s1.n1.t2");
+        assert_eq!(TaskNames::of(&global).task, "web.n1.t2");
+        let recorded_before_names = Task {
+            meta: Meta::with_id("t3"),
+            service_id: "s1".into(),
+            slot: 1,
+            ..Default::default()
+        };
+        assert_eq!(TaskNames::of(&recorded_before_names).task, "s1.1.t3");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn new_task(
         name: String::new(),
         labels: Labels::new(),
         spec: service.spec.task_template.clone(),
+        service_name: service.spec.name.clone(),
         service_id: service.meta.id.clone(),
         slot,
         node_id: node_id.to_string(),

@@ -172,6 +172,14 @@ pub struct Task {
     /// Copy of the service's task template at creation; never modified.
     #[serde(rename = "Spec", default)]
     pub spec: TaskSpec,
+    /// Internal: the owning service's name when the task was created (swarmkit's
+    /// `ServiceAnnotations`); the task's container is named after it, as dockerd names it.
+    #[serde(
+        rename = "ServiceName",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub service_name: String,
     /// Owning service.
     #[serde(
         rename = "ServiceID",
