@@ -173,3 +173,25 @@ fn join_token_rotation_and_swarm_update() {
     let hb = d.get_json("/swarm")["Spec"]["Dispatcher"]["HeartbeatPeriod"].as_i64();
     assert_eq!(hb, Some(7_000_000_000));
 }
+
+#[test]
+fn a_node_read_right_after_init_can_be_updated_with_its_version() {
+    // docker-py's test_update_node: init, list the nodes, update the node with the version
+    // just read. The node's registration by its own agent must be done before init answers,
+    // or the version read is about to move and the update is "out of sequence".
+    let d = Daemon::start("settled");
+    let addr = format!("127.0.0.1:{}", d.swarm_port);
+    let init = format!(r#"{{"ListenAddr":"{addr}","AdvertiseAddr":"127.0.0.1"}}"#);
+    let (status, body) = d.curl("POST", "/v1.51/swarm/init", Some(init.as_bytes()));
+    assert_eq!(status, 200, "{body}");
+    let nodes = d.get_json("/v1.51/nodes");
+    let node = &nodes[0];
+    let version = node["Version"]["Index"].as_u64().expect("a version");
+    let mut spec = node["Spec"].clone();
+    spec["Labels"] = serde_json::json!({"new.label": "new value"});
+    let path = format!("/v1.51/nodes/{}/update?version={version}", node["ID"].as_str().unwrap());
+    let (status, body) = d.curl("POST", &path, Some(spec.to_string().as_bytes()));
+    assert_eq!(status, 200, "update with the version read after init: {body}");
+    let updated = d.get_json(&format!("/v1.51/nodes/{}", node["ID"].as_str().unwrap()));
+    assert_eq!(updated["Spec"], spec);
+}

@@ -196,6 +196,10 @@ pub struct NodeRuntime {
 
 const DEFAULT_PORT: u16 = 2377;
 
+/// How long init and join wait for the agent's first session (dockerd waits 20 s for its node
+/// to be ready).
+const AGENT_SESSION_WAIT: Duration = Duration::from_secs(20);
+
 /// Normalises a listen address: `host`, `host:port` or `:port`.
 fn parse_listen_addr(addr: &str) -> Result<SocketAddr, SwarmError> {
     if addr.is_empty() {
@@ -436,6 +440,7 @@ impl NodeRuntime {
             manager,
         };
         self.start_agent().await;
+        self.wait_for_agent_session().await;
         Ok(node_id)
     }
 
@@ -496,6 +501,7 @@ impl NodeRuntime {
                 Ok(state) => {
                     *self.inner.state.write().await = state;
                     self.start_agent().await;
+                    self.wait_for_agent_session().await;
                     return Ok(());
                 }
                 Err(JoinFailure::Refused(e)) => return Err(e),
@@ -587,6 +593,25 @@ impl NodeRuntime {
                 *self.inner.agent.lock().await = Some(agent);
             }
             Err(e) => tracing::error!("the agent did not start: {e:#}"),
+        }
+    }
+
+    /// Waits (a bounded time) for the agent's first session with a dispatcher, as dockerd's
+    /// init and join wait for the node to be ready: registering the session writes the node's
+    /// status and description, so a client that reads the node right after init or join gets
+    /// the version its next update must carry, not one that is about to move.
+    async fn wait_for_agent_session(&self) {
+        let connection = match self.inner.agent.lock().await.as_ref() {
+            Some(agent) => agent.connection(),
+            None => return,
+        };
+        let mut connection = connection;
+        let registered =
+            tokio::time::timeout(AGENT_SESSION_WAIT, connection.wait_for(|c| c.sessions > 0));
+        if registered.await.is_err() {
+            tracing::warn!(
+                "the agent has no session with a manager after {AGENT_SESSION_WAIT:?}; it keeps trying in the background"
+            );
         }
     }
 
