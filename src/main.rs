@@ -168,6 +168,10 @@ struct DaemonArgs {
     /// The Docker Engine the docker executor drives.
     #[arg(long, env = "SHOAL_DOCKER_HOST", default_value = shoal::exec::docker::DEFAULT_DOCKER_HOST)]
     docker_host: String,
+    /// Where tasks' secrets and configs are mounted (a tmpfs per task; never the data
+    /// directory). Default: /run/shoal/<digest of the data directory>.
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
 }
 
 async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
@@ -178,6 +182,7 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
         executor: shoal::agent::ExecutorChoice {
             kind: args.executor,
             docker_host: args.docker_host.clone(),
+            run_dir: args.exec_root.clone(),
         },
     })
     .await?;

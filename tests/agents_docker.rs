@@ -7,13 +7,11 @@ mod agents_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use agents_common::{containers, engine, engine_ready, wait_for, Swarm, IMAGE, IMAGE2};
+use agents_common::{containers, engine, require_engine, wait_for, Swarm, IMAGE, IMAGE2};
 
 #[test]
 fn a_replicated_service_runs_rolls_and_goes_away() {
-    if !engine_ready() {
-        return;
-    }
+    require_engine();
     assert!(engine(&["tag", IMAGE, IMAGE2]).ok, "tagging {IMAGE2}");
     let swarm = Swarm::start("life", 1, 2);
     let m = swarm.manager();

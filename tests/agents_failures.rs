@@ -11,7 +11,7 @@ mod agents_common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use agents_common::{containers, engine_ready, running_task_containers, wait_for, Swarm, IMAGE};
+use agents_common::{containers, require_engine, running_task_containers, wait_for, Swarm, IMAGE};
 
 fn sessions_in_log(swarm: &Swarm, i: usize) -> usize {
     swarm.nodes[i]
@@ -45,9 +45,7 @@ fn never_down(swarm: &Swarm, window: Duration) {
 
 #[test]
 fn agents_survive_restarts_failovers_and_node_failures() {
-    if !engine_ready() {
-        return;
-    }
+    require_engine();
     let mut swarm = Swarm::start("fail", 3, 2);
     swarm.manager().ok(&[
         "service",

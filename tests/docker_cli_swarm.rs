@@ -189,9 +189,15 @@ fn a_node_read_right_after_init_can_be_updated_with_its_version() {
     let version = node["Version"]["Index"].as_u64().expect("a version");
     let mut spec = node["Spec"].clone();
     spec["Labels"] = serde_json::json!({"new.label": "new value"});
-    let path = format!("/v1.51/nodes/{}/update?version={version}", node["ID"].as_str().unwrap());
+    let path = format!(
+        "/v1.51/nodes/{}/update?version={version}",
+        node["ID"].as_str().unwrap()
+    );
     let (status, body) = d.curl("POST", &path, Some(spec.to_string().as_bytes()));
-    assert_eq!(status, 200, "update with the version read after init: {body}");
+    assert_eq!(
+        status, 200,
+        "update with the version read after init: {body}"
+    );
     let updated = d.get_json(&format!("/v1.51/nodes/{}", node["ID"].as_str().unwrap()));
     assert_eq!(updated["Spec"], spec);
 }

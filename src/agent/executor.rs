@@ -1,7 +1,7 @@
 //! Choosing a node's executor: `shoal daemon --executor docker|process|sim`, defaulting to the
 //! Docker Engine at `--docker-host` when one answers there, else host processes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub struct ExecutorChoice {
     pub kind: Option<ExecutorKind>,
     /// The engine's address.
     pub docker_host: String,
+    /// Where the executor keeps what must never reach a disk (tasks' secrets and configs, each
+    /// on a tmpfs of its own); `None`: [`default_run_dir`].
+    pub run_dir: Option<PathBuf>,
 }
 
 impl Default for ExecutorChoice {
@@ -40,8 +43,18 @@ impl Default for ExecutorChoice {
         ExecutorChoice {
             kind: None,
             docker_host: DEFAULT_DOCKER_HOST.to_string(),
+            run_dir: None,
         }
     }
+}
+
+/// `/run/shoal/<digest of the state dir>`: one directory per node state on this host (several
+/// test nodes share a machine), outside the data directory.
+pub fn default_run_dir(state_dir: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let path = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    PathBuf::from("/run/shoal").join(hex::encode(&digest[..6]))
 }
 
 /// A built executor and what it is.
@@ -59,6 +72,10 @@ pub async fn build(
     state_dir: &Path,
     hostname: &str,
 ) -> anyhow::Result<BuiltExecutor> {
+    let run_dir = choice
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(state_dir));
     let process = || -> anyhow::Result<BuiltExecutor> {
         Ok(BuiltExecutor {
             executor: Arc::new(ProcessExecutor::new(state_dir.join("process"))?),
@@ -67,7 +84,7 @@ pub async fn build(
     };
     match choice.kind {
         Some(ExecutorKind::Docker) => Ok(BuiltExecutor {
-            executor: Arc::new(DockerExecutor::connect(&choice.docker_host).await?),
+            executor: Arc::new(DockerExecutor::connect(&choice.docker_host, &run_dir).await?),
             kind: ExecutorKind::Docker,
         }),
         Some(ExecutorKind::Process) => process(),
@@ -79,9 +96,8 @@ pub async fn build(
             kind: ExecutorKind::Sim,
         }),
         None => {
-            match tokio::time::timeout(PROBE_TIMEOUT, DockerExecutor::connect(&choice.docker_host))
-                .await
-            {
+            let probe = DockerExecutor::connect(&choice.docker_host, &run_dir);
+            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
                 Ok(Ok(d)) => Ok(BuiltExecutor {
                     executor: Arc::new(d),
                     kind: ExecutorKind::Docker,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::reporter::Reporter;
 use super::storage::TaskStore;
-use crate::exec::{drive, fatal_status, ExecError, Executor, Step, TaskController};
+use crate::exec::{drive, fatal_status, Dependencies, ExecError, Executor, Step, TaskController};
 
 /// Pause after a temporary error before trying again (SwarmKit: 1 s).
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -36,12 +36,14 @@ pub struct RunnerContext {
     pub reporter: Reporter,
     /// Called with the task id once the task is removed from the node.
     pub on_removed: Arc<dyn Fn(&str) + Send + Sync>,
+    /// The secrets and configs the node holds, for controllers whose tasks reference some.
+    pub deps: Arc<dyn Dependencies>,
 }
 
 /// Starts a runner for `task`, whose `status` is the observed state to continue from.
 pub fn spawn(task: Task, executor: &dyn Executor, ctx: RunnerContext) -> RunnerHandle {
     let controller: Result<Arc<dyn TaskController>, ExecError> =
-        executor.controller(&task).map(Arc::from);
+        executor.controller(&task, ctx.deps.clone()).map(Arc::from);
     let (assigned, assigned_rx) = watch::channel(Arc::new(task.clone()));
     let (removed, removed_rx) = watch::channel(false);
     let ctl = controller.as_ref().ok().cloned();

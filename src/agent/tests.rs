@@ -159,7 +159,11 @@ impl Executor for FakeExecutor {
     async fn describe(&self) -> Result<NodeDescription, ExecError> {
         Ok(NodeDescription::default())
     }
-    fn controller(&self, task: &Task) -> Result<Box<dyn TaskController>, ExecError> {
+    fn controller(
+        &self,
+        task: &Task,
+        _deps: Arc<dyn crate::exec::Dependencies>,
+    ) -> Result<Box<dyn TaskController>, ExecError> {
         Ok(Box::new(FakeController {
             engine: self.engine.clone(),
             task_id: task.meta.id.clone(),

@@ -3,7 +3,7 @@
 //! locally so their workloads are adopted rather than started again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use shoal_proto::dispatcher::assignment_change::{Action as ChangeAction, Kind as ChangeKind};
 use shoal_proto::dispatcher::assignments_message::Type as MessageType;
@@ -13,7 +13,7 @@ use shoal_store::model::{Config, ContainerSpec, Meta, Secret, Task, TaskSpec, Ta
 use super::reporter::Reporter;
 use super::storage::TaskStore;
 use super::task_runner::{self, RunnerContext, RunnerHandle};
-use crate::exec::{Executor, TaskController};
+use crate::exec::{Dependencies, Executor, TaskController};
 
 /// Why an assignments message could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,23 @@ struct State {
     configs: HashMap<String, Config>,
     /// Sequence number of the last assignments message applied (0: none on this stream).
     seq: u64,
+}
+
+/// The secrets and configs a worker holds in memory, as its controllers read them.
+struct HeldDependencies(Weak<Mutex<State>>);
+
+impl Dependencies for HeldDependencies {
+    fn secret(&self, id: &str) -> Option<Secret> {
+        let state = self.0.upgrade()?;
+        let held = state.lock().unwrap().secrets.get(id).cloned();
+        held
+    }
+
+    fn config(&self, id: &str) -> Option<Config> {
+        let state = self.0.upgrade()?;
+        let held = state.lock().unwrap().configs.get(id).cloned();
+        held
+    }
 }
 
 /// The worker of one agent. Cheap to clone.
@@ -77,6 +94,7 @@ impl Worker {
                 }
             }
         });
+        let deps = Arc::new(HeldDependencies(Arc::downgrade(&state)));
         let worker = Worker {
             node_id: node_id.into(),
             executor,
@@ -84,6 +102,7 @@ impl Worker {
                 db: db.clone(),
                 reporter,
                 on_removed,
+                deps,
             },
             state,
         };
@@ -273,7 +292,10 @@ impl Worker {
                 },
                 ..Default::default()
             };
-            match self.executor.controller(&stub) {
+            match self
+                .executor
+                .controller(&stub, Arc::new(crate::exec::NoDependencies))
+            {
                 Ok(ctl) => {
                     if let Err(e) = ctl.remove().await {
                         tracing::warn!(task = %w.task_id, "could not remove a stray workload: {e}");

@@ -27,6 +27,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let store = state.manager_store().await?;
     validate_name(spec.name())?;
+    super::secrets::refuse_templating("config", spec.name(), spec.templating.as_ref())?;
     if spec.data.is_empty() || spec.data.len() >= MAX_CONFIG_SIZE {
         return Err(ApiError::invalid_argument(format!(
             "config data must be larger than 0 and less than {MAX_CONFIG_SIZE} bytes"

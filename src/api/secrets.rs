@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use shoal_store::model::{new_id, Kind, Meta, Secret, SecretSpec, Service};
+use shoal_store::model::{new_id, Driver, Kind, Meta, Secret, SecretSpec, Service};
 use shoal_store::{StoreError, Txn, TxnError};
 
 use super::body::DockerJson;
@@ -77,6 +77,18 @@ fn render(s: &Secret) -> Value {
     v
 }
 
+/// Refuses a templating driver: shoal does not expand templates in secrets and configs, and a
+/// container must never get the raw template where it expects the expanded text.
+pub fn refuse_templating(kind: &str, name: &str, templating: Option<&Driver>) -> ApiResult<()> {
+    match templating {
+        Some(t) if !t.name.is_empty() => Err(ApiError::unimplemented(format!(
+            "{kind} {name}: templating ({:?}) is not supported by shoal; create the {kind} without a template driver",
+            t.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /secrets/create` → 201 `{"ID":"…"}`.
 pub async fn create(
     State(state): State<ApiState>,
@@ -84,11 +96,18 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let store = state.manager_store().await?;
     validate_name(spec.name())?;
+    refuse_templating("secret", spec.name(), spec.templating.as_ref())?;
     match &spec.driver {
         Some(d) if d.name.is_empty() => {
             return Err(ApiError::invalid_argument("secret driver must have a name"))
         }
-        Some(_) => {}
+        Some(d) => {
+            return Err(ApiError::unimplemented(format!(
+                "secret {}: secret drivers (here {:?}) are not supported by shoal; create the secret with its data instead",
+                spec.name(),
+                d.name
+            )))
+        }
         None if spec.data.is_empty() || spec.data.len() >= MAX_SECRET_SIZE => {
             return Err(ApiError::invalid_argument(format!(
                 "secret data must be larger than 0 and less than {MAX_SECRET_SIZE} bytes"

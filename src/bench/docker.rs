@@ -35,11 +35,9 @@ pub async fn run(b: DockerBench) -> anyhow::Result<Value> {
     if b.replicas.is_empty() {
         bail!("--replicas needs at least one count");
     }
-    let engine = crate::exec::docker::DockerExecutor::connect(&b.docker_host)
+    let engine = crate::exec::docker::engine_client(&b.docker_host)
         .await
-        .context("connecting to the Docker Engine")?
-        .client()
-        .clone();
+        .context("connecting to the Docker Engine")?;
     engine.inspect_image(&b.image).await.with_context(|| {
         format!(
             "the image {} is not in the engine (scripts/setup.sh builds it)",
@@ -51,6 +49,7 @@ pub async fn run(b: DockerBench) -> anyhow::Result<Value> {
         ExecutorChoice {
             kind: Some(ExecutorKind::Docker),
             docker_host: b.docker_host.clone(),
+            run_dir: None,
         },
     )
     .await?;

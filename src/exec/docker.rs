@@ -4,11 +4,16 @@
 //!
 //! There is no registry to pull from: an image missing from the engine rejects the task with the
 //! engine's own message (`No such image: ...`) instead of a pull.
+//!
+//! Secrets and configs reach containers as files on a per-task tmpfs, bind-mounted read-only
+//! ([`files`]); that needs the engine on this host, in this mount namespace.
 
 mod config;
+mod files;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,9 +33,9 @@ use shoal_store::model::{
 };
 
 use super::{
-    Adoptable, ExecError, Executor, ExitStatus, Health, LogLine, LogLines, LogOptions, LogStream,
-    ObservedState, RunState, TaskController, TaskNames, LABEL_NODE_ID, LABEL_SERVICE_ID,
-    LABEL_TASK_ID,
+    Adoptable, Dependencies, ExecError, Executor, ExitStatus, Health, LogLine, LogLines,
+    LogOptions, LogStream, ObservedState, RunState, TaskController, TaskNames, LABEL_NODE_ID,
+    LABEL_SERVICE_ID, LABEL_TASK_ID,
 };
 
 /// Where the engine listens unless `--docker-host` says otherwise.
@@ -49,30 +54,44 @@ const UNHEALTHY: &str = "unhealthy container";
 /// Runs tasks as containers of one Docker Engine.
 pub struct DockerExecutor {
     docker: Docker,
+    /// Where tasks' secret and config tmpfs mounts go (`<run dir>/tasks/<task id>`).
+    run_dir: PathBuf,
+    /// Whether the engine shares this host's file system (it bind-mounts our files).
+    local_engine: bool,
 }
 
 impl DockerExecutor {
     /// Connects to the engine at `host` (`unix:///path`, a bare socket path, `tcp://host:port`)
     /// and negotiates the API version down to what the engine speaks (20.10 speaks 1.41; bollard
-    /// would otherwise send a newer version, which an older engine refuses).
-    pub async fn connect(host: &str) -> Result<Self, ExecError> {
-        let cannot = |e: EngineError| {
-            ExecError::Temporary(format!("cannot reach the Docker engine at {host}: {e}"))
-        };
-        let docker = if host.starts_with('/') {
-            Docker::connect_with_unix(host, ENGINE_TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_host(host)
-        }
-        .map_err(cannot)?;
-        let docker = docker.negotiate_version().await.map_err(cannot)?;
-        Ok(DockerExecutor { docker })
+    /// would otherwise send a newer version, which an older engine refuses). Tasks' secrets and
+    /// configs are mounted under `run_dir`, which must not be on the node's data disk.
+    pub async fn connect(host: &str, run_dir: &Path) -> Result<Self, ExecError> {
+        Ok(DockerExecutor {
+            docker: engine_client(host).await?,
+            run_dir: run_dir.to_path_buf(),
+            local_engine: host.starts_with('/') || host.starts_with("unix://"),
+        })
     }
 
     /// The engine client (with the negotiated version), for callers that need more of the API.
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+}
+
+/// A client of the engine at `host` (`unix:///path`, a bare socket path, `tcp://host:port`),
+/// speaking the API version the engine speaks.
+pub async fn engine_client(host: &str) -> Result<Docker, ExecError> {
+    let cannot = |e: EngineError| {
+        ExecError::Temporary(format!("cannot reach the Docker engine at {host}: {e}"))
+    };
+    let docker = if host.starts_with('/') {
+        Docker::connect_with_unix(host, ENGINE_TIMEOUT_SECS, API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_host(host)
+    }
+    .map_err(cannot)?;
+    docker.negotiate_version().await.map_err(cannot)
 }
 
 #[async_trait]
@@ -112,7 +131,11 @@ impl Executor for DockerExecutor {
         })
     }
 
-    fn controller(&self, task: &Task) -> Result<Box<dyn TaskController>, ExecError> {
+    fn controller(
+        &self,
+        task: &Task,
+        deps: Arc<dyn Dependencies>,
+    ) -> Result<Box<dyn TaskController>, ExecError> {
         let spec = task
             .spec
             .container()
@@ -123,13 +146,24 @@ impl Executor for DockerExecutor {
             ));
         }
         let names = TaskNames::of(task);
-        let create = config::container_config(task, spec, &names)?;
+        let files = files::referenced_files(spec)?;
+        if !files.is_empty() && !self.local_engine {
+            return Err(ExecError::Rejected(
+                "secrets and configs need the Docker engine on this node's host (a unix socket); this node's engine is remote".into(),
+            ));
+        }
+        let files_dir = files::task_dir(&self.run_dir, &task.meta.id);
+        let mounts = files::bind_mounts(&files_dir, &files);
+        let create = config::container_config(task, spec, &names, mounts)?;
         Ok(Box::new(DockerController {
             docker: self.docker.clone(),
             task_id: task.meta.id.clone(),
             name: names.task,
             image: spec.image.clone(),
             create,
+            files,
+            files_dir,
+            deps,
             container: Mutex::new(Known::Unknown),
             last_seen: Mutex::new(None),
         }))
@@ -292,6 +326,10 @@ struct DockerController {
     name: String,
     image: String,
     create: bollard::models::ContainerCreateBody,
+    /// The secrets and configs its container bind-mounts, and the tmpfs they are written to.
+    files: Vec<files::TaskFile>,
+    files_dir: PathBuf,
+    deps: Arc<dyn Dependencies>,
     container: Mutex<Known>,
     /// The container as this controller's last operation left it; cleared when an operation
     /// that changes it begins and when it ends without saying.
@@ -467,6 +505,9 @@ where
 #[async_trait]
 impl TaskController for DockerController {
     async fn prepare(&self) -> Result<(), ExecError> {
+        if !self.files.is_empty() {
+            files::materialize(&self.files_dir, &self.files, self.deps.as_ref()).await?;
+        }
         if self.find().await?.is_some() {
             return Ok(()); // created before, by this agent or the one before it
         }
@@ -579,7 +620,7 @@ impl TaskController for DockerController {
 
     async fn remove(&self) -> Result<(), ExecError> {
         let Some(id) = self.find().await? else {
-            return Ok(());
+            return files::release(&self.files_dir);
         };
         let options = RemoveContainerOptions {
             force: true,
@@ -596,7 +637,7 @@ impl TaskController for DockerController {
             Err(e) => return Err(classify("removing the container", e, ExecError::failed)),
         }
         self.forget();
-        Ok(())
+        files::release(&self.files_dir)
     }
 
     async fn inspect(&self) -> Result<Option<ObservedState>, ExecError> {

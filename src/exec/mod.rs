@@ -21,12 +21,13 @@ mod logfile;
 pub mod process;
 pub mod sim;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use shoal_store::model::{ContainerStatus, NodeDescription, Task, Timestamp};
+use shoal_store::model::{Config, ContainerStatus, NodeDescription, Secret, Task, Timestamp};
 
 pub use drive::{drive, fatal_status, shutdown_params, Step};
 pub use error::ExecError;
@@ -53,13 +54,40 @@ pub trait Executor: Send + Sync {
 
     /// A controller for `task`. Cheap and side-effect free: nothing is created until `prepare`.
     /// An error here is fatal for the task (the agent reports it REJECTED, see [`fatal_status`]),
-    /// e.g. a task without a container spec.
-    fn controller(&self, task: &Task) -> Result<Box<dyn TaskController>, ExecError>;
+    /// e.g. a task without a container spec. `deps` holds the secrets and configs the task
+    /// references, read when the workload is prepared.
+    fn controller(
+        &self,
+        task: &Task,
+        deps: Arc<dyn Dependencies>,
+    ) -> Result<Box<dyn TaskController>, ExecError>;
 
     /// Every workload this executor finds on the node that belongs to a task, running or not. A
     /// restarted agent compares this with its assignments: it keeps driving the tasks it still has
     /// (their controllers adopt the workload), and removes the rest.
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError>;
+}
+
+/// Where a controller finds the secrets and configs its task references: the agent's in-memory
+/// copies of what its assignments delivered (swarmkit's `DependencyGetter`). Nothing here is
+/// ever written to the node's disk.
+pub trait Dependencies: Send + Sync {
+    /// The secret with this id, if this node holds it.
+    fn secret(&self, id: &str) -> Option<Secret>;
+    /// The config with this id, if this node holds it.
+    fn config(&self, id: &str) -> Option<Config>;
+}
+
+/// No secrets or configs: for tasks that reference none and for stray workloads being removed.
+pub struct NoDependencies;
+
+impl Dependencies for NoDependencies {
+    fn secret(&self, _id: &str) -> Option<Secret> {
+        None
+    }
+    fn config(&self, _id: &str) -> Option<Config> {
+        None
+    }
 }
 
 /// A workload found on the node that belongs to a task (see [`Executor::adoptable`]).

@@ -21,7 +21,7 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,8 +33,8 @@ use tokio::sync::watch;
 
 use super::logfile::{self, POLL};
 use super::{
-    parse_signal, Adoptable, ExecError, Executor, ExitStatus, Health, LogLines, LogOptions,
-    LogStream, ObservedState, RunState, TaskController,
+    parse_signal, Adoptable, Dependencies, ExecError, Executor, ExitStatus, Health, LogLines,
+    LogOptions, LogStream, ObservedState, RunState, TaskController,
 };
 
 /// How long to wait for a process to go away after SIGKILL before giving up (temporarily).
@@ -79,7 +79,11 @@ impl Executor for ProcessExecutor {
         Ok(d)
     }
 
-    fn controller(&self, task: &Task) -> Result<Box<dyn TaskController>, ExecError> {
+    fn controller(
+        &self,
+        task: &Task,
+        _deps: Arc<dyn Dependencies>,
+    ) -> Result<Box<dyn TaskController>, ExecError> {
         let id = &task.meta.id;
         if id.is_empty()
             || !id
@@ -91,6 +95,11 @@ impl Executor for ProcessExecutor {
         let spec = task.spec.container().ok_or_else(|| {
             ExecError::Rejected("process executor: the task has no container spec".into())
         })?;
+        if !spec.secrets.is_empty() || spec.configs.iter().any(|c| c.file.is_some()) {
+            return Err(ExecError::Rejected(
+                "process executor: tasks with secrets or configs need a container to mount them in; run this node with --executor docker".into(),
+            ));
+        }
         let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
         Ok(Box::new(ProcessController {
             meta: TaskMeta {

@@ -4,6 +4,7 @@
 //! state byte and a wake-up handle.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,8 +12,8 @@ use shoal_store::model::{NodeDescription, Task};
 use tokio::sync::Notify;
 
 use super::{
-    Adoptable, ExecError, Executor, ExitStatus, Health, LogLines, LogOptions, ObservedState,
-    RunState, TaskController,
+    Adoptable, Dependencies, ExecError, Executor, ExitStatus, Health, LogLines, LogOptions,
+    ObservedState, RunState, TaskController,
 };
 
 /// Timings of simulated tasks.
@@ -48,7 +49,12 @@ impl Executor for SimExecutor {
         Ok(self.description.clone())
     }
 
-    fn controller(&self, task: &Task) -> Result<Box<dyn TaskController>, ExecError> {
+    fn controller(
+        &self,
+        task: &Task,
+        _deps: Arc<dyn Dependencies>,
+    ) -> Result<Box<dyn TaskController>, ExecError> {
+        // Simulated tasks run nothing, so their secrets and configs go nowhere.
         Ok(Box::new(SimController {
             id: task.meta.id.clone().into_boxed_str(),
             config: self.config,
@@ -204,7 +210,10 @@ mod tests {
         });
         assert_eq!(exec.describe().await.unwrap().hostname, "sim-1");
         let mut task = task_with("sim", command("img", &["x"]));
-        let ctl: Arc<dyn TaskController> = exec.controller(&task).unwrap().into();
+        let ctl: Arc<dyn TaskController> = exec
+            .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+            .unwrap()
+            .into();
         assert!(ctl.inspect().await.unwrap().is_none());
         let seen = drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
         assert_eq!(
@@ -256,7 +265,9 @@ mod tests {
             ..Default::default()
         });
         let mut task = task_with("sim", ContainerSpec::default());
-        let ctl = exec.controller(&task).unwrap();
+        let ctl = exec
+            .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+            .unwrap();
         drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
         assert_eq!(task.status.state, TaskState::Complete);
         assert_eq!(task.status.message, "finished");

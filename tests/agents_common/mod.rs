@@ -43,13 +43,15 @@ fn run(cmd: &mut Command) -> Out {
     }
 }
 
-/// Whether this machine has a Docker Engine with the test image; tests skip (loudly) without.
-pub fn engine_ready() -> bool {
+/// Fails the test unless this machine has a Docker Engine with the test image: the machines
+/// shoal is tested on always have one, so a missing engine is a broken set-up, never a skip.
+pub fn require_engine() {
     let out = run(Command::new("docker").args(["image", "inspect", IMAGE]));
-    if !out.ok {
-        eprintln!("SKIPPED: no Docker Engine with {IMAGE} here (run scripts/setup.sh)");
-    }
-    out.ok
+    assert!(
+        out.ok,
+        "no Docker Engine with {IMAGE} here (run scripts/setup.sh): {}",
+        out.stderr
+    );
 }
 
 /// The `docker` CLI against the machine's engine itself.
@@ -120,6 +122,11 @@ impl Node {
         self.dir.path().join("daemon.log")
     }
 
+    /// The node's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The swarm address.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -140,7 +147,7 @@ impl Node {
                 &self.hostname,
             ])
             .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
+            .arg(self.data_dir())
             .arg("--api-socket")
             .arg(self.socket())
             .env("SHOAL_LOG", "info")

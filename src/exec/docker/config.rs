@@ -35,6 +35,7 @@ pub(crate) fn container_config(
     task: &Task,
     spec: &ContainerSpec,
     names: &TaskNames,
+    file_mounts: Vec<EngineMount>,
 ) -> Result<ContainerCreateBody, ExecError> {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.extend(task_labels(task, names));
@@ -62,12 +63,22 @@ pub(crate) fn container_config(
             start_interval: (h.start_interval != 0).then_some(h.start_interval),
         }),
         labels: Some(labels),
-        host_config: Some(host_config(task, spec)?),
+        host_config: Some(host_config(task, spec, file_mounts)?),
         ..Default::default()
     })
 }
 
-fn host_config(task: &Task, spec: &ContainerSpec) -> Result<HostConfig, ExecError> {
+fn host_config(
+    task: &Task,
+    spec: &ContainerSpec,
+    file_mounts: Vec<EngineMount>,
+) -> Result<HostConfig, ExecError> {
+    let mut mounts = spec
+        .mounts
+        .iter()
+        .map(mount)
+        .collect::<Result<Vec<_>, _>>()?;
+    mounts.extend(file_mounts);
     let mut hc = HostConfig {
         restart_policy: Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::NO),
@@ -75,8 +86,7 @@ fn host_config(task: &Task, spec: &ContainerSpec) -> Result<HostConfig, ExecErro
         }),
         init: spec.init,
         readonly_rootfs: spec.read_only.then_some(true),
-        mounts: Some(spec.mounts.iter().map(mount).collect::<Result<_, _>>()?)
-            .filter(|m: &Vec<_>| !m.is_empty()),
+        mounts: (!mounts.is_empty()).then_some(mounts),
         cap_add: (!spec.capability_add.is_empty()).then(|| spec.capability_add.clone()),
         cap_drop: (!spec.capability_drop.is_empty()).then(|| spec.capability_drop.clone()),
         sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.clone().into_iter().collect()),
@@ -347,7 +357,7 @@ mod tests {
         let task = full_task();
         let names = TaskNames::of(&task);
         let spec = task.spec.container().unwrap();
-        let c = container_config(&task, spec, &names).unwrap();
+        let c = container_config(&task, spec, &names, Vec::new()).unwrap();
         assert_eq!(c.image.as_deref(), Some("shoal-test/busybox:1"));
         assert_eq!(c.entrypoint.as_deref().unwrap(), ["/bin/sh", "-c"]);
         assert_eq!(c.cmd.as_deref().unwrap(), ["sleep", "30"]);
@@ -410,7 +420,7 @@ mod tests {
     fn a_minimal_spec_sends_only_what_is_set() {
         let task = task_with("web", command("img:1", &[]));
         let spec = task.spec.container().unwrap();
-        let c = container_config(&task, spec, &TaskNames::of(&task)).unwrap();
+        let c = container_config(&task, spec, &TaskNames::of(&task), Vec::new()).unwrap();
         assert!(c.entrypoint.is_none() && c.cmd.is_none() && c.healthcheck.is_none());
         let h = c.host_config.unwrap();
         assert!(h.mounts.is_none() && h.memory.is_none() && h.security_opt.is_none());
@@ -430,8 +440,13 @@ mod tests {
             ..Default::default()
         }];
         let task = task_with("web", spec);
-        let err = container_config(&task, task.spec.container().unwrap(), &TaskNames::of(&task))
-            .unwrap_err();
+        let err = container_config(
+            &task,
+            task.spec.container().unwrap(),
+            &TaskNames::of(&task),
+            Vec::new(),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             ExecError::Rejected("invalid propagation mode: sideways".into())

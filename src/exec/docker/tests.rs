@@ -2,10 +2,14 @@
 //! (`scripts/setup.sh` builds `shoal-test/busybox:1`). Every container a test creates carries a
 //! per-test label, and a guard removes them all even when the test fails.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_store::model::{ContainerSpec, HealthConfig as SpecHealth, Task, TaskState};
+use futures::StreamExt;
+use shoal_store::model::{
+    ContainerSpec, HealthConfig as SpecHealth, ReferenceFileTarget, Task, TaskState,
+};
 
 use super::*;
 use crate::exec::testutil::{
@@ -39,9 +43,12 @@ impl Cleanup {
 }
 
 async fn executor() -> DockerExecutor {
-    DockerExecutor::connect(DEFAULT_DOCKER_HOST)
-        .await
-        .expect("the local Docker engine (is /var/run/docker.sock there?)")
+    DockerExecutor::connect(
+        DEFAULT_DOCKER_HOST,
+        Path::new("/run/shoal/docker-executor-tests"),
+    )
+    .await
+    .expect("the local Docker engine (is /var/run/docker.sock there?)")
 }
 
 /// Containers carrying `task_id`'s label.
@@ -64,7 +71,9 @@ async fn runs_a_labelled_container_with_logs_then_stops_and_removes_it() {
     );
     // docker-init as PID 1 passes SIGTERM on to the shell (PID 1 itself would ignore it).
     task.spec.container_spec.as_mut().unwrap().init = Some(true);
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
 
     let seen = drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     assert_eq!(
@@ -157,7 +166,9 @@ async fn a_non_zero_exit_fails_the_task_with_its_code() {
     let cleanup = Cleanup::new();
     let exec = executor().await;
     let mut task = cleanup.task("exectest", &["sh", "-c", "exit 3"]);
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Failed);
     assert_eq!(task.status.err, "task: non-zero exit (3)");
@@ -165,7 +176,9 @@ async fn a_non_zero_exit_fails_the_task_with_its_code() {
     assert_eq!(task.status.container_status.as_ref().unwrap().exit_code, 3);
 
     let mut ok = cleanup.task("exectest", &["true"]);
-    let ctl = exec.controller(&ok).unwrap();
+    let ctl = exec
+        .controller(&ok, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut ok, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
     assert_eq!(ok.status.state, TaskState::Complete);
 }
@@ -178,7 +191,9 @@ async fn a_missing_image_is_rejected_without_creating_a_container() {
     spec.labels
         .insert(RUN_LABEL.into(), cleanup.run().to_owned());
     let mut task = task_with("exectest", spec);
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Rejected);
     assert_eq!(task.status.err, "No such image: shoal-test/nope:1");
@@ -209,7 +224,10 @@ async fn a_task_with_a_healthcheck_is_not_running_until_healthy() {
         1000,
     );
     let mut task = cleanup.task_with_spec("exectest", spec);
-    let ctl: Arc<dyn TaskController> = exec.controller(&task).unwrap().into();
+    let ctl: Arc<dyn TaskController> = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap()
+        .into();
     drive_until(&mut task, ctl.as_ref(), TaskState::Starting, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Starting);
 
@@ -259,7 +277,9 @@ async fn an_unhealthy_container_fails_the_task() {
     let exec = executor().await;
     let spec = health_spec("sleep 30", "test -f /tmp/never", 1);
     let mut task = cleanup.task_with_spec("exectest", spec);
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Failed);
     assert_eq!(task.status.err, "unhealthy container");
@@ -270,7 +290,9 @@ async fn a_second_executor_adopts_the_running_container() {
     let cleanup = Cleanup::new();
     let first = executor().await;
     let mut task = cleanup.task("exectest", &["sleep", "30"]);
-    let ctl = first.controller(&task).unwrap();
+    let ctl = first
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     let id = ctl.inspect().await.unwrap().unwrap().container_id;
     drop(ctl);
@@ -288,7 +310,9 @@ async fn a_second_executor_adopts_the_running_container() {
     assert_eq!(mine.node_id, "node1");
     assert!(mine.state.running());
 
-    let ctl = second.controller(&task).unwrap();
+    let ctl = second
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     // Even re-driving from the start creates and starts nothing new.
     ctl.prepare().await.unwrap();
     ctl.start().await.unwrap();
@@ -328,7 +352,9 @@ async fn follows_and_tails_container_logs() {
         "exectest",
         &["sh", "-c", "echo one; echo two; sleep 1; echo three"],
     );
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     let follow = ctl.logs(LogOptions {
         follow: true,
@@ -420,7 +446,9 @@ async fn the_engine_takes_every_option_the_executor_sends() {
             ..Default::default()
         }),
     });
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Running, "{}", task.status.err);
 
@@ -467,4 +495,148 @@ async fn the_engine_takes_every_option_the_executor_sends() {
     ctl.shutdown(None, Duration::from_secs(20)).await.unwrap();
     assert_eq!(ctl.inspect().await.unwrap().unwrap().exit_code, Some(130));
     ctl.remove().await.unwrap();
+}
+
+/// Secrets and configs held "in memory", as an agent's worker holds them.
+struct Held {
+    secrets: Vec<shoal_store::model::Secret>,
+    configs: Vec<shoal_store::model::Config>,
+}
+
+impl Dependencies for Held {
+    fn secret(&self, id: &str) -> Option<shoal_store::model::Secret> {
+        self.secrets.iter().find(|s| s.meta.id == id).cloned()
+    }
+    fn config(&self, id: &str) -> Option<shoal_store::model::Config> {
+        self.configs.iter().find(|c| c.meta.id == id).cloned()
+    }
+}
+
+/// What `cmd` prints inside container `id` (stdout and stderr).
+async fn exec_output(exec: &DockerExecutor, id: &str, cmd: &[&str]) -> String {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    let created = exec
+        .client()
+        .create_exec(
+            id,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        exec.client().start_exec(&created.id, None).await.unwrap()
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    }
+    out
+}
+
+fn file_target(name: &str, uid: &str, gid: &str, mode: u32) -> Option<ReferenceFileTarget> {
+    Some(ReferenceFileTarget {
+        name: name.into(),
+        uid: uid.into(),
+        gid: gid.into(),
+        mode,
+    })
+}
+
+#[tokio::test]
+async fn secrets_and_configs_are_files_on_a_tmpfs_that_goes_with_the_task() {
+    use shoal_store::model::{Config, ConfigReference, Meta, Secret, SecretReference};
+    let cleanup = Cleanup::new();
+    let exec = executor().await;
+    let secret_bytes = format!("s3cr3t-{}", shoal_store::model::new_id());
+    let mut secret = Secret {
+        meta: Meta::with_id("sec1"),
+        ..Default::default()
+    };
+    secret.spec.name = "token".into();
+    secret.spec.data = secret_bytes.clone().into_bytes();
+    let mut config = Config {
+        meta: Meta::with_id("cfg1"),
+        ..Default::default()
+    };
+    config.spec.name = "app".into();
+    config.spec.data = "\u{2708} listen 8080\n".as_bytes().to_vec();
+    let mut spec = command(IMAGE, &["sleep", "30"]);
+    spec.secrets = vec![SecretReference {
+        file: file_target("token", "1000", "1001", 0o440),
+        secret_id: "sec1".into(),
+        secret_name: "token".into(),
+    }];
+    spec.configs = vec![ConfigReference {
+        file: file_target("/etc/app/app.conf", "0", "0", 0o444),
+        config_id: "cfg1".into(),
+        config_name: "app".into(),
+        ..Default::default()
+    }];
+    let mut task = cleanup.task_with_spec("secrettest", spec);
+
+    // Until the node holds the secret, preparing is a temporary error (nothing is created).
+    let empty: Arc<dyn Dependencies> = Arc::new(Held {
+        secrets: vec![],
+        configs: vec![config.clone()],
+    });
+    let early = exec.controller(&task, empty).unwrap();
+    let err = early.prepare().await.unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("secret token (sec1) is not on this node yet"),
+        "{err}"
+    );
+    assert!(containers_of(&exec, &task.meta.id).await.is_empty());
+
+    let held: Arc<dyn Dependencies> = Arc::new(Held {
+        secrets: vec![secret],
+        configs: vec![config],
+    });
+    let ctl = exec.controller(&task, held).unwrap();
+    drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
+    let id = containers_of(&exec, &task.meta.id).await.remove(0);
+    let read = exec_output(
+        &exec,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "stat -c '%u %g %a' /run/secrets/token; cat /run/secrets/token",
+        ],
+    )
+    .await;
+    assert_eq!(read, format!("1000 1001 440\n{secret_bytes}"));
+    let read = exec_output(
+        &exec,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "stat -c '%u %g %a' /etc/app/app.conf; cat /etc/app/app.conf",
+        ],
+    )
+    .await;
+    assert_eq!(read, "0 0 444\n\u{2708} listen 8080\n");
+    // Read-only in the container.
+    let write = exec_output(&exec, &id, &["sh", "-c", "echo x > /run/secrets/token"]).await;
+    assert!(write.contains("Read-only file system"), "{write}");
+
+    // On the host they live on the task's own tmpfs, which goes with the task.
+    let dir = files::task_dir(Path::new("/run/shoal/docker-executor-tests"), &task.meta.id);
+    let fs = nix::sys::statfs::statfs(&dir).unwrap();
+    assert_eq!(fs.filesystem_type(), nix::sys::statfs::TMPFS_MAGIC);
+    ctl.remove().await.unwrap();
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&task.meta.id),
+        "the tmpfs is still mounted"
+    );
 }

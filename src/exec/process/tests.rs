@@ -21,7 +21,9 @@ async fn runs_a_command_and_reports_its_exit_code_and_output() {
     let exec = ProcessExecutor::new(dir.path()).unwrap();
 
     let mut task = task_with("proc", sh("echo hello; echo oops >&2; exit 3"));
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     let seen = drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
     assert_eq!(
         seen.last(),
@@ -39,7 +41,9 @@ async fn runs_a_command_and_reports_its_exit_code_and_output() {
     assert_eq!(state.exit_code, Some(3));
 
     let mut ok = task_with("proc", sh("echo fine"));
-    let ctl = exec.controller(&ok).unwrap();
+    let ctl = exec
+        .controller(&ok, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut ok, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
     assert_eq!(ok.status.state, TaskState::Complete);
     assert_eq!(ok.status.message, "finished");
@@ -54,7 +58,9 @@ async fn a_missing_program_is_rejected_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let exec = ProcessExecutor::new(dir.path()).unwrap();
     let mut task = task_with("proc", command("x", &["shoal-no-such-program"]));
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Rejected);
     assert_eq!(
@@ -72,7 +78,9 @@ async fn logs_follow_and_tail() {
         "proc",
         sh("echo one; echo two; echo three >&2; sleep 1; echo four"),
     );
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     let mut follow = ctl.logs(LogOptions {
         follow: true,
@@ -120,7 +128,9 @@ async fn shutdown_signals_then_kills_after_the_grace_period() {
         "proc",
         sh("trap 'echo bye; exit 0' USR1; echo ready; while true; do sleep 0.1; done"),
     );
-    let ctl = exec.controller(&polite).unwrap();
+    let ctl = exec
+        .controller(&polite, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut polite, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     eventually("the trap to be set", DEADLINE, || async {
         has_line(&all_logs(ctl.as_ref()).await, LogStream::Stdout, "ready").then_some(())
@@ -146,7 +156,9 @@ async fn shutdown_signals_then_kills_after_the_grace_period() {
 
     // Ignores SIGTERM: killed once the grace period is over.
     let mut stubborn = task_with("proc", sh("trap '' TERM; echo ready; sleep 60"));
-    let ctl = exec.controller(&stubborn).unwrap();
+    let ctl = exec
+        .controller(&stubborn, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut stubborn, ctl.as_ref(), TaskState::Running, DEADLINE).await;
     eventually("the trap to be set", DEADLINE, || async {
         has_line(&all_logs(ctl.as_ref()).await, LogStream::Stdout, "ready").then_some(())
@@ -173,7 +185,9 @@ async fn a_restarted_agent_adopts_the_running_process_through_its_pid_file() {
     let mut task = task_with("proc", sh("echo before; sleep 60"));
     let first_pid = {
         let exec = ProcessExecutor::new(dir.path()).unwrap();
-        let ctl = exec.controller(&task).unwrap();
+        let ctl = exec
+            .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+            .unwrap();
         drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
         eventually("output to be logged", DEADLINE, || async {
             has_line(&all_logs(ctl.as_ref()).await, LogStream::Stdout, "before").then_some(())
@@ -192,7 +206,10 @@ async fn a_restarted_agent_adopts_the_running_process_through_its_pid_file() {
     assert_eq!(found[0].state.pid, first_pid);
 
     // Driving the task again (even from an earlier state) starts nothing new.
-    let ctl: std::sync::Arc<dyn TaskController> = exec.controller(&task).unwrap().into();
+    let ctl: std::sync::Arc<dyn TaskController> = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap()
+        .into();
     ctl.prepare().await.unwrap();
     ctl.start().await.unwrap();
     let state = ctl.inspect().await.unwrap().unwrap();
@@ -246,7 +263,9 @@ async fn runs_as_the_tasks_user_when_the_agent_is_root() {
     spec.env = vec!["GREETING=hi there".into()];
     spec.dir = "/tmp".into();
     let mut task = task_with("proc", spec);
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
     assert_eq!(
         task.status.state,
@@ -331,7 +350,9 @@ async fn background_children_end_with_the_main_process() {
     let dir = tempfile::tempdir().unwrap();
     let exec = ProcessExecutor::new(dir.path()).unwrap();
     let mut task = task_with("proc", sh("sleep 60 & echo $!"));
-    let ctl = exec.controller(&task).unwrap();
+    let ctl = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .unwrap();
     drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
     assert_eq!(task.status.state, TaskState::Complete);
     let lines = all_logs(ctl.as_ref()).await;
@@ -346,4 +367,25 @@ async fn background_children_end_with_the_main_process() {
     })
     .await;
     ctl.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_with_a_secret_is_refused_rather_than_run_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = ProcessExecutor::new(dir.path()).unwrap();
+    let mut spec = sh("cat /run/secrets/token");
+    spec.secrets = vec![shoal_store::model::SecretReference {
+        secret_id: "s1".into(),
+        secret_name: "token".into(),
+        ..Default::default()
+    }];
+    let task = task_with("proc", spec);
+    let err = exec
+        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&err, ExecError::Rejected(m) if m.contains("--executor docker")),
+        "{err}"
+    );
 }

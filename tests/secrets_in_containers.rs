@@ -1,0 +1,148 @@
+//! Secrets and configs reach the containers that reference them, on the node that runs them,
+//! and never its disk: a manager and a worker driving this machine's Docker Engine, a service
+//! constrained to the worker.
+
+mod agents_common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use agents_common::{engine, require_engine, running_task_containers, wait_for, Swarm, IMAGE};
+use base64::Engine as _;
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_service_reads_its_secret_and_config_and_neither_touches_a_disk() {
+    require_engine();
+    let swarm = Swarm::start("files", 1, 1);
+    let m = swarm.manager();
+    let worker = &swarm.nodes[1];
+    let marker = format!("pw-{}", std::process::id()) + &"x".repeat(8);
+    let secret_value = format!("{marker}-secret");
+    let config_value = "listen 8080\n";
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    let config_file = dir.path().join("config");
+    std::fs::write(&secret_file, &secret_value).unwrap();
+    std::fs::write(&config_file, config_value).unwrap();
+    m.ok(&[
+        "secret",
+        "create",
+        "db_password",
+        secret_file.to_str().unwrap(),
+    ]);
+    m.ok(&[
+        "config",
+        "create",
+        "app_conf",
+        config_file.to_str().unwrap(),
+    ]);
+    m.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "reader",
+        "--constraint",
+        "node.role==worker",
+        "--stop-grace-period",
+        "1s",
+        "--secret",
+        "source=db_password,uid=1000,gid=1000,mode=0400",
+        "--secret",
+        "source=db_password,target=/etc/db/pw",
+        "--config",
+        "source=app_conf,target=/etc/app.conf,mode=0444",
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let id = swarm.service_id("reader");
+    let (container, task) = wait_for(Duration::from_secs(60), "the reader's container", || {
+        running_task_containers(&id).into_iter().next()
+    });
+    let tasks = swarm.running_tasks("reader");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        tasks[0].node, worker.hostname,
+        "the task runs on the worker"
+    );
+
+    let read = |path: &str| {
+        let out = engine(&[
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            &format!("stat -c '%u %g %a' {path}; cat {path}"),
+        ]);
+        assert!(out.ok, "reading {path}: {}", out.stderr);
+        out.stdout
+    };
+    assert_eq!(
+        read("/run/secrets/db_password"),
+        format!("1000 1000 400\n{secret_value}")
+    );
+    assert_eq!(read("/etc/db/pw"), format!("0 0 444\n{secret_value}"));
+    assert_eq!(read("/etc/app.conf"), format!("0 0 444\n{config_value}"));
+
+    // Nowhere on disk: not in either node's data directory, in clear or base64 (the manager's
+    // store keeps secrets as objects; a secret's bytes never appear there verbatim).
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&secret_value);
+    for node in &swarm.nodes {
+        let clear = files_containing(&node.data_dir(), marker.as_bytes());
+        assert!(
+            clear.is_empty(),
+            "{} holds the secret: {clear:?}",
+            node.hostname
+        );
+    }
+    let encoded_on_worker = files_containing(&worker.data_dir(), encoded.as_bytes());
+    assert!(
+        encoded_on_worker.is_empty(),
+        "the worker stored the secret: {encoded_on_worker:?}"
+    );
+    // On the worker they sit on the task's own tmpfs.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let tmpfs: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(&format!("/tasks/{task}")))
+        .collect();
+    assert_eq!(tmpfs.len(), 1, "one tmpfs for the task: {tmpfs:?}");
+    assert!(tmpfs[0].contains(" - tmpfs "), "{}", tmpfs[0]);
+
+    // Gone with the task.
+    m.ok(&["service", "rm", "reader"]);
+    wait_for(Duration::from_secs(60), "the container to go", || {
+        running_task_containers(&id).is_empty().then_some(())
+    });
+    wait_for(Duration::from_secs(30), "the task's tmpfs to go", || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        (!mounts.contains(&format!("/tasks/{task}"))).then_some(())
+    });
+}
