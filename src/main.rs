@@ -216,18 +216,20 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     );
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        r = unix => { r??; }
-    }
+    let served: anyhow::Result<()> = tokio::select! {
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+        r = unix => r.map_err(anyhow::Error::from).and_then(|r| r.map_err(anyhow::Error::from)),
+    };
+    // Whatever ended the daemon, stop everything: the store's database must be closed before
+    // the process exits (see `Store::shutdown`).
     let _ = stop_tx.send(true);
     if let Some(tcp) = tcp {
         let _ = tcp.await;
     }
     node.shutdown().await;
     let _ = std::fs::remove_file(&args.api_socket);
-    Ok(())
+    served
 }
 
 async fn run_simnodes(args: SimnodesArgs) -> anyhow::Result<()> {

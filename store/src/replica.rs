@@ -103,7 +103,12 @@ struct Inner {
     /// being retried until its deadline (a caller mid-write would otherwise keep this member's
     /// database open for the whole write deadline).
     stopped: AtomicBool,
+    /// The database, without keeping it open: `shutdown` waits until nothing holds it.
+    database: std::sync::Weak<rocksdb::DB>,
 }
+
+/// How long `shutdown` waits for openraft's tasks and threads to let go of the database.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// A handle to this manager's store member. Cheap to clone.
 #[derive(Clone)]
@@ -168,6 +173,7 @@ impl Store {
         let database = db::open(&config.data_dir.join("db")).map_err(|e| {
             StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
         })?;
+        let database_weak = Arc::downgrade(&database);
         let log_store = LogStore::new(database.clone());
         let sm = StateMachine::open(database, config.data_dir.join("snapshots"), config.history)
             .map_err(|e| StoreError::Storage(e.to_string()))?;
@@ -198,6 +204,7 @@ impl Store {
             leadership: lead_rx,
             snapshot_seq: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            database: database_weak,
         });
         tokio::spawn(track_leadership(raft, lead_tx));
         tokio::spawn(run_proposer(Arc::downgrade(&inner), proposals_rx));
@@ -244,11 +251,33 @@ impl Store {
         self.inner.raft.is_initialized().await.unwrap_or(false)
     }
 
-    /// Stops this member (its data stays on disk).
+    /// Stops this member (its data stays on disk) and returns once its database is closed:
+    /// RocksDB must never be open when the process exits, or its static background timer is
+    /// destroyed under a running thread and the process aborts instead of exiting.
     pub async fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
         self.inner.shared.hub.close();
         let _ = self.inner.raft.shutdown().await;
+        // openraft's core, its storage tasks and the WAL sync thread let go of their handles as
+        // they end; the state machine's shared part is kept alive by every store handle, so it
+        // lets go explicitly.
+        self.inner.shared.close();
+        let deadline = Instant::now() + CLOSE_DEADLINE;
+        while self.inner.database.strong_count() > 0 {
+            if Instant::now() > deadline {
+                tracing::error!(
+                    handles = self.inner.database.strong_count(),
+                    "the store's database is still held {CLOSE_DEADLINE:?} after shutdown"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Whether this member's database is closed (after [`Store::shutdown`]).
+    pub fn is_closed(&self) -> bool {
+        self.inner.database.strong_count() == 0
     }
 
     // ---------------------------------------------------------------- writes

@@ -172,6 +172,26 @@ impl Node {
         }
     }
 
+    /// SIGTERM, as `systemctl stop` or `docker stop` would; waits (up to 60 s) for the process
+    /// to exit and returns how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the daemon runs");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "sending SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not exit within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the daemon again on its data dir.
     pub fn restart(&mut self) {
         self.kill9();

@@ -59,7 +59,9 @@ fn dedup_key(id: &TxnId) -> [u8; 16] {
 
 /// State shared between the state machine, its snapshot builders and the store handle.
 pub struct SmShared {
-    db: Arc<DB>,
+    /// Taken by [`SmShared::close`] when the member stops, so that nothing the store handle
+    /// keeps alive holds the database open (see `Store::shutdown`).
+    db: Mutex<Option<Arc<DB>>>,
     /// Publishes revisions to readers and watchers.
     pub hub: Arc<Hub>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
@@ -70,6 +72,20 @@ pub struct SmShared {
 }
 
 impl SmShared {
+    /// The database, unless the member has stopped.
+    fn db(&self) -> io::Result<Arc<DB>> {
+        self.db
+            .lock()
+            .expect("db lock")
+            .clone()
+            .ok_or_else(|| io::Error::other("the store is stopped"))
+    }
+
+    /// Lets go of the database: once openraft has stopped too, nothing holds it and it closes.
+    pub fn close(&self) {
+        self.db.lock().expect("db lock").take();
+    }
+
     /// Last applied log id and the membership in effect.
     pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
         self.applied.lock().expect("applied lock").clone()
@@ -94,8 +110,11 @@ impl HistorySource for SmShared {
     fn commits_between(&self, after: u64, upto: u64) -> Result<Vec<Arc<Commit>>, WatchError> {
         let start = u64_key(after + 1);
         let mut out = Vec::new();
-        let it = self.db.iterator_cf(
-            cf(&self.db, CF_HISTORY),
+        let db = self
+            .db()
+            .map_err(|e| WatchError::Unavailable(format!("reading history: {e}")))?;
+        let it = db.iterator_cf(
+            cf(&db, CF_HISTORY),
             IteratorMode::From(&start, Direction::Forward),
         );
         for item in it {
@@ -189,7 +208,7 @@ impl StateMachine {
         Ok(StateMachine {
             dedup,
             shared: Arc::new(SmShared {
-                db,
+                db: Mutex::new(Some(db)),
                 hub,
                 applied: Mutex::new((applied, membership)),
                 current_snapshot: Mutex::new(current_snapshot),
@@ -294,7 +313,7 @@ fn prune(
     wb: &mut WriteBatch,
     index: u64,
 ) -> io::Result<()> {
-    let db = &shared.db;
+    let db = &shared.db()?;
     if index > DEDUP_WINDOW && index.is_multiple_of(1024) {
         for id in dedup.forget_before(index - DEDUP_WINDOW) {
             wb.delete_cf(cf(db, CF_DEDUP), dedup_key(&id));
@@ -350,7 +369,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let db = self.shared.db.clone();
+        let db = self.shared.db()?;
         let mut state: State = (*self.shared.hub.state()).clone();
         let dedup = &mut self.dedup;
         let (mut applied, mut membership) = self.shared.applied();
@@ -434,7 +453,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let (_file_meta, mut state, dedup) = snapshot::read(&snapshot.path)?;
                 let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
                 state.revision = index;
-                let db = &shared.db;
+                let db = &shared.db()?;
                 let mut wb = WriteBatch::default();
                 let objects_cf = cf(db, CF_OBJECTS);
                 wb.delete_range_cf(objects_cf, [0u8].as_slice(), [255u8].as_slice());
@@ -550,18 +569,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
             // Make the state machine's own writes up to this point durable before openraft is
             // told the snapshot exists (it may then purge the log entries behind it).
-            shared.db.flush_wal(true).map_err(io_err)?;
+            let db = shared.db()?;
+            db.flush_wal(true).map_err(io_err)?;
             let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
             let name = format!("snapshot-{index}.jsonl");
             let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state, &dedup)?;
-            shared
-                .db
-                .put_cf(
-                    cf(&shared.db, CF_SM),
-                    KEY_SNAPSHOT,
-                    serde_json::to_vec(&name).map_err(io_err)?,
-                )
-                .map_err(io_err)?;
+            db.put_cf(
+                cf(&db, CF_SM),
+                KEY_SNAPSHOT,
+                serde_json::to_vec(&name).map_err(io_err)?,
+            )
+            .map_err(io_err)?;
             *shared.current_snapshot.lock().expect("snapshot lock") =
                 Some((meta.clone(), path.clone()));
             remove_older_snapshots(&shared.snapshot_dir, &path);
