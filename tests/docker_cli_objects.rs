@@ -54,6 +54,14 @@ fn networks_create_ls_inspect_rm() {
         None,
     );
     assert_eq!(status, 200, "{body}");
+    // Fields newer than the client's API version are not shown (EnableIPv4 came in 1.48).
+    let old = d.get_json(&format!("/v1.41/networks/{id}"));
+    assert!(old.get("EnableIPv4").is_none(), "{old}");
+    assert!(old.get("EnableIPv6").is_some(), "{old}");
+    let new = d.get_json(&format!("/v1.48/networks/{id}"));
+    assert_eq!(new["EnableIPv4"], true, "{new}");
+    let listed = d.get_json("/v1.41/networks");
+    assert!(listed[0].get("EnableIPv4").is_none(), "{listed}");
 
     let err = d.fails(&["network", "create", "-d", "overlay", "appnet"]);
     assert!(

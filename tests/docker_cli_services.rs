@@ -554,6 +554,13 @@ fn service_ps_lists_tasks_and_task_filters_work() {
 
     let task = d.get_json(&format!("/tasks/{}", ids[0]));
     assert!(task.get("SpecVersion").is_none(), "{task}");
+    assert!(task.get("ServiceName").is_none(), "{task}");
+    // `Volumes` (cluster volumes) came with API 1.42: dockerd 20.10 (1.41) has no such field.
+    assert!(task.as_object().unwrap().contains_key("Volumes"), "{task}");
+    let at_141 = d.get_json(&format!("/v1.41/tasks/{}", ids[0]));
+    assert!(at_141.get("Volumes").is_none(), "{at_141}");
+    let listed = d.get_json("/v1.41/tasks");
+    assert!(listed[0].get("Volumes").is_none(), "{listed}");
     let sid = task["ServiceID"].as_str().unwrap().to_string();
     let slot = task["Slot"].as_u64().unwrap();
     let full = format!("web.{slot}.{}", ids[0]);

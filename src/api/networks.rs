@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use shoal_store::model::{new_id, Kind, Meta, Network, NetworkSpec, Service, Task, TaskState};
 use shoal_store::{Txn, View};
@@ -14,16 +14,18 @@ use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;
 use super::query::Query;
+use super::version::ApiVersion;
 use super::{resolve, service_spec};
 
 /// Names dockerd reserves for its own networks.
 const PREDEFINED: &[&str] = &["bridge", "host", "none", "default"];
 
-/// A network as `GET /networks` shows it (moby's `network.Inspect` for a swarm network).
-pub fn render(n: &Network) -> Value {
+/// A network as `GET /networks` shows it to a client of API `version` (moby's
+/// `network.Inspect` for a swarm network; `EnableIPv4` came in 1.48).
+pub fn render(n: &Network, version: ApiVersion) -> Value {
     let s = &n.spec;
     let ipam = s.ipam.clone().unwrap_or_default();
-    json!({
+    let mut v = json!({
         "Name": s.name,
         "Id": n.meta.id,
         "Created": n.meta.created_at,
@@ -44,7 +46,13 @@ pub fn render(n: &Network) -> Value {
         "Containers": null,
         "Options": s.options,
         "Labels": s.labels,
-    })
+    });
+    if !version.at_least(1, 48) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("EnableIPv4");
+        }
+    }
+    v
 }
 
 /// `POST /networks/create` → 201 `{"Id":"…","Warning":""}`.
@@ -106,6 +114,7 @@ pub async fn create(
 /// `GET /networks/{id}?scope=`: by id, name or id prefix.
 pub async fn inspect(
     State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
     Path(key): Path<String>,
     QueryExtract(q): QueryExtract<Query>,
 ) -> ApiResult<Json<Value>> {
@@ -117,7 +126,7 @@ pub async fn inspect(
     }
     let view = store.view();
     let n = resolve::network(&view, &key)?;
-    Ok(Json(render(&n)))
+    Ok(Json(render(&n, version)))
 }
 
 /// Whether a network is attached to a service.
@@ -135,6 +144,7 @@ fn in_use(view: &View, id: &str) -> bool {
 /// `GET /networks?filters=`.
 pub async fn list(
     State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
     QueryExtract(q): QueryExtract<Query>,
 ) -> ApiResult<Json<Value>> {
     let store = state.manager_store().await?;
@@ -179,7 +189,7 @@ pub async fn list(
                 && f.labels_match("label", &n.spec.labels)
                 && dangling.is_none_or(|d| d != in_use(&view, &n.meta.id))
         })
-        .map(|n| render(&n))
+        .map(|n| render(&n, version))
         .collect();
     Ok(Json(Value::Array(out)))
 }

@@ -10,6 +10,8 @@ use shoal_store::model::{
 };
 use shoal_store::{Member, View};
 
+use super::version::ApiVersion;
+
 /// Serializes `value` and removes the top-level `keys` (fields marked internal in the model).
 fn without(value: &impl serde::Serialize, keys: &[&str]) -> Value {
     let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
@@ -41,9 +43,13 @@ pub fn service_with_status(s: &Service, status: ServiceStatus) -> Value {
     v
 }
 
-/// A task.
-pub fn task(t: &Task) -> Value {
-    without(t, &["SpecVersion", "ServiceName"])
+/// A task as a client of API `version` knows it (`Volumes` came with cluster volumes in 1.42).
+pub fn task(t: &Task, version: ApiVersion) -> Value {
+    if version.at_least(1, 42) {
+        without(t, &["SpecVersion", "ServiceName"])
+    } else {
+        without(t, &["SpecVersion", "ServiceName", "Volumes"])
+    }
 }
 
 /// A node, with `ManagerStatus` from the store's current Raft membership.
@@ -132,8 +138,9 @@ pub fn service_status(view: &View, s: &Service) -> ServiceStatus {
     status
 }
 
-/// What `insertDefaults=true` adds (swarmkit's `defaults.InterpolateService`): whole missing
-/// structures only, never fields inside a structure the client sent.
+/// What `insertDefaults=true` adds (swarmkit's `defaults.InterpolateService`): missing
+/// structures whole, and inside a restart policy or update/rollback config the client sent only
+/// the restart delay (5 s) and the monitor period (5 s; swarmkit stores 0 as unset).
 pub fn insert_defaults(spec: &mut ServiceSpec) {
     let t = &mut spec.task_template;
     if let Some(c) = t.container_spec.as_mut() {
@@ -147,17 +154,21 @@ pub fn insert_defaults(spec: &mut ServiceSpec) {
     if t.resources.is_none() {
         t.resources = Some(ResourceRequirements::default());
     }
-    if t.restart_policy.is_none() {
-        t.restart_policy = Some(RestartPolicy::swarm_default());
+    match t.restart_policy.as_mut() {
+        None => t.restart_policy = Some(RestartPolicy::swarm_default()),
+        Some(rp) => {
+            rp.delay.get_or_insert(RestartPolicy::DEFAULT_DELAY);
+        }
     }
     if t.placement.is_none() {
         t.placement = Some(Placement::default());
     }
-    if spec.update_config.is_none() {
-        spec.update_config = Some(UpdateConfig::swarm_default());
-    }
-    if spec.rollback_config.is_none() {
-        spec.rollback_config = Some(UpdateConfig::swarm_default());
+    for cfg in [&mut spec.update_config, &mut spec.rollback_config] {
+        match cfg.as_mut() {
+            None => *cfg = Some(UpdateConfig::swarm_default()),
+            Some(c) if c.monitor == 0 => c.monitor = UpdateConfig::DEFAULT_MONITOR,
+            Some(_) => {}
+        }
     }
 }
 
@@ -221,10 +232,36 @@ mod tests {
         );
         assert_eq!(
             v["TaskTemplate"]["RestartPolicy"],
-            serde_json::json!({"Condition":"none"})
+            serde_json::json!({"Condition":"none","Delay":5_000_000_000i64})
         );
         assert_eq!(v["UpdateConfig"]["Monitor"], 5_000_000_000i64);
         assert_eq!(v["RollbackConfig"]["Order"], "stop-first");
         assert!(v.get("EndpointSpec").is_none());
+    }
+
+    #[test]
+    fn insert_defaults_completes_what_docker_stack_deploy_sends() {
+        // restart_policy: {condition: on-failure}, update_config: {parallelism: 2}, as stored
+        // after the API's normalisation; `docker service inspect` then shows dockerd's values.
+        let mut spec: ServiceSpec = serde_json::from_str(
+            r#"{"Name":"a","TaskTemplate":{"ContainerSpec":{"Image":"x"},
+                "RestartPolicy":{"Condition":"on-failure","MaxAttempts":0}},
+                "UpdateConfig":{"Parallelism":2,"FailureAction":"pause","MaxFailureRatio":0,"Order":"stop-first"}}"#,
+        )
+        .unwrap();
+        insert_defaults(&mut spec);
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            v["TaskTemplate"]["RestartPolicy"],
+            serde_json::json!({"Condition":"on-failure","Delay":5_000_000_000i64,"MaxAttempts":0})
+        );
+        assert_eq!(
+            v["UpdateConfig"],
+            serde_json::json!({"Parallelism":2,"FailureAction":"pause","Monitor":5_000_000_000i64,"MaxFailureRatio":0,"Order":"stop-first"})
+        );
+        assert_eq!(
+            v["RollbackConfig"],
+            serde_json::json!({"Parallelism":1,"FailureAction":"pause","Monitor":5_000_000_000i64,"MaxFailureRatio":0,"Order":"stop-first"})
+        );
     }
 }

@@ -526,7 +526,7 @@ fn protocol_of(p: Option<&PortProtocol>) -> PortProtocol {
 /// What swarmkit's protobuf round trip makes of a spec: enum zero values spelled out
 /// (`Isolation:"default"`, `Runtime:"container"`, restart condition `any`, update failure action
 /// `pause` and order `stop-first`, endpoint mode `vip`, port protocol `tcp` and publish mode
-/// `ingress`).
+/// `ingress`), and a restart policy's `MaxAttempts` always present.
 pub fn normalize(spec: &mut ServiceSpec) {
     let t = &mut spec.task_template;
     if let Some(c) = t.container_spec.as_mut() {
@@ -539,6 +539,9 @@ pub fn normalize(spec: &mut ServiceSpec) {
     }
     if let Some(rp) = t.restart_policy.as_mut() {
         rp.condition.get_or_insert(RestartCondition::Any);
+        // swarmkit keeps MaxAttempts as a plain number; moby's conversion back always points
+        // to it, so a restart policy always shows `"MaxAttempts":0` (0: no limit).
+        rp.max_attempts.get_or_insert(0);
     }
     for cfg in [&mut spec.update_config, &mut spec.rollback_config]
         .into_iter()
@@ -730,5 +733,16 @@ mod tests {
         let before = spec.clone();
         normalize(&mut spec);
         assert_eq!(spec, before, "normalisation is idempotent");
+
+        // A restart policy always shows MaxAttempts, as moby's conversion back shows it.
+        let mut partial: ServiceSpec = serde_json::from_str(
+            r#"{"Name":"a","TaskTemplate":{"ContainerSpec":{"Image":"x"},"RestartPolicy":{"Condition":"on-failure"}}}"#,
+        )
+        .unwrap();
+        normalize(&mut partial);
+        assert_eq!(
+            serde_json::to_value(&partial).unwrap()["TaskTemplate"]["RestartPolicy"],
+            serde_json::json!({"Condition":"on-failure","MaxAttempts":0})
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, Query as QueryExtract, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::Value;
 use shoal_controllers::orchestrator::dirty::is_task_dirty;
 use shoal_store::model::{Node, Service, Task, TaskSpec, TaskState};
@@ -14,22 +14,25 @@ use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;
 use super::query::Query;
+use super::version::ApiVersion;
 use super::{render, resolve};
 
 /// `GET /tasks/{id}`.
 pub async fn inspect(
     State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
     Path(key): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let store = state.manager_store().await?;
     let view = store.view();
     let task = resolve::task(&view, &key)?;
-    Ok(Json(render::task(&task)))
+    Ok(Json(render::task(&task, version)))
 }
 
 /// `GET /tasks?filters=`.
 pub async fn list(
     State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
     QueryExtract(q): QueryExtract<Query>,
 ) -> ApiResult<Json<Value>> {
     let store = state.manager_store().await?;
@@ -111,7 +114,7 @@ pub async fn list(
                     .as_ref()
                     .is_some_and(|s| is_up_to_date(&view, s, &t)));
         if keep {
-            out.push((t.meta.id.clone(), render::task(&t)));
+            out.push((t.meta.id.clone(), render::task(&t, version)));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
