@@ -3,14 +3,22 @@
 #   - Debian packages: librocksdb-dev (we link Debian's RocksDB, see README "Why system RocksDB"),
 #     libclang-dev (bindgen), protobuf-compiler (protoc), pkg-config, busybox-static (test image only);
 #   - the test image shoal-test/busybox:1 (+ :latest), imported from a busybox rootfs, since no
-#     registry is reachable to pull one;
-#   - the Python docker SDK (docker==7.1.0), which tests may use as a client.
+#     registry is reachable to pull one, also tagged alpine:3.10 and busybox:latest, the images
+#     docker-py's integration tests run;
+#   - a Python venv with docker-py 7.1.0 and pytest, pinned in tests/peer/docker-py-requirements.txt,
+#     for docker-py's own integration tests (tests/docker_py.rs), at $SHOAL_PY_VENV (default
+#     ~/.cache/shoal/docker-py-venv).
 # Prints one line on success; on failure, the output of the step that failed.
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 readonly TEST_IMAGE=shoal-test/busybox:1
 readonly TEST_IMAGE_LATEST=shoal-test/busybox:latest
-readonly DOCKER_SDK=docker==7.1.0
+# Images docker-py's integration tests use (tests/integration/base.py TEST_IMG; the services run
+# busybox); no registry is reachable, so they are the test image under those names.
+readonly PEER_TEST_IMAGES=(alpine:3.10 busybox:latest)
+readonly PY_REQUIREMENTS=tests/peer/docker-py-requirements.txt
+readonly PY_VENV=${SHOAL_PY_VENV:-$HOME/.cache/shoal/docker-py-venv}
 readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static)
 
 die() {
@@ -105,37 +113,43 @@ ensure_test_image() {
     fi
     if ! docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
         build_test_image
-    elif ! docker image inspect "$TEST_IMAGE_LATEST" >/dev/null 2>&1; then
-        quiet "tagging $TEST_IMAGE_LATEST" docker tag "$TEST_IMAGE" "$TEST_IMAGE_LATEST"
     fi
+    local tag
+    for tag in "$TEST_IMAGE_LATEST" "${PEER_TEST_IMAGES[@]}"; do
+        if [[ "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" != \
+            "$(docker image inspect --format '{{.Id}}' "$TEST_IMAGE")" ]]; then
+            quiet "tagging $tag" docker tag "$TEST_IMAGE" "$tag"
+        fi
+    done
     image_note="image $TEST_IMAGE"
 }
 
-ensure_docker_sdk() {
-    local python
+# The venv for docker-py's integration tests, rebuilt when the pinned requirements change.
+ensure_py_venv() {
+    local python stamp want
     python=$(command -v python3 || true)
     [[ -n "$python" ]] || {
-        install_debian_packages python3 python3-pip
+        install_debian_packages python3 python3-venv
         python=python3
     }
-    "$python" -c 'import docker' >/dev/null 2>&1 && return 0
-    "$python" -m pip --version >/dev/null 2>&1 || install_debian_packages python3-pip
-    local log
-    log=$(mktemp)
-    if ! "$python" -m pip install --quiet "$DOCKER_SDK" >"$log" 2>&1; then
-        # Debian's own python3 refuses pip installs into the system (PEP 668); a user install is fine.
-        if grep -q externally-managed-environment "$log"; then
-            quiet "pip install $DOCKER_SDK" \
-                "$python" -m pip install --quiet --user --break-system-packages "$DOCKER_SDK"
-        else
-            echo "setup: pip install $DOCKER_SDK failed:" >&2
-            cat "$log" >&2
-            rm -f "$log"
-            exit 1
-        fi
+    want=$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)
+    stamp=$PY_VENV/.shoal-requirements
+    if [[ -x "$PY_VENV/bin/python" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
+        return 0
     fi
-    rm -f "$log"
-    "$python" -c 'import docker' >/dev/null 2>&1 || die "python docker SDK still not importable after pip install"
+    rm -rf "$PY_VENV"
+    mkdir -p "$(dirname "$PY_VENV")"
+    # Debian's own python3 needs python3-venv for `-m venv` (ensurepip).
+    if ! "$python" -m venv "$PY_VENV" >/dev/null 2>&1; then
+        rm -rf "$PY_VENV"
+        install_debian_packages python3-venv
+        quiet "creating the venv $PY_VENV" "$python" -m venv "$PY_VENV"
+    fi
+    quiet "installing $PY_REQUIREMENTS into $PY_VENV" \
+        "$PY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PY_REQUIREMENTS"
+    "$PY_VENV/bin/python" -c 'import docker, pytest' >/dev/null 2>&1 ||
+        die "docker-py or pytest is not importable in $PY_VENV after installing them"
+    echo "$want" >"$stamp"
 }
 
 main() {
@@ -143,7 +157,7 @@ main() {
     check_rust_toolchain
     image_note=""
     ensure_test_image
-    ensure_docker_sdk
+    ensure_py_venv
     local protoc
     protoc=$(protoc --version | awk '{ print $2 }')
     echo "setup: ok (rocksdb $(rocksdb_version), protoc $protoc, $image_note)"

@@ -114,7 +114,8 @@ impl Node {
         n
     }
 
-    fn socket(&self) -> PathBuf {
+    /// The daemon's API socket.
+    pub fn socket(&self) -> PathBuf {
         self.dir.path().join("api.sock")
     }
 
