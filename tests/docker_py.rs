@@ -50,7 +50,7 @@ fn venv_python() -> PathBuf {
 /// The counts pytest's last line gives (`2 failed, 101 passed, 1 skipped, 3 xpassed in 9s`).
 fn count(summary: &str, what: &str) -> u64 {
     summary
-        .split(|c: char| c == ',' || c == '=')
+        .split([',', '='])
         .filter_map(|part| {
             let mut words = part.split_whitespace();
             let n: u64 = words.next()?.parse().ok()?;
