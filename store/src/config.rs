@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::raft::seal::DataKey;
 use crate::raft::state_machine::HistoryRetention;
 use crate::raft::types::RaftId;
 
@@ -39,6 +40,10 @@ pub struct StoreConfig {
     pub max_txn_bytes: usize,
     /// Raft entries in flight at once from this member's proposer.
     pub max_inflight_batches: usize,
+    /// The key everything holding user data is sealed with at rest. `None`: the store keeps a
+    /// key of its own in clear beside its data (`data.key`); a node that protects the key
+    /// itself (autolock) passes it here.
+    pub data_key: Option<DataKey>,
 }
 
 impl StoreConfig {
@@ -63,6 +68,7 @@ impl StoreConfig {
             max_batch_txns: 2_048,
             max_txn_bytes: 4 << 20,
             max_inflight_batches: 8,
+            data_key: None,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod watch;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use raft::seal::DataKey;
 pub use raft::types::{PeerNode, RaftId};
 pub use replica::{Leadership, Member, Store, WeakStore};
 pub use transport::{ReplyStream, RequestStream, Rpc, Transport, TransportError};

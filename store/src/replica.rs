@@ -28,8 +28,11 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::forward::Forwarder;
 use crate::raft::db;
+use base64::Engine as _;
+
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
+use crate::raft::seal::{DataKey, Sealer};
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::types::*;
@@ -174,9 +177,20 @@ impl Store {
             StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
         })?;
         let database_weak = Arc::downgrade(&database);
-        let log_store = LogStore::new(database.clone());
-        let sm = StateMachine::open(database, config.data_dir.join("snapshots"), config.history)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let data_key = match &config.data_key {
+            Some(key) => key.clone(),
+            None => DataKey::load_or_create(&config.data_dir.join("data.key"))
+                .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
+        };
+        let sealer = Arc::new(Sealer::new(&data_key));
+        let log_store = LogStore::new(database.clone(), sealer.clone());
+        let sm = StateMachine::open(
+            database,
+            sealer,
+            config.data_dir.join("snapshots"),
+            config.history,
+        )
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
         let shared = sm.shared();
         let network = NetworkFactory::new(transport.clone());
         let raft = Raft::new(
@@ -706,21 +720,37 @@ impl Store {
 
     /// Installs a snapshot fully received at `path` with the sender's JSON `header`.
     pub async fn install_received_snapshot(&self, header: &[u8], path: PathBuf) -> Vec<u8> {
-        let parsed: Result<(Vote, SnapshotMeta), _> = serde_json::from_slice(header);
+        let parsed: Result<(Vote, SnapshotMeta, Option<String>), _> =
+            serde_json::from_slice(header);
+        let key = |b64: Option<String>| -> Result<Option<DataKey>, String> {
+            let Some(b64) = b64 else { return Ok(None) };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("malformed snapshot key: {e}"))?;
+            DataKey::from_bytes(&bytes)
+                .map(Some)
+                .ok_or_else(|| "malformed snapshot key: not 32 bytes".to_string())
+        };
         let result: Result<SnapshotResponse, String> = match parsed {
             Err(e) => Err(format!("malformed snapshot header: {e}")),
-            Ok((vote, meta)) => self
-                .inner
-                .raft
-                .install_full_snapshot(
-                    vote,
-                    Snapshot {
-                        meta,
-                        snapshot: SnapshotFile { path: path.clone() },
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string()),
+            Ok((vote, meta, b64)) => match key(b64) {
+                Err(e) => Err(e),
+                Ok(key) => self
+                    .inner
+                    .raft
+                    .install_full_snapshot(
+                        vote,
+                        Snapshot {
+                            meta,
+                            snapshot: SnapshotFile {
+                                path: path.clone(),
+                                key,
+                            },
+                        },
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+            },
         };
         // The state machine moved the file if it installed it; otherwise clean up.
         let _ = std::fs::remove_file(&path);

@@ -18,6 +18,7 @@ use openraft::{LogState, OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use super::db::{cf, io_err, key_u64, u64_key, CF_LOG, CF_RAFT};
+use super::seal::Sealer;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -135,13 +136,15 @@ impl<E: Indexed> TailCache<E> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Entries are sealed at rest (they carry the objects users write).
+    sealer: Arc<Sealer>,
     flusher: std_mpsc::Sender<IOFlushed<TypeConfig>>,
     tail: Arc<Mutex<TailCache<Entry>>>,
 }
 
 impl LogStore {
     /// A log store over `db`, with its WAL flusher thread.
-    pub fn new(db: Arc<DB>) -> Self {
+    pub fn new(db: Arc<DB>, sealer: Arc<Sealer>) -> Self {
         let (tx, rx) = std_mpsc::channel::<IOFlushed<TypeConfig>>();
         let flush_db = db.clone();
         std::thread::Builder::new()
@@ -163,6 +166,7 @@ impl LogStore {
             .expect("spawn WAL sync thread");
         LogStore {
             db,
+            sealer,
             flusher: tx,
             tail: Arc::default(),
         }
@@ -227,7 +231,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = serde_json::from_slice(&v).map_err(io_err)?;
+            let entry: Entry = serde_json::from_slice(&self.sealer.open(&v)?).map_err(io_err)?;
             out.push(entry);
         }
         Ok(out)
@@ -251,7 +255,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
             Some(item) => {
                 let (_, v) = item.map_err(io_err)?;
-                let entry: Entry = serde_json::from_slice(&v).map_err(io_err)?;
+                let entry: Entry =
+                    serde_json::from_slice(&self.sealer.open(&v)?).map_err(io_err)?;
                 Some(entry.log_id())
             }
         };
@@ -286,7 +291,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut appended = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(io_err)?;
-            batch.put_cf(log, u64_key(entry.index()), &bytes);
+            batch.put_cf(log, u64_key(entry.index()), self.sealer.seal(&bytes));
             appended.push((entry, bytes.len()));
         }
         // Written (readable) now; durable once the flusher has synced the WAL.

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use super::snapshot::SnapshotFile;
 use super::types::*;
 use crate::transport::{ReplyStream, Rpc, Transport, TransportError};
+use base64::Engine as _;
 
 /// Most AppendEntries requests sent to one follower and not yet answered.
 const STREAM_WINDOW: usize = 32;
@@ -241,7 +242,14 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse, StreamingError<TypeConfig>> {
-        let header = serde_json::to_vec(&(vote, snapshot.meta.clone()))
+        // The snapshot's file key goes with it (the link is mutually authenticated TLS): the
+        // receiver seals it with its own data key.
+        let key = snapshot
+            .snapshot
+            .key
+            .as_ref()
+            .map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_bytes()));
+        let header = serde_json::to_vec(&(vote, snapshot.meta.clone(), key))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         // Large snapshots take time: allow at least 10 s plus 1 s per 10 MB.
         let len = snapshot.snapshot.len().unwrap_or(0);

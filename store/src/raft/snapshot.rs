@@ -1,26 +1,37 @@
-//! Snapshot files: the whole state at one revision, as JSON lines (a header, then one record per
-//! object and per deduplication entry). Written to a temporary file, synced, then renamed, so a
-//! snapshot on disk is always complete; streamed in chunks, so there is no size ceiling.
+//! Snapshot files: the whole state at one revision, as a header line (JSON: format, metadata,
+//! revision) followed by records (one per object, per rejected transaction, and per block of
+//! committed transaction ids). Since format 3 each record is a frame, a big-endian `u32` length
+//! and the record's JSON sealed with the snapshot's own file key ([`super::seal`]); the file key
+//! travels with the snapshot (kept sealed by the member's data key at rest, sent with the
+//! snapshot to a peer over its mutually authenticated link), so a snapshot is streamed to
+//! another member as it lies on disk. Formats 1 and 2 (JSON lines in clear) are still read.
+//!
+//! Written to a temporary file, synced, then renamed, so a snapshot on disk is always complete;
+//! streamed in chunks, so there is no size ceiling.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::db::io_err;
+use super::seal::{DataKey, Sealer};
 use super::types::SnapshotMeta;
 use crate::dedup::{DedupRecord, DedupTable};
 use crate::model::Object;
 use crate::state::State;
 use crate::txn::TxnId;
 
-/// A snapshot's data: a file on disk.
+/// A snapshot's data: a file on disk and the key its records are sealed with (`None` for files
+/// written in clear by older versions).
 #[derive(Debug)]
 pub struct SnapshotFile {
     /// Where it is.
     pub path: PathBuf,
+    /// Its file key.
+    pub key: Option<DataKey>,
 }
 
 impl SnapshotFile {
@@ -56,53 +67,73 @@ enum Record {
 /// Committed transactions per [`Record::C`] line.
 const COMMITTED_PER_LINE: usize = 4096;
 
-/// Format 2 writes committed transactions as [`Record::C`]; format 1 files (only
-/// [`Record::D`]) are still read.
-const FORMAT: u32 = 2;
+/// Format 3 seals every record in a frame; format 2 (committed transactions as [`Record::C`])
+/// and format 1 (only [`Record::D`]) are JSON lines in clear, still read.
+const FORMAT: u32 = 3;
+/// The first format that seals its records.
+const SEALED_FORMAT: u32 = 3;
 
-/// Writes `state` and `dedup` (taken at `meta.last_log_id`) to `dir/name`, atomically.
+/// Writes records as sealed frames.
+struct FrameWriter<W: Write> {
+    out: W,
+    sealer: Sealer,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        let plain = serde_json::to_vec(record).map_err(io_err)?;
+        let sealed = self.sealer.seal(&plain);
+        let len = u32::try_from(sealed.len())
+            .map_err(|_| io::Error::other("a snapshot record over 4 GiB"))?;
+        self.out.write_all(&len.to_be_bytes())?;
+        self.out.write_all(&sealed)
+    }
+}
+
+/// Writes `state` and `dedup` (taken at `meta.last_log_id`) to `dir/name`, atomically, sealed
+/// with `key`.
 pub fn write(
     dir: &Path,
     name: &str,
     meta: &SnapshotMeta,
     state: &State,
     dedup: &DedupTable,
+    key: &DataKey,
 ) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let final_path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         let header = Header {
             format: FORMAT,
             meta: meta.clone(),
             revision: state.revision,
         };
-        serde_json::to_writer(&mut w, &header).map_err(io_err)?;
-        w.write_all(b"\n")?;
+        serde_json::to_writer(&mut out, &header).map_err(io_err)?;
+        out.write_all(b"\n")?;
+        let mut w = FrameWriter {
+            out,
+            sealer: Sealer::new(key),
+        };
         for o in state.all_objects() {
-            serde_json::to_writer(&mut w, &Record::O(o.clone())).map_err(io_err)?;
-            w.write_all(b"\n")?;
+            w.record(&Record::O(o.clone()))?;
         }
         let mut committed = Vec::with_capacity(COMMITTED_PER_LINE);
         for (id, rec) in dedup.entries() {
             if rec.error.is_some() {
-                serde_json::to_writer(&mut w, &Record::D(*id, rec.clone())).map_err(io_err)?;
-                w.write_all(b"\n")?;
+                w.record(&Record::D(*id, rec.clone()))?;
                 continue;
             }
             committed.push((id.client, id.seq, rec.revision));
             if committed.len() == COMMITTED_PER_LINE {
-                let line = Record::C(std::mem::take(&mut committed));
-                serde_json::to_writer(&mut w, &line).map_err(io_err)?;
-                w.write_all(b"\n")?;
+                w.record(&Record::C(std::mem::take(&mut committed)))?;
             }
         }
         if !committed.is_empty() {
-            serde_json::to_writer(&mut w, &Record::C(committed)).map_err(io_err)?;
-            w.write_all(b"\n")?;
+            w.record(&Record::C(committed))?;
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
+        let f = w.out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
     }
     fs::rename(&tmp, &final_path)?;
@@ -110,18 +141,15 @@ pub fn write(
     Ok(final_path)
 }
 
-/// Reads a snapshot file back into its metadata, state and deduplication table.
-pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State, DedupTable)> {
-    let mut lines = BufReader::with_capacity(1 << 20, File::open(path)?).lines();
-    let header: Header = match lines.next() {
-        Some(l) => serde_json::from_str(&l?).map_err(io_err)?,
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "empty snapshot file",
-            ))
-        }
-    };
+fn read_header(r: &mut impl BufRead) -> io::Result<Header> {
+    let mut first = String::new();
+    if r.read_line(&mut first)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "empty snapshot file",
+        ));
+    }
+    let header: Header = serde_json::from_str(&first).map_err(io_err)?;
     if !(1..=FORMAT).contains(&header.format) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -131,39 +159,75 @@ pub fn read(path: &Path) -> io::Result<(SnapshotMeta, State, DedupTable)> {
             ),
         ));
     }
+    Ok(header)
+}
+
+/// The next sealed frame's plain bytes, or `None` at the end of the file.
+fn next_frame(r: &mut impl Read, sealer: &Sealer) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut sealed = vec![0u8; u32::from_be_bytes(len) as usize];
+    r.read_exact(&mut sealed)?;
+    Ok(Some(sealer.open(&sealed)?.into_owned()))
+}
+
+/// Reads a snapshot file back into its metadata, state and deduplication table; `key` is the
+/// file key it was sealed with (files of formats 1 and 2 need none).
+pub fn read(path: &Path, key: Option<&DataKey>) -> io::Result<(SnapshotMeta, State, DedupTable)> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let header = read_header(&mut r)?;
+    let mut records: Vec<Record> = Vec::new();
     let mut state = State::default();
     let mut dedup_records = Vec::new();
     state.revision = header.revision;
-    for line in lines {
-        let line = line?;
-        if line.is_empty() {
-            continue;
+    let mut take = |record: Record| match record {
+        Record::O(o) => state.put(o),
+        Record::D(id, rec) => dedup_records.push((id, rec)),
+        Record::C(committed) => {
+            dedup_records.extend(committed.into_iter().map(|(client, seq, revision)| {
+                (
+                    TxnId { client, seq },
+                    DedupRecord {
+                        revision,
+                        error: None,
+                    },
+                )
+            }))
         }
-        match serde_json::from_str::<Record>(&line).map_err(io_err)? {
-            Record::O(o) => state.put(o),
-            Record::D(id, rec) => dedup_records.push((id, rec)),
-            Record::C(committed) => {
-                dedup_records.extend(committed.into_iter().map(|(client, seq, revision)| {
-                    (
-                        TxnId { client, seq },
-                        DedupRecord {
-                            revision,
-                            error: None,
-                        },
-                    )
-                }))
+    };
+    if header.format >= SEALED_FORMAT {
+        let key = key.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot {} is sealed and no key came with it",
+                    path.display()
+                ),
+            )
+        })?;
+        let sealer = Sealer::new(key);
+        while let Some(plain) = next_frame(&mut r, &sealer)? {
+            take(serde_json::from_slice(&plain).map_err(io_err)?);
+        }
+    } else {
+        for line in r.lines() {
+            let line = line?;
+            if !line.is_empty() {
+                records.push(serde_json::from_str(&line).map_err(io_err)?);
             }
         }
+        records.into_iter().for_each(&mut take);
     }
     Ok((header.meta, state, DedupTable::from_records(dedup_records)))
 }
 
 /// Reads only the metadata of a snapshot file.
 pub fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
-    let mut first = String::new();
-    BufReader::new(File::open(path)?).read_line(&mut first)?;
-    let header: Header = serde_json::from_str(&first).map_err(io_err)?;
-    Ok(header.meta)
+    Ok(read_header(&mut BufReader::new(File::open(path)?))?.meta)
 }
 
 #[cfg(test)]
@@ -206,9 +270,27 @@ mod tests {
         records.push((TxnId { client: 4, seq: 1 }, rejected.clone()));
         let dedup = DedupTable::from_records(records);
         let meta = SnapshotMeta::default();
-        let path = write(dir.path(), "snapshot-9000.jsonl", &meta, &state, &dedup).unwrap();
+        let key = DataKey::generate();
+        let path = write(
+            dir.path(),
+            "snapshot-9000.jsonl",
+            &meta,
+            &state,
+            &dedup,
+            &key,
+        )
+        .unwrap();
+        // Sealed: neither the object's name nor its id is on disk in clear.
+        let on_disk = std::fs::read(&path).unwrap();
+        let id = state.all_objects().next().unwrap().id().to_string();
+        assert!(!on_disk.windows(id.len()).any(|w| w == id.as_bytes()));
+        assert!(
+            read(&path, None).is_err(),
+            "a sealed snapshot needs its key"
+        );
+        assert!(read(&path, Some(&DataKey::generate())).is_err());
 
-        let (_, back, back_dedup) = read(&path).unwrap();
+        let (_, back, back_dedup) = read(&path, Some(&key)).unwrap();
         assert_eq!(back.revision, 9_000);
         assert_eq!(back.len(), 1);
         assert_eq!(back_dedup.len(), dedup.len());
@@ -222,5 +304,26 @@ mod tests {
                 .map(|r| r.revision),
             Some(105)
         );
+    }
+
+    #[test]
+    fn snapshots_written_in_clear_by_older_versions_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot-5.jsonl");
+        let config = Object::Config(Config {
+            meta: Meta::with_id(crate::model::new_id()),
+            ..Default::default()
+        });
+        let legacy = format!(
+            "{}\n{}\n{}\n",
+            serde_json::json!({"format": 2, "meta": SnapshotMeta::default(), "revision": 5}),
+            serde_json::to_string(&Record::O(Arc::new(config))).unwrap(),
+            serde_json::to_string(&Record::C(vec![(1, 2, 5)])).unwrap(),
+        );
+        std::fs::write(&path, legacy).unwrap();
+        let (_, state, dedup) = read(&path, None).unwrap();
+        assert_eq!(state.revision, 5);
+        assert_eq!(state.len(), 1);
+        assert_eq!(dedup.len(), 1);
     }
 }

@@ -13,6 +13,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use super::db::{cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_OBJECTS, CF_SM};
+use super::seal::{DataKey, Sealer};
 use super::snapshot::{self, SnapshotFile};
 use super::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::dedup::{DedupRecord, DedupTable};
@@ -26,6 +27,8 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_FLOOR: &[u8] = b"history_floor";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The current snapshot's file key, sealed with the member's data key.
+const KEY_SNAPSHOT_KEY: &[u8] = b"snapshot_key";
 
 /// How long applied transaction ids are remembered for retry deduplication, in revisions.
 pub const DEDUP_WINDOW: u64 = 20_000;
@@ -65,7 +68,9 @@ pub struct SmShared {
     /// Publishes revisions to readers and watchers.
     pub hub: Arc<Hub>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
-    current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
+    current_snapshot: Mutex<Option<CurrentSnapshot>>,
+    /// Seals every value holding user data (objects, history, retry records).
+    sealer: Arc<Sealer>,
     snapshot_dir: PathBuf,
     floor: AtomicU64,
     retention: HistoryRetention,
@@ -91,8 +96,8 @@ impl SmShared {
         self.applied.lock().expect("applied lock").clone()
     }
 
-    /// Path and metadata of the newest snapshot on disk.
-    pub fn current_snapshot(&self) -> Option<(SnapshotMeta, PathBuf)> {
+    /// Metadata, path and file key of the newest snapshot on disk.
+    pub fn current_snapshot(&self) -> Option<CurrentSnapshot> {
         self.current_snapshot.lock().expect("snapshot lock").clone()
     }
 
@@ -123,7 +128,11 @@ impl HistorySource for SmShared {
             if key_u64(&k) > upto {
                 break;
             }
-            let commit: Commit = serde_json::from_slice(&v)
+            let plain = self
+                .sealer
+                .open(&v)
+                .map_err(|e| WatchError::Unavailable(format!("reading history: {e}")))?;
+            let commit: Commit = serde_json::from_slice(&plain)
                 .map_err(|e| WatchError::Unavailable(format!("decoding history: {e}")))?;
             out.push(Arc::new(commit));
         }
@@ -137,6 +146,26 @@ impl HistorySource for SmShared {
             });
         }
         Ok(out)
+    }
+}
+
+/// The newest snapshot on disk.
+#[derive(Clone, Debug)]
+pub struct CurrentSnapshot {
+    /// What it holds.
+    pub meta: SnapshotMeta,
+    /// Where it is.
+    pub path: PathBuf,
+    /// The key its records are sealed with (`None`: written in clear by an older version).
+    pub key: Option<DataKey>,
+}
+
+impl CurrentSnapshot {
+    fn file(&self) -> SnapshotFile {
+        SnapshotFile {
+            path: self.path.clone(),
+            key: self.key.clone(),
+        }
     }
 }
 
@@ -162,6 +191,7 @@ impl StateMachine {
     /// Opens the state machine, loading the state RocksDB holds.
     pub fn open(
         db: Arc<DB>,
+        sealer: Arc<Sealer>,
         snapshot_dir: PathBuf,
         retention: HistoryRetention,
     ) -> io::Result<Self> {
@@ -175,7 +205,7 @@ impl StateMachine {
         let mut state = State::default();
         for item in db.iterator_cf(cf(&db, CF_OBJECTS), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
-            let o: Object = serde_json::from_slice(&v).map_err(io_err)?;
+            let o: Object = serde_json::from_slice(&sealer.open(&v)?).map_err(io_err)?;
             state.put(Arc::new(o));
         }
         let mut records = Vec::new();
@@ -185,16 +215,32 @@ impl StateMachine {
                 client: key_u64(&k[..8]),
                 seq: key_u64(&k[8..16]),
             };
-            records.push((id, serde_json::from_slice(&v).map_err(io_err)?));
+            records.push((
+                id,
+                serde_json::from_slice(&sealer.open(&v)?).map_err(io_err)?,
+            ));
         }
         let dedup = DedupTable::from_records(records);
         state.revision = applied.map(|l| l.index).unwrap_or(0);
 
+        let snapshot_key = match db
+            .get_cf(cf(&db, CF_SM), KEY_SNAPSHOT_KEY)
+            .map_err(io_err)?
+        {
+            Some(sealed) => Some(DataKey::from_bytes(&sealer.open(&sealed)?).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "malformed snapshot key")
+            })?),
+            None => None,
+        };
         let current_snapshot = match snapshot_name {
             Some(name) => {
                 let path = snapshot_dir.join(name);
                 match snapshot::read_meta(&path) {
-                    Ok(meta) => Some((meta, path)),
+                    Ok(meta) => Some(CurrentSnapshot {
+                        meta,
+                        path,
+                        key: snapshot_key,
+                    }),
                     Err(e) => {
                         tracing::warn!("snapshot {} unreadable, ignoring it: {e}", path.display());
                         None
@@ -212,6 +258,7 @@ impl StateMachine {
                 hub,
                 applied: Mutex::new((applied, membership)),
                 current_snapshot: Mutex::new(current_snapshot),
+                sealer,
                 snapshot_dir,
                 floor: AtomicU64::new(floor),
                 retention,
@@ -226,11 +273,13 @@ impl StateMachine {
 
     /// Records one batch's transactions into `state` and `wb`; returns the results and the
     /// commit to publish.
+    #[allow(clippy::too_many_arguments)]
     fn apply_batch(
         state: &mut State,
         dedup: &mut DedupTable,
         wb: &mut WriteBatch,
         db: &DB,
+        sealer: &Sealer,
         batch: &super::types::Batch,
         log_id: &LogId,
     ) -> io::Result<(BatchResponse, Option<Commit>)> {
@@ -269,7 +318,7 @@ impl StateMachine {
             wb.put_cf(
                 cf(db, CF_DEDUP),
                 dedup_key(txn_id),
-                serde_json::to_vec(&record).map_err(io_err)?,
+                sealer.seal(&serde_json::to_vec(&record).map_err(io_err)?),
             );
             dedup.remember(*txn_id, record);
             events.extend(txn_events);
@@ -282,7 +331,7 @@ impl StateMachine {
             let bytes = serde_json::to_vec(&*e.object).map_err(io_err)?;
             let key = object_key(e.object.kind(), e.object.id());
             match e.action {
-                Action::Create | Action::Update => wb.put_cf(objects_cf, key, &bytes),
+                Action::Create | Action::Update => wb.put_cf(objects_cf, key, sealer.seal(&bytes)),
                 Action::Delete => wb.delete_cf(objects_cf, key),
             }
             encoded.push(bytes);
@@ -298,7 +347,7 @@ impl StateMachine {
             wb.put_cf(
                 cf(db, CF_HISTORY),
                 u64_key(index),
-                encode_history_record(&commit, &encoded)?,
+                sealer.seal(&encode_history_record(&commit, &encoded)?),
             );
             Some(commit)
         };
@@ -370,6 +419,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
         let db = self.shared.db()?;
+        let sealer = &*self.shared.sealer.clone();
         let mut state: State = (*self.shared.hub.state()).clone();
         let dedup = &mut self.dedup;
         let (mut applied, mut membership) = self.shared.applied();
@@ -381,7 +431,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (response, commit) = match &entry.payload {
                 EntryPayload::Blank => (BatchResponse::default(), None),
                 EntryPayload::Normal(batch) => {
-                    Self::apply_batch(&mut state, dedup, &mut wb, &db, batch, &log_id)?
+                    Self::apply_batch(&mut state, dedup, &mut wb, &db, sealer, batch, &log_id)?
                 }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(log_id), m.clone());
@@ -450,7 +500,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let (state, dedup) =
             tokio::task::spawn_blocking(move || -> io::Result<(State, DedupTable)> {
-                let (_file_meta, mut state, dedup) = snapshot::read(&snapshot.path)?;
+                let (_file_meta, mut state, dedup) =
+                    snapshot::read(&snapshot.path, snapshot.key.as_ref())?;
                 let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
                 state.revision = index;
                 let db = &shared.db()?;
@@ -463,18 +514,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     [0u8; 16].as_slice(),
                     [255u8; 16].as_slice(),
                 );
+                let sealer = &shared.sealer;
                 for o in state.all_objects() {
                     wb.put_cf(
                         objects_cf,
                         object_key(o.kind(), o.id()),
-                        serde_json::to_vec(&**o).map_err(io_err)?,
+                        sealer.seal(&serde_json::to_vec(&**o).map_err(io_err)?),
                     );
                 }
                 for (id, rec) in dedup.entries() {
                     wb.put_cf(
                         cf(db, CF_DEDUP),
                         dedup_key(id),
-                        serde_json::to_vec(rec).map_err(io_err)?,
+                        sealer.seal(&serde_json::to_vec(rec).map_err(io_err)?),
                     );
                 }
                 let sm = cf(db, CF_SM);
@@ -494,13 +546,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let dest = shared.snapshot_dir.join(&name);
                 std::fs::rename(&snapshot.path, &dest)?;
                 wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
+                match &snapshot.key {
+                    Some(key) => wb.put_cf(sm, KEY_SNAPSHOT_KEY, sealer.seal(key.as_bytes())),
+                    None => wb.delete_cf(sm, KEY_SNAPSHOT_KEY),
+                }
                 db.write(wb).map_err(io_err)?;
                 db.flush_wal(true).map_err(io_err)?;
                 shared.floor.store(index, Ordering::Release);
                 *shared.applied.lock().expect("applied lock") =
                     (meta.last_log_id, meta.last_membership.clone());
-                *shared.current_snapshot.lock().expect("snapshot lock") =
-                    Some((meta.clone(), dest.clone()));
+                *shared.current_snapshot.lock().expect("snapshot lock") = Some(CurrentSnapshot {
+                    meta: meta.clone(),
+                    path: dest.clone(),
+                    key: snapshot.key.clone(),
+                });
                 remove_older_snapshots(&shared.snapshot_dir, &dest);
                 Ok((state, dedup))
             })
@@ -517,9 +576,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        Ok(self.shared.current_snapshot().map(|(meta, path)| Snapshot {
-            meta,
-            snapshot: SnapshotFile { path },
+        Ok(self.shared.current_snapshot().map(|c| Snapshot {
+            meta: c.meta.clone(),
+            snapshot: c.file(),
         }))
     }
 }
@@ -573,20 +632,28 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             db.flush_wal(true).map_err(io_err)?;
             let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
             let name = format!("snapshot-{index}.jsonl");
-            let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state, &dedup)?;
-            db.put_cf(
-                cf(&db, CF_SM),
-                KEY_SNAPSHOT,
-                serde_json::to_vec(&name).map_err(io_err)?,
-            )
-            .map_err(io_err)?;
-            *shared.current_snapshot.lock().expect("snapshot lock") =
-                Some((meta.clone(), path.clone()));
+            // Every snapshot gets a key of its own: it travels with the file to a member that
+            // installs it, while the data key never leaves this member.
+            let key = DataKey::generate();
+            let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state, &dedup, &key)?;
+            let mut wb = WriteBatch::default();
+            let sm = cf(&db, CF_SM);
+            wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
+            wb.put_cf(sm, KEY_SNAPSHOT_KEY, shared.sealer.seal(key.as_bytes()));
+            db.write(wb).map_err(io_err)?;
+            *shared.current_snapshot.lock().expect("snapshot lock") = Some(CurrentSnapshot {
+                meta: meta.clone(),
+                path: path.clone(),
+                key: Some(key.clone()),
+            });
             remove_older_snapshots(&shared.snapshot_dir, &path);
             tracing::debug!(index, objects = state.len(), "built snapshot");
             Ok(Snapshot {
                 meta,
-                snapshot: SnapshotFile { path },
+                snapshot: SnapshotFile {
+                    path,
+                    key: Some(key),
+                },
             })
         })
         .await

@@ -1,0 +1,186 @@
+//! Encryption at rest: every value the store writes that holds user data (Raft log entries,
+//! objects, watch history, retry records, snapshot records) is sealed with the member's data key
+//! (XChaCha20-Poly1305, a fresh random nonce per value), as swarmkit encrypts its Raft log and
+//! snapshots with its DEK. Raft bookkeeping (vote, applied log id, membership) stays in clear.
+//!
+//! Who protects the data key is the node's business: with autolock it is sealed by the unlock
+//! key and a restarted manager cannot open its store until unlocked; without autolock it lies
+//! beside the data (`<data dir>/data.key`, or in the node's key file), as swarmkit keeps its DEK
+//! in clear in the same case.
+//!
+//! A sealed value starts with a version byte that no JSON document starts with, so values
+//! written before the store sealed anything are still read.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+/// The first byte of a sealed value.
+const SEALED_V1: u8 = 0x01;
+const NONCE_LEN: usize = 24;
+
+/// A 32-byte data encryption key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKey([u8; 32]);
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+impl DataKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        DataKey(XChaCha20Poly1305::generate_key(&mut OsRng).into())
+    }
+
+    /// The key from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(DataKey(bytes.try_into().ok()?))
+    }
+
+    /// The key's bytes (to be stored sealed by whoever owns it).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key kept in clear in `path` (mode 0600), created on first use: for stores whose
+    /// owner does not keep the key itself.
+    pub fn load_or_create(path: &Path) -> io::Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::from_bytes(&bytes).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} does not hold a 32-byte key", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let key = Self::generate();
+                let tmp = path.with_extension("tmp");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                f.write_all(key.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(key)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Seals and opens values with one data key.
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+impl Sealer {
+    /// A sealer for `key`.
+    pub fn new(key: &DataKey) -> Self {
+        Sealer {
+            cipher: XChaCha20Poly1305::new(key.as_bytes().into()),
+        }
+    }
+
+    /// `plain`, sealed: version byte, nonce, ciphertext with its tag.
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, plain)
+            .expect("XChaCha20-Poly1305 encrypts any length that fits in memory");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(SEALED_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// The plain bytes of a stored value: opened if sealed, as they are if written in clear
+    /// before the store sealed anything (JSON). A value sealed with another key, or altered, is
+    /// an error.
+    pub fn open<'a>(&self, stored: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
+        match stored.first() {
+            Some(&SEALED_V1) if stored.len() > NONCE_LEN => {
+                let nonce = XNonce::from_slice(&stored[1..1 + NONCE_LEN]);
+                self.cipher
+                    .decrypt(nonce, &stored[1 + NONCE_LEN..])
+                    .map(Cow::Owned)
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a stored value does not open with this member's data key (wrong key, or the data was altered)",
+                        )
+                    })
+            }
+            Some(b'{' | b'[' | b'"' | b'n' | b't' | b'f' | b'-' | b'0'..=b'9') | None => {
+                Ok(Cow::Borrowed(stored))
+            }
+            Some(other) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a stored value has an unknown format (first byte {other:#04x})"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_never_show_their_bytes() {
+        let key = DataKey::generate();
+        let sealer = Sealer::new(&key);
+        let plain = br#"{"Spec":{"Data":"c2VjcmV0"}}"#;
+        let sealed = sealer.seal(plain);
+        assert!(!sealed.windows(6).any(|w| w == b"c2Vjcm"));
+        assert_eq!(&*sealer.open(&sealed).unwrap(), plain);
+        assert_ne!(sealer.seal(plain), sealed, "a fresh nonce every time");
+    }
+
+    #[test]
+    fn another_key_or_a_flipped_bit_fails_and_clear_json_is_still_read() {
+        let sealer = Sealer::new(&DataKey::generate());
+        let sealed = sealer.seal(b"{}");
+        let other = Sealer::new(&DataKey::generate());
+        assert!(other.open(&sealed).is_err());
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(sealer.open(&altered).is_err());
+        assert_eq!(
+            &*sealer.open(br#"{"legacy":1}"#).unwrap(),
+            br#"{"legacy":1}"#
+        );
+        assert!(sealer.open(&[0x7f, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_kept_key_is_created_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.key");
+        let first = DataKey::load_or_create(&path).unwrap();
+        let again = DataKey::load_or_create(&path).unwrap();
+        assert_eq!(first, again);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,117 @@
+//! Encryption at rest: what users write (a secret's bytes, object names) never lies in clear in
+//! a member's directory, through the Raft log, the state machine, watch history and snapshots,
+//! and the members read it all back after restarts.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use shoal_store::model::{Kind, Meta, Secret, SecretSpec};
+use shoal_store::{DataKey, Store, Txn};
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_sealed_in_the_log_the_state_history_and_snapshots() {
+    // Snapshots every 20 entries, so the secret ends up in snapshot files too.
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.snapshot_every = 20;
+        cfg.logs_kept_after_snapshot = 5;
+    })
+    .await;
+    let marker = format!("hunter2-{}", shoal_store::model::new_id());
+    let secret = Secret {
+        meta: Meta::with_id(shoal_store::model::new_id()),
+        spec: SecretSpec {
+            name: format!("db-password-{marker}"),
+            data: marker.clone().into_bytes(),
+            ..Default::default()
+        },
+    };
+    let leader = c.leader().await;
+    c.store(leader)
+        .submit(Txn::new().create(secret.clone()))
+        .await
+        .unwrap();
+    for i in 0..60 {
+        c.store(leader)
+            .submit(Txn::new().create(config_object(&format!("c{i}"))))
+            .await
+            .unwrap();
+    }
+    let rev = c.store(leader).current_revision();
+    for id in 1..=3 {
+        c.store(id)
+            .wait_for_revision(rev, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    for id in 1..=3 {
+        c.kill(id).await;
+    }
+    let snapshots = files_containing(c.dir.path(), b"\"revision\"");
+    assert!(!snapshots.is_empty(), "no snapshot was written");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&marker);
+    for needle in [marker.as_bytes(), encoded.as_bytes()] {
+        let found = files_containing(c.dir.path(), needle);
+        assert!(
+            found.is_empty(),
+            "{:?} found in clear in {found:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    for id in 1..=3 {
+        c.restart(id).await;
+    }
+    c.leader().await;
+    for id in 1..=3 {
+        let v = c.store(id).view();
+        let back = v
+            .get::<Secret>(&secret.meta.id)
+            .expect("the secret after a restart");
+        assert_eq!(back.spec.data, marker.as_bytes());
+        assert_eq!(v.count(Kind::Config), 60);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_does_not_open_with_another_data_key() {
+    let mut c = Cluster::start(1).await;
+    c.store(1)
+        .submit(Txn::new().create(config_object("sealed")))
+        .await
+        .unwrap();
+    c.kill(1).await;
+    let mut cfg = config(c.dir.path(), 1);
+    cfg.data_key = Some(DataKey::generate());
+    let err = Store::open(cfg, c.net.transport(&addr(1)))
+        .await
+        .err()
+        .expect("the store must not open with another key");
+    assert!(
+        err.to_string().contains("data key"),
+        "the error says what is wrong: {err}"
+    );
+}
