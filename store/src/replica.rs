@@ -106,8 +106,11 @@ struct Inner {
     /// being retried until its deadline (a caller mid-write would otherwise keep this member's
     /// database open for the whole write deadline).
     stopped: AtomicBool,
-    /// The database, without keeping it open: `shutdown` waits until nothing holds it.
-    database: std::sync::Weak<rocksdb::DB>,
+    /// One handle to the database, taken by `shutdown`, which waits until it is the last one
+    /// and then closes the database itself (see there).
+    database: std::sync::Mutex<Option<Arc<rocksdb::DB>>>,
+    /// Set once `shutdown` has closed the database.
+    closed: AtomicBool,
 }
 
 /// How long `shutdown` waits for openraft's tasks and threads to let go of the database.
@@ -176,7 +179,7 @@ impl Store {
         let database = db::open(&config.data_dir.join("db")).map_err(|e| {
             StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
         })?;
-        let database_weak = Arc::downgrade(&database);
+        let own_handle = database.clone();
         let data_key = match &config.data_key {
             Some(key) => key.clone(),
             None => DataKey::load_or_create(&config.data_dir.join("data.key"))
@@ -218,7 +221,8 @@ impl Store {
             leadership: lead_rx,
             snapshot_seq: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
-            database: database_weak,
+            database: std::sync::Mutex::new(Some(own_handle)),
+            closed: AtomicBool::new(false),
         });
         tokio::spawn(track_leadership(raft, lead_tx));
         tokio::spawn(run_proposer(Arc::downgrade(&inner), proposals_rx));
@@ -267,7 +271,8 @@ impl Store {
 
     /// Stops this member (its data stays on disk) and returns once its database is closed:
     /// RocksDB must never be open when the process exits, or its static background timer is
-    /// destroyed under a running thread and the process aborts instead of exiting.
+    /// destroyed under a running thread and the process aborts (or crashes in a close still
+    /// under way) instead of exiting.
     pub async fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
         self.inner.shared.hub.close();
@@ -276,22 +281,34 @@ impl Store {
         // they end; the state machine's shared part is kept alive by every store handle, so it
         // lets go explicitly.
         self.inner.shared.close();
+        let Some(db) = self.inner.database.lock().expect("database lock").take() else {
+            return; // another shutdown closes it
+        };
+        // Wait to hold the last handle, then close here: the close (flushes, background jobs)
+        // is finished when this returns, whichever thread let go last.
         let deadline = Instant::now() + CLOSE_DEADLINE;
-        while self.inner.database.strong_count() > 0 {
+        while Arc::strong_count(&db) > 1 {
             if Instant::now() > deadline {
                 tracing::error!(
-                    handles = self.inner.database.strong_count(),
-                    "the store's database is still held {CLOSE_DEADLINE:?} after shutdown"
+                    handles = Arc::strong_count(&db) - 1,
+                    "the store's database is still held {CLOSE_DEADLINE:?} after shutdown; it closes when they let go"
                 );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let _ = tokio::task::spawn_blocking(move || drop(db)).await;
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Store::shutdown`] has begun.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::SeqCst)
     }
 
     /// Whether this member's database is closed (after [`Store::shutdown`]).
     pub fn is_closed(&self) -> bool {
-        self.inner.database.strong_count() == 0
+        self.inner.closed.load(Ordering::SeqCst)
     }
 
     // ---------------------------------------------------------------- writes
