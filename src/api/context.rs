@@ -21,6 +21,7 @@ impl ApiState {
             SwarmState::Manager { manager, .. } => Ok(manager.store.clone()),
             SwarmState::Worker { .. } => Err(ApiError::unavailable(texts::WORKER)),
             SwarmState::Inactive => Err(ApiError::unavailable(texts::NOT_A_MANAGER)),
+            SwarmState::Locked { .. } => Err(ApiError::unavailable(texts::LOCKED)),
         }
     }
 }

@@ -2,8 +2,9 @@
 
 use axum::extract::{Query as QueryExtract, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_store::model::{Cluster, SwarmSpec};
 use shoal_store::Txn;
@@ -135,11 +136,20 @@ pub async fn unlock_key(State(state): State<ApiState>) -> ApiResult<Json<Value>>
     Ok(Json(json!({ "UnlockKey": key })))
 }
 
-/// `POST /swarm/unlock`: managers are never locked yet (encryption at rest is a later issue), so
-/// this answers like dockerd on an unlocked swarm.
+/// The body of `POST /swarm/unlock`.
+#[derive(Default, Deserialize)]
+pub struct UnlockRequest {
+    /// `SWMKEY-1-...`.
+    #[serde(rename = "UnlockKey", default)]
+    pub unlock_key: String,
+}
+
+/// `POST /swarm/unlock`: opens a restarted manager of an autolocked swarm and starts it
+/// (400 `invalid key string`, 401 wrong key, 409 `swarm is not locked`).
 pub async fn unlock(
-    State(_state): State<ApiState>,
-    DockerJson(_body): DockerJson<Value>,
-) -> Response {
-    ApiError::conflict("swarm is not locked").into_response()
+    State(state): State<ApiState>,
+    DockerJson(req): DockerJson<UnlockRequest>,
+) -> ApiResult<StatusCode> {
+    state.node.unlock(&req.unlock_key).await?;
+    Ok(StatusCode::OK)
 }

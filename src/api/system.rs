@@ -18,6 +18,7 @@ async fn swarm_header(state: &ApiState) -> &'static str {
         SwarmState::Inactive => "inactive",
         SwarmState::Manager { .. } => "active/manager",
         SwarmState::Worker { .. } => "active/worker",
+        SwarmState::Locked { .. } => "locked",
     }
 }
 
@@ -117,6 +118,14 @@ async fn swarm_info(state: &ApiState) -> Value {
         SwarmState::Inactive => json!({
             "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
             "Error": "", "RemoteManagers": null,
+        }),
+        SwarmState::Locked { membership } => json!({
+            "NodeID": "",
+            "NodeAddr": crate::node::swarm_service::host_of(&membership.advertise_addr),
+            "LocalNodeState": "locked",
+            "ControlAvailable": false,
+            "Error": crate::node::texts::LOCKED,
+            "RemoteManagers": null,
         }),
         SwarmState::Worker { membership } => json!({
             "NodeID": membership.node_id,

@@ -49,6 +49,14 @@ pub enum CaError {
     #[error("invalid unlock key: {0}")]
     InvalidUnlockKey(String),
 
+    /// The node's keys are sealed with the swarm's unlock key (autolock) and none was given.
+    #[error("node is locked, and needs a valid unlock key")]
+    Locked,
+
+    /// The unlock key given does not open the node's keys.
+    #[error("swarm could not be unlocked: invalid key provided")]
+    WrongUnlockKey,
+
     /// Building a TLS configuration or completing a TLS handshake failed.
     #[error("TLS error: {0}")]
     Tls(String),

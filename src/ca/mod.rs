@@ -30,6 +30,7 @@
 //! Unlock keys for autolock ([`UnlockKey`], `SWMKEY-1-...`) live here too.
 
 mod error;
+pub mod key_file;
 mod node_cert;
 mod pem;
 mod root;

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use shoal_store::DataKey;
 use x509_parser::certificate::X509Certificate;
 
 pub use shoal_store::model::NodeRole;
 
 use super::error::{CaError, CaResult};
+use super::key_file;
 use super::pem::{certs_from_pem, first_cert_from_pem};
+use super::token::UnlockKey;
 use super::verify::verify_node_chain;
 
 /// Certificate OU of managers; also the DNS SAN managers carry and the TLS server name clients
@@ -230,8 +233,18 @@ impl NodeCredentials {
     }
 
     /// Loads `<state_dir>/certificates/{swarm-node.crt, swarm-node.key, swarm-root-ca.crt}` and
-    /// checks they belong together (see [`NodeCredentials::verify`]).
+    /// checks they belong together (see [`NodeCredentials::verify`]). A key file sealed with an
+    /// unlock key is [`CaError::Locked`].
     pub fn load(state_dir: &Path) -> CaResult<Self> {
+        Ok(Self::load_with(state_dir, None)?.0)
+    }
+
+    /// Like [`NodeCredentials::load`], opening a sealed key file with `unlock`; also returns
+    /// the store's data key kept with the TLS key (managers).
+    pub fn load_with(
+        state_dir: &Path,
+        unlock: Option<&UnlockKey>,
+    ) -> CaResult<(Self, Option<DataKey>)> {
         let dir = Self::dir(state_dir);
         let read = |name: &str| {
             let path = dir.join(name);
@@ -241,23 +254,50 @@ impl NodeCredentials {
                 source,
             })
         };
+        let keys = key_file::read(&dir.join(NODE_KEY_FILE), unlock)?;
         let creds = Self {
             cert_pem: read(NODE_CERT_FILE)?,
-            key_pem: read(NODE_KEY_FILE)?,
+            key_pem: keys.key_pem,
             ca_pem: read(ROOT_CA_FILE)?,
         };
         creds.verify()?;
-        Ok(creds)
+        Ok((creds, keys.data_key))
     }
 
-    /// Saves the three files under `<state_dir>/certificates` (created with mode 0700). Each file
-    /// is written to a temporary name, synced and renamed, so a crash leaves either the old or the
-    /// new file. The key file has mode 0600.
+    /// Whether the key file under `state_dir` is sealed with an unlock key.
+    pub fn is_locked(state_dir: &Path) -> bool {
+        fs::read_to_string(Self::dir(state_dir).join(NODE_KEY_FILE))
+            .is_ok_and(|text| key_file::is_locked(&text))
+    }
+
+    /// Saves the three files under `<state_dir>/certificates` (created with mode 0700), the key
+    /// file without a data key and in clear (workers). Each file is written to a temporary name,
+    /// synced and renamed, so a crash leaves either the old or the new file. The key file has
+    /// mode 0600.
     pub fn save(&self, state_dir: &Path) -> CaResult<()> {
+        self.save_with(state_dir, None, None)
+    }
+
+    /// Like [`NodeCredentials::save`], keeping the store's `data_key` in the key file and
+    /// sealing the file with `unlock` when given (autolock).
+    pub fn save_with(
+        &self,
+        state_dir: &Path,
+        data_key: Option<&DataKey>,
+        unlock: Option<&UnlockKey>,
+    ) -> CaResult<()> {
         let dir = Self::dir(state_dir);
         create_private_dir(&dir)?;
+        let keys = key_file::NodeKeys {
+            key_pem: self.key_pem.clone(),
+            data_key: data_key.cloned(),
+        };
         write_atomic(&dir.join(ROOT_CA_FILE), self.ca_pem.as_bytes(), 0o644)?;
-        write_atomic(&dir.join(NODE_KEY_FILE), self.key_pem.as_bytes(), 0o600)?;
+        write_atomic(
+            &dir.join(NODE_KEY_FILE),
+            key_file::encode(&keys, unlock).as_bytes(),
+            0o600,
+        )?;
         write_atomic(&dir.join(NODE_CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shoal_store::{Store, StoreConfig};
+use shoal_store::{DataKey, Store, StoreConfig};
 use tokio::sync::oneshot;
 
 use super::membership::{SwarmDir, SwarmMembership};
@@ -29,11 +29,12 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Opens the store and starts serving the swarm listener.
+    /// Opens the store (sealed with `data_key`) and starts serving the swarm listener.
     pub async fn start(
         dir: &SwarmDir,
         creds: &NodeCredentials,
         membership: SwarmMembership,
+        data_key: DataKey,
     ) -> anyhow::Result<Arc<Manager>> {
         let listener = tokio::net::TcpListener::bind(&membership.listen_addr)
             .await
@@ -50,6 +51,7 @@ impl Manager {
             dir.raft(),
         );
         cfg.node_id = membership.node_id.clone();
+        cfg.data_key = Some(data_key);
         let store = Store::open(cfg, transport)
             .await
             .context("opening the store")?;

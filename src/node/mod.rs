@@ -2,6 +2,7 @@
 //! it the first manager, `swarm join` a manager or worker of an existing swarm, `swarm leave`
 //! takes it out again. Its state survives restarts in `<data>/swarm/`.
 
+mod autolock;
 pub mod description;
 pub mod join;
 pub mod manager;
@@ -29,7 +30,7 @@ use tonic::transport::Endpoint;
 
 use crate::agent::storage::FileTaskStore;
 use crate::agent::{executor, Agent, AgentConfig, ExecutorChoice};
-use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, RootCa};
+use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, RootCa, UnlockKey};
 use crate::exec::Executor;
 use join::JoinFailure;
 use manager::Manager;
@@ -73,6 +74,12 @@ impl SwarmError {
     fn internal(m: impl std::fmt::Display) -> Self {
         Self::new(500, m.to_string())
     }
+    fn conflict(m: impl Into<String>) -> Self {
+        Self::new(409, m)
+    }
+    fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(401, m)
+    }
 }
 
 /// Docker's texts for the swarm-state gates.
@@ -89,6 +96,10 @@ pub mod texts {
     /// Manager-only route while the manager is starting.
     pub const MANAGER_STARTING: &str =
         "This node is not a swarm manager. Manager is being prepared or has trouble connecting to the cluster.";
+    /// Any swarm route on a manager that is locked (autolock, restarted).
+    pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
+    /// Leave without `--force` while locked.
+    pub const LEAVE_LOCKED: &str = "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.";
 }
 
 /// The body of `POST /swarm/init`.
@@ -162,6 +173,11 @@ pub enum SwarmState {
         /// Membership.
         membership: SwarmMembership,
     },
+    /// A manager of an autolocked swarm, restarted and waiting for its unlock key: nothing runs.
+    Locked {
+        /// Membership.
+        membership: SwarmMembership,
+    },
 }
 
 impl SwarmState {
@@ -169,9 +185,9 @@ impl SwarmState {
     pub fn membership(&self) -> Option<&SwarmMembership> {
         match self {
             SwarmState::Inactive => None,
-            SwarmState::Manager { membership, .. } | SwarmState::Worker { membership } => {
-                Some(membership)
-            }
+            SwarmState::Manager { membership, .. }
+            | SwarmState::Worker { membership }
+            | SwarmState::Locked { membership } => Some(membership),
         }
     }
 }
@@ -186,6 +202,8 @@ struct Inner {
     state: RwLock<SwarmState>,
     /// Serialises init/join/leave.
     lifecycle: Mutex<()>,
+    /// What the key file is sealed with, and the store's data key.
+    keys: std::sync::Mutex<autolock::HeldKeys>,
 }
 
 /// A node. Cheap to clone.
@@ -273,10 +291,17 @@ impl NodeRuntime {
                 agent: Mutex::new(None),
                 state: RwLock::new(SwarmState::Inactive),
                 lifecycle: Mutex::new(()),
+                keys: Default::default(),
             }),
         };
         if let Some(membership) = dir.load()? {
-            let creds = NodeCredentials::load(dir.root())?;
+            if NodeCredentials::is_locked(dir.root()) {
+                tracing::warn!("this manager's swarm is locked: run `docker swarm unlock` with the swarm's unlock key");
+                *node.inner.state.write().await = SwarmState::Locked { membership };
+                return Ok(node);
+            }
+            let (creds, data_key) = NodeCredentials::load_with(dir.root(), None)?;
+            node.inner.keys.lock().unwrap().data_key = data_key;
             let state = node.resume(membership, creds).await?;
             *node.inner.state.write().await = state;
             node.start_agent().await;
@@ -284,6 +309,8 @@ impl NodeRuntime {
         Ok(node)
     }
 
+    /// Starts the node's side of its swarm from its membership and credentials (the keys in
+    /// memory already opened): the manager, for a manager.
     async fn resume(
         &self,
         membership: SwarmMembership,
@@ -291,7 +318,10 @@ impl NodeRuntime {
     ) -> anyhow::Result<SwarmState> {
         Ok(match membership.role {
             NodeRole::Manager => {
-                let manager = Manager::start(&self.inner.dir, &creds, membership.clone()).await?;
+                let data_key = self.manager_data_key(&creds)?;
+                let manager =
+                    Manager::start(&self.inner.dir, &creds, membership.clone(), data_key).await?;
+                self.spawn_key_follower(&manager.store);
                 SwarmState::Manager {
                     membership,
                     manager,
@@ -299,6 +329,25 @@ impl NodeRuntime {
             }
             NodeRole::Worker => SwarmState::Worker { membership },
         })
+    }
+
+    /// The data key of this manager's store. A manager whose key file has none (made before
+    /// keys were kept there) adopts the one its store kept beside its data, or a new one, and
+    /// keeps it in the key file from then on: never in clear beside the data.
+    fn manager_data_key(&self, creds: &NodeCredentials) -> anyhow::Result<shoal_store::DataKey> {
+        if let Some(key) = self.inner.keys.lock().unwrap().data_key.clone() {
+            return Ok(key);
+        }
+        let raft = self.inner.dir.raft();
+        let key = autolock::adopt_data_key(&raft)?;
+        self.inner.keys.lock().unwrap().data_key = Some(key.clone());
+        self.save_credentials(creds)?;
+        match std::fs::remove_file(raft.join("data.key")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(key)
     }
 
     /// The node's current swarm state.
@@ -369,9 +418,25 @@ impl NodeRuntime {
         };
         let dir = &self.inner.dir;
         dir.wipe().map_err(SwarmError::internal)?;
-        creds.save(dir.root()).map_err(SwarmError::internal)?;
+        // The CLI sends both the flag and the spec field; docker-py only the spec field.
+        let autolock = req.auto_lock_managers
+            || req
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.encryption_config.auto_lock_managers);
+        let unlock_key = match autolock {
+            true => Some(UnlockKey::generate().map_err(SwarmError::internal)?),
+            false => None,
+        };
+        let data_key = shoal_store::DataKey::generate();
+        *self.inner.keys.lock().unwrap() = autolock::HeldKeys {
+            unlock: unlock_key.clone(),
+            data_key: Some(data_key.clone()),
+        };
+        self.save_credentials(&creds)
+            .map_err(SwarmError::internal)?;
 
-        let manager = Manager::start(dir, &creds, membership.clone())
+        let manager = Manager::start(dir, &creds, membership.clone(), data_key)
             .await
             .map_err(|e| {
                 let _ = dir.wipe();
@@ -396,9 +461,7 @@ impl NodeRuntime {
             if spec.name.is_empty() {
                 spec.name = "default".into();
             }
-            if req.auto_lock_managers {
-                spec.encryption_config.auto_lock_managers = true;
-            }
+            spec.encryption_config.auto_lock_managers = autolock;
             let cluster = Cluster {
                 meta: Meta::with_id(cluster_id.clone()),
                 spec,
@@ -418,6 +481,10 @@ impl NodeRuntime {
                     key_pem: ca.key_pem().to_string(),
                     cert_digest: ca.digest(),
                 },
+                unlock_key: unlock_key
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_default(),
                 ..Default::default()
             };
             let node = self.own_node_object(&membership, NodeRole::Manager, availability);
@@ -435,6 +502,7 @@ impl NodeRuntime {
             let _ = dir.wipe();
             return Err(e);
         }
+        self.spawn_key_follower(&manager.store);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
@@ -536,15 +604,18 @@ impl NodeRuntime {
         };
         let dir = &self.inner.dir;
         dir.wipe().map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        creds
-            .save(dir.root())
+        // A new manager's store gets its own data key; it seals its keys with the swarm's
+        // unlock key once its store has the Cluster object (see `autolock`).
+        let data_key = (role == NodeRole::Manager).then(shoal_store::DataKey::generate);
+        *self.inner.keys.lock().unwrap() = autolock::HeldKeys {
+            unlock: None,
+            data_key: data_key.clone(),
+        };
+        self.save_credentials(&creds)
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        let state = match role {
-            NodeRole::Worker => SwarmState::Worker {
-                membership: membership.clone(),
-            },
-            NodeRole::Manager => {
-                let manager = Manager::start(dir, &creds, membership.clone())
+        let state = match (role, data_key) {
+            (NodeRole::Manager, Some(data_key)) => {
+                let manager = Manager::start(dir, &creds, membership.clone(), data_key)
                     .await
                     .map_err(|e| JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}"))))?;
                 if let Err(e) = join_raft(remote, &creds, membership.raft_id, advertise).await {
@@ -552,11 +623,15 @@ impl NodeRuntime {
                     let _ = dir.wipe();
                     return Err(JoinFailure::Retry(e));
                 }
+                self.spawn_key_follower(&manager.store);
                 SwarmState::Manager {
                     membership: membership.clone(),
                     manager,
                 }
             }
+            _ => SwarmState::Worker {
+                membership: membership.clone(),
+            },
         };
         dir.save(&membership)
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
@@ -569,7 +644,7 @@ impl NodeRuntime {
         let dir = &self.inner.dir;
         let started = async {
             let membership = dir.load()?.context("not in a swarm")?;
-            let creds = NodeCredentials::load(dir.root())?;
+            let creds = self.load_credentials()?;
             let mut managers = membership.managers.clone();
             if membership.role == NodeRole::Manager {
                 // A manager's own listener first: it may well be the leader.
@@ -657,11 +732,16 @@ impl NodeRuntime {
                 manager.stop().await;
             }
             SwarmState::Worker { .. } => {}
+            SwarmState::Locked { .. } if !force => {
+                return Err(SwarmError::unavailable(texts::LEAVE_LOCKED));
+            }
+            SwarmState::Locked { .. } => {}
         }
         if let Some(agent) = self.inner.agent.lock().await.take() {
             agent.leave().await;
         }
         self.inner.dir.wipe().map_err(SwarmError::internal)?;
+        *self.inner.keys.lock().unwrap() = Default::default();
         *self.inner.state.write().await = SwarmState::Inactive;
         Ok(())
     }

@@ -70,23 +70,29 @@ impl NodeRuntime {
 
     async fn promote(&self, mut membership: SwarmMembership) -> anyhow::Result<()> {
         let dir = &self.inner.dir;
-        let creds = NodeCredentials::load(dir.root())?;
+        let creds = self.load_credentials()?;
         let (new_creds, role, raft_id, via) =
             renew(&creds, &membership.managers, &membership.advertise_addr).await?;
         if role != NodeRole::Manager || raft_id == 0 {
             bail!("the swarm did not grant a manager certificate yet (role {role})");
         }
-        new_creds.save(dir.root())?;
+        // The new store's data key; sealed with the swarm's unlock key once the store has the
+        // Cluster object (see `autolock`).
+        let data_key = shoal_store::DataKey::generate();
+        self.inner.keys.lock().unwrap().data_key = Some(data_key.clone());
+        self.save_credentials(&new_creds)?;
         membership.role = NodeRole::Manager;
         membership.raft_id = raft_id;
-        let manager = Manager::start(dir, &new_creds, membership.clone()).await?;
+        let manager = Manager::start(dir, &new_creds, membership.clone(), data_key).await?;
         if let Err(e) = join_raft(&via, &new_creds, raft_id, &membership.advertise_addr).await {
             manager.stop().await;
             let _ = std::fs::remove_dir_all(dir.raft());
             // Keep the worker certificate semantics on disk consistent with the state we stay in.
-            creds.save(dir.root())?;
+            *self.inner.keys.lock().unwrap() = Default::default();
+            self.save_credentials(&creds)?;
             bail!("{e}");
         }
+        self.spawn_key_follower(&manager.store);
         dir.save(&membership)?;
         tracing::info!(raft_id, "this node is now a manager");
         *self.inner.state.write().await = SwarmState::Manager {
@@ -102,7 +108,7 @@ impl NodeRuntime {
         manager: std::sync::Arc<Manager>,
     ) -> anyhow::Result<()> {
         let dir = &self.inner.dir;
-        let creds = NodeCredentials::load(dir.root())?;
+        let creds = self.load_credentials()?;
         let others: Vec<String> = membership
             .managers
             .iter()
@@ -122,7 +128,9 @@ impl NodeRuntime {
                 Err(e)
             }
         })?;
-        new_creds.save(dir.root())?;
+        // Workers are never locked, and keep no data key.
+        *self.inner.keys.lock().unwrap() = Default::default();
+        self.save_credentials(&new_creds)?;
         membership.role = NodeRole::Worker;
         membership.raft_id = 0;
         membership.managers = others;

@@ -1,0 +1,171 @@
+//! Autolock, the node's half (swarmkit's KEK handling): a manager's key file (its TLS key and
+//! its store's data key, see [`crate::ca::key_file`]) is sealed with the swarm's unlock key
+//! while the swarm is autolocked, so a manager restarted from its disk stays locked (no store,
+//! no agent, the API answers "Swarm is encrypted...") until `docker swarm unlock` gives it the
+//! key. Workers are never locked.
+//!
+//! The unlock key itself lives in the Cluster object (in the store, sealed at rest like
+//! everything else). Every manager follows it: when autolock is turned on or off or the key is
+//! rotated, it rewrites its own key file under the new key. A manager keeps the key it was
+//! sealed with in memory only.
+
+use std::time::Duration;
+
+use shoal_store::model::{Cluster, Kind};
+use shoal_store::{DataKey, Store, WatchFilter, WatchRequest, WatchStart};
+
+use super::{NodeRuntime, SwarmError, SwarmState};
+use crate::ca::{CaError, NodeCredentials, UnlockKey};
+
+/// Pause before following the unlock key again after the watch ended.
+const REWATCH: Duration = Duration::from_secs(1);
+
+/// The keys a node holds in memory while it runs: what its key file is sealed with, and its
+/// store's data key (managers).
+#[derive(Default)]
+pub(super) struct HeldKeys {
+    pub unlock: Option<UnlockKey>,
+    pub data_key: Option<DataKey>,
+}
+
+/// The unlock key the swarm wants managers sealed with: the Cluster's key while autolock is on.
+pub(super) fn wanted_unlock_key(store: &Store) -> Option<UnlockKey> {
+    let view = store.view();
+    let cluster = view.list::<Cluster>().next()?;
+    if !cluster.spec.encryption_config.auto_lock_managers || cluster.unlock_key.is_empty() {
+        return None;
+    }
+    match UnlockKey::parse(&cluster.unlock_key) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::error!("the swarm's unlock key is malformed: {e}");
+            None
+        }
+    }
+}
+
+impl NodeRuntime {
+    /// Saves `creds` with the keys held in memory (the data key, sealed with the unlock key).
+    pub(super) fn save_credentials(&self, creds: &NodeCredentials) -> Result<(), CaError> {
+        let held = self.inner.keys.lock().unwrap();
+        creds.save_with(
+            self.inner.dir.root(),
+            held.data_key.as_ref(),
+            held.unlock.as_ref(),
+        )
+    }
+
+    /// Loads this node's credentials, opening its key file with the unlock key held in memory.
+    pub(super) fn load_credentials(&self) -> Result<NodeCredentials, CaError> {
+        let held = self.inner.keys.lock().unwrap();
+        Ok(NodeCredentials::load_with(self.inner.dir.root(), held.unlock.as_ref())?.0)
+    }
+
+    /// Rewrites this manager's key file under `wanted` if that is not what it is sealed with.
+    fn reseal(&self, wanted: Option<UnlockKey>) -> Result<(), CaError> {
+        let mut held = self.inner.keys.lock().unwrap();
+        if held.unlock == wanted {
+            return Ok(());
+        }
+        let root = self.inner.dir.root();
+        let (creds, _) = NodeCredentials::load_with(root, held.unlock.as_ref())?;
+        creds.save_with(root, held.data_key.as_ref(), wanted.as_ref())?;
+        tracing::info!(
+            locked = wanted.is_some(),
+            "this manager's keys are now sealed with the swarm's current unlock key"
+        );
+        held.unlock = wanted;
+        Ok(())
+    }
+
+    /// Keeps this manager's key file sealed with the swarm's unlock key for as long as `store`
+    /// runs: reconciles on every change of the Cluster object.
+    pub(super) async fn follow_unlock_key(self, store: Store) {
+        loop {
+            let req = WatchRequest {
+                start: WatchStart::Snapshot,
+                filter: WatchFilter::kinds([Kind::Cluster]),
+                min_revision: None,
+                buffer: 16,
+                progress_interval: Duration::from_secs(60),
+            };
+            let mut watch = match store.watch(req).await {
+                Ok(w) => w,
+                Err(_) if store.is_stopped() => return,
+                Err(e) => {
+                    tracing::debug!("following the unlock key: {e}");
+                    tokio::time::sleep(REWATCH).await;
+                    continue;
+                }
+            };
+            while let Some(msg) = watch.next().await {
+                if msg.is_err() {
+                    break;
+                }
+                if let Err(e) = self.reseal(wanted_unlock_key(&store)) {
+                    tracing::error!("re-sealing this manager's keys: {e}");
+                }
+            }
+            if store.is_stopped() {
+                return;
+            }
+            tokio::time::sleep(REWATCH).await;
+        }
+    }
+
+    /// `POST /swarm/unlock`: opens a locked manager's keys with `key` and starts it.
+    pub async fn unlock(&self, key: &str) -> Result<(), SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        let state = self.inner.state.read().await.clone();
+        let membership = match state {
+            SwarmState::Locked { membership } => membership,
+            SwarmState::Manager { .. } => {
+                return Err(SwarmError::conflict("swarm is not locked"));
+            }
+            SwarmState::Worker { .. } => return Err(SwarmError::unavailable(super::texts::WORKER)),
+            SwarmState::Inactive => {
+                return Err(SwarmError::unavailable(super::texts::NOT_A_MANAGER))
+            }
+        };
+        let key =
+            UnlockKey::parse(key).map_err(|_| SwarmError::bad_request("invalid key string"))?;
+        let (creds, data_key) = match NodeCredentials::load_with(self.inner.dir.root(), Some(&key))
+        {
+            Ok(opened) => opened,
+            Err(CaError::WrongUnlockKey) => {
+                return Err(SwarmError::unauthorized(
+                    "swarm could not be unlocked: invalid key provided",
+                ))
+            }
+            Err(e) => return Err(SwarmError::internal(e)),
+        };
+        {
+            let mut held = self.inner.keys.lock().unwrap();
+            held.unlock = Some(key);
+            held.data_key = data_key;
+        }
+        let state = self.resume(membership, creds).await.map_err(|e| {
+            SwarmError::internal(format!("swarm component could not be started: {e:#}"))
+        })?;
+        *self.inner.state.write().await = state;
+        self.start_agent().await;
+        self.wait_for_agent_session().await;
+        Ok(())
+    }
+
+    /// Starts following the unlock key for a manager that just started.
+    pub(super) fn spawn_key_follower(&self, store: &Store) {
+        tokio::spawn(self.clone().follow_unlock_key(store.clone()));
+    }
+}
+
+/// The data key of a manager whose key file has none yet (a node from before keys were kept
+/// there): the one its store kept beside its data, if any, else a new one.
+pub(super) fn adopt_data_key(raft_dir: &std::path::Path) -> std::io::Result<DataKey> {
+    let kept = raft_dir.join("data.key");
+    if kept.exists() {
+        let key = DataKey::load_or_create(&kept)?;
+        return Ok(key);
+    }
+    Ok(DataKey::generate())
+}
