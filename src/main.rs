@@ -59,12 +59,19 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
-    /// Service create -> all replicas running, and remove -> all containers gone, on one node
-    /// with the docker executor and this machine's Docker Engine.
+    /// Service create -> every task RUNNING, and remove -> containers gone, on one node with
+    /// the docker executor, side by side with a private dockerd's own swarm when this machine
+    /// has dockerd (both driving the same engine).
     Docker {
         /// Replica counts to measure, one service each (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "10,50")]
         replicas: Vec<u64>,
+        /// Rounds per replica count (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Measure shoal alone, on --docker-host, without a private dockerd.
+        #[arg(long)]
+        no_dockerd: bool,
         /// The image the replicas run (it must be in the engine).
         #[arg(long, default_value = "shoal-test/busybox:1")]
         image: String,
@@ -309,14 +316,18 @@ fn main() -> anyhow::Result<()> {
                 }
                 Bench::Docker {
                     replicas,
+                    rounds,
+                    no_dockerd,
                     image,
                     docker_host,
                     json,
                 } => {
                     let report = shoal::bench::docker::run(shoal::bench::docker::DockerBench {
                         replicas,
+                        rounds,
                         image,
                         docker_host,
+                        compare: !no_dockerd,
                     })
                     .await?;
                     print_report(&report, json)?;

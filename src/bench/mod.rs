@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod docker;
+pub mod dockerd;
 pub mod e2e;
 pub mod one_node;
 pub mod stats;

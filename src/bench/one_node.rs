@@ -21,7 +21,8 @@ pub struct Client {
 }
 
 impl Client {
-    async fn connect(socket: &Path) -> anyhow::Result<Client> {
+    /// Connects to the API socket at `socket`.
+    pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
         let stream = tokio::net::UnixStream::connect(socket).await?;
         let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(async move {
@@ -87,6 +88,8 @@ pub struct OneNode {
     pub node: NodeRuntime,
     /// A client of its API socket.
     pub client: Client,
+    /// The API socket.
+    pub socket: std::path::PathBuf,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -140,6 +143,7 @@ impl OneNode {
         Ok(OneNode {
             node,
             client,
+            socket,
             stop,
             server,
             _dir: dir,

@@ -318,7 +318,7 @@ enum Known {
 /// controller remembers what it learnt instead of asking again: whether the container exists
 /// (looked up once, then known from its own create and remove), and what its last operation
 /// saw of it (reported as the status that follows the operation, as SwarmKit reports the
-/// container status after every step). A fresh task costs list, create, start, inspect, wait.
+/// container status after every step). A fresh task costs create, start, inspect, wait.
 struct DockerController {
     docker: Docker,
     task_id: String,
@@ -508,8 +508,12 @@ impl TaskController for DockerController {
         if !self.files.is_empty() {
             files::materialize(&self.files_dir, &self.files, self.deps.as_ref()).await?;
         }
-        if self.find().await?.is_some() {
-            return Ok(()); // created before, by this agent or the one before it
+        // Created before by this controller: nothing to do. Otherwise create straight away
+        // rather than list the engine's containers first (a list per task costs the engine
+        // more than the create): the container's name holds the task id, so one that a
+        // previous agent created answers the create with a name conflict, and is adopted.
+        if matches!(*self.container.lock().unwrap(), Known::Present(_)) {
+            return Ok(());
         }
         self.seen(None);
         let options = CreateContainerOptions {
@@ -537,7 +541,8 @@ impl TaskController for DockerController {
             Err(e) if status(&e) == Some(404) && message(&e).contains("No such image") => Err(
                 ExecError::Rejected(format!("No such image: {}", self.image)),
             ),
-            // Another create for this task won the race: adopt its container.
+            // The task's container exists (a previous agent's, or another create won the
+            // race): adopt it.
             Err(e) if status(&e) == Some(409) => {
                 *self.container.lock().unwrap() = Known::Unknown;
                 match self.find().await? {
