@@ -9,7 +9,7 @@ use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
 use shoal_store::local_transport::LocalNetwork;
 use shoal_store::model::{
     new_id, Cluster, ContainerSpec, Meta, Node, NodeRole, NodeState, NodeStatus,
-    RootCa as StoredCa, SwarmSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp,
+    RootCa as StoredCa, Service, SwarmSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp,
 };
 use shoal_store::{PeerNode, Store, StoreConfig, Txn};
 use tokio::sync::oneshot;
@@ -265,7 +265,17 @@ impl TestSwarm {
             desired_state: desired,
             ..Default::default()
         };
-        self.store.submit(Txn::new().create(task)).await.unwrap();
+        let mut txn = Txn::new();
+        // Tasks are only created for a service that exists (no orchestrator runs here).
+        if self.store.view().get::<Service>("svc").is_none() {
+            let mut service = Service {
+                meta: Meta::with_id("svc"),
+                ..Default::default()
+            };
+            service.spec.name = "svc".into();
+            txn = txn.create(service);
+        }
+        self.store.submit(txn.create(task)).await.unwrap();
         id
     }
 

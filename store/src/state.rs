@@ -289,6 +289,25 @@ impl State {
         (Ok(Committed { revision, objects }), events)
     }
 
+    /// A task is only created for a service that exists. Writers judge a service from a view
+    /// that may be stale by the time their transaction commits: without this, an orchestrator
+    /// pass that began before the service's removal would create a live task of a service that
+    /// is gone, still holding its networks (SwarmKit reads the service inside the same
+    /// serializable transaction; this is our equivalent). Tasks without a service (network
+    /// attachments) are not concerned.
+    fn check_task_owner(&self, o: &Object) -> Result<(), TxnError> {
+        let Object::Task(t) = o else {
+            return Ok(());
+        };
+        if t.service_id.is_empty() || self.get(Kind::Service, &t.service_id).is_some() {
+            return Ok(());
+        }
+        Err(TxnError::NotFound {
+            kind: Kind::Service,
+            id: t.service_id.clone(),
+        })
+    }
+
     fn check_name_free(&self, o: &Object) -> Result<(), TxnError> {
         if !o.kind().has_unique_names() {
             return Ok(());
@@ -325,6 +344,7 @@ impl State {
                     });
                 }
                 self.check_name_free(object)?;
+                self.check_task_owner(object)?;
                 let mut stored = object.clone();
                 let meta = stored.meta_mut();
                 meta.version.index = revision;
@@ -572,5 +592,52 @@ mod tests {
             4,
         );
         assert!(r.is_ok());
+    }
+    #[test]
+    fn a_task_is_only_created_for_a_service_that_exists() {
+        use crate::model::{Service, Task};
+        let mut s = State::default();
+        let task = |id: &str, service: &str| Task {
+            meta: Meta::with_id(id),
+            service_id: service.into(),
+            ..Default::default()
+        };
+        // A pass that read the service before it was removed: nothing is written.
+        let (r, _) = s.apply_txn(
+            &Txn::new().create(task("t1", "gone")),
+            1,
+            Timestamp::now(),
+            1,
+        );
+        assert!(
+            matches!(&r, Err(TxnError::NotFound { kind: Kind::Service, id }) if id == "gone"),
+            "{r:?}"
+        );
+        assert!(s.is_empty());
+        // The service created first in the same transaction, or a task of no service: fine.
+        let service = Service {
+            meta: Meta::with_id("s1"),
+            ..Default::default()
+        };
+        let txn = Txn::new()
+            .create(service)
+            .create(task("t2", "s1"))
+            .create(task("t3", ""));
+        let (r, _) = s.apply_txn(&txn, 2, Timestamp::now(), 1);
+        assert!(r.is_ok(), "{r:?}");
+        // Updating a task whose service is gone is still allowed (agents report, the reaper
+        // cleans up).
+        let (r, _) = s.apply_txn(
+            &Txn::new().delete(Kind::Service, "s1".to_string(), None),
+            3,
+            Timestamp::now(),
+            1,
+        );
+        assert!(r.is_ok());
+        let mut t2 = task("t2", "s1");
+        t2.meta.version.index = 2;
+        t2.desired_state = TaskState::Remove;
+        let (r, _) = s.apply_txn(&Txn::new().update(t2), 4, Timestamp::now(), 1);
+        assert!(r.is_ok(), "{r:?}");
     }
 }
