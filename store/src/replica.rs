@@ -159,6 +159,26 @@ fn raft_config(c: &StoreConfig) -> Result<Config, StoreError> {
         .map_err(|e| StoreError::Invalid(format!("invalid Raft configuration: {e}")))
 }
 
+/// Waits to hold the last handle to `db`, then closes it on a blocking thread, so the close
+/// (flushes, background jobs) has finished when this returns, whichever thread let go last.
+/// Returns false if other handles are still held after [`CLOSE_DEADLINE`] (it closes when
+/// they let go).
+async fn close_database(db: Arc<rocksdb::DB>) -> bool {
+    let deadline = Instant::now() + CLOSE_DEADLINE;
+    while Arc::strong_count(&db) > 1 {
+        if Instant::now() > deadline {
+            tracing::error!(
+                handles = Arc::strong_count(&db) - 1,
+                "the store's database is still held {CLOSE_DEADLINE:?} after shutdown; it closes when they let go"
+            );
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = tokio::task::spawn_blocking(move || drop(db)).await;
+    true
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store messages always encode")
 }
@@ -180,6 +200,25 @@ impl Store {
             StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
         })?;
         let own_handle = database.clone();
+        match Self::start(config, transport, database, own_handle.clone()).await {
+            Ok(store) => Ok(store),
+            Err(e) => {
+                // Whatever had opened lets go of the database as it unwinds (the WAL thread
+                // only when its channel closes): close it before saying so, as shutdown does.
+                close_database(own_handle).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the rest of the member over its opened `database` (`own_handle` is the store's
+    /// own handle to it, kept to close it at shutdown).
+    async fn start(
+        config: StoreConfig,
+        transport: Arc<dyn Transport>,
+        database: Arc<rocksdb::DB>,
+        own_handle: Arc<rocksdb::DB>,
+    ) -> Result<Store, StoreError> {
         let data_key = match &config.data_key {
             Some(key) => key.clone(),
             None => DataKey::load_or_create(&config.data_dir.join("data.key"))
@@ -284,21 +323,9 @@ impl Store {
         let Some(db) = self.inner.database.lock().expect("database lock").take() else {
             return; // another shutdown closes it
         };
-        // Wait to hold the last handle, then close here: the close (flushes, background jobs)
-        // is finished when this returns, whichever thread let go last.
-        let deadline = Instant::now() + CLOSE_DEADLINE;
-        while Arc::strong_count(&db) > 1 {
-            if Instant::now() > deadline {
-                tracing::error!(
-                    handles = Arc::strong_count(&db) - 1,
-                    "the store's database is still held {CLOSE_DEADLINE:?} after shutdown; it closes when they let go"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if close_database(db).await {
+            self.inner.closed.store(true, Ordering::SeqCst);
         }
-        let _ = tokio::task::spawn_blocking(move || drop(db)).await;
-        self.inner.closed.store(true, Ordering::SeqCst);
     }
 
     /// Whether [`Store::shutdown`] has begun.
