@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 /// The first byte of a sealed value.
@@ -99,9 +99,12 @@ impl Sealer {
         }
     }
 
-    /// `plain`, sealed: version byte, nonce, ciphertext with its tag.
+    /// `plain`, sealed: version byte, nonce, ciphertext with its tag. The 192-bit nonce comes
+    /// from the thread's CSPRNG (seeded from the OS): random nonces of that size never repeat
+    /// in practice, and a system call per value showed in the store's write throughput.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut nonce = XNonce::default();
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
         let sealed = self
             .cipher
             .encrypt(&nonce, plain)
