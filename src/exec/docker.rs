@@ -337,15 +337,32 @@ struct DockerController {
 }
 
 impl DockerController {
-    /// The task's container id: known, or looked up by label (adopting a container that a
-    /// previous agent created).
+    /// The task's container id: known, or looked up by its name (adopting a container that a
+    /// previous agent created). The name holds the task id, so it is the task's container
+    /// whoever created it; looking it up by name costs the engine a map lookup, where a list
+    /// filtered by label walks every container (once per new task, that showed).
     async fn find(&self) -> Result<Option<String>, ExecError> {
         match self.container.lock().unwrap().clone() {
             Known::Present(id) => return Ok(Some(id)),
             Known::Absent => return Ok(None),
             Known::Unknown => {}
         }
-        let found = find_task_container(&self.docker, &self.task_id).await?;
+        let found = match self.docker.inspect_container(&self.name, None).await {
+            Ok(c)
+                if c.config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(LABEL_TASK_ID))
+                    == Some(&self.task_id) =>
+            {
+                c.id
+            }
+            // A container of that name that is not this task's (not ours to adopt): the
+            // create will say so.
+            Ok(_) => None,
+            Err(e) if status(&e) == Some(404) => None,
+            Err(e) => return Err(temporary("inspecting the task's container", e)),
+        };
         *self.container.lock().unwrap() = match &found {
             Some(id) => Known::Present(id.clone()),
             None => Known::Absent,

@@ -146,7 +146,11 @@ async fn transition(
     status.message = message.to_owned();
     status.err.clear();
     status.timestamp = Timestamp::now();
-    refresh_container_status(ctl, &mut status).await;
+    // Before PREPARING is reported the workload cannot exist (prepare creates it, and only
+    // after that report), so there is nothing to ask the engine about.
+    if next > TaskState::Preparing {
+        refresh_container_status(ctl, &mut status).await;
+    }
     Step::Changed(status)
 }
 
