@@ -4,11 +4,12 @@
 //! data stays sealed on disk throughout.
 
 mod common;
+mod disk_scan;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{wait_for, Daemon};
+use disk_scan::files_containing;
 
 const LOCKED: &str =
     "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
@@ -43,27 +44,6 @@ fn state(d: &Daemon) -> String {
     d.ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
         .trim()
         .to_string()
-}
-
-/// Every file under `dir` containing `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
 }
 
 #[test]

@@ -3,38 +3,13 @@
 //! constrained to the worker.
 
 mod agents_common;
+mod disk_scan;
 
-use std::path::Path;
 use std::time::Duration;
 
 use agents_common::{engine, require_engine, running_task_containers, wait_for, Swarm, IMAGE};
 use base64::Engine as _;
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    found
-}
+use disk_scan::files_containing;
 
 #[test]
 fn a_service_reads_its_secret_and_config_and_neither_touches_a_disk() {

@@ -3,35 +3,16 @@
 //! and the members read it all back after restarts.
 
 mod common;
+#[path = "../../tests/disk_scan/mod.rs"]
+mod disk_scan;
 
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
+use disk_scan::files_containing;
 use shoal_store::model::{Kind, Meta, Secret, SecretSpec};
 use shoal_store::{DataKey, Store, Txn};
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_is_sealed_in_the_log_the_state_history_and_snapshots() {
