@@ -211,6 +211,11 @@ fn promoting_a_worker_makes_it_a_manager() {
                 .then_some(())
         },
     );
-    let ls = w.ok(&["node", "ls"]);
+    // The node itself switches to its manager role once its join has been answered, a moment
+    // after the leader counts it (as with dockerd, its API may refuse manager calls until then).
+    let ls = wait_for(Duration::from_secs(20), "p2 answers as a manager", || {
+        let out = w.docker(&["node", "ls"]);
+        out.ok.then_some(out.stdout)
+    });
     assert!(ls.contains("p1") && ls.contains("p2"), "{ls}");
 }

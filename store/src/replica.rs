@@ -111,6 +111,9 @@ struct Inner {
     database: std::sync::Mutex<Option<Arc<rocksdb::DB>>>,
     /// Set once `shutdown` has closed the database.
     closed: AtomicBool,
+    /// Held around each membership change this member proposes as leader (openraft takes one
+    /// at a time; concurrent joins and removals wait their turn instead of failing).
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 /// How long `shutdown` waits for openraft's tasks and threads to let go of the database.
@@ -262,6 +265,7 @@ impl Store {
             stopped: AtomicBool::new(false),
             database: std::sync::Mutex::new(Some(own_handle)),
             closed: AtomicBool::new(false),
+            membership_changes: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(track_leadership(raft, lead_tx));
         tokio::spawn(run_proposer(Arc::downgrade(&inner), proposals_rx));
@@ -541,7 +545,7 @@ impl Store {
     /// Runs on the leader; called on a follower it is forwarded.
     pub async fn add_member(&self, raft_id: RaftId, node: PeerNode) -> Result<(), StoreError> {
         if self.leader().await == Some(self.raft_id()) {
-            return add_member_on_leader(&self.inner.raft, raft_id, node).await;
+            return add_member_on_leader(&self.inner, raft_id, node).await;
         }
         self.forward_membership(Rpc::Join, &(raft_id, node)).await
     }
@@ -625,7 +629,7 @@ impl Store {
                     .map_err(|e| e.to_string()),
             ),
             Rpc::Join => encode(&match decode::<(RaftId, PeerNode)>(body) {
-                Ok((id, node)) => add_member_on_leader(raft, id, node)
+                Ok((id, node)) => add_member_on_leader(&self.inner, id, node)
                     .await
                     .map_err(RemoteStoreError::from),
                 Err(e) => Err(RemoteStoreError::Invalid(e)),
@@ -859,25 +863,155 @@ fn reachability(
     Some(out)
 }
 
+/// How many entries behind the leader's log a learner may still be when it is made a voter:
+/// what it lacks then arrives within a heartbeat or two.
+const PROMOTION_LAG: u64 = 64;
+
+/// The least time a new member gets to catch up, whatever the store's size.
+const CATCH_UP_BASE: Duration = Duration::from_secs(30);
+
+/// The transfer rate the catch-up deadline assumes beyond [`CATCH_UP_BASE`] (a snapshot is
+/// read, sent over TLS, written, synced and installed).
+const CATCH_UP_BYTES_PER_SEC: u64 = 2 << 20;
+
+/// A learner that has answered nothing for this long is gone (its daemon stopped or was
+/// killed mid-join): its admission ends there rather than at the size-based deadline.
+const LEARNER_SILENCE: Duration = Duration::from_secs(20);
+
+/// Adds `raft_id` on the leader: as a learner, which counts for no quorum, until it has caught
+/// up (snapshot installed, log within [`PROMOTION_LAG`] of the leader's), and only then as a
+/// voter. A learner that does not catch up before a deadline that grows with the store's size
+/// is removed again. The admission runs as a task of its own: a caller that gives up waiting
+/// (the joining daemon's answer timed out) does not leave it half done.
 async fn add_member_on_leader(
-    raft: &Raft,
+    inner: &Arc<Inner>,
     raft_id: RaftId,
     node: PeerNode,
 ) -> Result<(), StoreError> {
+    let inner = inner.clone();
+    tokio::spawn(async move { admit_member(&inner, raft_id, node).await })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("adding member {raft_id}: {e}")))?
+}
+
+async fn admit_member(inner: &Inner, raft_id: RaftId, node: PeerNode) -> Result<(), StoreError> {
+    let raft = &inner.raft;
     let current = raft.metrics().borrow_watched().membership_config.clone();
     if current.membership().voter_ids().any(|v| v == raft_id) {
         return Ok(());
     }
-    raft.add_learner(raft_id, node, true)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}")))?;
+    // A learner left by an earlier attempt that is still catching up is kept as it is.
+    if current.membership().get_node(&raft_id).is_none() {
+        let _serial = inner.membership_changes.lock().await;
+        raft.add_learner(raft_id, node, false).await.map_err(|e| {
+            StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}"))
+        })?;
+    }
+    let deadline = catch_up_deadline(inner);
+    if let Err(why) = wait_caught_up(inner, raft_id, deadline).await {
+        let removed = remove_learner(inner, raft_id).await;
+        return Err(StoreError::Unavailable(format!(
+            "member {raft_id} did not catch up with the store: {why}; {}",
+            match removed {
+                Ok(()) => "it was removed again and may join again".to_string(),
+                Err(e) => format!("removing it again failed too: {e}"),
+            }
+        )));
+    }
     let mut ids = BTreeSet::new();
     ids.insert(raft_id);
-    raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
+    let _serial = inner.membership_changes.lock().await;
+    let change = raft.change_membership(ChangeMembers::AddVoterIds(ids), false);
+    tokio::time::timeout(inner.config.write_deadline * 4, change)
         .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "promoting member {raft_id} to voter: not committed in time"
+            ))
+        })?
         .map_err(|e| {
             StoreError::Unavailable(format!("promoting member {raft_id} to voter: {e}"))
         })?;
+    tracing::info!(raft_id, "store member caught up and became a voter");
+    Ok(())
+}
+
+/// When a new member must have caught up: [`CATCH_UP_BASE`] plus the time the store's objects
+/// take at [`CATCH_UP_BYTES_PER_SEC`].
+fn catch_up_deadline(inner: &Inner) -> Instant {
+    let bytes = inner.shared.estimated_data_bytes();
+    Instant::now() + CATCH_UP_BASE + Duration::from_secs(bytes / CATCH_UP_BYTES_PER_SEC)
+}
+
+/// Waits until the leader has replicated to `raft_id` up to [`PROMOTION_LAG`] entries of its
+/// own log; the reason otherwise (deadline passed, leadership lost, member removed, stopping).
+async fn wait_caught_up(inner: &Inner, raft_id: RaftId, deadline: Instant) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let m = inner.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return Err("this manager stopped leading the store meanwhile".into());
+        }
+        if m.membership_config
+            .membership()
+            .get_node(&raft_id)
+            .is_none()
+        {
+            return Err("it was removed meanwhile".into());
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&raft_id).cloned())
+            .flatten()
+            .map(|id| id.index);
+        if matched.is_some_and(|i| last.saturating_sub(i) <= PROMOTION_LAG) {
+            return Ok(());
+        }
+        if inner.stopped.load(Ordering::SeqCst) {
+            return Err("this manager is shutting down".into());
+        }
+        let heard = m
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(&raft_id).cloned())
+            .flatten();
+        let silent = match &heard {
+            Some(at) => at.elapsed() > LEARNER_SILENCE,
+            None => started.elapsed() > LEARNER_SILENCE,
+        };
+        if silent {
+            return Err(format!(
+                "it has not answered for {LEARNER_SILENCE:?} (holding {} of the leader's {last} entries)",
+                matched.map_or("none".to_string(), |i| i.to_string()),
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "after {:.0?} it holds {} of the leader's {last} entries",
+                started.elapsed(),
+                matched.map_or("none".to_string(), |i| i.to_string()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Takes a learner out of the membership (it held no vote; nothing else changes).
+async fn remove_learner(inner: &Inner, raft_id: RaftId) -> Result<(), StoreError> {
+    let mut ids = BTreeSet::new();
+    ids.insert(raft_id);
+    let _serial = inner.membership_changes.lock().await;
+    let change = inner
+        .raft
+        .change_membership(ChangeMembers::RemoveNodes(ids), false);
+    tokio::time::timeout(inner.config.write_deadline * 4, change)
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!("removing learner {raft_id}: not committed in time"))
+        })?
+        .map_err(|e| StoreError::Unavailable(format!("removing learner {raft_id}: {e}")))?;
     Ok(())
 }
 
@@ -912,6 +1046,7 @@ async fn remove_member_on_leader(inner: &Inner, raft_id: RaftId) -> Result<(), S
         }
         let mut ids = BTreeSet::new();
         ids.insert(raft_id);
+        let _serial = inner.membership_changes.lock().await;
         let change = raft.change_membership(ChangeMembers::RemoveVoters(ids), false);
         tokio::time::timeout(inner.config.write_deadline * 4, change)
             .await
@@ -920,11 +1055,7 @@ async fn remove_member_on_leader(inner: &Inner, raft_id: RaftId) -> Result<(), S
             })?
             .map_err(|e| StoreError::Unavailable(format!("removing member {raft_id}: {e}")))?;
     } else {
-        let mut ids = BTreeSet::new();
-        ids.insert(raft_id);
-        raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("removing learner {raft_id}: {e}")))?;
+        remove_learner(inner, raft_id).await?;
     }
     Ok(())
 }

@@ -39,6 +39,15 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     // sync at the end of a flush: a 64 MiB burst of writeback would sit in front of the
     // Raft log's next fsync.
     opts.set_bytes_per_sync(1 << 20);
+    // Flushes and compactions run at a lower CPU and IO priority: on a small machine a large
+    // flush (a snapshot just installed) must not take the cores from the threads that answer
+    // heartbeats.
+    let mut env = rocksdb::Env::new()?;
+    env.lower_thread_pool_cpu_priority();
+    env.lower_high_priority_thread_pool_cpu_priority();
+    env.lower_thread_pool_io_priority();
+    env.lower_high_priority_thread_pool_io_priority();
+    opts.set_env(&env);
     let cfs = ALL
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)))
@@ -52,6 +61,11 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
 /// sorted once when the memtable is flushed.
 fn cf_options(name: &str) -> Options {
     let mut opts = Options::default();
+    // Room for bursts (a run of large objects, a snapshot installed): writes stall when every
+    // memtable is full and waiting for its flush, and the writers are the Raft log append and
+    // the apply, on the async runtime. Four 64 MiB memtables absorb a burst of ~200 MiB while
+    // the flushes catch up.
+    opts.set_max_write_buffer_number(4);
     if name == CF_OBJECTS || name == CF_DEDUP {
         opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
     }

@@ -2,6 +2,11 @@
 //! holding it is synced; one flusher thread syncs once for every append queued behind it, so
 //! concurrent appends share an fsync (group commit at the disk).
 //!
+//! Log writes themselves are done by that thread too, in order: openraft's core calls
+//! `append`, `truncate_after` and `purge` on its own task, and a RocksDB write can wait for a
+//! long time (behind a WAL sync while the disk is busy writing a snapshot's tables, or a write
+//! stall): a core blocked there hears no heartbeats and calls an election.
+//!
 //! openraft reads entries back from the log to replicate and to apply them; the newest entries
 //! are also kept decoded in memory ([`TailCache`]) so those reads do not decode JSON again.
 
@@ -132,44 +137,94 @@ impl<E: Indexed> TailCache<E> {
     }
 }
 
+/// What the log's IO thread is asked to do, in order.
+enum LogIo {
+    /// Write these changes (after everything queued before).
+    Write(WriteBatch),
+    /// Report to openraft once everything queued before is written and synced.
+    Flushed(IOFlushed<TypeConfig>),
+    /// Say so once everything queued before is written (not necessarily synced).
+    Written(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
 /// RocksDB-backed Raft log storage.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     /// Entries are sealed at rest (they carry the objects users write).
     sealer: Arc<Sealer>,
-    flusher: std_mpsc::Sender<IOFlushed<TypeConfig>>,
+    io: std_mpsc::Sender<LogIo>,
     tail: Arc<Mutex<TailCache<Entry>>>,
 }
 
-impl LogStore {
-    /// A log store over `db`, with its WAL flusher thread.
-    pub fn new(db: Arc<DB>, sealer: Arc<Sealer>) -> Self {
-        let (tx, rx) = std_mpsc::channel::<IOFlushed<TypeConfig>>();
-        let flush_db = db.clone();
-        std::thread::Builder::new()
-            .name("raft-wal-sync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut waiting = vec![first];
-                    waiting.extend(rx.try_iter());
-                    let result = flush_db.flush_wal(true).map_err(io_err);
-                    for cb in waiting {
-                        let r = match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(io::Error::other(e.to_string())),
-                        };
-                        cb.io_completed(r);
+/// The IO thread: writes what is queued, in order, and syncs the WAL once for every group of
+/// appends waiting (group commit). A failed write fails everything after it in the group.
+fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        group.extend(rx.try_iter());
+        let mut failed: Option<String> = None;
+        let mut flushed = Vec::new();
+        for op in group {
+            match op {
+                LogIo::Write(batch) => {
+                    if failed.is_none() {
+                        if let Err(e) = db.write(batch) {
+                            failed = Some(format!("writing the Raft log: {e}"));
+                        }
                     }
                 }
-            })
-            .expect("spawn WAL sync thread");
+                LogIo::Flushed(cb) => flushed.push(cb),
+                LogIo::Written(tx) => {
+                    let _ = tx.send(match &failed {
+                        None => Ok(()),
+                        Some(e) => Err(io::Error::other(e.clone())),
+                    });
+                }
+            }
+        }
+        if flushed.is_empty() {
+            continue;
+        }
+        let result = match &failed {
+            Some(e) => Err(e.clone()),
+            None => db.flush_wal(true).map_err(|e| e.to_string()),
+        };
+        for cb in flushed {
+            cb.io_completed(result.clone().map_err(io::Error::other));
+        }
+    }
+}
+
+impl LogStore {
+    /// A log store over `db`, with its IO thread.
+    pub fn new(db: Arc<DB>, sealer: Arc<Sealer>) -> Self {
+        let (tx, rx) = std_mpsc::channel::<LogIo>();
+        let io_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-io".into())
+            .spawn(move || run_log_io(io_db, rx))
+            .expect("spawn the Raft log's IO thread");
         LogStore {
             db,
             sealer,
-            flusher: tx,
+            io: tx,
             tail: Arc::default(),
         }
+    }
+
+    fn queue(&self, op: LogIo) -> io::Result<()> {
+        self.io
+            .send(op)
+            .map_err(|_| io::Error::other("the Raft log's IO thread has stopped"))
+    }
+
+    /// Waits until everything queued so far is written.
+    async fn written(&self) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(LogIo::Written(tx))?;
+        rx.await
+            .map_err(|_| io::Error::other("the Raft log's IO thread has stopped"))?
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -177,13 +232,6 @@ impl LogStore {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_err),
         }
-    }
-
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> io::Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(io_err)?;
-        self.db
-            .put_cf(cf(&self.db, CF_RAFT), key, bytes)
-            .map_err(io_err)
     }
 
     async fn sync_wal(&self) -> io::Result<()> {
@@ -215,11 +263,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .expect("log tail lock")
             .get(start, end)
             .unwrap_or_default();
-        // Whatever the cache did not have (normally nothing) comes from RocksDB.
+        // Whatever the cache did not have (normally nothing) comes from RocksDB, once the
+        // writes queued before are in.
         let from = out.last().map(|e| e.index() + 1).unwrap_or(start);
         if from >= end {
             return Ok(out);
         }
+        self.written().await?;
         let start_key = u64_key(from);
         let it = self.db.iterator_cf(
             cf(&self.db, CF_LOG),
@@ -271,7 +321,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        self.put_meta(KEY_VOTE, vote)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            cf(&self.db, CF_RAFT),
+            KEY_VOTE,
+            serde_json::to_vec(vote).map_err(io_err)?,
+        );
+        self.queue(LogIo::Write(batch))?;
+        self.written().await?;
         // A vote must be durable before it is acted upon: sync now.
         self.sync_wal().await
     }
@@ -286,49 +343,61 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
         let log = cf(&self.db, CF_LOG);
-        let mut appended = Vec::new();
-        for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(io_err)?;
-            batch.put_cf(log, u64_key(entry.index()), self.sealer.seal(&bytes));
-            appended.push((entry, bytes.len()));
-        }
-        // Written (readable) now; durable once the flusher has synced the WAL.
-        self.db.write(batch).map_err(io_err)?;
+        // Encoding and sealing large entries happen off the async workers (this is openraft's
+        // core, which must keep answering heartbeats).
+        let (batch, appended) = super::off_runtime(|| -> io::Result<_> {
+            let mut batch = WriteBatch::default();
+            let mut appended = Vec::new();
+            for entry in entries {
+                let bytes = serde_json::to_vec(&entry).map_err(io_err)?;
+                batch.put_cf(log, u64_key(entry.index()), self.sealer.seal(&bytes));
+                appended.push((entry, bytes.len()));
+            }
+            Ok((batch, appended))
+        })?;
+        // Readable from the tail cache now; written and synced by the IO thread, which then
+        // reports to openraft.
         {
             let mut tail = self.tail.lock().expect("log tail lock");
             for (entry, size) in appended {
                 tail.push(entry, size);
             }
         }
-        self.flusher
-            .send(callback)
-            .map_err(|_| io::Error::other("WAL sync thread has stopped"))
+        self.queue(LogIo::Write(batch))?;
+        self.queue(LogIo::Flushed(callback))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
         self.tail.lock().expect("log tail lock").truncate_from(from);
-        self.db
-            .delete_range_cf(cf(&self.db, CF_LOG), u64_key(from), u64_key(u64::MAX))
-            .map_err(io_err)
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_LOG), u64_key(from), u64_key(u64::MAX));
+        self.queue(LogIo::Write(batch))?;
+        // Entries written after this come in behind the deletion; wait for it so no read can
+        // see the entries it removes.
+        self.written().await
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        // Record the purge point first: entries at or before it are ignored from then on.
-        self.put_meta(KEY_LAST_PURGED, &log_id)?;
         self.tail
             .lock()
             .expect("log tail lock")
             .purge_upto(log_id.index());
-        self.db
-            .delete_range_cf(
-                cf(&self.db, CF_LOG),
-                u64_key(0),
-                u64_key(log_id.index() + 1),
-            )
-            .map_err(io_err)
+        // The purge point and the deletion in one write: entries at or before the point are
+        // ignored from then on.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            cf(&self.db, CF_RAFT),
+            KEY_LAST_PURGED,
+            serde_json::to_vec(&log_id).map_err(io_err)?,
+        );
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            u64_key(0),
+            u64_key(log_id.index() + 1),
+        );
+        self.queue(LogIo::Write(batch))
     }
 }
 

@@ -86,6 +86,16 @@ impl SmShared {
             .ok_or_else(|| io::Error::other("the store is stopped"))
     }
 
+    /// RocksDB's estimate of the bytes the stored objects take (0 when unknown): what a new
+    /// member has to receive.
+    pub fn estimated_data_bytes(&self) -> u64 {
+        let Ok(db) = self.db() else { return 0 };
+        db.property_int_value_cf(cf(&db, CF_OBJECTS), "rocksdb.estimate-live-data-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
     /// Lets go of the database: once openraft has stopped too, nothing holds it and it closes.
     pub fn close(&self) {
         self.db.lock().expect("db lock").take();
@@ -423,42 +433,51 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut state: State = (*self.shared.hub.state()).clone();
         let dedup = &mut self.dedup;
         let (mut applied, mut membership) = self.shared.applied();
-        let mut wb = WriteBatch::default();
-        let mut outcomes = Vec::new();
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let log_id = entry.log_id;
-            state.revision = log_id.index;
-            let (response, commit) = match &entry.payload {
-                EntryPayload::Blank => (BatchResponse::default(), None),
-                EntryPayload::Normal(batch) => {
-                    Self::apply_batch(&mut state, dedup, &mut wb, &db, sealer, batch, &log_id)?
-                }
-                EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(log_id), m.clone());
-                    (BatchResponse::default(), None)
-                }
-            };
-            prune(&self.shared, dedup, &mut wb, log_id.index)?;
-            applied = Some(log_id);
-            outcomes.push((commit.map(Arc::new), responder, response));
+        let mut received = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            received.push(item);
         }
-        if outcomes.is_empty() {
+        if received.is_empty() {
             return Ok(());
         }
-        let sm = cf(&db, CF_SM);
-        wb.put_cf(
-            sm,
-            KEY_APPLIED,
-            serde_json::to_vec(&applied).map_err(io_err)?,
-        );
-        wb.put_cf(
-            sm,
-            KEY_MEMBERSHIP,
-            serde_json::to_vec(&membership).map_err(io_err)?,
-        );
-        // Not synced here: the entries are durable in the log, and every later synced append
-        // also syncs this write (one WAL). A crash before that replays the entries.
-        db.write(wb).map_err(io_err)?;
+        let shared = &self.shared;
+        // Encoding, sealing and writing the objects happen off the async workers.
+        let (outcomes, applied, membership) = super::off_runtime(|| -> io::Result<_> {
+            let mut wb = WriteBatch::default();
+            let mut outcomes = Vec::with_capacity(received.len());
+            for (entry, responder) in received {
+                let log_id = entry.log_id;
+                state.revision = log_id.index;
+                let (response, commit) = match &entry.payload {
+                    EntryPayload::Blank => (BatchResponse::default(), None),
+                    EntryPayload::Normal(batch) => {
+                        Self::apply_batch(&mut state, dedup, &mut wb, &db, sealer, batch, &log_id)?
+                    }
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(Some(log_id), m.clone());
+                        (BatchResponse::default(), None)
+                    }
+                };
+                prune(shared, dedup, &mut wb, log_id.index)?;
+                applied = Some(log_id);
+                outcomes.push((commit.map(Arc::new), responder, response));
+            }
+            let sm = cf(&db, CF_SM);
+            wb.put_cf(
+                sm,
+                KEY_APPLIED,
+                serde_json::to_vec(&applied).map_err(io_err)?,
+            );
+            wb.put_cf(
+                sm,
+                KEY_MEMBERSHIP,
+                serde_json::to_vec(&membership).map_err(io_err)?,
+            );
+            // Not synced here: the entries are durable in the log, and every later synced
+            // append also syncs this write (one WAL). A crash before that replays the entries.
+            db.write(wb).map_err(io_err)?;
+            Ok((outcomes, applied, membership))
+        })?;
         *self.shared.applied.lock().expect("applied lock") = (applied, membership);
         // One publish for the whole call: watchers get every commit in order, readers the final
         // state (no intermediate state is ever observable, which is fine: each commit's effects
@@ -552,6 +571,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 db.write(wb).map_err(io_err)?;
                 db.flush_wal(true).map_err(io_err)?;
+                // Write the installed objects out to table files here, on this blocking
+                // thread: left in the memtable, a large snapshot's flush would stall the next
+                // log append or apply (on the async runtime) until it finished, long enough
+                // to miss heartbeats.
+                let mut flush = rocksdb::FlushOptions::default();
+                flush.set_wait(true);
+                for name in [CF_OBJECTS, CF_DEDUP, CF_SM] {
+                    db.flush_cf_opt(cf(db, name), &flush).map_err(io_err)?;
+                }
                 shared.floor.store(index, Ordering::Release);
                 *shared.applied.lock().expect("applied lock") =
                     (meta.last_log_id, meta.last_membership.clone());
