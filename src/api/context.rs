@@ -22,6 +22,7 @@ impl ApiState {
             SwarmState::Worker { .. } => Err(ApiError::unavailable(texts::WORKER)),
             SwarmState::Inactive => Err(ApiError::unavailable(texts::NOT_A_MANAGER)),
             SwarmState::Locked { .. } => Err(ApiError::unavailable(texts::LOCKED)),
+            SwarmState::Joining { .. } => Err(ApiError::unavailable(texts::MANAGER_STARTING)),
         }
     }
 }

@@ -19,6 +19,7 @@ async fn swarm_header(state: &ApiState) -> &'static str {
         SwarmState::Manager { .. } => "active/manager",
         SwarmState::Worker { .. } => "active/worker",
         SwarmState::Locked { .. } => "locked",
+        SwarmState::Joining { .. } => "pending",
     }
 }
 
@@ -126,6 +127,14 @@ async fn swarm_info(state: &ApiState) -> Value {
             "ControlAvailable": false,
             "Error": crate::node::texts::LOCKED,
             "RemoteManagers": null,
+        }),
+        SwarmState::Joining { membership, .. } => json!({
+            "NodeID": membership.node_id,
+            "NodeAddr": crate::node::swarm_service::host_of(&membership.advertise_addr),
+            "LocalNodeState": "pending",
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": membership.managers.iter().map(|a| json!({"NodeID": "", "Addr": a})).collect::<Vec<_>>(),
         }),
         SwarmState::Worker { membership } => json!({
             "NodeID": membership.node_id,

@@ -123,6 +123,9 @@ impl NodeRuntime {
                 return Err(SwarmError::conflict("swarm is not locked"));
             }
             SwarmState::Worker { .. } => return Err(SwarmError::unavailable(super::texts::WORKER)),
+            SwarmState::Joining { .. } => {
+                return Err(SwarmError::unavailable(super::texts::MANAGER_STARTING))
+            }
             SwarmState::Inactive => {
                 return Err(SwarmError::unavailable(super::texts::NOT_A_MANAGER))
             }

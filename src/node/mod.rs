@@ -178,6 +178,15 @@ pub enum SwarmState {
         /// Membership.
         membership: SwarmMembership,
     },
+    /// Joining as a manager: its store member runs and catches up as a learner; the join
+    /// answered "continues in the background" and becomes `Manager` once the leader has made it
+    /// a voter (or `Inactive` again if that fails). Docker shows it as `pending`.
+    Joining {
+        /// Membership.
+        membership: SwarmMembership,
+        /// The manager being admitted.
+        manager: Arc<Manager>,
+    },
 }
 
 impl SwarmState {
@@ -187,7 +196,8 @@ impl SwarmState {
             SwarmState::Inactive => None,
             SwarmState::Manager { membership, .. }
             | SwarmState::Worker { membership }
-            | SwarmState::Locked { membership } => Some(membership),
+            | SwarmState::Locked { membership }
+            | SwarmState::Joining { membership, .. } => Some(membership),
         }
     }
 }
@@ -562,22 +572,73 @@ impl NodeRuntime {
                 break;
             }
             let advertise = advertise_addr(&req.advertise_addr, listen, Some(remote))?;
-            match self
+            let joined = match self
                 .join_via(remote, &token, listen, &advertise, availability)
                 .await
             {
-                Ok(state) => {
-                    *self.inner.state.write().await = state;
-                    self.start_agent().await;
-                    self.wait_for_agent_session().await;
-                    return Ok(());
-                }
+                Ok(joined) => joined,
                 Err(JoinFailure::Refused(e)) => return Err(e),
-                Err(JoinFailure::Retry(m)) => last_error = format!("{remote}: {m}"),
+                Err(JoinFailure::Retry(m)) => {
+                    last_error = format!("{remote}: {m}");
+                    continue;
+                }
+            };
+            let Joined::Manager {
+                membership,
+                manager,
+                mut admission,
+            } = joined
+            else {
+                let Joined::Worker(membership) = joined else {
+                    unreachable!()
+                };
+                self.inner
+                    .dir
+                    .save(&membership)
+                    .map_err(SwarmError::internal)?;
+                *self.inner.state.write().await = SwarmState::Worker { membership };
+                self.start_agent().await;
+                self.wait_for_agent_session().await;
+                return Ok(());
+            };
+            // The leader admits the new manager once its store has caught up, which takes as
+            // long as the store is large: answer within the join's deadline either way.
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(5));
+            match tokio::time::timeout(wait, &mut admission).await {
+                Ok(result) => match flatten_admission(result) {
+                    Ok(()) => {
+                        self.become_manager(membership, manager).await?;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        manager.stop().await;
+                        let _ = self.inner.dir.wipe();
+                        last_error = format!("{remote}: {e}");
+                    }
+                },
+                Err(_) => {
+                    *self.inner.state.write().await = SwarmState::Joining {
+                        membership: membership.clone(),
+                        manager: manager.clone(),
+                    };
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        let result = flatten_admission(admission.await);
+                        node.finish_background_join(membership, manager, result)
+                            .await;
+                    });
+                    return Err(SwarmError::unavailable(format!(
+                        "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. (the store is catching up: {remote})"
+                    )));
+                }
             }
         }
+        // Nothing goes on after this answer, so it does not say that the join continues (as
+        // dockerd's does when its join keeps retrying).
         Err(SwarmError::unavailable(format!(
-            "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({last_error})"
+            "could not join the swarm: {last_error}. Check the address and the token, then run \"docker swarm join\" again."
         )))
     }
 
@@ -588,7 +649,7 @@ impl NodeRuntime {
         listen: SocketAddr,
         advertise: &str,
         availability: &str,
-    ) -> Result<SwarmState, JoinFailure> {
+    ) -> Result<Joined, JoinFailure> {
         let description = description::describe(self.inner.config.hostname.as_deref());
         let joined =
             join::request_join(remote, token, advertise, &description, availability).await?;
@@ -613,29 +674,82 @@ impl NodeRuntime {
         };
         self.save_credentials(&creds)
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        let state = match (role, data_key) {
+        match (role, data_key) {
             (NodeRole::Manager, Some(data_key)) => {
                 let manager = Manager::start(dir, &creds, membership.clone(), data_key)
                     .await
                     .map_err(|e| JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}"))))?;
-                if let Err(e) = join_raft(remote, &creds, membership.raft_id, advertise).await {
-                    manager.stop().await;
-                    let _ = dir.wipe();
-                    return Err(JoinFailure::Retry(e));
-                }
-                self.spawn_key_follower(&manager.store);
-                SwarmState::Manager {
-                    membership: membership.clone(),
+                let (remote, creds, advertise) =
+                    (remote.to_string(), creds.clone(), advertise.to_string());
+                let raft_id = membership.raft_id;
+                let admission =
+                    tokio::spawn(
+                        async move { join_raft(&remote, &creds, raft_id, &advertise).await },
+                    );
+                Ok(Joined::Manager {
+                    membership,
                     manager,
+                    admission,
+                })
+            }
+            _ => Ok(Joined::Worker(membership)),
+        }
+    }
+
+    /// A joined manager takes its role: its membership is saved (only now: a node restarted
+    /// before the leader admitted it starts outside the swarm), its keys follow the swarm's,
+    /// its agent starts.
+    async fn become_manager(
+        &self,
+        membership: SwarmMembership,
+        manager: Arc<Manager>,
+    ) -> Result<(), SwarmError> {
+        self.inner
+            .dir
+            .save(&membership)
+            .map_err(SwarmError::internal)?;
+        self.spawn_key_follower(&manager.store);
+        *self.inner.state.write().await = SwarmState::Manager {
+            membership,
+            manager,
+        };
+        self.start_agent().await;
+        self.wait_for_agent_session().await;
+        Ok(())
+    }
+
+    /// The end of a join that answered "continues in the background": the manager takes its
+    /// role, or, if the leader did not admit it, stops and the node is outside the swarm again.
+    /// Nothing happens if the node left meanwhile.
+    async fn finish_background_join(
+        &self,
+        membership: SwarmMembership,
+        manager: Arc<Manager>,
+        result: Result<(), String>,
+    ) {
+        let _guard = self.inner.lifecycle.lock().await;
+        let still_joining = matches!(
+            &*self.inner.state.read().await,
+            SwarmState::Joining { manager: m, .. } if Arc::ptr_eq(m, &manager)
+        );
+        if !still_joining {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                tracing::info!("joined the swarm as a manager (in the background)");
+                if let Err(e) = self.become_manager(membership, manager.clone()).await {
+                    tracing::error!("joined the swarm, but saving the membership failed: {e:?}");
                 }
             }
-            _ => SwarmState::Worker {
-                membership: membership.clone(),
-            },
-        };
-        dir.save(&membership)
-            .map_err(|e| JoinFailure::Retry(e.to_string()))?;
-        Ok(state)
+            Err(e) => {
+                tracing::error!("joining the swarm as a manager failed: {e}");
+                manager.stop().await;
+                let _ = self.inner.dir.wipe();
+                *self.inner.keys.lock().unwrap() = Default::default();
+                *self.inner.state.write().await = SwarmState::Inactive;
+            }
+        }
     }
 
     /// Starts the node's agent from the membership and credentials on disk. A failure is logged:
@@ -732,6 +846,9 @@ impl NodeRuntime {
                 manager.stop().await;
             }
             SwarmState::Worker { .. } => {}
+            // Not admitted yet: nothing of the swarm depends on it (the leader removes the
+            // learner once it falls silent).
+            SwarmState::Joining { manager, .. } => manager.stop().await,
             SwarmState::Locked { .. } if !force => {
                 return Err(SwarmError::unavailable(texts::LEAVE_LOCKED));
             }
@@ -752,10 +869,27 @@ impl NodeRuntime {
             agent.stop().await;
         }
         let state = self.inner.state.read().await.clone();
-        if let SwarmState::Manager { manager, .. } = state {
+        if let SwarmState::Manager { manager, .. } | SwarmState::Joining { manager, .. } = state {
             manager.stop().await;
         }
     }
+}
+
+/// What joining through one manager gave.
+enum Joined {
+    /// A worker: nothing more to wait for.
+    Worker(SwarmMembership),
+    /// A manager whose store member runs; `admission` ends when the leader has made it a
+    /// voter (or gave up).
+    Manager {
+        membership: SwarmMembership,
+        manager: Arc<Manager>,
+        admission: tokio::task::JoinHandle<Result<(), String>>,
+    },
+}
+
+fn flatten_admission(r: Result<Result<(), String>, tokio::task::JoinError>) -> Result<(), String> {
+    r.map_err(|e| format!("joining the store's Raft group: {e}"))?
 }
 
 async fn join_raft(
@@ -777,7 +911,9 @@ async fn join_raft(
         raft_id,
         addr: advertise.to_string(),
     });
-    req.set_timeout(Duration::from_secs(60));
+    // The leader answers once this member has caught up (or it gave up), on a deadline that
+    // grows with the store's size: its answer decides, not a timer here.
+    req.set_timeout(Duration::from_secs(3600));
     SwarmClient::new(channel)
         .join_raft(req)
         .await

@@ -566,7 +566,7 @@ impl Store {
         let answer = self
             .inner
             .transport
-            .call(&leader.addr, rpc, encode(body), Duration::from_secs(120))
+            .call(&leader.addr, rpc, encode(body), membership_rpc_timeout(rpc))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let r: Result<(), StoreError> =
@@ -863,6 +863,15 @@ fn reachability(
     Some(out)
 }
 
+/// How long a member waits for the leader to answer a forwarded membership change. A join is
+/// answered once the new member has caught up, on the leader's own size-based deadline.
+fn membership_rpc_timeout(rpc: Rpc) -> Duration {
+    match rpc {
+        Rpc::Join => Duration::from_secs(3600),
+        _ => Duration::from_secs(120),
+    }
+}
+
 /// How many entries behind the leader's log a learner may still be when it is made a voter:
 /// what it lacks then arrives within a heartbeat or two.
 const PROMOTION_LAG: u64 = 64;
@@ -947,18 +956,29 @@ fn catch_up_deadline(inner: &Inner) -> Instant {
 /// own log; the reason otherwise (deadline passed, leadership lost, member removed, stopping).
 async fn wait_caught_up(inner: &Inner, raft_id: RaftId, deadline: Instant) -> Result<(), String> {
     let started = Instant::now();
+    let mut seen = false;
     loop {
         let m = inner.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return Err("this manager stopped leading the store meanwhile".into());
         }
+        // The metrics may not show the learner yet right after it was added: it is only
+        // "removed" once it has been seen.
         if m.membership_config
             .membership()
             .get_node(&raft_id)
             .is_none()
         {
-            return Err("it was removed meanwhile".into());
+            if seen {
+                return Err("it was removed meanwhile".into());
+            }
+            if Instant::now() >= deadline {
+                return Err("it never appeared in the membership".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
+        seen = true;
         let last = m.last_log_index.unwrap_or(0);
         let matched = m
             .replication
