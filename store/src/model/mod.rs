@@ -179,6 +179,17 @@ impl Object {
     pub fn encoded_len(&self) -> usize {
         serde_json::to_vec(self).map(|v| v.len()).unwrap_or(0)
     }
+
+    /// A rough size without encoding: the payload of secrets and configs (which can be large)
+    /// plus a flat allowance for the rest. Enough to tell a bulk write from an ordinary one.
+    pub fn approx_len(&self) -> usize {
+        const REST: usize = 1024;
+        match self {
+            Object::Secret(s) => s.spec.data.len() * 4 / 3 + REST,
+            Object::Config(c) => c.spec.data.len() * 4 / 3 + REST,
+            _ => REST,
+        }
+    }
 }
 
 /// Typed access to one kind of object inside an [`Object`].

@@ -346,7 +346,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let log = cf(&self.db, CF_LOG);
         // Encoding and sealing large entries happen off the async workers (this is openraft's
         // core, which must keep answering heartbeats).
-        let (batch, appended) = super::off_runtime(|| -> io::Result<_> {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let large = entries
+            .iter()
+            .map(super::types::entry_approx_len)
+            .sum::<usize>()
+            > super::OFF_RUNTIME_BYTES;
+        let (batch, appended) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut batch = WriteBatch::default();
             let mut appended = Vec::new();
             for entry in entries {

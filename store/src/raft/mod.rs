@@ -8,12 +8,26 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+/// Entries larger than this (roughly) are encoded, sealed and written off the async workers;
+/// below it, `block_in_place`'s hand-over costs more than the work (a fifth of a single
+/// client's write rate when every append and apply paid it).
+pub(crate) const OFF_RUNTIME_BYTES: usize = 256 << 10;
+
 /// Runs `f`, which may hold the CPU for a while (encoding and sealing large objects) or wait
 /// on the disk (a RocksDB write behind a WAL sync or a stall), without holding up the other
 /// tasks of the async worker it runs on: with tokio's `block_in_place` the worker hands them to
 /// another thread first. Raft's heartbeats and votes are such tasks; on a two-core machine a
 /// few hundred milliseconds of encoding on both workers cost a leader its lease. Inline on a
 /// current-thread runtime, which has no other worker to hand them to.
+pub(crate) fn off_runtime_if<R>(large: bool, f: impl FnOnce() -> R) -> R {
+    if large {
+        off_runtime(f)
+    } else {
+        f()
+    }
+}
+
+/// [`off_runtime_if`] for work known to be heavy.
 pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

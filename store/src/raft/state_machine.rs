@@ -441,8 +441,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(());
         }
         let shared = &self.shared;
-        // Encoding, sealing and writing the objects happen off the async workers.
-        let (outcomes, applied, membership) = super::off_runtime(|| -> io::Result<_> {
+        // Encoding, sealing and writing many or large objects happen off the async workers.
+        let large = received
+            .iter()
+            .map(|(entry, _)| super::types::entry_approx_len(entry))
+            .sum::<usize>()
+            > super::OFF_RUNTIME_BYTES;
+        let (outcomes, applied, membership) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut wb = WriteBatch::default();
             let mut outcomes = Vec::with_capacity(received.len());
             for (entry, responder) in received {

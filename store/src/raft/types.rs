@@ -37,6 +37,31 @@ pub struct Batch {
     pub txns: std::sync::Arc<Vec<(TxnId, Txn)>>,
 }
 
+impl Batch {
+    /// A rough encoded size of the batch (see [`crate::model::Object::approx_len`]), without
+    /// encoding it.
+    pub fn approx_len(&self) -> usize {
+        self.txns
+            .iter()
+            .flat_map(|(_, txn)| txn.ops.iter())
+            .map(|op| match op {
+                crate::txn::Op::Create(o) | crate::txn::Op::Update { object: o, .. } => {
+                    o.approx_len()
+                }
+                _ => 128,
+            })
+            .sum()
+    }
+}
+
+/// A rough encoded size of an entry (see [`Batch::approx_len`]).
+pub fn entry_approx_len(entry: &Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(b) => b.approx_len(),
+        _ => 256,
+    }
+}
+
 impl fmt::Display for Batch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Batch({} txns)", self.txns.len())
