@@ -30,6 +30,11 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     // Reuse WAL files instead of creating new ones: saves a metadata sync per fsync.
     opts.set_recycle_log_file_num(4);
     opts.set_max_background_jobs(2);
+    // A WAL file is deleted only once every column family with data in it has flushed; the
+    // small ones (Raft metadata, state-machine metadata) flush rarely and kept every WAL of a
+    // burst alive (400 MB of WAL after 100 MB of configs). Past 64 MiB of WAL the column
+    // families holding the oldest one are flushed.
+    opts.set_max_total_wal_size(64 << 20);
     // The write-mostly column families use a vector memtable (below), which cannot take
     // concurrent inserts; the log append and the state machine's apply still share one write
     // group, and pipelined writes let one group's WAL write overlap the previous one's inserts.
