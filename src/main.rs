@@ -109,6 +109,19 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// A fourth manager joining three that hold --mb MiB: time to caught up and voting, the
+    /// leader's write latency meanwhile, its data directory per MiB of data.
+    Join {
+        /// MiB of data (configs of 400 KiB) the swarm holds.
+        #[arg(long, default_value_t = 100)]
+        mb: usize,
+        /// Directory for the managers' data (a real disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replicated store write throughput/latency with managers on loopback.
     Store {
         /// Number of managers.
@@ -352,6 +365,11 @@ fn main() -> anyhow::Result<()> {
                         shoal_controllers::bench::scheduler(nodes, tasks, constraints).await?;
                     let mut report = serde_json::to_value(&report)?;
                     report["bench"] = serde_json::json!("scheduler");
+                    print_report(&report, json)?;
+                }
+                Bench::Join { mb, dir, json } => {
+                    let report =
+                        shoal::bench::join::run(shoal::bench::join::JoinBench { mb, dir }).await?;
                     print_report(&report, json)?;
                 }
                 Bench::Store {

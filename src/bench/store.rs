@@ -59,9 +59,9 @@ impl Server {
 
 /// One manager of the benchmark: killed and restarted in place (same id, address and directory)
 /// when the run kills leaders.
-struct Member {
+pub(super) struct Member {
     raft_id: u64,
-    addr: String,
+    pub(super) addr: String,
     /// None while killed: a killed member's store must be dropped, or its database stays
     /// locked and it cannot be reopened.
     store: std::sync::RwLock<Option<Store>>,
@@ -113,7 +113,7 @@ async fn open_member(
     ))
 }
 
-async fn start_member(
+pub(super) async fn start_member(
     ca: &RootCa,
     cluster: &str,
     raft_id: u64,
@@ -132,7 +132,7 @@ async fn start_member(
 
 impl Member {
     /// The member's store; panics when it is killed (only for members known to run).
-    fn store(&self) -> Store {
+    pub(super) fn store(&self) -> Store {
         self.running().expect("the member is running")
     }
 
@@ -140,7 +140,7 @@ impl Member {
         self.store.read().unwrap().clone()
     }
 
-    async fn kill(&self) {
+    pub(super) async fn kill(&self) {
         // The store first: from this moment the member neither commits nor answers, as after a
         // crash (stopping the server first would let it go on leading through the grace period).
         let store = self.store.write().unwrap().take();
@@ -394,7 +394,10 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     Ok(report)
 }
 
-async fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> anyhow::Result<()> {
+pub(super) async fn wait_for(
+    mut cond: impl FnMut() -> bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while !cond() {
         if Instant::now() > deadline {
