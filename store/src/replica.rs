@@ -898,12 +898,16 @@ async fn add_member_on_leader(
     node: PeerNode,
 ) -> Result<(), StoreError> {
     let inner = inner.clone();
-    tokio::spawn(async move { admit_member(&inner, raft_id, node).await })
+    tokio::spawn(async move { admit_member(inner, raft_id, node).await })
         .await
         .map_err(|e| StoreError::Unavailable(format!("adding member {raft_id}: {e}")))?
 }
 
-async fn admit_member(inner: &Inner, raft_id: RaftId, node: PeerNode) -> Result<(), StoreError> {
+async fn admit_member(
+    inner: Arc<Inner>,
+    raft_id: RaftId,
+    node: PeerNode,
+) -> Result<(), StoreError> {
     let raft = &inner.raft;
     let current = raft.metrics().borrow_watched().membership_config.clone();
     if current.membership().voter_ids().any(|v| v == raft_id) {
@@ -916,9 +920,14 @@ async fn admit_member(inner: &Inner, raft_id: RaftId, node: PeerNode) -> Result<
             StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}"))
         })?;
     }
-    let deadline = catch_up_deadline(inner);
-    if let Err(why) = wait_caught_up(inner, raft_id, deadline).await {
-        let removed = remove_learner(inner, raft_id).await;
+    let deadline = catch_up_deadline(&inner);
+    if let Err(why) = wait_caught_up(&inner, raft_id, deadline).await {
+        // Whoever leads now takes it out (leadership may have moved while it caught up).
+        let removed = Store {
+            inner: inner.clone(),
+        }
+        .remove_member(raft_id)
+        .await;
         return Err(StoreError::Unavailable(format!(
             "member {raft_id} did not catch up with the store: {why}; {}",
             match removed {
@@ -929,18 +938,38 @@ async fn admit_member(inner: &Inner, raft_id: RaftId, node: PeerNode) -> Result<
     }
     let mut ids = BTreeSet::new();
     ids.insert(raft_id);
-    let _serial = inner.membership_changes.lock().await;
-    let change = raft.change_membership(ChangeMembers::AddVoterIds(ids), false);
-    tokio::time::timeout(inner.config.write_deadline * 4, change)
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "promoting member {raft_id} to voter: not committed in time"
-            ))
-        })?
-        .map_err(|e| {
-            StoreError::Unavailable(format!("promoting member {raft_id} to voter: {e}"))
-        })?;
+    let promoted = {
+        let _serial = inner.membership_changes.lock().await;
+        let change = raft.change_membership(ChangeMembers::AddVoterIds(ids), false);
+        match tokio::time::timeout(inner.config.write_deadline * 4, change).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("not committed in time".to_string()),
+        }
+    };
+    if let Err(why) = promoted {
+        // The change may have committed all the same (leadership moved under it): a voter it
+        // is, then, and the join succeeded; otherwise it must not stay behind as a learner.
+        tokio::time::sleep(inner.config.election_timeout.1).await;
+        let store = Store {
+            inner: inner.clone(),
+        };
+        if store
+            .members()
+            .iter()
+            .any(|m| m.raft_id == raft_id && m.voter)
+        {
+            return Ok(());
+        }
+        let removed = store.remove_member(raft_id).await;
+        return Err(StoreError::Unavailable(format!(
+            "promoting member {raft_id} to voter: {why}; {}",
+            match removed {
+                Ok(()) => "it was removed again and may join again".to_string(),
+                Err(e) => format!("removing it again failed too: {e}"),
+            }
+        )));
+    }
     tracing::info!(raft_id, "store member caught up and became a voter");
     Ok(())
 }
