@@ -145,6 +145,8 @@ enum LogIo {
     Flushed(IOFlushed<TypeConfig>),
     /// Say so once everything queued before is written (not necessarily synced).
     Written(tokio::sync::oneshot::Sender<io::Result<()>>),
+    /// Say so once everything queued before is written and synced.
+    Synced(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
 
 /// RocksDB-backed Raft log storage.
@@ -165,6 +167,7 @@ fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
         group.extend(rx.try_iter());
         let mut failed: Option<String> = None;
         let mut flushed = Vec::new();
+        let mut synced = Vec::new();
         for op in group {
             match op {
                 LogIo::Write(batch) => {
@@ -175,6 +178,7 @@ fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
                     }
                 }
                 LogIo::Flushed(cb) => flushed.push(cb),
+                LogIo::Synced(tx) => synced.push(tx),
                 LogIo::Written(tx) => {
                     let _ = tx.send(match &failed {
                         None => Ok(()),
@@ -183,7 +187,7 @@ fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
                 }
             }
         }
-        if flushed.is_empty() {
+        if flushed.is_empty() && synced.is_empty() {
             continue;
         }
         let result = match &failed {
@@ -192,6 +196,9 @@ fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
         };
         for cb in flushed {
             cb.io_completed(result.clone().map_err(io::Error::other));
+        }
+        for tx in synced {
+            let _ = tx.send(result.clone().map_err(io::Error::other));
         }
     }
 }
@@ -221,8 +228,21 @@ impl LogStore {
 
     /// Waits until everything queued so far is written.
     async fn written(&self) -> io::Result<()> {
+        self.answered(LogIo::Written).await
+    }
+
+    /// Waits until everything queued so far is written and synced.
+    async fn synced(&self) -> io::Result<()> {
+        self.answered(LogIo::Synced).await
+    }
+
+    /// Queues the request `ask` makes of a reply channel and waits for the IO thread's answer.
+    async fn answered(
+        &self,
+        ask: fn(tokio::sync::oneshot::Sender<io::Result<()>>) -> LogIo,
+    ) -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue(LogIo::Written(tx))?;
+        self.queue(ask(tx))?;
         rx.await
             .map_err(|_| io::Error::other("the Raft log's IO thread has stopped"))?
     }
@@ -232,13 +252,6 @@ impl LogStore {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_err),
         }
-    }
-
-    async fn sync_wal(&self) -> io::Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush_wal(true).map_err(io_err))
-            .await
-            .map_err(io_err)?
     }
 }
 
@@ -328,9 +341,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             serde_json::to_vec(vote).map_err(io_err)?,
         );
         self.queue(LogIo::Write(batch))?;
-        self.written().await?;
-        // A vote must be durable before it is acted upon: sync now.
-        self.sync_wal().await
+        // A vote must be durable before it is acted upon.
+        self.synced().await
     }
 
     // `save_committed` and `read_committed` keep openraft's defaults (not persisted): the state
@@ -347,11 +359,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Encoding and sealing large entries happen off the async workers (this is openraft's
         // core, which must keep answering heartbeats).
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let large = entries
-            .iter()
-            .map(super::types::entry_approx_len)
-            .sum::<usize>()
-            > super::OFF_RUNTIME_BYTES;
+        let large = super::entries_are_large(&entries);
         let (batch, appended) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut batch = WriteBatch::default();
             let mut appended = Vec::new();

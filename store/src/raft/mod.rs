@@ -13,24 +13,26 @@ pub mod types;
 /// client's write rate when every append and apply paid it).
 pub(crate) const OFF_RUNTIME_BYTES: usize = 256 << 10;
 
-/// Runs `f`, which may hold the CPU for a while (encoding and sealing large objects) or wait
-/// on the disk (a RocksDB write behind a WAL sync or a stall), without holding up the other
-/// tasks of the async worker it runs on: with tokio's `block_in_place` the worker hands them to
-/// another thread first. Raft's heartbeats and votes are such tasks; on a two-core machine a
-/// few hundred milliseconds of encoding on both workers cost a leader its lease. Inline on a
-/// current-thread runtime, which has no other worker to hand them to.
-pub(crate) fn off_runtime_if<R>(large: bool, f: impl FnOnce() -> R) -> R {
-    if large {
-        off_runtime(f)
-    } else {
-        f()
-    }
+/// Whether `entries` are large enough (roughly) to be encoded, sealed and written off the async
+/// workers.
+pub(crate) fn entries_are_large<'a>(entries: impl IntoIterator<Item = &'a types::Entry>) -> bool {
+    entries
+        .into_iter()
+        .map(types::entry_approx_len)
+        .sum::<usize>()
+        > OFF_RUNTIME_BYTES
 }
 
-/// [`off_runtime_if`] for work known to be heavy.
-pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f`, which may hold the CPU for a while (encoding and sealing large objects) or wait
+/// on the disk (a RocksDB write behind a WAL sync or a stall), when `large`, without holding up
+/// the other tasks of the async worker it runs on: with tokio's `block_in_place` the worker
+/// hands them to another thread first. Raft's heartbeats and votes are such tasks; on a
+/// two-core machine a few hundred milliseconds of encoding on both workers cost a leader its
+/// lease. Inline when small, or on a current-thread runtime, which has no other worker to hand
+/// them to.
+pub(crate) fn off_runtime_if<R>(large: bool, f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+        Ok(h) if large && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
         _ => f(),

@@ -442,11 +442,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let shared = &self.shared;
         // Encoding, sealing and writing many or large objects happen off the async workers.
-        let large = received
-            .iter()
-            .map(|(entry, _)| super::types::entry_approx_len(entry))
-            .sum::<usize>()
-            > super::OFF_RUNTIME_BYTES;
+        let large = super::entries_are_large(received.iter().map(|(entry, _)| entry));
         let (outcomes, applied, membership) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut wb = WriteBatch::default();
             let mut outcomes = Vec::with_capacity(received.len());
