@@ -113,6 +113,22 @@ fn os_name() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
+/// `/info`'s `Swarm` section for a node in a swarm that cannot manage it (a worker, a manager
+/// still joining): the managers it knows of, in `local_state`.
+fn member_without_control(
+    membership: &crate::node::membership::SwarmMembership,
+    local_state: &str,
+) -> Value {
+    json!({
+        "NodeID": membership.node_id,
+        "NodeAddr": crate::node::swarm_service::host_of(&membership.advertise_addr),
+        "LocalNodeState": local_state,
+        "ControlAvailable": false,
+        "Error": "",
+        "RemoteManagers": membership.managers.iter().map(|a| json!({"NodeID": "", "Addr": a})).collect::<Vec<_>>(),
+    })
+}
+
 /// `/info`'s `Swarm` section (Docker's `swarm.Info`).
 async fn swarm_info(state: &ApiState) -> Value {
     match state.node.state().await {
@@ -128,22 +144,8 @@ async fn swarm_info(state: &ApiState) -> Value {
             "Error": crate::node::texts::LOCKED,
             "RemoteManagers": null,
         }),
-        SwarmState::Joining { membership, .. } => json!({
-            "NodeID": membership.node_id,
-            "NodeAddr": crate::node::swarm_service::host_of(&membership.advertise_addr),
-            "LocalNodeState": "pending",
-            "ControlAvailable": false,
-            "Error": "",
-            "RemoteManagers": membership.managers.iter().map(|a| json!({"NodeID": "", "Addr": a})).collect::<Vec<_>>(),
-        }),
-        SwarmState::Worker { membership } => json!({
-            "NodeID": membership.node_id,
-            "NodeAddr": crate::node::swarm_service::host_of(&membership.advertise_addr),
-            "LocalNodeState": "active",
-            "ControlAvailable": false,
-            "Error": "",
-            "RemoteManagers": membership.managers.iter().map(|a| json!({"NodeID": "", "Addr": a})).collect::<Vec<_>>(),
-        }),
+        SwarmState::Joining { membership, .. } => member_without_control(&membership, "pending"),
+        SwarmState::Worker { membership } => member_without_control(&membership, "active"),
         SwarmState::Manager {
             membership,
             manager,

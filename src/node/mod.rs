@@ -583,23 +583,22 @@ impl NodeRuntime {
                     continue;
                 }
             };
-            let Joined::Manager {
-                membership,
-                manager,
-                mut admission,
-            } = joined
-            else {
-                let Joined::Worker(membership) = joined else {
-                    unreachable!()
-                };
-                self.inner
-                    .dir
-                    .save(&membership)
-                    .map_err(SwarmError::internal)?;
-                *self.inner.state.write().await = SwarmState::Worker { membership };
-                self.start_agent().await;
-                self.wait_for_agent_session().await;
-                return Ok(());
+            let (membership, manager, mut admission) = match joined {
+                Joined::Worker(membership) => {
+                    self.inner
+                        .dir
+                        .save(&membership)
+                        .map_err(SwarmError::internal)?;
+                    *self.inner.state.write().await = SwarmState::Worker { membership };
+                    self.start_agent().await;
+                    self.wait_for_agent_session().await;
+                    return Ok(());
+                }
+                Joined::Manager {
+                    membership,
+                    manager,
+                    admission,
+                } => (membership, manager, admission),
             };
             // The leader admits the new manager once its store has caught up, which takes as
             // long as the store is large: answer within the join's deadline either way.
