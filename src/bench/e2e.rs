@@ -182,10 +182,7 @@ pub async fn run(b: E2eBench) -> anyhow::Result<Value> {
     if b.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
-    let base = match &b.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
-    };
+    let base = super::data_dir(b.dir.as_deref())?;
     crate::ca::install_crypto_provider();
     let mut managers = Vec::new();
     for i in 1..=3 {

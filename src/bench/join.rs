@@ -60,10 +60,7 @@ pub async fn run(b: JoinBench) -> anyhow::Result<serde_json::Value> {
     if b.mb == 0 {
         bail!("--mb must be at least 1");
     }
-    let base = match &b.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
-    };
+    let base = super::data_dir(b.dir.as_deref())?;
     crate::ca::install_crypto_provider();
     let ca = RootCa::generate()?;
     let cluster = new_id();

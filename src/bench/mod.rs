@@ -9,3 +9,12 @@ pub mod join;
 pub mod one_node;
 pub mod stats;
 pub mod store;
+
+/// A temporary directory for a benchmark's data: under `dir` (a real disk the user names), or
+/// the system's temp dir.
+pub fn data_dir(dir: Option<&std::path::Path>) -> std::io::Result<tempfile::TempDir> {
+    match dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+}

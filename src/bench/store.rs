@@ -200,10 +200,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     if b.leader_kills > 0 && b.managers < 3 {
         bail!("--leader-kills needs at least 3 managers (a quorum must survive)");
     }
-    let base = match &b.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
-    };
+    let base = super::data_dir(b.dir.as_deref())?;
     let fsync_p50 = fsync_p50_ms(base.path(), 300).context("measuring fdatasync")?;
     crate::ca::install_crypto_provider();
     let ca = RootCa::generate()?;
