@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sha2::{Digest, Sha256};
-use shoal_store::model::{Config, Kind};
+use shoal_store::model::Config;
 use shoal_store::{PeerNode, Store, Txn};
 
 /// Size of each config (as in the issue that asked for this: 256 configs of 400 KB).
@@ -118,16 +118,6 @@ async fn joins_one_after_the_other(mb: usize) {
         .with_test_writer()
         .try_init();
     let t = Instant::now();
-    tokio::spawn(async {
-        loop {
-            let at = Instant::now();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let late = at.elapsed();
-            if late > Duration::from_millis(60) {
-                tracing::warn!("runtime lag: a 10 ms sleep took {late:?}");
-            }
-        }
-    });
     let mut c = Cluster::start_with(1, |cfg| {
         cfg.snapshot_every = 5_000;
         cfg.logs_kept_after_snapshot = 20;
@@ -186,7 +176,6 @@ async fn joins_one_after_the_other(mb: usize) {
         c.store(3).view().list::<Config>().count(),
         c.store(1).view().list::<Config>().count()
     );
-    let _ = Kind::Config;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
