@@ -25,9 +25,20 @@ use base64::Engine as _;
 const STREAM_WINDOW: usize = 32;
 
 /// A follower that has not answered the oldest outstanding request of a replication stream
-/// within this time is treated as unreachable: the stream ends with an error and openraft
-/// opens a new one (a dead peer's TCP connection may otherwise stay silent for a long time).
+/// within this time (plus [`STREAM_TTL_PER_MIB`] for each MiB it carries) is treated as
+/// unreachable: the stream ends with an error and openraft opens a new one (a dead peer's TCP
+/// connection may otherwise stay silent for a long time).
 const STREAM_PROGRESS_TTL: Duration = Duration::from_secs(1);
+
+/// The extra time a follower gets per MiB of entries to receive, decode, seal and write them.
+const STREAM_TTL_PER_MIB: Duration = Duration::from_millis(250);
+
+/// Most bytes (roughly) of entries sent in one AppendEntries request. openraft batches up to a
+/// count of entries; 300 configs of 400 KiB in one request took longer to encode, send and
+/// store than any follower was given to answer, so a learner catching up on a log of large
+/// objects was sent the same request over and over without ever storing it. Larger requests
+/// go as several, each following the one before.
+const REQUEST_BYTES: usize = 4 << 20;
 
 /// How often a replication stream checks the age of its oldest outstanding request.
 const STREAM_PROGRESS_CHECK: Duration = Duration::from_millis(100);
@@ -90,11 +101,61 @@ impl Connection {
     }
 }
 
+/// Splits `req` into requests of about [`REQUEST_BYTES`] of entries each (at least one entry
+/// each), every one following on from the one before; returns it whole when it is smaller.
+fn split_by_size(req: AppendEntriesRequest) -> Vec<AppendEntriesRequest> {
+    let total: usize = req.entries.iter().map(entry_approx_len).sum();
+    if total <= REQUEST_BYTES || req.entries.len() <= 1 {
+        return vec![req];
+    }
+    let AppendEntriesRequest {
+        vote,
+        mut prev_log_id,
+        entries,
+        leader_commit,
+    } = req;
+    let mut out = Vec::new();
+    let mut chunk: Vec<Entry> = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let len = entry_approx_len(&entry);
+        if !chunk.is_empty() && bytes + len > REQUEST_BYTES {
+            let last = chunk.last().map(|e| e.log_id());
+            out.push(AppendEntriesRequest {
+                vote,
+                prev_log_id,
+                entries: std::mem::take(&mut chunk),
+                leader_commit,
+            });
+            prev_log_id = last;
+            bytes = 0;
+        }
+        bytes += len;
+        chunk.push(entry);
+    }
+    out.push(AppendEntriesRequest {
+        vote,
+        prev_log_id,
+        entries: chunk,
+        leader_commit,
+    });
+    out
+}
+
+/// One request openraft asked to send, as it went out.
+struct Outstanding {
+    sent: Instant,
+    /// How many requests it was split into (as many answers make its answer).
+    parts: usize,
+    /// How long the follower has to answer it.
+    ttl: Duration,
+}
+
 /// The answer side of a pipelined replication stream, with what it needs to time out.
 struct Answers {
     replies: ReplyStream,
-    /// When each outstanding request was sent, oldest first.
-    sent: Arc<Mutex<VecDeque<Instant>>>,
+    /// The outstanding requests, oldest first.
+    sent: Arc<Mutex<VecDeque<Outstanding>>>,
     /// Frees a send slot per answer.
     window: Arc<Semaphore>,
     addr: String,
@@ -102,16 +163,16 @@ struct Answers {
 }
 
 impl Answers {
-    /// The next answer, or an error once the follower stops making progress.
+    /// The next answer to a request openraft sent (the answers to all its parts: the last
+    /// part's, or the first rejection), or an error once the follower stops making progress.
     async fn next(mut self) -> Option<(StreamItem, Answers)> {
         if self.ended {
             return None;
         }
+        let mut answered = 0;
         loop {
             match tokio::time::timeout(STREAM_PROGRESS_CHECK, self.replies.next()).await {
                 Ok(Some(Ok(body))) => {
-                    self.sent.lock().expect("sent lock").pop_front();
-                    self.window.add_permits(1);
                     let item = match serde_json::from_slice::<
                         Result<StreamAppendResult<TypeConfig>, String>,
                     >(&body)
@@ -123,8 +184,18 @@ impl Answers {
                         )))),
                         Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
                     };
+                    answered += 1;
                     // An error or a rejection (conflict, higher vote) ends this stream.
                     self.ended = !matches!(item, Ok(Ok(_)));
+                    let parts = {
+                        let sent = self.sent.lock().expect("sent lock");
+                        sent.front().map_or(1, |o| o.parts)
+                    };
+                    if answered < parts && !self.ended {
+                        continue;
+                    }
+                    self.sent.lock().expect("sent lock").pop_front();
+                    self.window.add_permits(1);
                     return Some((item, self));
                 }
                 Ok(Some(Err(e))) => {
@@ -133,12 +204,18 @@ impl Answers {
                 }
                 Ok(None) => return None,
                 Err(_) => {
-                    let oldest = self.sent.lock().expect("sent lock").front().copied();
-                    if oldest.is_some_and(|t| t.elapsed() > STREAM_PROGRESS_TTL) {
+                    let late = self
+                        .sent
+                        .lock()
+                        .expect("sent lock")
+                        .front()
+                        .filter(|o| o.sent.elapsed() > o.ttl)
+                        .map(|o| o.ttl);
+                    if let Some(after) = late {
                         self.ended = true;
                         let e = TransportError::Timeout {
                             addr: self.addr.clone(),
-                            after: STREAM_PROGRESS_TTL,
+                            after,
                         };
                         return Some((Err(to_rpc_error(e)), self));
                     }
@@ -165,35 +242,55 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         S: Stream<Item = AppendEntriesRequest> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
+            let mut input = input.peekable();
             if input.size_hint() == (1, Some(1)) {
-                let mut input = input;
-                let Some(req) = input.next().await else {
-                    return Ok(futures::stream::empty().boxed());
+                let small = match std::pin::Pin::new(&mut input).peek().await {
+                    None => return Ok(futures::stream::empty().boxed()),
+                    Some(req) => {
+                        req.entries.iter().map(entry_approx_len).sum::<usize>() <= REQUEST_BYTES
+                    }
                 };
-                let prev = req.prev_log_id;
-                let last = req.entries.last().map(|e| e.log_id()).or(prev);
-                let resp = self.append_entries(req, option).await?;
-                let result = resp.into_stream_result(prev, last);
-                return Ok(futures::stream::once(std::future::ready(Ok(result))).boxed());
+                if small {
+                    let req = input.next().await.expect("peeked");
+                    let prev = req.prev_log_id;
+                    let last = req.entries.last().map(|e| e.log_id()).or(prev);
+                    let resp = self.append_entries(req, option).await?;
+                    let result = resp.into_stream_result(prev, last);
+                    return Ok(futures::stream::once(std::future::ready(Ok(result))).boxed());
+                }
             }
             let window = Arc::new(Semaphore::new(STREAM_WINDOW));
-            let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+            let sent: Arc<Mutex<VecDeque<Outstanding>>> = Arc::default();
             let requests = futures::stream::unfold(
                 (input, window.clone(), sent.clone()),
                 |(mut input, window, sent)| async move {
                     window.acquire().await.ok()?.forget();
                     let req = input.next().await?;
-                    let body = match serde_json::to_vec(&req) {
-                        Ok(body) => body,
+                    let large = super::entries_are_large(&req.entries);
+                    let parts = split_by_size(req);
+                    let bodies = super::off_runtime_if(large, || {
+                        parts
+                            .iter()
+                            .map(serde_json::to_vec)
+                            .collect::<Result<Vec<Vec<u8>>, _>>()
+                    });
+                    let bodies = match bodies {
+                        Ok(bodies) => bodies,
                         Err(e) => {
                             tracing::error!("encoding an AppendEntries request: {e}");
                             return None;
                         }
                     };
-                    sent.lock().expect("sent lock").push_back(Instant::now());
-                    Some((body, (input, window, sent)))
+                    let bytes: usize = bodies.iter().map(Vec::len).sum();
+                    sent.lock().expect("sent lock").push_back(Outstanding {
+                        sent: Instant::now(),
+                        parts: bodies.len(),
+                        ttl: STREAM_PROGRESS_TTL + STREAM_TTL_PER_MIB * (bytes >> 20) as u32,
+                    });
+                    Some((futures::stream::iter(bodies), (input, window, sent)))
                 },
             )
+            .flatten()
             .boxed();
             let replies = self
                 .transport
