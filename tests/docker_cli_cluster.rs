@@ -142,7 +142,8 @@ fn three_managers_and_two_workers_join_and_agree_on_one_leader() {
 }
 
 /// Needs the role manager (controllers crate): demoting the leader hands leadership to another
-/// manager and the old leader becomes a worker.
+/// manager and the old leader becomes a worker. Four managers, so that the three left still
+/// survive a failure (from three to two the demotion is refused, see `manager_quorum.rs`).
 #[test]
 fn demoting_the_leader_moves_leadership() {
     let m1 = Daemon::start("l1");
@@ -150,16 +151,17 @@ fn demoting_the_leader_moves_leadership() {
     let manager_token = token(&m1, "manager");
     let m2 = Daemon::start("l2");
     let m3 = Daemon::start("l3");
-    for m in [&m2, &m3] {
+    let m4 = Daemon::start("l4");
+    for m in [&m2, &m3, &m4] {
         let out = m.join(&m1, &manager_token);
         assert!(out.ok, "{} join failed: {}", m.hostname, out.stderr);
     }
-    wait_for(Duration::from_secs(30), "three managers", || {
+    wait_for(Duration::from_secs(30), "four managers", || {
         let t = node_table(&m1);
         (t.iter()
             .filter(|(_, s)| s == "Leader" || s == "Reachable")
             .count()
-            == 3)
+            == 4)
             .then_some(())
     });
 

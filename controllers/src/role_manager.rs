@@ -7,11 +7,16 @@
 //! - a deleted node that is still a store member is removed from the store.
 //!
 //! Refused changes are retried every `role_retry`.
+//!
+//! It also records each manager's place in the store's membership on its node (learner,
+//! voter, leader, reachable), so that every membership change is a change of the node, with an
+//! event, and managers that do not lead can show what the leader saw. Membership is not in the
+//! store's change feed, so managers are looked at again every [`MEMBERSHIP_POLL`].
 
 use std::time::Duration;
 
-use shoal_store::model::{Node, NodeRole, Object};
-use shoal_store::{Obj, Op, Store, StoreError};
+use shoal_store::model::{ManagerStatus, Node, NodeRole, Object, RaftMembership, Reachability};
+use shoal_store::{Member, Obj, Op, Store, StoreError};
 
 use crate::orchestrator::write;
 use crate::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
@@ -41,6 +46,60 @@ impl RoleManager {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// How often a manager's recorded membership is compared with the store's.
+pub const MEMBERSHIP_POLL: Duration = Duration::from_secs(1);
+
+/// What the store's membership says of `node` now: its place in the group and its manager
+/// status (kept as recorded where the membership says nothing new).
+fn membership_of(node: &Node, members: &[Member]) -> (RaftMembership, Option<ManagerStatus>) {
+    let member = members.iter().find(|m| {
+        (!m.node.node_id.is_empty() && m.node.node_id == node.meta.id)
+            || (node.raft_id != 0 && m.raft_id == node.raft_id)
+    });
+    let Some(m) = member else {
+        let status = (node.role == NodeRole::Manager)
+            .then(|| node.manager_status.clone())
+            .flatten();
+        return (RaftMembership::None, status);
+    };
+    let recorded = node.manager_status.clone().unwrap_or_default();
+    let (place, reachability) = if m.voter {
+        let reachability = match m.reachable {
+            Some(true) => Reachability::Reachable,
+            Some(false) => Reachability::Unreachable,
+            None => recorded.reachability,
+        };
+        (RaftMembership::Voter, reachability)
+    } else {
+        (RaftMembership::Learner, Reachability::Unknown)
+    };
+    let status = ManagerStatus {
+        leader: m.leader,
+        reachability,
+        addr: if m.node.addr.is_empty() {
+            recorded.addr
+        } else {
+            m.node.addr.clone()
+        },
+    };
+    (place, Some(status))
+}
+
+/// The update that records `node`'s membership, if it changed.
+fn record_membership(node: &Obj<Node>, members: &[Member]) -> Option<Op> {
+    let (place, status) = membership_of(node, members);
+    if place == node.raft_membership && status == node.manager_status {
+        return None;
+    }
+    let mut u = node.to_owned_value();
+    u.raft_membership = place;
+    u.manager_status = status;
+    Some(Op::Update {
+        object: Object::Node(u),
+        expected_version: node.meta.version.index,
+    })
 }
 
 fn set_role(node: &Obj<Node>, role: NodeRole) -> Vec<Vec<Op>> {
@@ -100,7 +159,15 @@ impl Reconciler for RoleManager {
         };
         let desired = node.spec.role_or_default();
         if desired == node.role {
-            return Ok(Action::AwaitChange);
+            if let Some(op) = record_membership(&node, &store.members()) {
+                write::commit(ctx, vec![vec![op]]).await?;
+            }
+            let watched = node.role == NodeRole::Manager || !node.raft_membership.is_none();
+            return Ok(if watched {
+                Action::Requeue(MEMBERSHIP_POLL)
+            } else {
+                Action::AwaitChange
+            });
         }
         match desired {
             NodeRole::Manager => {

@@ -142,6 +142,13 @@ fn node_attributes(n: &Node, old: Option<&Node>, m: &mut BTreeMap<String, String
         old.status.state.to_string(),
         n.status.state.to_string(),
     );
+    // Not a dockerd attribute: the store membership the leader recorded (learner, voter, none).
+    attr(
+        m,
+        "raft",
+        old.raft_membership.as_str().to_string(),
+        n.raft_membership.as_str().to_string(),
+    );
     if let (Some(new), Some(prev)) = (&n.manager_status, &old.manager_status) {
         attr(m, "leader", prev.leader.to_string(), new.leader.to_string());
         attr(

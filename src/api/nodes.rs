@@ -2,8 +2,10 @@
 //!
 //! Updating a node only writes its spec. Promotion and demotion are carried out by the role
 //! manager (controllers crate), which moves the node's actual role and Raft membership towards
-//! `Spec.Role`; here a demotion is only checked the way swarmkit checks it (never the last
-//! manager, never one that would cost the Raft group its quorum).
+//! `Spec.Role`; here the change is checked first ([`shoal_store::quorum`]): never the last
+//! manager, never a demotion that costs the Raft group its quorum (swarmkit's checks), and,
+//! unless the request says `force=1`, no change that leaves the swarm one manager failure from
+//! losing it.
 
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::StatusCode;
@@ -13,7 +15,7 @@ use shoal_store::model::{
     Kind, Node, NodeAvailability, NodeRole, NodeSpec, NodeState, Task, TaskState, TaskStatus,
     Timestamp,
 };
-use shoal_store::{Member, Txn};
+use shoal_store::{Assessment, Txn, VoterChange};
 
 use super::body::DockerJson;
 use super::context::ApiState;
@@ -104,14 +106,50 @@ fn parse_spec(body: Value) -> ApiResult<NodeSpec> {
     }
 }
 
-/// swarmkit's `CanRemoveMember`: the voters left must still form a quorum of the remaining
-/// group. Reachability is only known on the leader; elsewhere members count as reachable.
-fn removal_keeps_quorum(members: &[Member], raft_id: u64) -> bool {
-    let voters: Vec<&Member> = members.iter().filter(|m| m.voter).collect();
-    let remaining = voters.iter().filter(|m| m.raft_id != raft_id);
-    let reachable = remaining.filter(|m| m.reachable != Some(false)).count();
-    let quorum = (voters.len().saturating_sub(1)) / 2 + 1;
-    reachable >= quorum
+/// Refuses a change of voters that would lose the quorum, and one that would leave the swarm
+/// one manager failure from that unless `force` asks for it; logs one dockerd would allow with
+/// a warning (a second manager).
+async fn check_voter_change(
+    store: &shoal_store::Store,
+    node: &Node,
+    change: VoterChange,
+    force: bool,
+) -> ApiResult<()> {
+    let what = match change {
+        VoterChange::Add => "promoting",
+        VoterChange::Remove(_) => "demoting",
+    };
+    let name = node_name(node);
+    match store.assess_voter_change(change).await? {
+        Assessment::Safe => Ok(()),
+        Assessment::Warn(why) => {
+            tracing::warn!(node = %node.meta.id, "{what} {name}: {why}");
+            Ok(())
+        }
+        Assessment::Refused(why) if why.starts_with("can't remove member") => {
+            // dockerd's words, which scripts match.
+            Err(ApiError::failed_precondition(why))
+        }
+        Assessment::Refused(why) => Err(ApiError::failed_precondition(format!(
+            "{what} node {name} refused: {why}"
+        ))),
+        Assessment::Risky(why) if force => {
+            tracing::warn!(node = %node.meta.id, "{what} {name} although {why} (forced)");
+            Ok(())
+        }
+        Assessment::Risky(why) => Err(ApiError::failed_precondition(format!(
+            "{what} node {name} refused: {why}. To do it anyway, repeat the request with \
+             force=1 (POST /nodes/{{id}}/update?version=N&force=1)"
+        ))),
+    }
+}
+
+fn node_name(node: &Node) -> &str {
+    if node.description.hostname.is_empty() {
+        &node.meta.id
+    } else {
+        &node.description.hostname
+    }
 }
 
 /// `POST /nodes/{id}/update?version=` with the complete new `NodeSpec`.
@@ -124,6 +162,9 @@ pub async fn update(
     let store = state.manager_store().await?;
     let version = version_param(&q, "node")?;
     let spec = parse_spec(body)?;
+    // Not a dockerd parameter: how a client asks for a change of managers that leaves the
+    // swarm one failure from losing its quorum.
+    let force = bool_value(&q, "force");
     if version > store.current_revision() {
         let _ = store
             .wait_for_revision(version, std::time::Duration::from_secs(2))
@@ -153,11 +194,14 @@ pub async fn update(
                     "can't find manager in raft memberlist",
                 )
             })?;
-        if !removal_keeps_quorum(&members, member.raft_id) {
-            return Err(ApiError::failed_precondition(
-                "can't remove member from the raft: this would result in a loss of quorum",
-            ));
+        if member.voter {
+            check_voter_change(&store, &node, VoterChange::Remove(member.raft_id), force).await?;
         }
+    }
+    let promoting =
+        node.spec.role_or_default() == NodeRole::Worker && spec.role == Some(NodeRole::Manager);
+    if promoting {
+        check_voter_change(&store, &node, VoterChange::Add, force).await?;
     }
     let mut updated = node.to_owned_value();
     updated.meta.version.index = version;
@@ -226,7 +270,6 @@ pub async fn remove(
 mod tests {
     use super::*;
     use serde_json::json;
-    use shoal_store::PeerNode;
 
     #[test]
     fn node_specs_need_role_and_availability() {
@@ -243,23 +286,5 @@ mod tests {
             serde_json::to_value(&s).unwrap(),
             json!({"Labels":{},"Role":"manager","Availability":"drain"})
         );
-    }
-
-    #[test]
-    fn quorum_is_checked_over_the_remaining_voters() {
-        let m = |id: u64, reachable: Option<bool>| Member {
-            raft_id: id,
-            node: PeerNode::default(),
-            voter: true,
-            reachable,
-            leader: id == 1,
-        };
-        let three = [m(1, Some(true)), m(2, Some(true)), m(3, Some(false))];
-        // Removing 2 leaves 1 (reachable) and 3 (not): 1 of a group of 2 is no quorum.
-        assert!(!removal_keeps_quorum(&three, 2));
-        // Removing the unreachable one leaves two reachable voters.
-        assert!(removal_keeps_quorum(&three, 3));
-        let healthy = [m(1, None), m(2, None), m(3, None)];
-        assert!(removal_keeps_quorum(&healthy, 1));
     }
 }

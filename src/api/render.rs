@@ -56,7 +56,7 @@ pub fn task(t: &Task, version: ApiVersion) -> Value {
 pub fn node(n: &Node, members: &[Member]) -> Value {
     let mut n = n.clone();
     n.manager_status = manager_status(&n, members);
-    without(&n, &["Role", "RaftID"])
+    without(&n, &["Role", "RaftID", "RaftMembership"])
 }
 
 /// Leader, reachability and address of a manager, live from the Raft membership; what the node

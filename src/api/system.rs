@@ -97,6 +97,8 @@ pub async fn info(State(state): State<ApiState>) -> Json<Value> {
         "IndexServerAddress": "",
         "Labels": [],
         "ExperimentalBuild": false,
+        // dockerd lists the swarm's warnings among the host's; `docker info` prints these.
+        "Warnings": swarm.get("Warnings").cloned().unwrap_or(Value::Null),
         "Swarm": swarm,
     }))
 }
@@ -174,6 +176,10 @@ async fn swarm_info(state: &ApiState) -> Value {
             });
             if let Some(c) = cluster {
                 info["Cluster"] = c;
+            }
+            // As dockerd warns; here from the store's voters, the managers its quorum counts.
+            if manager.store.voter_count() == 2 {
+                info["Warnings"] = json!([shoal_store::quorum::TWO_MANAGERS_WARNING]);
             }
             info
         }

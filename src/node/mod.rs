@@ -22,7 +22,7 @@ use shoal_proto::swarm::swarm_client::SwarmClient;
 use shoal_proto::swarm::JoinRaftRequest;
 use shoal_store::model::{
     Cluster, JoinTokens, ManagerStatus, Meta, Node, NodeRole, NodeSpec, NodeState, NodeStatus,
-    RootCa as StoredRootCa, SwarmSpec,
+    RaftMembership, RootCa as StoredRootCa, SwarmSpec,
 };
 use shoal_store::Txn;
 use tokio::sync::{Mutex, RwLock};
@@ -542,6 +542,12 @@ impl NodeRuntime {
             }),
             role,
             raft_id: m.raft_id,
+            // The swarm's first manager is its store's first voter.
+            raft_membership: if role == NodeRole::Manager {
+                RaftMembership::Voter
+            } else {
+                RaftMembership::None
+            },
         }
     }
 

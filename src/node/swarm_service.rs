@@ -7,9 +7,9 @@ use shoal_proto::swarm::{
 };
 use shoal_store::model::{
     new_id, Cluster, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState,
-    NodeStatus,
+    NodeStatus, RaftMembership,
 };
-use shoal_store::{PeerNode, Store, StoreError, Txn};
+use shoal_store::{Assessment, PeerNode, Store, StoreError, Txn, VoterChange};
 use tonic::{Request, Response, Status};
 
 use crate::ca::{require_role, JoinToken, NodeCertSpec, RootCa};
@@ -72,6 +72,26 @@ pub fn host_of(addr: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A manager may not join a swarm that has lost its quorum, nor one it would leave a failure
+/// from losing it (some managers are unreachable); a second manager is let in with a warning,
+/// as dockerd does.
+async fn refuse_risky_manager_join(store: &Store, hostname: &str) -> Result<(), Status> {
+    match store
+        .assess_voter_change(VoterChange::Add)
+        .await
+        .map_err(store_status)?
+    {
+        Assessment::Safe => Ok(()),
+        Assessment::Warn(why) => {
+            tracing::warn!(joining = hostname, "a manager joins: {why}");
+            Ok(())
+        }
+        Assessment::Risky(why) | Assessment::Refused(why) => Err(Status::failed_precondition(
+            format!("a manager cannot join now: {why}"),
+        )),
+    }
+}
+
 #[tonic::async_trait]
 impl Swarm for SwarmService {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
@@ -97,6 +117,9 @@ impl Swarm for SwarmService {
             serde_json::from_slice(&req.description_json)
                 .map_err(|e| Status::invalid_argument(format!("malformed node description: {e}")))?
         };
+        if role == NodeRole::Manager {
+            refuse_risky_manager_join(&self.store, &description.hostname).await?;
+        }
         let node_id = new_id();
         let raft_id = if role == NodeRole::Manager {
             random_raft_id()
@@ -129,6 +152,8 @@ impl Swarm for SwarmService {
             }),
             role,
             raft_id,
+            // Recorded by the leader as the store admits it.
+            raft_membership: RaftMembership::None,
         };
         self.store
             .submit(Txn::new().create(node))

@@ -11,6 +11,7 @@ mod forward;
 pub mod hub;
 pub mod local_transport;
 pub mod model;
+pub mod quorum;
 pub mod raft;
 pub mod replica;
 pub mod state;
@@ -21,6 +22,7 @@ pub mod watch;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use quorum::{Assessment, VoterChange};
 pub use raft::seal::DataKey;
 pub use raft::types::{PeerNode, RaftId};
 pub use replica::{Leadership, Member, Store, WeakStore};

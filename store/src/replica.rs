@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::forward::Forwarder;
+use crate::model::{Node, RaftMembership};
+use crate::quorum::{self, Assessment, Voter, VoterChange};
 use crate::raft::db;
 use base64::Engine as _;
 
@@ -559,7 +561,34 @@ impl Store {
         self.forward_membership(Rpc::RemoveMember, &raft_id).await
     }
 
-    async fn forward_membership<T: Serialize>(&self, rpc: Rpc, body: &T) -> Result<(), StoreError> {
+    /// What adding or removing a voter would do to how many manager failures the swarm
+    /// survives, judged on the leader's view of which managers are reachable (see
+    /// [`crate::quorum`]). Called on a follower it is forwarded to the leader.
+    pub async fn assess_voter_change(&self, change: VoterChange) -> Result<Assessment, StoreError> {
+        if self.leader().await == Some(self.raft_id()) {
+            return assess_on_leader(&self.inner, change);
+        }
+        self.forward_membership(Rpc::AssessVoterChange, &change)
+            .await
+    }
+
+    /// The voting members, from the membership every member holds (no reachability needed).
+    pub fn voter_count(&self) -> usize {
+        self.inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+    }
+
+    async fn forward_membership<T: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        rpc: Rpc,
+        body: &T,
+    ) -> Result<R, StoreError> {
         let leader = self.leader_node().await.ok_or_else(|| {
             StoreError::Unavailable("no leader is elected; the store may have lost quorum".into())
         })?;
@@ -569,8 +598,8 @@ impl Store {
             .call(&leader.addr, rpc, encode(body), membership_rpc_timeout(rpc))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let r: Result<(), StoreError> =
-            serde_json::from_slice::<Result<(), RemoteStoreError>>(&answer)
+        let r: Result<R, StoreError> =
+            serde_json::from_slice::<Result<R, RemoteStoreError>>(&answer)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?
                 .map_err(Into::into);
         r
@@ -632,6 +661,10 @@ impl Store {
                 Ok((id, node)) => add_member_on_leader(&self.inner, id, node)
                     .await
                     .map_err(RemoteStoreError::from),
+                Err(e) => Err(RemoteStoreError::Invalid(e)),
+            }),
+            Rpc::AssessVoterChange => encode(&match decode::<VoterChange>(body) {
+                Ok(change) => assess_on_leader(&self.inner, change).map_err(RemoteStoreError::from),
                 Err(e) => Err(RemoteStoreError::Invalid(e)),
             }),
             Rpc::RemoveMember => encode(&match decode::<RaftId>(body) {
@@ -913,12 +946,23 @@ async fn admit_member(
     if current.membership().voter_ids().any(|v| v == raft_id) {
         return Ok(());
     }
+    // A swarm that has lost its quorum cannot commit the change; say so at once. (Whether a
+    // new voter would leave it one failure from that is decided where the join or promotion
+    // was asked for.)
+    match assess_on_leader(&inner, VoterChange::Add)? {
+        Assessment::Refused(why) => return Err(StoreError::QuorumAtRisk(why)),
+        Assessment::Warn(why) => tracing::warn!(raft_id, "adding a manager: {why}"),
+        Assessment::Safe | Assessment::Risky(_) => {}
+    }
     // A learner left by an earlier attempt that is still catching up is kept as it is.
     if current.membership().get_node(&raft_id).is_none() {
         let _serial = inner.membership_changes.lock().await;
-        raft.add_learner(raft_id, node, false).await.map_err(|e| {
-            StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}"))
-        })?;
+        raft.add_learner(raft_id, node.clone(), false)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}"))
+            })?;
+        record_membership(&inner, &node.node_id, RaftMembership::Learner).await;
     }
     let deadline = catch_up_deadline(&inner);
     if let Err(why) = wait_caught_up(&inner, raft_id, deadline).await {
@@ -959,6 +1003,7 @@ async fn admit_member(
             .iter()
             .any(|m| m.raft_id == raft_id && m.voter)
         {
+            record_membership(&inner, &node.node_id, RaftMembership::Voter).await;
             return Ok(());
         }
         let removed = store.remove_member(raft_id).await;
@@ -971,6 +1016,7 @@ async fn admit_member(
         )));
     }
     tracing::info!(raft_id, "store member caught up and became a voter");
+    record_membership(&inner, &node.node_id, RaftMembership::Voter).await;
     Ok(())
 }
 
@@ -1048,7 +1094,53 @@ async fn wait_caught_up(inner: &Inner, raft_id: RaftId, deadline: Instant) -> Re
 }
 
 /// Takes a learner out of the membership (it held no vote; nothing else changes).
-async fn remove_learner(inner: &Inner, raft_id: RaftId) -> Result<(), StoreError> {
+/// Records `place` on the node of a member (the leader's membership changes are no store
+/// writes of their own), so that every change is a change of the node, with an event. The
+/// role manager keeps it up to date too; this records a change the moment it is made (a
+/// learner's catch-up may be over before the role manager looks again). A member without a
+/// node object (outside a swarm) is skipped; a failure is only logged: the change itself is
+/// done.
+async fn record_membership(inner: &Arc<Inner>, node_id: &str, place: RaftMembership) {
+    if node_id.is_empty() {
+        return;
+    }
+    let store = Store {
+        inner: inner.clone(),
+    };
+    for _ in 0..5 {
+        let Some(node) = store.view().get::<Node>(node_id) else {
+            return;
+        };
+        if node.raft_membership == place {
+            return;
+        }
+        let mut updated = node.to_owned_value();
+        updated.raft_membership = place;
+        match store.submit(Txn::new().update(updated)).await {
+            Ok(_) => return,
+            Err(e) if e.is_out_of_sequence() => continue,
+            Err(e) => {
+                tracing::warn!(node = node_id, "recording a store membership change: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// The swarm node id of member `raft_id`, if it is one.
+fn node_id_of(inner: &Inner, raft_id: RaftId) -> Option<String> {
+    inner
+        .raft
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .get_node(&raft_id)
+        .map(|n| n.node_id.clone())
+}
+
+async fn remove_learner(inner: &Arc<Inner>, raft_id: RaftId) -> Result<(), StoreError> {
+    let node_id = node_id_of(inner, raft_id);
     let mut ids = BTreeSet::new();
     ids.insert(raft_id);
     let _serial = inner.membership_changes.lock().await;
@@ -1061,37 +1153,51 @@ async fn remove_learner(inner: &Inner, raft_id: RaftId) -> Result<(), StoreError
             StoreError::Unavailable(format!("removing learner {raft_id}: not committed in time"))
         })?
         .map_err(|e| StoreError::Unavailable(format!("removing learner {raft_id}: {e}")))?;
+    drop(_serial);
+    if let Some(node_id) = node_id {
+        record_membership(inner, &node_id, RaftMembership::None).await;
+    }
     Ok(())
 }
 
-async fn remove_member_on_leader(inner: &Inner, raft_id: RaftId) -> Result<(), StoreError> {
+/// The voters and whether the leader heard from them lately; `None` when this member does
+/// not lead (only the leader knows who is reachable).
+fn voters_on_leader(inner: &Inner) -> Option<Vec<Voter>> {
+    let metrics = inner.raft.metrics().borrow_watched().clone();
+    let reach = reachability(&metrics, inner.config.election_timeout.1)?;
+    let voters = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .map(|id| Voter {
+            raft_id: id,
+            reachable: reach.get(&id).copied().unwrap_or(false),
+        })
+        .collect();
+    Some(voters)
+}
+
+fn assess_on_leader(inner: &Inner, change: VoterChange) -> Result<Assessment, StoreError> {
+    let voters = voters_on_leader(inner).ok_or_else(|| {
+        StoreError::Unavailable("this manager stopped leading the store; try again".into())
+    })?;
+    Ok(quorum::assess(&voters, change))
+}
+
+/// Removes `raft_id` on the leader. A voter's removal is refused when it would lose the quorum
+/// at once (whoever asked: the role manager retries a demotion later); whether it may leave the
+/// swarm one failure from that is the API's call, made before it asked.
+async fn remove_member_on_leader(inner: &Arc<Inner>, raft_id: RaftId) -> Result<(), StoreError> {
     let raft = &inner.raft;
     let metrics = raft.metrics().borrow_watched().clone();
     let membership = metrics.membership_config.membership().clone();
-    let voters: BTreeSet<RaftId> = membership.voter_ids().collect();
     let is_node = membership.get_node(&raft_id).is_some();
     if !is_node {
         return Ok(());
     }
-    if voters.contains(&raft_id) {
-        let remaining: BTreeSet<RaftId> =
-            voters.iter().copied().filter(|v| *v != raft_id).collect();
-        if remaining.is_empty() {
-            return Err(StoreError::QuorumAtRisk(
-                "can't remove the last manager of the store: it would lose all its data".into(),
-            ));
-        }
-        let reach = reachability(&metrics, inner.config.election_timeout.1).unwrap_or_default();
-        let reachable = remaining
-            .iter()
-            .filter(|v| reach.get(v).copied().unwrap_or(false))
-            .count();
-        let quorum = remaining.len() / 2 + 1;
-        if reachable < quorum {
-            return Err(StoreError::QuorumAtRisk(format!(
-                "can't remove member from the raft: this would result in a loss of quorum ({reachable} of the {} remaining managers are reachable, {quorum} needed)",
-                remaining.len()
-            )));
+    if membership.voter_ids().any(|v| v == raft_id) {
+        if let Assessment::Refused(why) = assess_on_leader(inner, VoterChange::Remove(raft_id))? {
+            return Err(StoreError::QuorumAtRisk(why));
         }
         let mut ids = BTreeSet::new();
         ids.insert(raft_id);
@@ -1103,6 +1209,10 @@ async fn remove_member_on_leader(inner: &Inner, raft_id: RaftId) -> Result<(), S
                 StoreError::Unavailable(format!("removing member {raft_id}: not committed in time"))
             })?
             .map_err(|e| StoreError::Unavailable(format!("removing member {raft_id}: {e}")))?;
+        drop(_serial);
+        if let Some(node) = membership.get_node(&raft_id) {
+            record_membership(inner, &node.node_id, RaftMembership::None).await;
+        }
     } else {
         remove_learner(inner, raft_id).await?;
     }

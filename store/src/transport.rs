@@ -29,11 +29,13 @@ pub enum Rpc {
     Join,
     /// Membership change forwarded to the leader.
     RemoveMember,
+    /// A follower asks the leader what a change of voters would do to the quorum.
+    AssessVoterChange,
 }
 
 impl Rpc {
     /// Every RPC.
-    pub const ALL: [Rpc; 8] = [
+    pub const ALL: [Rpc; 9] = [
         Rpc::AppendEntries,
         Rpc::Vote,
         Rpc::PreVote,
@@ -42,6 +44,7 @@ impl Rpc {
         Rpc::ReadIndex,
         Rpc::Join,
         Rpc::RemoveMember,
+        Rpc::AssessVoterChange,
     ];
 
     /// Stable name, used as the gRPC method discriminator.
@@ -55,6 +58,7 @@ impl Rpc {
             Rpc::ReadIndex => "read_index",
             Rpc::Join => "join",
             Rpc::RemoveMember => "remove_member",
+            Rpc::AssessVoterChange => "assess_voter_change",
         }
     }
 

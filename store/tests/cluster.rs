@@ -282,6 +282,61 @@ async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restarted_far_behind_catches_up_by_snapshot_while_writes_go_on() {
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.snapshot_every = 50;
+        cfg.logs_kept_after_snapshot = 10;
+    })
+    .await;
+    let leader = c.leader().await;
+    let behind = (1..=3).find(|i| *i != leader).unwrap();
+    c.kill(behind).await;
+    // Far more entries than the leader keeps behind its snapshots.
+    for i in 0..300 {
+        c.store(leader)
+            .submit(Txn::new().create(config_object(&format!("while-down-{i}"))))
+            .await
+            .unwrap();
+    }
+    let purged = c.store(leader).raft_metrics().purged.map(|l| l.index);
+    assert!(
+        purged.is_some_and(|p| p > 100),
+        "the leader purged the log the stopped member lacks: {purged:?}"
+    );
+    // Writes go on all along the follower's restart and catch-up, and none fails.
+    let writer = {
+        let s = c.store(leader).clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                s.submit(Txn::new().create(config_object(&format!("during-{i}"))))
+                    .await
+                    .unwrap_or_else(|e| panic!("write {i} during the catch-up failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    c.restart(behind).await;
+    writer.await.unwrap();
+    let rev = c
+        .store(leader)
+        .linearizable_view()
+        .await
+        .unwrap()
+        .revision();
+    let v = c
+        .store(behind)
+        .wait_for_revision(rev, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(v.count(Kind::Config), 500);
+    let m = c.store(behind).raft_metrics();
+    assert!(
+        m.snapshot.is_some_and(|s| s.index > 100),
+        "the restarted member caught up by a snapshot: {m:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_member_that_would_lose_quorum_is_refused() {
     let mut c = Cluster::start(3).await;
     let leader = c.leader().await;

@@ -102,6 +102,44 @@ pub struct Node {
     /// Internal: the node's Raft member id when it is a manager (0 otherwise).
     #[serde(rename = "RaftID", default, skip_serializing_if = "is_zero")]
     pub raft_id: u64,
+    /// Internal: the node's place in the store's Raft group as the leader last recorded it, so
+    /// that every membership change (joined as a learner, made a voter, removed) is a change of
+    /// the node, with an event.
+    #[serde(
+        rename = "RaftMembership",
+        default,
+        skip_serializing_if = "RaftMembership::is_none"
+    )]
+    pub raft_membership: RaftMembership,
+}
+
+/// A node's place in the store's Raft group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftMembership {
+    /// Not a member.
+    #[default]
+    None,
+    /// Catching up; counts for no quorum yet.
+    Learner,
+    /// A voting member.
+    Voter,
+}
+
+impl RaftMembership {
+    /// Not a member.
+    pub fn is_none(&self) -> bool {
+        *self == RaftMembership::None
+    }
+
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RaftMembership::None => "none",
+            RaftMembership::Learner => "learner",
+            RaftMembership::Voter => "voter",
+        }
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
