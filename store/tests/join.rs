@@ -185,6 +185,11 @@ async fn two_managers_join_a_100_mib_store_one_after_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_join_a_500_mib_store_one_after_the_other() {
+    joins_one_after_the_other(500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_killed_while_it_receives_the_snapshot_is_removed_and_can_join_again() {
     let mut c = Cluster::start_with(1, |cfg| {
         cfg.snapshot_every = 5_000;
