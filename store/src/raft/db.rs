@@ -19,8 +19,18 @@ pub const CF_SM: &str = "sm";
 pub const CF_HISTORY: &str = "history";
 /// Recently applied transaction ids (retry deduplication) by client + seq.
 pub const CF_DEDUP: &str = "dedup";
+/// Large objects that history rows name and an update or delete replaced ([`super::history`]).
+pub const CF_HISTORY_OBJECTS: &str = "history_objects";
 
-const ALL: [&str; 6] = [CF_LOG, CF_RAFT, CF_OBJECTS, CF_SM, CF_HISTORY, CF_DEDUP];
+const ALL: [&str; 7] = [
+    CF_LOG,
+    CF_RAFT,
+    CF_OBJECTS,
+    CF_SM,
+    CF_HISTORY,
+    CF_DEDUP,
+    CF_HISTORY_OBJECTS,
+];
 
 /// Opens (creating if needed) the manager's database.
 pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {

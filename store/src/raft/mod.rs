@@ -1,6 +1,7 @@
 //! openraft on RocksDB: type configuration, log storage, state machine, snapshots, network.
 
 pub mod db;
+pub mod history;
 pub mod log_store;
 pub mod network;
 pub mod seal;

@@ -13,12 +13,13 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use super::db::{cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_OBJECTS, CF_SM};
+use super::history::{self, object_key};
 use super::seal::{DataKey, Sealer};
 use super::snapshot::{self, SnapshotFile};
 use super::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::dedup::{DedupRecord, DedupTable};
 use crate::hub::Hub;
-use crate::model::{Kind, Object};
+use crate::model::Object;
 use crate::state::State;
 use crate::txn::{Action, Commit, Committed, TxnId, TxnResult};
 use crate::watch::{HistorySource, WatchError};
@@ -44,13 +45,6 @@ impl Default for HistoryRetention {
     fn default() -> Self {
         HistoryRetention { revisions: 100_000 }
     }
-}
-
-fn object_key(kind: Kind, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.len());
-    k.push(kind.tag());
-    k.extend_from_slice(id.as_bytes());
-    k
 }
 
 fn dedup_key(id: &TxnId) -> [u8; 16] {
@@ -142,7 +136,7 @@ impl HistorySource for SmShared {
                 .sealer
                 .open(&v)
                 .map_err(|e| WatchError::Unavailable(format!("reading history: {e}")))?;
-            let commit: Commit = serde_json::from_slice(&plain)
+            let commit = history::decode_row(&plain, &db, &self.sealer)
                 .map_err(|e| WatchError::Unavailable(format!("decoding history: {e}")))?;
             out.push(Arc::new(commit));
         }
@@ -292,6 +286,7 @@ impl StateMachine {
         sealer: &Sealer,
         batch: &super::types::Batch,
         log_id: &LogId,
+        history_floor: u64,
     ) -> io::Result<(BatchResponse, Option<Commit>)> {
         let index = log_id.index;
         let term = log_id.leader_id.term;
@@ -344,6 +339,21 @@ impl StateMachine {
                 Action::Create | Action::Update => wb.put_cf(objects_cf, key, sealer.seal(&bytes)),
                 Action::Delete => wb.delete_cf(objects_cf, key),
             }
+            // A large object that leaves the objects table stays readable for the history
+            // rows that name it (see `history`): a deleted one for its deletion's row too, a
+            // replaced one only while the row of its own revision is kept.
+            match (e.action, &e.prev) {
+                (Action::Delete, _) if history::is_large(&e.object) => {
+                    history::keep_displaced(wb, db, sealer, &e.object, &bytes, index);
+                }
+                (Action::Update, Some(prev))
+                    if history::is_large(prev) && prev.version() > history_floor =>
+                {
+                    let prev_bytes = serde_json::to_vec(&**prev).map_err(io_err)?;
+                    history::keep_displaced(wb, db, sealer, prev, &prev_bytes, index);
+                }
+                _ => {}
+            }
             encoded.push(bytes);
         }
         let commit = if events.is_empty() {
@@ -357,7 +367,7 @@ impl StateMachine {
             wb.put_cf(
                 cf(db, CF_HISTORY),
                 u64_key(index),
-                sealer.seal(&encode_history_record(&commit, &encoded)?),
+                sealer.seal(&history::encode_row(&commit, &encoded)?),
             );
             Some(commit)
         };
@@ -383,6 +393,7 @@ fn prune(
     if index > keep && index - keep > floor && index.is_multiple_of(256) {
         let new_floor = index - keep;
         wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(new_floor + 1));
+        history::prune_displaced(wb, db, new_floor)?;
         wb.put_cf(
             cf(db, CF_SM),
             KEY_FLOOR,
@@ -391,29 +402,6 @@ fn prune(
         shared.floor.store(new_floor, Ordering::Release);
     }
     Ok(())
-}
-
-/// The history row of `commit`: the JSON of `commit.without_prev()`, assembled around the
-/// already encoded objects (`objects[i]` is the JSON of `commit.events[i].object`).
-fn encode_history_record(commit: &Commit, objects: &[Vec<u8>]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(64 + objects.iter().map(|o| o.len() + 32).sum::<usize>());
-    out.extend_from_slice(b"{\"revision\":");
-    serde_json::to_writer(&mut out, &commit.revision).map_err(io_err)?;
-    out.extend_from_slice(b",\"at\":");
-    serde_json::to_writer(&mut out, &commit.at).map_err(io_err)?;
-    out.extend_from_slice(b",\"events\":[");
-    for (i, (event, object)) in commit.events.iter().zip(objects).enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"action\":");
-        serde_json::to_writer(&mut out, &event.action).map_err(io_err)?;
-        out.extend_from_slice(b",\"object\":");
-        out.extend_from_slice(object);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"]}");
-    Ok(out)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -451,9 +439,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 state.revision = log_id.index;
                 let (response, commit) = match &entry.payload {
                     EntryPayload::Blank => (BatchResponse::default(), None),
-                    EntryPayload::Normal(batch) => {
-                        Self::apply_batch(&mut state, dedup, &mut wb, &db, sealer, batch, &log_id)?
-                    }
+                    EntryPayload::Normal(batch) => Self::apply_batch(
+                        &mut state,
+                        dedup,
+                        &mut wb,
+                        &db,
+                        sealer,
+                        batch,
+                        &log_id,
+                        shared.floor.load(Ordering::Acquire),
+                    )?,
                     EntryPayload::Membership(m) => {
                         membership = StoredMembership::new(Some(log_id), m.clone());
                         (BatchResponse::default(), None)
@@ -529,6 +524,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let objects_cf = cf(db, CF_OBJECTS);
                 wb.delete_range_cf(objects_cf, [0u8].as_slice(), [255u8].as_slice());
                 wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(u64::MAX));
+                history::clear_displaced(&mut wb, db);
                 wb.delete_range_cf(
                     cf(db, CF_DEDUP),
                     [0u8; 16].as_slice(),
@@ -687,54 +683,5 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(io_err)?
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Config, ConfigSpec, Meta, Object, Timestamp};
-    use crate::txn::Event;
-
-    fn config(name: &str) -> Arc<Object> {
-        Arc::new(Object::Config(Config {
-            meta: Meta::with_id(crate::model::new_id()),
-            spec: ConfigSpec {
-                name: name.into(),
-                data: b"payload \"quoted\"".to_vec(),
-                ..Default::default()
-            },
-        }))
-    }
-
-    #[test]
-    fn history_record_is_the_commit_without_prev() {
-        let a = config("a");
-        let b = config("b");
-        let commit = Commit {
-            revision: 42,
-            at: Timestamp::now(),
-            events: vec![
-                Event {
-                    action: Action::Update,
-                    object: a.clone(),
-                    prev: Some(a.clone()),
-                },
-                Event {
-                    action: Action::Delete,
-                    object: b.clone(),
-                    prev: Some(b.clone()),
-                },
-            ],
-        };
-        let objects: Vec<Vec<u8>> = commit
-            .events
-            .iter()
-            .map(|e| serde_json::to_vec(&*e.object).unwrap())
-            .collect();
-        let record = encode_history_record(&commit, &objects).unwrap();
-        assert_eq!(record, serde_json::to_vec(&commit.without_prev()).unwrap());
-        let back: Commit = serde_json::from_slice(&record).unwrap();
-        assert_eq!(back, commit.without_prev());
     }
 }
