@@ -32,7 +32,7 @@ use crate::quorum::{self, Assessment, Voter, VoterChange};
 use crate::raft::db;
 use base64::Engine as _;
 
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{self, LogStore};
 use crate::raft::network::NetworkFactory;
 use crate::raft::seal::{DataKey, Sealer};
 use crate::raft::snapshot::SnapshotFile;
@@ -117,6 +117,17 @@ struct Inner {
     /// at a time; concurrent joins and removals wait their turn instead of failing).
     membership_changes: tokio::sync::Mutex<()>,
 }
+
+/// How long a restarted member may take to apply its log again from its last snapshot.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(600);
+
+/// A snapshot is built once this many bytes of entries (roughly), or as many as the last
+/// snapshot holds if that is more, were applied since the last one, whatever their count, and
+/// the log behind it is dropped: the Raft log of a store that takes large objects stays no
+/// larger than its state, and a restart has little to apply again. Growing with the state, the
+/// snapshots of a store that keeps growing cost about twice its size in writes, not its size
+/// for every 64 MiB.
+const SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
 
 /// How long `shutdown` waits for openraft's tasks and threads to let go of the database.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(15);
@@ -230,6 +241,8 @@ impl Store {
                 .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
         };
         let sealer = Arc::new(Sealer::new(&data_key));
+        let restore_to = log_store::saved_commit_index(&database)
+            .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;
         let log_store = LogStore::new(database.clone(), sealer.clone());
         let sm = StateMachine::open(
             database,
@@ -249,6 +262,18 @@ impl Store {
         )
         .await
         .map_err(|e| StoreError::Storage(format!("starting Raft: {e}")))?;
+        // The state is on disk as of the last snapshot; openraft applies the log again up to
+        // the saved commit point as it starts. Readers must not see the older state meanwhile.
+        if let Some(index) = restore_to {
+            raft.wait(Some(RESTORE_DEADLINE))
+                .applied_index_at_least(Some(index), "restoring the state")
+                .await
+                .map_err(|e| {
+                    StoreError::Storage(format!(
+                        "applying the log again up to entry {index} after a restart: {e}"
+                    ))
+                })?;
+        }
 
         let (proposals_tx, proposals_rx) = mpsc::channel(65_536);
         let (lead_tx, lead_rx) = watch::channel(Leadership::Follower { leader: None });
@@ -270,6 +295,7 @@ impl Store {
             membership_changes: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(track_leadership(raft, lead_tx));
+        tokio::spawn(snapshot_by_size(Arc::downgrade(&inner)));
         tokio::spawn(run_proposer(Arc::downgrade(&inner), proposals_rx));
         Ok(Store { inner })
     }
@@ -613,6 +639,42 @@ impl Store {
             .snapshot()
             .await
             .map_err(|e| StoreError::Storage(e.to_string()))
+    }
+
+    /// Compacts this member's storage now: builds a snapshot of the current state, drops the
+    /// log up to it (followers that lack it get the snapshot), and has RocksDB flush and compact
+    /// everything, so what is left on disk is what the state needs (operators and benchmarks).
+    pub async fn compact(&self) -> Result<(), StoreError> {
+        let raft = &self.inner.raft;
+        let applied = raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map(|l| l.index);
+        self.trigger_snapshot().await?;
+        let m = raft
+            .wait(Some(Duration::from_secs(600)))
+            .metrics(|m| m.snapshot.map(|l| l.index) >= applied, "a snapshot")
+            .await
+            .map_err(|e| StoreError::Storage(format!("building a snapshot: {e}")))?;
+        if let Some(index) = m.snapshot.map(|l| l.index) {
+            raft.trigger()
+                .purge_log(index)
+                .await
+                .map_err(|e| StoreError::Storage(e.to_string()))?;
+            raft.wait(Some(Duration::from_secs(60)))
+                .metrics(
+                    |m| m.purged.map(|l| l.index) >= Some(index),
+                    "the log purged",
+                )
+                .await
+                .map_err(|e| StoreError::Storage(format!("dropping the log: {e}")))?;
+        }
+        let shared = self.inner.shared.clone();
+        tokio::task::spawn_blocking(move || shared.compact_database())
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))?
+            .map_err(|e| StoreError::Storage(format!("compacting the database: {e}")))
     }
 
     /// Raft metrics (for status pages and tests).
@@ -1217,6 +1279,48 @@ async fn remove_member_on_leader(inner: &Arc<Inner>, raft_id: RaftId) -> Result<
         remove_learner(inner, raft_id).await?;
     }
     Ok(())
+}
+
+/// Builds a snapshot whenever [`SNAPSHOT_AFTER_BYTES`] (or the last snapshot's size) were
+/// applied since the last one, then drops the log up to it (openraft's own policy counts
+/// entries and keeps a tail of them).
+async fn snapshot_by_size(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let applied_since = inner.shared.bytes_since_snapshot();
+        if inner.stopped.load(Ordering::Acquire)
+            || applied_since < SNAPSHOT_AFTER_BYTES
+            || applied_since < inner.shared.snapshot_bytes()
+        {
+            continue;
+        }
+        let raft = inner.raft.clone();
+        let applied = raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map(|l| l.index);
+        drop(inner);
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        let built = raft
+            .wait(Some(Duration::from_secs(300)))
+            .metrics(
+                |m| m.snapshot.map(|l| l.index) >= applied,
+                "a snapshot by size",
+            )
+            .await;
+        match built {
+            Ok(m) => {
+                if let Some(index) = m.snapshot.map(|l| l.index) {
+                    let _ = raft.trigger().purge_log(index).await;
+                }
+            }
+            Err(e) => tracing::warn!("building a snapshot by size: {e}"),
+        }
+    }
 }
 
 async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>) {

@@ -11,18 +11,21 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 pub const CF_LOG: &str = "log";
 /// Raft metadata: vote and last purged log id.
 pub const CF_RAFT: &str = "raft";
-/// Objects by kind tag + id.
+/// Objects by kind tag + id: only in data directories of earlier versions, which are
+/// converted to a snapshot when opened (`legacy`).
 pub const CF_OBJECTS: &str = "objects";
 /// State-machine metadata: applied log id, membership, history floor.
 pub const CF_SM: &str = "sm";
 /// Watch history: commits by big-endian revision.
 pub const CF_HISTORY: &str = "history";
-/// Recently applied transaction ids (retry deduplication) by client + seq.
+/// Recently applied transaction ids (retry deduplication) by client + seq: only in data
+/// directories of earlier versions, like [`CF_OBJECTS`].
 pub const CF_DEDUP: &str = "dedup";
 /// Large objects that history rows name and an update or delete replaced ([`super::history`]).
 pub const CF_HISTORY_OBJECTS: &str = "history_objects";
 
-const ALL: [&str; 7] = [
+/// Every column family.
+pub const ALL: [&str; 7] = [
     CF_LOG,
     CF_RAFT,
     CF_OBJECTS,
@@ -45,10 +48,8 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     // burst alive (400 MB of WAL after 100 MB of configs). Past 64 MiB of WAL the column
     // families holding the oldest one are flushed.
     opts.set_max_total_wal_size(64 << 20);
-    // The write-mostly column families use a vector memtable (below), which cannot take
-    // concurrent inserts; the log append and the state machine's apply still share one write
-    // group, and pipelined writes let one group's WAL write overlap the previous one's inserts.
-    opts.set_allow_concurrent_memtable_write(false);
+    // The log append and the state machine's history write share one write group; pipelined
+    // writes let one group's WAL write overlap the previous one's memtable inserts.
     opts.set_enable_pipelined_write(true);
     // Write table files back to disk as they are built (1 MiB at a time) rather than in one
     // sync at the end of a flush: a 64 MiB burst of writeback would sit in front of the
@@ -65,25 +66,19 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     opts.set_env(&env);
     let cfs = ALL
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)))
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()))
         .collect::<Vec<_>>();
     Ok(Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?))
 }
 
-/// Per column family options. Objects and dedup records are only ever read back whole, when a
-/// manager starts (the state lives in memory): appending their writes to a vector memtable costs
-/// a push where a skiplist insert of a random key costs a dozen cache misses, and the vector is
-/// sorted once when the memtable is flushed.
-fn cf_options(name: &str) -> Options {
+/// Per column family options.
+fn cf_options() -> Options {
     let mut opts = Options::default();
     // Room for bursts (a run of large objects, a snapshot installed): writes stall when every
     // memtable is full and waiting for its flush, and the writers are the Raft log append and
     // the apply, on the async runtime. Four 64 MiB memtables absorb a burst of ~200 MiB while
     // the flushes catch up.
     opts.set_max_write_buffer_number(4);
-    if name == CF_OBJECTS || name == CF_DEDUP {
-        opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
-    }
     opts
 }
 

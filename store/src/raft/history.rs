@@ -4,9 +4,9 @@
 //! Written whole, every large config or secret was on disk twice for as long as the history
 //! kept it: once as the current object and once in the commit that created it (100 MB of
 //! configs took 133 MB in each). Here a large object is named in its commit by kind, id and
-//! version instead; a reader finds it in the objects table while that version is current, and
-//! in this column family's displaced rows once an update or delete has replaced it (the apply
-//! that replaces it writes the old version there, in the same write batch). A displaced row is
+//! version instead; a reader finds it in the state while that version is current, and in this
+//! column family's displaced rows once an update or delete has replaced it (the apply that
+//! replaces it writes the old version there before the state moves on). A displaced row is
 //! dropped when the history floor passes the revision that displaced it: by then no kept commit
 //! can name it.
 //!
@@ -19,9 +19,10 @@ use std::io;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
-use super::db::{cf, io_err, key_u64, u64_key, CF_HISTORY_OBJECTS, CF_OBJECTS};
+use super::db::{cf, io_err, key_u64, u64_key, CF_HISTORY_OBJECTS};
 use super::seal::Sealer;
 use crate::model::{Kind, Object};
+use crate::state::State;
 use crate::txn::{Action, Commit, Event};
 
 /// Objects larger than this (roughly) are named in history rows rather than copied into them.
@@ -30,14 +31,6 @@ pub const LARGE_OBJECT_BYTES: usize = 64 << 10;
 /// Whether `object` is named, not copied, in history rows.
 pub fn is_large(object: &Object) -> bool {
     object.approx_len() > LARGE_OBJECT_BYTES
-}
-
-/// The objects table's key of an object.
-pub fn object_key(kind: Kind, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.len());
-    k.push(kind.tag());
-    k.extend_from_slice(id.as_bytes());
-    k
 }
 
 const DISPLACED: u8 = b'b';
@@ -177,19 +170,20 @@ pub fn encode_row(commit: &Commit, objects: &[Vec<u8>]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads a history row back into its commit, finding the objects it names.
-pub fn decode_row(plain: &[u8], db: &DB, sealer: &Sealer) -> io::Result<Commit> {
+/// Reads a history row back into its commit, finding the objects it names in `current` (the
+/// published state) or among the displaced ones.
+pub fn decode_row(plain: &[u8], db: &DB, sealer: &Sealer, current: &State) -> io::Result<Commit> {
     let row: Row = serde_json::from_slice(plain).map_err(io_err)?;
     let mut events = Vec::with_capacity(row.events.len());
     for e in row.events {
         let object = match (e.object, e.stored) {
-            (Some(o), _) => o,
-            (None, Some(named)) => find(db, sealer, &named)?,
+            (Some(o), _) => std::sync::Arc::new(o),
+            (None, Some(named)) => find(db, sealer, current, &named)?,
             (None, None) => return Err(io_err("a history row event without its object")),
         };
         events.push(Event {
             action: e.action,
-            object: std::sync::Arc::new(object),
+            object,
             prev: None,
         });
     }
@@ -206,14 +200,15 @@ fn decode_object(sealer: &Sealer, sealed: &[u8]) -> io::Result<Object> {
 
 /// The object a history row names: the current one if it still is that version, else the
 /// displaced copy.
-fn find(db: &DB, sealer: &Sealer, named: &StoredRef) -> io::Result<Object> {
-    let current = db
-        .get_cf(cf(db, CF_OBJECTS), object_key(named.kind, &named.id))
-        .map_err(io_err)?;
-    if let Some(sealed) = current {
-        let o = decode_object(sealer, &sealed)?;
+fn find(
+    db: &DB,
+    sealer: &Sealer,
+    current: &State,
+    named: &StoredRef,
+) -> io::Result<std::sync::Arc<Object>> {
+    if let Some(o) = current.get(named.kind, &named.id) {
         if o.version() == named.version {
-            return Ok(o);
+            return Ok(o.clone());
         }
     }
     // Written in the same batch that replaced the current one: present whenever the current
@@ -232,7 +227,7 @@ fn find(db: &DB, sealer: &Sealer, named: &StoredRef) -> io::Result<Object> {
                 named.version
             ))
         })?;
-    decode_object(sealer, &displaced)
+    decode_object(sealer, &displaced).map(std::sync::Arc::new)
 }
 
 #[cfg(test)]
@@ -312,34 +307,26 @@ mod tests {
             "the large object is named, not copied: {} bytes",
             record.len()
         );
-        // Current: found in the objects table.
-        let encoded = serde_json::to_vec(&*big).unwrap();
-        db.put_cf(
-            cf(&db, CF_OBJECTS),
-            object_key(Kind::Config, big.id()),
-            sealer.seal(&encoded),
-        )
-        .unwrap();
+        // Current: found in the state.
+        let mut state = State::default();
+        state.put(big.clone());
         assert_eq!(
-            decode_row(&record, &db, &sealer).unwrap(),
+            decode_row(&record, &db, &sealer, &state).unwrap(),
             created.without_prev()
         );
 
-        // Replaced at revision 9: the old version is kept beside the new current one.
+        // Replaced at revision 9: the old version is kept for the row that names it.
         let mut newer = (*big).clone();
         if let Object::Config(c) = &mut newer {
             c.meta.version.index = 9;
         }
+        let encoded = serde_json::to_vec(&*big).unwrap();
         let mut wb = WriteBatch::default();
         keep_displaced(&mut wb, &db, &sealer, &big, &encoded, 9);
-        wb.put_cf(
-            cf(&db, CF_OBJECTS),
-            object_key(Kind::Config, big.id()),
-            sealer.seal(&serde_json::to_vec(&newer).unwrap()),
-        );
         db.write(wb).unwrap();
+        state.put(Arc::new(newer));
         assert_eq!(
-            decode_row(&record, &db, &sealer).unwrap(),
+            decode_row(&record, &db, &sealer, &state).unwrap(),
             created.without_prev()
         );
 
@@ -347,11 +334,11 @@ mod tests {
         let mut wb = WriteBatch::default();
         prune_displaced(&mut wb, &db, 8).unwrap();
         db.write(wb).unwrap();
-        assert!(decode_row(&record, &db, &sealer).is_ok());
+        assert!(decode_row(&record, &db, &sealer, &state).is_ok());
         let mut wb = WriteBatch::default();
         prune_displaced(&mut wb, &db, 9).unwrap();
         db.write(wb).unwrap();
-        let err = decode_row(&record, &db, &sealer).unwrap_err();
+        let err = decode_row(&record, &db, &sealer, &state).unwrap_err();
         assert!(err.to_string().contains("no longer stored"), "{err}");
         let left = db
             .iterator_cf(cf(&db, CF_HISTORY_OBJECTS), IteratorMode::Start)

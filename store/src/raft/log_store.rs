@@ -28,6 +28,8 @@ use super::types::{Entry, LogId, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
+/// The commit point last saved (see `save_committed`).
+const KEY_COMMITTED: &[u8] = b"committed";
 
 /// Most entries the tail cache holds.
 const TAIL_MAX_ENTRIES: usize = 4096;
@@ -255,6 +257,17 @@ impl LogStore {
     }
 }
 
+/// The index of the commit point last saved in `db` (see `save_committed`), read before the
+/// log store opens.
+pub fn saved_commit_index(db: &DB) -> io::Result<Option<u64>> {
+    match db.get_cf(cf(db, CF_RAFT), KEY_COMMITTED).map_err(io_err)? {
+        None => Ok(None),
+        Some(bytes) => Ok(serde_json::from_slice::<Option<LogId>>(&bytes)
+            .map_err(io_err)?
+            .map(|l| l.index)),
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -345,10 +358,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.synced().await
     }
 
-    // `save_committed` and `read_committed` keep openraft's defaults (not persisted): the state
-    // machine writes its applied log id together with every apply, so a restarted manager
-    // resumes from there and learns the rest of the commit point from the leader. Persisting
-    // it would cost one more RocksDB write on the leader's commit path for every entry.
+    /// The state machine keeps its state on disk only as snapshots, so a restarted member
+    /// applies the log again from its last snapshot: up to the commit point saved here at once
+    /// (openraft does so when it starts), the rest when the leader tells it. Queued behind the
+    /// appends and not synced on its own: it is never ahead of the log it points into, and a
+    /// commit point lost in a crash only means a restarted member learns it from the leader.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            cf(&self.db, CF_RAFT),
+            KEY_COMMITTED,
+            serde_json::to_vec(&committed).map_err(io_err)?,
+        );
+        self.queue(LogIo::Write(batch))
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where

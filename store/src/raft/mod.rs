@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod history;
+mod legacy;
 pub mod log_store;
 pub mod network;
 pub mod seal;

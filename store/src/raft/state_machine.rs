@@ -1,7 +1,9 @@
-//! The state machine: applies committed entries to the in-memory state and to RocksDB (objects,
-//! watch history, retry deduplication and the applied log id, in one write batch per apply call),
-//! then publishes each revision to the hub and answers the proposers.
+//! The state machine: applies committed entries to the in-memory state and writes their watch
+//! history to RocksDB (one write batch per apply call), then publishes each revision to the hub
+//! and answers the proposers. The state is kept on disk only as snapshots; a restarted member
+//! starts from its newest one and openraft applies the log after it again.
 
+use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,24 +14,28 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
-use super::db::{cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_OBJECTS, CF_SM};
-use super::history::{self, object_key};
+use super::db::{cf, io_err, key_u64, u64_key, CF_HISTORY, CF_SM};
+use super::history;
+use super::legacy;
 use super::seal::{DataKey, Sealer};
 use super::snapshot::{self, SnapshotFile};
 use super::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::dedup::{DedupRecord, DedupTable};
 use crate::hub::Hub;
-use crate::model::Object;
 use crate::state::State;
-use crate::txn::{Action, Commit, Committed, TxnId, TxnResult};
+use crate::txn::{Action, Commit, Committed, TxnResult};
 use crate::watch::{HistorySource, WatchError};
 
-const KEY_APPLIED: &[u8] = b"applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_FLOOR: &[u8] = b"history_floor";
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The current snapshot's file name.
+pub(super) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// The current snapshot's file key, sealed with the member's data key.
-const KEY_SNAPSHOT_KEY: &[u8] = b"snapshot_key";
+pub(super) const KEY_SNAPSHOT_KEY: &[u8] = b"snapshot_key";
+
+/// The file name of the snapshot at log index `index`.
+pub(super) fn snapshot_name(index: u64) -> String {
+    format!("snapshot-{index}.jsonl")
+}
 
 /// How long applied transaction ids are remembered for retry deduplication, in revisions.
 pub const DEDUP_WINDOW: u64 = 20_000;
@@ -47,13 +53,6 @@ impl Default for HistoryRetention {
     }
 }
 
-fn dedup_key(id: &TxnId) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&id.client.to_be_bytes());
-    k[8..].copy_from_slice(&id.seq.to_be_bytes());
-    k
-}
-
 /// State shared between the state machine, its snapshot builders and the store handle.
 pub struct SmShared {
     /// Taken by [`SmShared::close`] when the member stops, so that nothing the store handle
@@ -68,6 +67,7 @@ pub struct SmShared {
     snapshot_dir: PathBuf,
     floor: AtomicU64,
     retention: HistoryRetention,
+    bytes_since_snapshot: AtomicU64,
 }
 
 impl SmShared {
@@ -80,14 +80,39 @@ impl SmShared {
             .ok_or_else(|| io::Error::other("the store is stopped"))
     }
 
-    /// RocksDB's estimate of the bytes the stored objects take (0 when unknown): what a new
-    /// member has to receive.
+    /// A rough size of the stored objects: what a new member has to receive.
     pub fn estimated_data_bytes(&self) -> u64 {
-        let Ok(db) = self.db() else { return 0 };
-        db.property_int_value_cf(cf(&db, CF_OBJECTS), "rocksdb.estimate-live-data-size")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+        self.hub
+            .state()
+            .all_objects()
+            .map(|o| o.approx_len() as u64)
+            .sum()
+    }
+
+    /// Roughly how many bytes of entries were applied since the last snapshot (built or
+    /// installed): the Raft log a restart would apply again, and keep on disk meanwhile.
+    pub fn bytes_since_snapshot(&self) -> u64 {
+        self.bytes_since_snapshot.load(Ordering::Acquire)
+    }
+
+    /// The size of the newest snapshot file (0 without one).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.current_snapshot()
+            .and_then(|c| std::fs::metadata(&c.path).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// Flushes every column family and compacts it whole (deleted rows and dropped log entries
+    /// leave the files on disk only when compaction rewrites them).
+    pub fn compact_database(&self) -> io::Result<()> {
+        let db = self.db()?;
+        db.flush_wal(true).map_err(io_err)?;
+        for name in super::db::ALL {
+            let family = cf(&db, name);
+            db.flush_cf(family).map_err(io_err)?;
+            db.compact_range_cf(family, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
     }
 
     /// Lets go of the database: once openraft has stopped too, nothing holds it and it closes.
@@ -136,7 +161,7 @@ impl HistorySource for SmShared {
                 .sealer
                 .open(&v)
                 .map_err(|e| WatchError::Unavailable(format!("reading history: {e}")))?;
-            let commit = history::decode_row(&plain, &db, &self.sealer)
+            let commit = history::decode_row(&plain, &db, &self.sealer, &self.hub.state())
                 .map_err(|e| WatchError::Unavailable(format!("decoding history: {e}")))?;
             out.push(Arc::new(commit));
         }
@@ -191,8 +216,37 @@ fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The snapshot the state machine recorded as its newest, if any.
+fn stored_snapshot(
+    db: &DB,
+    sealer: &Sealer,
+    snapshot_dir: &std::path::Path,
+) -> io::Result<Option<CurrentSnapshot>> {
+    let Some(name) = get_json::<String>(db, CF_SM, KEY_SNAPSHOT)? else {
+        return Ok(None);
+    };
+    let key =
+        match db.get_cf(cf(db, CF_SM), KEY_SNAPSHOT_KEY).map_err(io_err)? {
+            Some(sealed) => Some(DataKey::from_bytes(&sealer.open(&sealed)?).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "malformed snapshot key")
+            })?),
+            None => None,
+        };
+    let path = snapshot_dir.join(name);
+    let meta = snapshot::read_meta(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("reading the store's snapshot {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Some(CurrentSnapshot { meta, path, key }))
+}
+
 impl StateMachine {
-    /// Opens the state machine, loading the state RocksDB holds.
+    /// Opens the state machine at its newest snapshot: the state is kept on disk only as
+    /// snapshots (and the Raft log after them, which openraft applies again from there up to
+    /// the commit point it saved). A data directory of an earlier version, which kept every
+    /// object in a table of its own, is converted on the way: its objects become a snapshot.
     pub fn open(
         db: Arc<DB>,
         sealer: Arc<Sealer>,
@@ -200,58 +254,40 @@ impl StateMachine {
         retention: HistoryRetention,
     ) -> io::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
-        let applied: Option<LogId> = get_json::<Option<LogId>>(&db, CF_SM, KEY_APPLIED)?.flatten();
-        let membership: StoredMembership =
-            get_json(&db, CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default();
         let floor: u64 = get_json(&db, CF_SM, KEY_FLOOR)?.unwrap_or(0);
-        let snapshot_name: Option<String> = get_json(&db, CF_SM, KEY_SNAPSHOT)?;
-
-        let mut state = State::default();
-        for item in db.iterator_cf(cf(&db, CF_OBJECTS), IteratorMode::Start) {
-            let (_, v) = item.map_err(io_err)?;
-            let o: Object = serde_json::from_slice(&sealer.open(&v)?).map_err(io_err)?;
-            state.put(Arc::new(o));
-        }
-        let mut records = Vec::new();
-        for item in db.iterator_cf(cf(&db, CF_DEDUP), IteratorMode::Start) {
-            let (k, v) = item.map_err(io_err)?;
-            let id = TxnId {
-                client: key_u64(&k[..8]),
-                seq: key_u64(&k[8..16]),
-            };
-            records.push((
-                id,
-                serde_json::from_slice(&sealer.open(&v)?).map_err(io_err)?,
-            ));
-        }
-        let dedup = DedupTable::from_records(records);
-        state.revision = applied.map(|l| l.index).unwrap_or(0);
-
-        let snapshot_key = match db
-            .get_cf(cf(&db, CF_SM), KEY_SNAPSHOT_KEY)
-            .map_err(io_err)?
-        {
-            Some(sealed) => Some(DataKey::from_bytes(&sealer.open(&sealed)?).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "malformed snapshot key")
-            })?),
-            None => None,
-        };
-        let current_snapshot = match snapshot_name {
-            Some(name) => {
-                let path = snapshot_dir.join(name);
-                match snapshot::read_meta(&path) {
-                    Ok(meta) => Some(CurrentSnapshot {
-                        meta,
-                        path,
-                        key: snapshot_key,
-                    }),
-                    Err(e) => {
-                        tracing::warn!("snapshot {} unreadable, ignoring it: {e}", path.display());
-                        None
-                    }
-                }
-            }
-            None => None,
+        let mut current_snapshot = stored_snapshot(&db, &sealer, &snapshot_dir)?;
+        let (state, dedup, applied, membership) = if legacy::has_objects(&db) {
+            let (meta, state, dedup) = legacy::load(&db, &sealer)?;
+            current_snapshot = Some(legacy::convert(
+                &db,
+                &sealer,
+                &snapshot_dir,
+                &meta,
+                &state,
+                &dedup,
+            )?);
+            (state, dedup, meta.last_log_id, meta.last_membership)
+        } else if let Some(current) = &current_snapshot {
+            let (_, mut state, dedup) = snapshot::read(&current.path, current.key.as_ref())
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "reading the store's snapshot {}: {e}",
+                            current.path.display()
+                        ),
+                    )
+                })?;
+            let meta = current.meta.clone();
+            state.revision = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+            (state, dedup, meta.last_log_id, meta.last_membership)
+        } else {
+            (
+                State::default(),
+                DedupTable::default(),
+                None,
+                StoredMembership::default(),
+            )
         };
 
         let hub = Arc::new(Hub::new(Arc::new(state), 4096));
@@ -266,6 +302,7 @@ impl StateMachine {
                 snapshot_dir,
                 floor: AtomicU64::new(floor),
                 retention,
+                bytes_since_snapshot: AtomicU64::new(0),
             }),
         })
     }
@@ -320,28 +357,18 @@ impl StateMachine {
                 revision: index,
                 error: result.as_ref().err().cloned(),
             };
-            wb.put_cf(
-                cf(db, CF_DEDUP),
-                dedup_key(txn_id),
-                sealer.seal(&serde_json::to_vec(&record).map_err(io_err)?),
-            );
             dedup.remember(*txn_id, record);
             events.extend(txn_events);
             results.push(result);
         }
-        // Each object is encoded once, for its row and for the history record.
-        let objects_cf = cf(db, CF_OBJECTS);
+        // The state lives in memory and in snapshots; what is written here is the watch
+        // history, each object encoded once for it.
         let mut encoded = Vec::with_capacity(events.len());
         for e in &events {
             let bytes = serde_json::to_vec(&*e.object).map_err(io_err)?;
-            let key = object_key(e.object.kind(), e.object.id());
-            match e.action {
-                Action::Create | Action::Update => wb.put_cf(objects_cf, key, sealer.seal(&bytes)),
-                Action::Delete => wb.delete_cf(objects_cf, key),
-            }
-            // A large object that leaves the objects table stays readable for the history
-            // rows that name it (see `history`): a deleted one for its deletion's row too, a
-            // replaced one only while the row of its own revision is kept.
+            // A large object that leaves the state stays readable for the history rows that
+            // name it (see `history`): a deleted one for its deletion's row too, a replaced
+            // one only while the row of its own revision is kept.
             match (e.action, &e.prev) {
                 (Action::Delete, _) if history::is_large(&e.object) => {
                     history::keep_displaced(wb, db, sealer, &e.object, &bytes, index);
@@ -384,9 +411,7 @@ fn prune(
 ) -> io::Result<()> {
     let db = &shared.db()?;
     if index > DEDUP_WINDOW && index.is_multiple_of(1024) {
-        for id in dedup.forget_before(index - DEDUP_WINDOW) {
-            wb.delete_cf(cf(db, CF_DEDUP), dedup_key(&id));
-        }
+        dedup.forget_before(index - DEDUP_WINDOW);
     }
     let keep = shared.retention.revisions.max(1);
     let floor = shared.floor.load(Ordering::Acquire);
@@ -431,6 +456,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let shared = &self.shared;
         // Encoding, sealing and writing many or large objects happen off the async workers.
         let large = super::entries_are_large(received.iter().map(|(entry, _)| entry));
+        let bytes: u64 = received
+            .iter()
+            .map(|(entry, _)| super::types::entry_approx_len(entry) as u64)
+            .sum();
         let (outcomes, applied, membership) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut wb = WriteBatch::default();
             let mut outcomes = Vec::with_capacity(received.len());
@@ -458,23 +487,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 applied = Some(log_id);
                 outcomes.push((commit.map(Arc::new), responder, response));
             }
-            let sm = cf(&db, CF_SM);
-            wb.put_cf(
-                sm,
-                KEY_APPLIED,
-                serde_json::to_vec(&applied).map_err(io_err)?,
-            );
-            wb.put_cf(
-                sm,
-                KEY_MEMBERSHIP,
-                serde_json::to_vec(&membership).map_err(io_err)?,
-            );
-            // Not synced here: the entries are durable in the log, and every later synced
-            // append also syncs this write (one WAL). A crash before that replays the entries.
-            db.write(wb).map_err(io_err)?;
+            // Not synced here: the entries are durable in the log, and a restart applies them
+            // again from the last snapshot (writing the same rows).
+            if !wb.is_empty() {
+                db.write(wb).map_err(io_err)?;
+            }
             Ok((outcomes, applied, membership))
         })?;
         *self.shared.applied.lock().expect("applied lock") = (applied, membership);
+        self.shared
+            .bytes_since_snapshot
+            .fetch_add(bytes, Ordering::AcqRel);
         // One publish for the whole call: watchers get every commit in order, readers the final
         // state (no intermediate state is ever observable, which is fine: each commit's effects
         // are all in it). Answer proposers only after their writes are visible.
@@ -521,46 +544,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 state.revision = index;
                 let db = &shared.db()?;
                 let mut wb = WriteBatch::default();
-                let objects_cf = cf(db, CF_OBJECTS);
-                wb.delete_range_cf(objects_cf, [0u8].as_slice(), [255u8].as_slice());
                 wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(u64::MAX));
                 history::clear_displaced(&mut wb, db);
-                wb.delete_range_cf(
-                    cf(db, CF_DEDUP),
-                    [0u8; 16].as_slice(),
-                    [255u8; 16].as_slice(),
-                );
                 let sealer = &shared.sealer;
-                for o in state.all_objects() {
-                    wb.put_cf(
-                        objects_cf,
-                        object_key(o.kind(), o.id()),
-                        sealer.seal(&serde_json::to_vec(&**o).map_err(io_err)?),
-                    );
-                }
-                for (id, rec) in dedup.entries() {
-                    wb.put_cf(
-                        cf(db, CF_DEDUP),
-                        dedup_key(id),
-                        sealer.seal(&serde_json::to_vec(rec).map_err(io_err)?),
-                    );
-                }
                 let sm = cf(db, CF_SM);
-                wb.put_cf(
-                    sm,
-                    KEY_APPLIED,
-                    serde_json::to_vec(&meta.last_log_id).map_err(io_err)?,
-                );
-                wb.put_cf(
-                    sm,
-                    KEY_MEMBERSHIP,
-                    serde_json::to_vec(&meta.last_membership).map_err(io_err)?,
-                );
                 wb.put_cf(sm, KEY_FLOOR, serde_json::to_vec(&index).map_err(io_err)?);
                 // Keep the received file as our current snapshot.
-                let name = format!("snapshot-{index}.jsonl");
+                let name = snapshot_name(index);
                 let dest = shared.snapshot_dir.join(&name);
+                // It is the state from now on: on disk before it is named as such.
+                File::open(&snapshot.path)?.sync_all()?;
                 std::fs::rename(&snapshot.path, &dest)?;
+                File::open(&shared.snapshot_dir)?.sync_all()?;
                 wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
                 match &snapshot.key {
                     Some(key) => wb.put_cf(sm, KEY_SNAPSHOT_KEY, sealer.seal(key.as_bytes())),
@@ -568,16 +563,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 db.write(wb).map_err(io_err)?;
                 db.flush_wal(true).map_err(io_err)?;
-                // Write the installed objects out to table files here, on this blocking
-                // thread: left in the memtable, a large snapshot's flush would stall the next
-                // log append or apply (on the async runtime) until it finished, long enough
-                // to miss heartbeats.
-                let mut flush = rocksdb::FlushOptions::default();
-                flush.set_wait(true);
-                for name in [CF_OBJECTS, CF_DEDUP, CF_SM] {
-                    db.flush_cf_opt(cf(db, name), &flush).map_err(io_err)?;
-                }
                 shared.floor.store(index, Ordering::Release);
+                shared.bytes_since_snapshot.store(0, Ordering::Release);
                 *shared.applied.lock().expect("applied lock") =
                     (meta.last_log_id, meta.last_membership.clone());
                 *shared.current_snapshot.lock().expect("snapshot lock") = Some(CurrentSnapshot {
@@ -608,12 +595,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Removes every snapshot file in `dir` except `keep` and the one before it.
-fn remove_older_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
+/// Removes every snapshot file in `dir` except `keep`. One being sent to a peer is not
+/// disturbed: the sender holds it open, and Linux keeps an open file's data until it is closed.
+pub(super) fn remove_older_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut files: Vec<(u64, PathBuf)> = rd
+    let files: Vec<(u64, PathBuf)> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
@@ -625,10 +613,8 @@ fn remove_older_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
             Some((idx, e.path()))
         })
         .collect();
-    files.sort();
-    let keep_from = files.len().saturating_sub(2);
-    for (i, (_, path)) in files.iter().enumerate() {
-        if i < keep_from && path != keep {
+    for (_, path) in files {
+        if path != keep {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -656,7 +642,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let db = shared.db()?;
             db.flush_wal(true).map_err(io_err)?;
             let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
-            let name = format!("snapshot-{index}.jsonl");
+            let name = snapshot_name(index);
             // Every snapshot gets a key of its own: it travels with the file to a member that
             // installs it, while the data key never leaves this member.
             let key = DataKey::generate();
@@ -672,6 +658,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 key: Some(key.clone()),
             });
             remove_older_snapshots(&shared.snapshot_dir, &path);
+            shared.bytes_since_snapshot.store(0, Ordering::Release);
             tracing::debug!(index, objects = state.len(), "built snapshot");
             Ok(Snapshot {
                 meta,
