@@ -218,13 +218,19 @@ async fn a_proposal_without_quorum_fails_with_a_clear_error() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
-    let mut c = Cluster::start_with(3, |cfg| {
+/// A cluster that snapshots every 50 entries and keeps 10 behind each snapshot, so a member
+/// that misses a few hundred writes can only catch up by snapshot.
+async fn snapshotting_often(members: u64) -> Cluster {
+    Cluster::start_with(members, |cfg| {
         cfg.snapshot_every = 50;
         cfg.logs_kept_after_snapshot = 10;
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
+    let mut c = snapshotting_often(3).await;
     for i in 0..200 {
         c.store(1 + i % 3)
             .submit(Txn::new().create(config_object(&format!("s{i}"))))
@@ -283,11 +289,7 @@ async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_restarted_far_behind_catches_up_by_snapshot_while_writes_go_on() {
-    let mut c = Cluster::start_with(3, |cfg| {
-        cfg.snapshot_every = 50;
-        cfg.logs_kept_after_snapshot = 10;
-    })
-    .await;
+    let mut c = snapshotting_often(3).await;
     let leader = c.leader().await;
     let behind = (1..=3).find(|i| *i != leader).unwrap();
     c.kill(behind).await;

@@ -289,7 +289,7 @@ async fn history_from_disk_gives_every_version_of_large_objects() {
     let created = s.submit(Txn::new().create(big)).await.unwrap();
     let mut updated = s
         .view()
-        .get::<Config>(&created.objects[0].id().to_string())
+        .get::<Config>(created.objects[0].id())
         .unwrap()
         .to_owned_value();
     updated.spec.labels.insert("v".into(), "2".into());

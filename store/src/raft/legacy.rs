@@ -132,8 +132,7 @@ mod tests {
             },
         });
         let applied: LogId =
-            serde_json::from_value(serde_json::json!({"leader_id": {"term": 1}, "index": 7}))
-                .unwrap();
+            serde_json::from_value(serde_json::json!({"leader_id": 1, "index": 7})).unwrap();
         let mut key = vec![Kind::Config.tag()];
         key.extend_from_slice(config.id().as_bytes());
         db.put_cf(
