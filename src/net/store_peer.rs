@@ -303,6 +303,7 @@ impl StorePeer for StorePeerService {
             .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
         let mut header = Vec::new();
         let result: Result<(), Status> = async {
+            let mut unsynced = 0;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
                 if header.is_empty() && !chunk.header.is_empty() {
@@ -311,6 +312,15 @@ impl StorePeer for StorePeerService {
                 file.write_all(&chunk.data)
                     .await
                     .map_err(|e| Status::internal(format!("writing snapshot: {e}")))?;
+                // Written back as it arrives: one sync of a whole large snapshot at the end
+                // holds the disk long enough to delay every Raft log sync behind it.
+                unsynced += chunk.data.len();
+                if unsynced >= shoal_store::raft::snapshot::SYNC_EVERY_BYTES {
+                    file.sync_data()
+                        .await
+                        .map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
+                    unsynced = 0;
+                }
             }
             file.sync_all()
                 .await

@@ -73,20 +73,33 @@ const FORMAT: u32 = 3;
 /// The first format that seals its records.
 const SEALED_FORMAT: u32 = 3;
 
-/// Writes records as sealed frames.
-struct FrameWriter<W: Write> {
-    out: W,
+/// A snapshot file being written or received is synced every this many bytes: one sync of a
+/// whole large snapshot at the end holds the disk long enough to delay every Raft log sync
+/// queued behind it (RocksDB's `bytes_per_sync` does the same for its own files).
+pub const SYNC_EVERY_BYTES: usize = 8 << 20;
+
+/// Writes records as sealed frames to a file, syncing it as it grows.
+struct FrameWriter {
+    out: BufWriter<File>,
     sealer: Sealer,
+    unsynced: usize,
 }
 
-impl<W: Write> FrameWriter<W> {
+impl FrameWriter {
     fn record(&mut self, record: &Record) -> io::Result<()> {
         let plain = serde_json::to_vec(record).map_err(io_err)?;
         let sealed = self.sealer.seal(&plain);
         let len = u32::try_from(sealed.len())
             .map_err(|_| io::Error::other("a snapshot record over 4 GiB"))?;
         self.out.write_all(&len.to_be_bytes())?;
-        self.out.write_all(&sealed)
+        self.out.write_all(&sealed)?;
+        self.unsynced += 4 + sealed.len();
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.out.flush()?;
+            self.out.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +128,7 @@ pub fn write(
         let mut w = FrameWriter {
             out,
             sealer: Sealer::new(key),
+            unsynced: 0,
         };
         for o in state.all_objects() {
             w.record(&Record::O(o.clone()))?;
