@@ -2,7 +2,8 @@
 //! random bytes, as the issue that asked for this measured). Reports the time from the join
 //! call to the new member voting (caught up: snapshot installed, log close to the leader's),
 //! the leader's write latency while it happened (one client writing small objects in a loop),
-//! and the leader's data directory per MiB of data.
+//! and the leader's data directory per MiB of data once compacted. etcd runs side by side
+//! ([`super::etcd_join`]): the same data, a fourth member added, the same measure of time.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,12 +143,22 @@ pub async fn run(b: JoinBench) -> anyhow::Result<serde_json::Value> {
         m.kill().await;
     }
     joined.context("the new manager did not join")?;
+    // etcd side by side, in the same run, on the same disk.
+    let etcd_dir = base.path().to_path_buf();
+    let mb = b.mb;
+    let etcd = tokio::task::spawn_blocking(move || {
+        super::etcd_join::run(mb * (1 << 20) / CONFIG_BYTES, CONFIG_BYTES, &etcd_dir)
+    })
+    .await?
+    .context("etcd side by side")?;
     let mib = (b.mb as f64) * f64::from(1 << 20);
     Ok(json!({
         "bench": "join",
         "mb": b.mb,
         "fill_s": round3(fill_s),
         "join_s": round3(join_s),
+        "etcd_join_s": round3(etcd.join_s),
+        "ratio_vs_etcd": round3(etcd.join_s / join_s),
         "leader_kept_leadership": kept_leadership,
         "leader_writes_during_join": lat.len(),
         "leader_write_errors_during_join": errors,

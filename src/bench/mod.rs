@@ -5,6 +5,7 @@ pub mod api;
 pub mod docker;
 pub mod dockerd;
 pub mod e2e;
+pub mod etcd_join;
 pub mod join;
 pub mod one_node;
 pub mod stats;

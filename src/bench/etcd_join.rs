@@ -1,0 +1,186 @@
+//! etcd side by side with `bench join`: three etcd members on loopback take the same data
+//! (values of 400 KiB of random bytes, one per key), then a fourth member is added and started,
+//! and the time from `member add` to the new member's Raft index reaching the leader's is
+//! measured. Uses the `etcd` and `etcdctl` on the PATH (Debian's etcd-server and etcd-client,
+//! which `scripts/setup.sh` installs).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// What the etcd run measured.
+pub struct EtcdJoin {
+    /// Seconds from `member add` to the new member holding the leader's Raft index.
+    pub join_s: f64,
+}
+
+/// One etcd process; killed when dropped.
+struct Etcd {
+    child: Child,
+    client: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn start(
+    name: &str,
+    dir: &Path,
+    client: u16,
+    peer: u16,
+    cluster: &str,
+    state: &str,
+) -> anyhow::Result<Etcd> {
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new("etcd")
+        .args(["--name", name])
+        .arg("--data-dir")
+        .arg(dir.join(name))
+        .args(["--listen-client-urls", &url(client)])
+        .args(["--advertise-client-urls", &url(client)])
+        .args(["--listen-peer-urls", &url(peer)])
+        .args(["--initial-advertise-peer-urls", &url(peer)])
+        .args(["--initial-cluster", cluster])
+        .args(["--initial-cluster-state", state])
+        .args(["--quota-backend-bytes", &(8u64 << 30).to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting etcd (Debian's etcd-server; scripts/setup.sh installs it)")?;
+    Ok(Etcd {
+        child,
+        client: url(client),
+    })
+}
+
+fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--command-timeout", "30s"])
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running etcdctl (Debian's etcd-client; scripts/setup.sh installs it)")?;
+    if let Some(bytes) = stdin {
+        child.stdin.take().expect("piped").write_all(bytes)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Raft index an etcd member has applied.
+fn raft_index(endpoint: &str) -> anyhow::Result<u64> {
+    let out = etcdctl(endpoint, &["endpoint", "status", "-w", "json"], None)?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    v[0]["Status"]["raftAppliedIndex"]
+        .as_u64()
+        .context("no raftAppliedIndex in etcdctl endpoint status")
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        if Instant::now() > deadline {
+            bail!("etcd: {what} not within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Runs the etcd side of `bench join` for `count` values of `value_bytes` each, in `dir`.
+pub fn run(count: usize, value_bytes: usize, dir: &Path) -> anyhow::Result<EtcdJoin> {
+    let dir: PathBuf = dir.join("etcd");
+    std::fs::create_dir_all(&dir)?;
+    let ports: Vec<(u16, u16)> = (0..4)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let initial: Vec<String> = (0..3)
+        .map(|i| format!("e{}={}", i + 1, url(ports[i].1)))
+        .collect();
+    let cluster = initial.join(",");
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().take(3).enumerate() {
+        members.push(start(
+            &format!("e{}", i + 1),
+            &dir,
+            *client,
+            *peer,
+            &cluster,
+            "new",
+        )?);
+    }
+    let first = members[0].client.clone();
+    wait_until(
+        "a healthy three-member cluster",
+        Duration::from_secs(30),
+        || etcdctl(&first, &["endpoint", "health"], None).is_ok(),
+    )?;
+    for i in 0..count {
+        let mut value = vec![0u8; value_bytes];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut value);
+        etcdctl(&first, &["put", &format!("bench-join-{i}")], Some(&value))
+            .with_context(|| format!("etcd: writing value {i}"))?;
+    }
+    let (client, peer) = ports[3];
+    // etcd refuses a member while it thinks its cluster unhealthy (a peer it has not heard
+    // from lately, right after the writes): the time counts from the add it accepts.
+    let add = ["member", "add", "e4", &format!("--peer-urls={}", url(peer))];
+    let mut refused = None;
+    wait_until(
+        "a member add accepted",
+        Duration::from_secs(60),
+        || match etcdctl(&first, &add, None) {
+            Ok(_) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
+            }
+        },
+    )
+    .map_err(|e| match refused.take() {
+        Some(why) => e.context(why),
+        None => e,
+    })?;
+    let joining = Instant::now();
+    let all = format!("{cluster},e4={}", url(peer));
+    let newcomer = start("e4", &dir, client, peer, &all, "existing")?;
+    let target = raft_index(&first)?;
+    wait_until(
+        "the fourth member caught up",
+        Duration::from_secs(600),
+        || raft_index(&newcomer.client).is_ok_and(|i| i >= target),
+    )?;
+    let join_s = joining.elapsed().as_secs_f64();
+    drop(newcomer);
+    drop(members);
+    Ok(EtcdJoin { join_s })
+}
