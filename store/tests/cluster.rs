@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use shoal_store::model::{Config, Kind};
-use shoal_store::{StoreError, Txn, TxnError};
+use shoal_store::{Store, StoreError, Txn, TxnError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_any_member_is_readable_on_all() {
@@ -218,6 +218,12 @@ async fn a_proposal_without_quorum_fails_with_a_clear_error() {
     );
 }
 
+/// `member`'s view once it holds everything the leader has committed.
+async fn caught_up(leader: &Store, member: &Store, within: Duration) -> shoal_store::View {
+    let rev = leader.linearizable_view().await.unwrap().revision();
+    member.wait_for_revision(rev, within).await.unwrap()
+}
+
 /// A cluster that snapshots every 50 entries and keeps 10 behind each snapshot, so a member
 /// that misses a few hundred writes can only catch up by snapshot.
 async fn snapshotting_often(members: u64) -> Cluster {
@@ -259,16 +265,7 @@ async fn a_wiped_member_rejoins_and_gets_the_state_by_snapshot() {
         )
         .await
         .unwrap();
-    let rev = c
-        .store(leader)
-        .linearizable_view()
-        .await
-        .unwrap()
-        .revision();
-    let v = s
-        .wait_for_revision(rev, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let v = caught_up(c.store(leader), &s, Duration::from_secs(10)).await;
     assert_eq!(v.count(Kind::Config), 200);
     // openraft publishes the installed snapshot in its metrics a little after the state is
     // visible in the store: wait for it.
@@ -319,17 +316,7 @@ async fn a_follower_restarted_far_behind_catches_up_by_snapshot_while_writes_go_
     };
     c.restart(behind).await;
     writer.await.unwrap();
-    let rev = c
-        .store(leader)
-        .linearizable_view()
-        .await
-        .unwrap()
-        .revision();
-    let v = c
-        .store(behind)
-        .wait_for_revision(rev, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let v = caught_up(c.store(leader), c.store(behind), Duration::from_secs(20)).await;
     assert_eq!(v.count(Kind::Config), 500);
     let m = c.store(behind).raft_metrics();
     assert!(
