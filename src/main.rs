@@ -110,7 +110,8 @@ enum Bench {
         json: bool,
     },
     /// A fourth manager joining three that hold --mb MiB: time to caught up and voting, the
-    /// leader's write latency meanwhile, its data directory per MiB of data.
+    /// leader's write latency meanwhile, its data directory per MiB of data once compacted;
+    /// etcd (on the PATH) side by side in the same run.
     Join {
         /// MiB of data (configs of 400 KiB) the swarm holds.
         #[arg(long, default_value_t = 100)]

@@ -54,10 +54,7 @@ pub const MEMBERSHIP_POLL: Duration = Duration::from_secs(1);
 /// What the store's membership says of `node` now: its place in the group and its manager
 /// status (kept as recorded where the membership says nothing new).
 fn membership_of(node: &Node, members: &[Member]) -> (RaftMembership, Option<ManagerStatus>) {
-    let member = members.iter().find(|m| {
-        (!m.node.node_id.is_empty() && m.node.node_id == node.meta.id)
-            || (node.raft_id != 0 && m.raft_id == node.raft_id)
-    });
+    let member = members.iter().find(|m| m.is_of(node));
     let Some(m) = member else {
         let status = (node.role == NodeRole::Manager)
             .then(|| node.manager_status.clone())

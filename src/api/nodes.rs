@@ -182,18 +182,13 @@ pub async fn update(
             ));
         }
         let members = store.members();
-        let member = members
-            .iter()
-            .find(|m| {
-                m.node.node_id == node.meta.id || (node.raft_id != 0 && m.raft_id == node.raft_id)
-            })
-            .ok_or_else(|| {
-                ApiError::rpc(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    "can't find manager in raft memberlist",
-                )
-            })?;
+        let member = members.iter().find(|m| m.is_of(&node)).ok_or_else(|| {
+            ApiError::rpc(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "can't find manager in raft memberlist",
+            )
+        })?;
         if member.voter {
             check_voter_change(&store, &node, VoterChange::Remove(member.raft_id), force).await?;
         }
@@ -223,10 +218,7 @@ pub async fn remove(
     let node = resolve::node(&view, &key)?;
     let id = node.meta.id.clone();
     if node.spec.role_or_default() == NodeRole::Manager || node.role == NodeRole::Manager {
-        let in_raft = store
-            .members()
-            .iter()
-            .any(|m| m.node.node_id == id || (node.raft_id != 0 && m.raft_id == node.raft_id));
+        let in_raft = store.members().iter().any(|m| m.is_of(&node));
         if in_raft {
             return Err(ApiError::failed_precondition(format!(
                 "node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"

@@ -62,10 +62,7 @@ pub fn node(n: &Node, members: &[Member]) -> Value {
 /// Leader, reachability and address of a manager, live from the Raft membership; what the node
 /// object recorded when the node is not (yet) a member; `None` for workers.
 pub fn manager_status(n: &Node, members: &[Member]) -> Option<ManagerStatus> {
-    let member = members.iter().find(|m| {
-        (!m.node.node_id.is_empty() && m.node.node_id == n.meta.id)
-            || (n.raft_id != 0 && m.raft_id == n.raft_id)
-    });
+    let member = members.iter().find(|m| m.is_of(n));
     let Some(m) = member else {
         return (n.role == NodeRole::Manager).then(|| n.manager_status.clone().unwrap_or_default());
     };

@@ -97,7 +97,6 @@ pub async fn run(b: JoinBench) -> anyhow::Result<serde_json::Value> {
                 .context("filling the store")?;
         }
     }
-    // As a long-running swarm would be: the data is in a snapshot, the log behind it purged.
     let fill_s = filling.elapsed().as_secs_f64();
     // Measured once compaction has run: a snapshot, the log behind it dropped, RocksDB flushed
     // and compacted (what the store keeps for this data in a steady state).

@@ -83,11 +83,11 @@ pub fn assess(voters: &[Voter], change: VoterChange) -> Assessment {
                 ));
             }
             if n + 1 == 2 {
-                return Assessment::Warn(format!(
-                    "the swarm will have two managers and needs both of them up: it survives no manager \
-                     failure, and loses its quorum if either fails; add a third manager. ({})",
-                    TWO_MANAGERS_WARNING.split('\n').next().unwrap_or_default()
-                ));
+                return Assessment::Warn(
+                    "the swarm will have two managers and needs both of them up: it survives no \
+                     manager failure, and loses its quorum if either fails; add a third manager"
+                        .into(),
+                );
             }
             Assessment::Safe
         }

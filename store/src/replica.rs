@@ -58,6 +58,15 @@ pub struct Member {
     pub leader: bool,
 }
 
+impl Member {
+    /// Whether this is the store member of `node` (by its node id, or by the Raft id the node
+    /// object records).
+    pub fn is_of(&self, node: &Node) -> bool {
+        (!self.node.node_id.is_empty() && self.node.node_id == node.meta.id)
+            || (node.raft_id != 0 && self.raft_id == node.raft_id)
+    }
+}
+
 /// This member's role, as controllers need it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leadership {
@@ -241,7 +250,8 @@ impl Store {
                 .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
         };
         let sealer = Arc::new(Sealer::new(&data_key));
-        let restore_to = log_store::saved_commit_index(&database)
+        let restore_to = log_store::saved_commit(&database)
+            .map(|c| c.map(|l| l.index))
             .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;
         let log_store = LogStore::new(database.clone(), sealer.clone());
         let sm = StateMachine::open(
@@ -645,31 +655,9 @@ impl Store {
     /// log up to it (followers that lack it get the snapshot), and has RocksDB flush and compact
     /// everything, so what is left on disk is what the state needs (operators and benchmarks).
     pub async fn compact(&self) -> Result<(), StoreError> {
-        let raft = &self.inner.raft;
-        let applied = raft
-            .metrics()
-            .borrow_watched()
-            .last_applied
-            .map(|l| l.index);
-        self.trigger_snapshot().await?;
-        let m = raft
-            .wait(Some(Duration::from_secs(600)))
-            .metrics(|m| m.snapshot.map(|l| l.index) >= applied, "a snapshot")
+        snapshot_and_drop_log(&self.inner.raft)
             .await
-            .map_err(|e| StoreError::Storage(format!("building a snapshot: {e}")))?;
-        if let Some(index) = m.snapshot.map(|l| l.index) {
-            raft.trigger()
-                .purge_log(index)
-                .await
-                .map_err(|e| StoreError::Storage(e.to_string()))?;
-            raft.wait(Some(Duration::from_secs(60)))
-                .metrics(
-                    |m| m.purged.map(|l| l.index) >= Some(index),
-                    "the log purged",
-                )
-                .await
-                .map_err(|e| StoreError::Storage(format!("dropping the log: {e}")))?;
-        }
+            .map_err(StoreError::Storage)?;
         let shared = self.inner.shared.clone();
         tokio::task::spawn_blocking(move || shared.compact_database())
             .await
@@ -1157,7 +1145,6 @@ async fn wait_caught_up(inner: &Inner, raft_id: RaftId, deadline: Instant) -> Re
     }
 }
 
-/// Takes a learner out of the membership (it held no vote; nothing else changes).
 /// Records `place` on the node of a member (the leader's membership changes are no store
 /// writes of their own), so that every change is a change of the node, with an event. The
 /// role manager keeps it up to date too; this records a change the moment it is made (a
@@ -1203,6 +1190,7 @@ fn node_id_of(inner: &Inner, raft_id: RaftId) -> Option<String> {
         .map(|n| n.node_id.clone())
 }
 
+/// Takes a learner out of the membership (it held no vote; nothing else changes).
 async fn remove_learner(inner: &Arc<Inner>, raft_id: RaftId) -> Result<(), StoreError> {
     let node_id = node_id_of(inner, raft_id);
     let mut ids = BTreeSet::new();
@@ -1298,31 +1286,45 @@ async fn snapshot_by_size(inner: std::sync::Weak<Inner>) {
             continue;
         }
         let raft = inner.raft.clone();
-        let applied = raft
-            .metrics()
-            .borrow_watched()
-            .last_applied
-            .map(|l| l.index);
         drop(inner);
-        if raft.trigger().snapshot().await.is_err() {
-            return;
-        }
-        let built = raft
-            .wait(Some(Duration::from_secs(300)))
-            .metrics(
-                |m| m.snapshot.map(|l| l.index) >= applied,
-                "a snapshot by size",
-            )
-            .await;
-        match built {
-            Ok(m) => {
-                if let Some(index) = m.snapshot.map(|l| l.index) {
-                    let _ = raft.trigger().purge_log(index).await;
-                }
-            }
-            Err(e) => tracing::warn!("building a snapshot by size: {e}"),
+        if let Err(e) = snapshot_and_drop_log(&raft).await {
+            tracing::warn!("a snapshot by size: {e}");
         }
     }
+}
+
+/// Builds a snapshot of everything applied so far, waits for it, and drops the log up to it
+/// (openraft keeps a tail of entries behind its own snapshots; this keeps none).
+async fn snapshot_and_drop_log(raft: &Raft) -> Result<(), String> {
+    let applied = raft
+        .metrics()
+        .borrow_watched()
+        .last_applied
+        .map(|l| l.index);
+    raft.trigger()
+        .snapshot()
+        .await
+        .map_err(|e| format!("building a snapshot: {e}"))?;
+    let m = raft
+        .wait(Some(Duration::from_secs(600)))
+        .metrics(|m| m.snapshot.map(|l| l.index) >= applied, "a snapshot")
+        .await
+        .map_err(|e| format!("building a snapshot: {e}"))?;
+    let Some(index) = m.snapshot.map(|l| l.index) else {
+        return Ok(());
+    };
+    raft.trigger()
+        .purge_log(index)
+        .await
+        .map_err(|e| format!("dropping the log: {e}"))?;
+    raft.wait(Some(Duration::from_secs(60)))
+        .metrics(
+            |m| m.purged.map(|l| l.index) >= Some(index),
+            "the log purged",
+        )
+        .await
+        .map_err(|e| format!("dropping the log: {e}"))?;
+    Ok(())
 }
 
 async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>) {

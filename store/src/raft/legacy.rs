@@ -13,7 +13,8 @@ use super::db::{cf, io_err, key_u64, CF_DEDUP, CF_OBJECTS, CF_SM};
 use super::seal::{DataKey, Sealer};
 use super::snapshot;
 use super::state_machine::{
-    remove_older_snapshots, snapshot_name, CurrentSnapshot, KEY_SNAPSHOT, KEY_SNAPSHOT_KEY,
+    get_json, remove_older_snapshots, snapshot_name, CurrentSnapshot, KEY_SNAPSHOT,
+    KEY_SNAPSHOT_KEY,
 };
 use super::types::{LogId, SnapshotMeta, StoredMembership};
 use crate::dedup::DedupTable;
@@ -33,17 +34,10 @@ pub fn has_objects(db: &DB) -> bool {
         .is_some()
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> io::Result<Option<T>> {
-    match db.get_cf(cf(db, CF_SM), key).map_err(io_err)? {
-        None => Ok(None),
-        Some(v) => serde_json::from_slice(&v).map(Some).map_err(io_err),
-    }
-}
-
 /// The old layout's state, remembered transactions and where they stand.
 pub fn load(db: &DB, sealer: &Sealer) -> io::Result<(SnapshotMeta, State, DedupTable)> {
-    let applied: Option<LogId> = get_json::<Option<LogId>>(db, KEY_APPLIED)?.flatten();
-    let membership: StoredMembership = get_json(db, KEY_MEMBERSHIP)?.unwrap_or_default();
+    let applied: Option<LogId> = get_json::<Option<LogId>>(db, CF_SM, KEY_APPLIED)?.flatten();
+    let membership: StoredMembership = get_json(db, CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default();
     let mut state = State::default();
     for item in db.iterator_cf(cf(db, CF_OBJECTS), IteratorMode::Start) {
         let (_, v) = item.map_err(io_err)?;

@@ -257,14 +257,12 @@ impl LogStore {
     }
 }
 
-/// The index of the commit point last saved in `db` (see `save_committed`), read before the
-/// log store opens.
-pub fn saved_commit_index(db: &DB) -> io::Result<Option<u64>> {
+/// The commit point last saved in `db` (see `save_committed`); also read before the log
+/// store opens.
+pub fn saved_commit(db: &DB) -> io::Result<Option<LogId>> {
     match db.get_cf(cf(db, CF_RAFT), KEY_COMMITTED).map_err(io_err)? {
         None => Ok(None),
-        Some(bytes) => Ok(serde_json::from_slice::<Option<LogId>>(&bytes)
-            .map_err(io_err)?
-            .map(|l| l.index)),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(io_err),
     }
 }
 
@@ -374,7 +372,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        saved_commit(&self.db)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>

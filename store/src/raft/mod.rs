@@ -15,14 +15,15 @@ pub mod types;
 /// client's write rate when every append and apply paid it).
 pub(crate) const OFF_RUNTIME_BYTES: usize = 256 << 10;
 
+/// A rough encoded size of `entries` (see [`types::entry_approx_len`]).
+pub(crate) fn entries_approx_len<'a>(entries: impl IntoIterator<Item = &'a types::Entry>) -> usize {
+    entries.into_iter().map(types::entry_approx_len).sum()
+}
+
 /// Whether `entries` are large enough (roughly) to be encoded, sealed and written off the async
 /// workers.
 pub(crate) fn entries_are_large<'a>(entries: impl IntoIterator<Item = &'a types::Entry>) -> bool {
-    entries
-        .into_iter()
-        .map(types::entry_approx_len)
-        .sum::<usize>()
-        > OFF_RUNTIME_BYTES
+    entries_approx_len(entries) > OFF_RUNTIME_BYTES
 }
 
 /// Runs `f`, which may hold the CPU for a while (encoding and sealing large objects) or wait

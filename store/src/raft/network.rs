@@ -104,8 +104,7 @@ impl Connection {
 /// Splits `req` into requests of about [`REQUEST_BYTES`] of entries each (at least one entry
 /// each), every one following on from the one before; returns it whole when it is smaller.
 fn split_by_size(req: AppendEntriesRequest) -> Vec<AppendEntriesRequest> {
-    let total: usize = req.entries.iter().map(entry_approx_len).sum();
-    if total <= REQUEST_BYTES || req.entries.len() <= 1 {
+    if super::entries_approx_len(&req.entries) <= REQUEST_BYTES || req.entries.len() <= 1 {
         return vec![req];
     }
     let AppendEntriesRequest {
@@ -246,9 +245,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             if input.size_hint() == (1, Some(1)) {
                 let small = match std::pin::Pin::new(&mut input).peek().await {
                     None => return Ok(futures::stream::empty().boxed()),
-                    Some(req) => {
-                        req.entries.iter().map(entry_approx_len).sum::<usize>() <= REQUEST_BYTES
-                    }
+                    Some(req) => super::entries_approx_len(&req.entries) <= REQUEST_BYTES,
                 };
                 if small {
                     let req = input.next().await.expect("peeked");

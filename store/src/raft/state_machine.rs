@@ -205,7 +205,8 @@ pub struct StateMachine {
     dedup: DedupTable,
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(
+/// The JSON value at `key` in column family `cf_name`, if there is one.
+pub(super) fn get_json<T: serde::de::DeserializeOwned>(
     db: &DB,
     cf_name: &str,
     key: &[u8],
@@ -455,11 +456,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let shared = &self.shared;
         // Encoding, sealing and writing many or large objects happen off the async workers.
-        let large = super::entries_are_large(received.iter().map(|(entry, _)| entry));
-        let bytes: u64 = received
-            .iter()
-            .map(|(entry, _)| super::types::entry_approx_len(entry) as u64)
-            .sum();
+        let bytes = super::entries_approx_len(received.iter().map(|(entry, _)| entry));
+        let large = bytes > super::OFF_RUNTIME_BYTES;
         let (outcomes, applied, membership) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut wb = WriteBatch::default();
             let mut outcomes = Vec::with_capacity(received.len());
@@ -497,7 +495,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *self.shared.applied.lock().expect("applied lock") = (applied, membership);
         self.shared
             .bytes_since_snapshot
-            .fetch_add(bytes, Ordering::AcqRel);
+            .fetch_add(bytes as u64, Ordering::AcqRel);
         // One publish for the whole call: watchers get every commit in order, readers the final
         // state (no intermediate state is ever observable, which is fine: each commit's effects
         // are all in it). Answer proposers only after their writes are visible.
