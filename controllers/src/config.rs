@@ -22,6 +22,8 @@ pub struct Enabled {
     pub constraint_enforcer: bool,
     /// Role manager.
     pub role_manager: bool,
+    /// Network allocator (VIPs, task and node addresses).
+    pub allocator: bool,
 }
 
 impl Enabled {
@@ -34,6 +36,7 @@ impl Enabled {
         task_reaper: true,
         constraint_enforcer: true,
         role_manager: true,
+        allocator: true,
     };
 
     /// No reconciler (combine with struct update syntax to pick some).
@@ -45,6 +48,7 @@ impl Enabled {
         task_reaper: false,
         constraint_enforcer: false,
         role_manager: false,
+        allocator: false,
     };
 }
 

@@ -8,6 +8,7 @@ use shoal_store::{Leadership, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::allocator::Allocator;
 use crate::config::ControllersConfig;
 use crate::enforcer::ConstraintEnforcer;
 use crate::orchestrator::{
@@ -239,6 +240,9 @@ pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runt
     }
     if enabled.constraint_enforcer {
         runtime.add(ConstraintEnforcer::new(), base);
+    }
+    if enabled.allocator {
+        runtime.add(Allocator::new(), base);
     }
     if enabled.role_manager {
         runtime.add(RoleManager::new(store.clone(), config.role_retry), base);

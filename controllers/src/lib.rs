@@ -4,13 +4,15 @@
 //! - [`runtime`]: a small controller runtime in kube-runtime's layers (watch, shared indexed
 //!   cache, deduplicating work queues with debounce, backoff and read-your-writes, bounded
 //!   concurrency, graceful shutdown).
-//! - Reconcilers, with SwarmKit's names and defaults: the replicated, global and jobs
+//! - Reconcilers, with SwarmKit's names and defaults: the network [`allocator`], the
+//!   replicated, global and jobs
 //!   [`orchestrator`]s (with the restart and update supervisors), the [`scheduler`], the task
 //!   [`reaper`], the constraint [`enforcer`] and the [`role_manager`].
 //! - [`Controllers::start`] runs them on whichever manager leads the store, fencing every write
 //!   to the leader's term.
 //! - [`bench`]: the scheduler benchmark behind `shoal bench scheduler`.
 
+pub mod allocator;
 pub mod bench;
 pub mod config;
 pub mod enforcer;

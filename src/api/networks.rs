@@ -6,7 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
-use shoal_store::model::{new_id, Kind, Meta, Network, NetworkSpec, Service, Task, TaskState};
+use shoal_controllers::allocator::{ipam, publishes_ingress};
+use shoal_store::model::{
+    new_id, Cluster, Kind, Meta, Network, NetworkAllocation, NetworkSpec, Service, Task, TaskState,
+    VXLAN_ID_OPTION,
+};
 use shoal_store::{Txn, View};
 
 use super::body::DockerJson;
@@ -25,6 +29,19 @@ const PREDEFINED: &[&str] = &["bridge", "host", "none", "default"];
 pub fn render(n: &Network, version: ApiVersion) -> Value {
     let s = &n.spec;
     let ipam = s.ipam.clone().unwrap_or_default();
+    // What was allocated, as dockerd shows a swarm network's pool and VXLAN id.
+    let (config, options) = match &n.allocation {
+        Some(a) => {
+            let mut pool = json!({"Subnet": a.subnet, "Gateway": a.gateway});
+            if !a.ip_range.is_empty() {
+                pool["IPRange"] = json!(a.ip_range);
+            }
+            let mut options = s.options.clone();
+            options.insert(VXLAN_ID_OPTION.to_string(), a.vni.to_string());
+            (json!([pool]), options)
+        }
+        None => (json!(ipam.config), s.options.clone()),
+    };
     let mut v = json!({
         "Name": s.name,
         "Id": n.meta.id,
@@ -36,7 +53,7 @@ pub fn render(n: &Network, version: ApiVersion) -> Value {
         "IPAM": {
             "Driver": if ipam.driver.is_empty() { "default".to_string() } else { ipam.driver.clone() },
             "Options": if ipam.options.is_empty() { Value::Null } else { json!(ipam.options) },
-            "Config": ipam.config,
+            "Config": config,
         },
         "Internal": s.internal,
         "Attachable": s.attachable,
@@ -44,7 +61,7 @@ pub fn render(n: &Network, version: ApiVersion) -> Value {
         "ConfigFrom": {"Network": s.config_from.as_ref().map(|c| c.network.clone()).unwrap_or_default()},
         "ConfigOnly": s.config_only,
         "Containers": null,
-        "Options": s.options,
+        "Options": options,
         "Labels": s.labels,
     });
     if !version.at_least(1, 48) {
@@ -92,6 +109,8 @@ pub async fn create(
             "ingress network cannot be attachable",
         ));
     }
+    // One allocation at a time on this manager, so two creates cannot pick the same subnet.
+    let _allocating = ALLOCATING.lock().await;
     let view = store.view();
     let taken = view
         .get_by_name::<Network>(&spec.name)
@@ -102,13 +121,41 @@ pub async fn create(
             spec.name
         )));
     }
+    if spec.ingress {
+        if let Some(other) = view.list::<Network>().find(|n| n.spec.ingress) {
+            return Err(ApiError::conflict(format!(
+                "ingress network ({}) is already present",
+                other.meta.id
+            )));
+        }
+    }
+    let allocation = allocate(&view, &spec)?;
     let id = new_id();
     let network = Network {
         meta: Meta::with_id(id.clone()),
         spec,
+        allocation: Some(allocation),
     };
     store.submit(Txn::new().create(network)).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warning": ""}))).into_response())
+}
+
+static ALLOCATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A subnet, gateway and VXLAN id for a new network: the ones asked for, checked against the
+/// other networks, or the next free ones from the swarm's default address pools.
+pub fn allocate(view: &View, spec: &NetworkSpec) -> ApiResult<NetworkAllocation> {
+    let networks: Vec<Network> = view.list::<Network>().map(|n| (*n).clone()).collect();
+    let taken = ipam::Taken {
+        networks: networks
+            .iter()
+            .filter_map(|n| n.allocation.as_ref().map(|a| (n.spec.name.as_str(), a)))
+            .collect(),
+    };
+    let cluster = view.list::<Cluster>().next();
+    let (pools, size) = ipam::swarm_pools(cluster.as_deref());
+    ipam::allocate_network(spec, &taken, &pools, size)
+        .map_err(|e| ApiError::invalid_argument(format!("network {}: {e}", spec.name)))
 }
 
 /// `GET /networks/{id}?scope=`: by id, name or id prefix.
@@ -216,6 +263,14 @@ pub async fn remove(
             "network {id} is in use by service {}",
             s.meta.id
         )));
+    }
+    if n.spec.ingress {
+        if let Some(s) = view.list::<Service>().find(|s| publishes_ingress(s)) {
+            return Err(ApiError::failed_precondition(format!(
+                "ingress network cannot be removed because service {} depends on it",
+                s.meta.id
+            )));
+        }
     }
     let task = view.list::<Task>().find(|t| {
         t.desired_state <= TaskState::Running

@@ -46,9 +46,9 @@ pub fn service_with_status(s: &Service, status: ServiceStatus) -> Value {
 /// A task as a client of API `version` knows it (`Volumes` came with cluster volumes in 1.42).
 pub fn task(t: &Task, version: ApiVersion) -> Value {
     if version.at_least(1, 42) {
-        without(t, &["SpecVersion", "ServiceName"])
+        without(t, &["SpecVersion", "ServiceName", "HostPorts"])
     } else {
-        without(t, &["SpecVersion", "ServiceName", "Volumes"])
+        without(t, &["SpecVersion", "ServiceName", "HostPorts", "Volumes"])
     }
 }
 

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use shoal_store::model::{
-    new_id, Labels, Meta, NodeAvailability, NodeState, Service, Task, TaskState, TaskStatus,
-    Timestamp,
+    new_id, Labels, Meta, NodeAvailability, NodeState, PublishMode, Service, Task, TaskState,
+    TaskStatus, Timestamp,
 };
 
 use crate::runtime::{Action, Cache};
@@ -108,6 +108,13 @@ pub fn new_task(
         job_iteration: None,
         volumes: None,
         spec_version: service.spec_version,
+        host_ports: service
+            .endpoint
+            .ports
+            .iter()
+            .filter(|p| p.publish_mode_or_default() == PublishMode::Host)
+            .cloned()
+            .collect(),
     }
 }
 

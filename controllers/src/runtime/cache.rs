@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
-use shoal_store::model::{Cluster, Kind, Node, Object, Service, StoreObject, Task};
+use shoal_store::model::{Cluster, Kind, Network, Node, Object, Service, StoreObject, Task};
 use shoal_store::{Action, Event, Obj};
 
 /// Objects of one kind by id. Keys are shared strings, so copying a tree node on write (when
@@ -24,7 +24,13 @@ struct TaskEntry {
 }
 
 /// The kinds the controllers watch.
-pub const WATCHED_KINDS: [Kind; 4] = [Kind::Cluster, Kind::Node, Kind::Service, Task::KIND];
+pub const WATCHED_KINDS: [Kind; 5] = [
+    Kind::Cluster,
+    Kind::Node,
+    Kind::Service,
+    Task::KIND,
+    Kind::Network,
+];
 
 /// A consistent snapshot of the watched objects at [`Cache::revision`].
 #[derive(Clone, Debug, Default)]
@@ -33,6 +39,7 @@ pub struct Cache {
     clusters: Objects,
     nodes: Objects,
     services: Objects,
+    networks: Objects,
     tasks: OrdMap<Arc<str>, TaskEntry>,
     tasks_by_service: OrdSet<(Arc<str>, Arc<str>)>,
     tasks_by_node: OrdSet<(Arc<str>, Arc<str>)>,
@@ -63,6 +70,7 @@ impl Cache {
             Kind::Cluster => Some(&mut self.clusters),
             Kind::Node => Some(&mut self.nodes),
             Kind::Service => Some(&mut self.services),
+            Kind::Network => Some(&mut self.networks),
             _ => None,
         }
     }
@@ -154,6 +162,7 @@ impl Cache {
             Kind::Cluster => self.clusters.get(id),
             Kind::Node => self.nodes.get(id),
             Kind::Service => self.services.get(id),
+            Kind::Network => self.networks.get(id),
             Kind::Task => self.tasks.get(id).map(|e| &e.object),
             _ => None,
         }
@@ -189,6 +198,21 @@ impl Cache {
         self.services.values().filter_map(typed)
     }
 
+    /// A swarm network.
+    pub fn network(&self, id: &str) -> Option<Obj<Network>> {
+        self.get(id)
+    }
+
+    /// Every swarm network, ordered by id.
+    pub fn networks(&self) -> impl Iterator<Item = Obj<Network>> + '_ {
+        self.networks.values().filter_map(typed)
+    }
+
+    /// The routing-mesh network, if there is one.
+    pub fn ingress_network(&self) -> Option<Obj<Network>> {
+        self.networks().find(|n| n.spec.ingress)
+    }
+
     /// Every task, ordered by id.
     pub fn tasks(&self) -> impl Iterator<Item = Obj<Task>> + '_ {
         self.tasks.values().filter_map(|e| typed(&e.object))
@@ -200,6 +224,7 @@ impl Cache {
             Kind::Cluster => self.clusters.len(),
             Kind::Node => self.nodes.len(),
             Kind::Service => self.services.len(),
+            Kind::Network => self.networks.len(),
             Kind::Task => self.tasks.len(),
             _ => 0,
         }

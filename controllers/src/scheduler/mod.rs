@@ -161,6 +161,8 @@ fn plan(st: &mut SchedState, service: &Service, now: Timestamp) -> Vec<Write> {
     let sid = service.meta.id.as_str();
     let endpoint = service.spec.endpoint_spec.as_ref();
     let mut tasks = st.pending_of(sid);
+    // Tasks on networks wait for the allocator to give them their addresses first.
+    tasks.retain(|t| !crate::allocator::awaits_allocation(t, Some(service)));
     if tasks.is_empty() {
         return Vec::new();
     }

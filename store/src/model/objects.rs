@@ -265,6 +265,10 @@ pub struct Task {
     /// Internal: the service `SpecVersion` this task was created from.
     #[serde(rename = "SpecVersion", default)]
     pub spec_version: Version,
+    /// Internal: the ports its service publishes in host mode when the task was created, bound
+    /// by the engine on the task's node (Swarm keeps the service endpoint in the task too).
+    #[serde(rename = "HostPorts", default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<PortConfig>,
 }
 
 /// A swarm-scoped (overlay) network.
@@ -276,6 +280,25 @@ pub struct Network {
     /// User-owned spec.
     #[serde(rename = "Spec", default)]
     pub spec: NetworkSpec,
+    /// Internal: what the managers allocated for it (subnet, gateway, VXLAN id, node
+    /// addresses); `None` only for networks stored before allocation existed, until the
+    /// allocator gives them one. Rendered into `IPAM.Config` and `Options` by the API layer.
+    #[serde(
+        rename = "Allocation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allocation: Option<NetworkAllocation>,
+}
+
+impl Task {
+    /// Whether every network the task attaches to has given it an address (tasks with no
+    /// networks are trivially allocated); the scheduler places only allocated tasks.
+    pub fn network_allocated(&self) -> bool {
+        self.networks_attachments
+            .iter()
+            .all(|a| !a.addresses.is_empty())
+    }
 }
 
 /// A secret; its data is never returned by the API.

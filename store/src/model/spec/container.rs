@@ -146,11 +146,20 @@ pub struct ContainerSpec {
     #[serde(rename = "OomScoreAdj", default, skip_serializing_if = "is_zero")]
     #[serde(deserialize_with = "null_default")]
     pub oom_score_adj: i64,
+    /// Internal: the registry credentials the client sent with the service
+    /// (`--with-registry-auth`), which nodes pull the image with (swarmkit's
+    /// `PullOptions.RegistryAuth`). Set only by the API layer from the `X-Registry-Auth` header,
+    /// and never shown by it (see [`ContainerSpec::REGISTRY_AUTH_FIELD`]).
+    #[serde(rename = "RegistryAuth", default, skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub registry_auth: RegistryAuth,
 }
 
 impl ContainerSpec {
     /// Default stop grace period (10 s), as `insertDefaults=true` shows it.
     pub const DEFAULT_STOP_GRACE_PERIOD: Nanos = 10 * NANOS_PER_SECOND;
+    /// The JSON name of [`ContainerSpec::registry_auth`], which the API layer strips.
+    pub const REGISTRY_AUTH_FIELD: &'static str = "RegistryAuth";
 
     /// A spec running `image` with its default command.
     pub fn with_image(image: impl Into<String>) -> Self {
@@ -166,6 +175,29 @@ impl ContainerSpec {
             self.stop_grace_period
                 .unwrap_or(Self::DEFAULT_STOP_GRACE_PERIOD),
         )
+    }
+}
+
+/// Registry credentials as the Docker CLI encodes them for the `X-Registry-Auth` header (base64url
+/// JSON of an `AuthConfig`), kept verbatim. Its `Debug` never prints them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RegistryAuth(pub String);
+
+impl RegistryAuth {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            f.write_str("RegistryAuth(none)")
+        } else {
+            f.write_str("RegistryAuth(<redacted>)")
+        }
     }
 }
 
@@ -597,5 +629,15 @@ mod tests {
             ContainerSpec::with_image("a").stop_grace_period_or_default(),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn registry_auth_is_stored_but_never_printed() {
+        let c: ContainerSpec =
+            round_trip_exact(r#"{"Image":"a","RegistryAuth":"eyJ1c2VyIjoiYSJ9"}"#);
+        assert_eq!(c.registry_auth, RegistryAuth("eyJ1c2VyIjoiYSJ9".into()));
+        assert!(!format!("{c:?}").contains("eyJ1"));
+        let v = serde_json::to_value(ContainerSpec::with_image("a")).unwrap();
+        assert!(v.get(ContainerSpec::REGISTRY_AUTH_FIELD).is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! Endpoints, published ports, network attachments and network specs (docker-api.md §2.7, §3.4,
 //! §3.5, §3.6).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::wire::{is_zero, null_default, open_enum, opt_enum};
@@ -368,6 +370,51 @@ pub struct IPAMPool {
     #[serde(deserialize_with = "null_default")]
     pub auxiliary_addresses: Labels,
 }
+
+/// What the managers allocated for a swarm network (internal to the store).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAllocation {
+    /// The IPv4 subnet (`10.0.1.0/24`).
+    #[serde(rename = "Subnet")]
+    pub subnet: String,
+    /// The gateway address (no prefix): the first address unless the user chose one. Every
+    /// node that carries the network has it on its bridge, as with Swarm's overlay.
+    #[serde(rename = "Gateway")]
+    pub gateway: String,
+    /// The part of the subnet tasks and VIPs are allocated from (`--ip-range`; empty: all).
+    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+    /// The VXLAN network identifier.
+    #[serde(rename = "VNI")]
+    pub vni: u32,
+    /// Each node's own address on the network (node id -> address, no prefix), given to a
+    /// node while it runs tasks on the network (always, for the ingress network): the source
+    /// of the traffic the node load-balances into the network, so replies come back to it.
+    #[serde(
+        rename = "NodeAddresses",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub node_addresses: BTreeMap<String, String>,
+}
+
+impl NetworkAllocation {
+    /// The subnet's prefix length (24 for `10.0.1.0/24`; 0 if the subnet is malformed).
+    pub fn prefix_len(&self) -> u8 {
+        self.subnet
+            .split_once('/')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `addr` with the subnet's prefix length (`10.0.1.7/24`).
+    pub fn with_prefix(&self, addr: &str) -> String {
+        format!("{addr}/{}", self.prefix_len())
+    }
+}
+
+/// Driver option that carries a network's VXLAN id, as dockerd shows it.
+pub const VXLAN_ID_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
 /// A reference to a config-only network.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
