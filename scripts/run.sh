@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up the machine, builds shoal (release) and runs a single-node swarm with a sample service:
 #   shoal daemon --data-dir $SHOAL_DATA --api-socket $SHOAL_SOCKET   (in the background, logging to a file)
-#   docker swarm init; docker service create --name hello --replicas 2 shoal-test/busybox:1 ...
-# then follows the daemon's log until Ctrl-C, which stops the daemon.
+#   docker swarm init; docker service create --name hello --replicas 2 -p $SHOAL_PORT:80 ... (an httpd)
+# checks that the published port answers (curl http://localhost:$SHOAL_PORT/), then follows the
+# daemon's log until Ctrl-C, which stops the daemon.
 # Environment: SHOAL_DATA (default ~/.local/share/shoal), SHOAL_SOCKET (default /tmp/shoal.sock),
+# SHOAL_PORT (the sample service's published port, default 8080),
 # SHOAL_START_TIMEOUT / SHOAL_CONVERGE_TIMEOUT in seconds (defaults 60 / 120).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +17,7 @@ log_file=$data_dir.log
 pid_file=$data_dir.pid
 start_timeout=${SHOAL_START_TIMEOUT:-60}
 converge_timeout=${SHOAL_CONVERGE_TIMEOUT:-120}
+port=${SHOAL_PORT:-8080}
 readonly service=hello image=shoal-test/busybox:1
 
 daemon_pid=""
@@ -129,8 +132,8 @@ esac
 if ! dockerc service inspect "$service" >/dev/null 2>&1; then
     # $(hostname) is for the container's shell, hence the single quotes.
     # shellcheck disable=SC2016
-    dockerc service create --detach --name "$service" --replicas 2 "$image" \
-        sh -c 'while true; do echo hello from $(hostname); sleep 5; done' >/dev/null ||
+    dockerc service create --detach --name "$service" --replicas 2 --publish "$port:80" "$image" \
+        sh -c 'mkdir -p /www && echo hello from $(hostname) >/www/index.html && exec httpd -f -p 80 -h /www' >/dev/null ||
         fail service-create "docker service create --name $service failed (see above)"
 fi
 
@@ -141,6 +144,13 @@ converged() {
 if ! wait_until "$converge_timeout" converged; then
     dockerc service ps --no-trunc "$service" >&2 || true
     fail service-converge "service $service did not reach 2/2 running replicas within ${converge_timeout}s"
+fi
+
+answers() {
+    curl -sf -m 2 "http://localhost:$port/" >/dev/null
+}
+if ! wait_until "$converge_timeout" answers; then
+    fail published-port "http://localhost:$port/ (the service's published port) did not answer within ${converge_timeout}s"
 fi
 
 echo
@@ -154,6 +164,8 @@ shoal is running: pid $daemon_pid (also in $pid_file), data $data_dir, log $log_
 Use it from another shell:
     export DOCKER_HOST=unix://$socket
     docker node ls; docker service ls; docker service logs $service
+The sample service answers on its published port (each request reaches one of its replicas):
+    curl http://localhost:$port/    ->  $(curl -s -m 2 "http://localhost:$port/")
 Stop it: Ctrl-C here, or   kill $daemon_pid
 
 Following $log_file (Ctrl-C to stop):

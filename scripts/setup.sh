@@ -2,7 +2,8 @@
 # Installs what building and testing shoal needs, idempotently and quietly:
 #   - Debian packages: librocksdb-dev (we link Debian's RocksDB, see README "Why system RocksDB"),
 #     libclang-dev (bindgen), protobuf-compiler (protoc), pkg-config, busybox-static (test image only),
-#     etcd-server and etcd-client (etcd side by side in `shoal bench join`);
+#     etcd-server and etcd-client (etcd side by side in `shoal bench join`), docker-registry (the
+#     registry tests/image_pull.rs starts to pull images from);
 #   - the test image shoal-test/busybox:1 (+ :latest), imported from a busybox rootfs, since no
 #     registry is reachable to pull one, also tagged alpine:3.10 and busybox:latest, the images
 #     docker-py's integration tests run;
@@ -20,7 +21,7 @@ readonly TEST_IMAGE_LATEST=shoal-test/busybox:latest
 readonly PEER_TEST_IMAGES=(alpine:3.10 busybox:latest)
 readonly PY_REQUIREMENTS=tests/peer/docker-py-requirements.txt
 readonly PY_VENV=${SHOAL_PY_VENV:-$HOME/.cache/shoal/docker-py-venv}
-readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client)
+readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry)
 
 die() {
     echo "setup: $*" >&2

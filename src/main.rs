@@ -182,8 +182,10 @@ struct DaemonArgs {
     /// Host name this node reports (several nodes on one machine need distinct names).
     #[arg(long)]
     hostname: Option<String>,
-    /// What runs this node's tasks (default: docker when an engine answers at --docker-host,
-    /// else process).
+    /// What runs this node's tasks: docker (the default) runs them as containers of the engine
+    /// at --docker-host, and refuses them while no engine answers there; process runs task
+    /// commands as host processes of this daemon's user, without isolation (only when asked
+    /// for); sim runs nothing (scale tests).
     #[arg(long, value_enum)]
     executor: Option<shoal::agent::ExecutorKind>,
     /// The Docker Engine the docker executor drives.
@@ -289,7 +291,9 @@ fn print_report(report: &serde_json::Value, json_only: bool) -> anyhow::Result<(
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        // The DNS server library logs every query at info: one line per container lookup.
+        .add_directive("hickory_server=warn".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,5 +1,7 @@
 //! Choosing a node's executor: `shoal daemon --executor docker|process|sim`, defaulting to the
-//! Docker Engine at `--docker-host` when one answers there, else host processes.
+//! Docker Engine at `--docker-host`. Tasks never become host processes unless asked for: a node
+//! without the flag whose engine does not answer still starts (it can join and manage a swarm)
+//! but refuses tasks with an error saying so, until an engine answers there.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,20 +9,22 @@ use std::time::Duration;
 
 use shoal_store::model::NodeDescription;
 
-use crate::exec::docker::{DockerExecutor, DEFAULT_DOCKER_HOST};
+use crate::exec::docker::{DockerExecutor, PendingDockerExecutor, DEFAULT_DOCKER_HOST};
 use crate::exec::process::ProcessExecutor;
 use crate::exec::sim::{SimConfig, SimExecutor};
 use crate::exec::Executor;
 
 /// How long the default choice waits for an engine to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a node whose engine did not answer tries it again.
+const ENGINE_RETRY: Duration = Duration::from_secs(2);
 
 /// Which executor runs a node's tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExecutorKind {
     /// A Docker Engine (`--docker-host`).
     Docker,
-    /// Host processes.
+    /// Task commands as host processes of this daemon's user, without isolation.
     Process,
     /// Nothing at all (scale tests).
     Sim,
@@ -29,7 +33,7 @@ pub enum ExecutorKind {
 /// How to build the executor.
 #[derive(Clone, Debug)]
 pub struct ExecutorChoice {
-    /// The kind, or `None` for "docker if an engine answers, else process".
+    /// The kind, or `None` for "docker, refusing tasks while no engine answers".
     pub kind: Option<ExecutorKind>,
     /// The engine's address.
     pub docker_host: String,
@@ -97,19 +101,26 @@ pub async fn build(
         }),
         None => {
             let probe = DockerExecutor::connect(&choice.docker_host, &run_dir);
-            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-                Ok(Ok(d)) => Ok(BuiltExecutor {
-                    executor: Arc::new(d),
-                    kind: ExecutorKind::Docker,
-                }),
+            let executor: Arc<dyn Executor> = match tokio::time::timeout(PROBE_TIMEOUT, probe).await
+            {
+                Ok(Ok(d)) => Arc::new(d),
                 _ => {
-                    tracing::info!(
-                        "no Docker Engine answers at {}: tasks run as host processes",
-                        choice.docker_host
+                    tracing::warn!(
+                        host = %choice.docker_host,
+                        "no Docker Engine answers: tasks are refused until one does (start \
+                         dockerd, or run shoal daemon --executor process)"
                     );
-                    process()
+                    Arc::new(PendingDockerExecutor::start(
+                        &choice.docker_host,
+                        &run_dir,
+                        ENGINE_RETRY,
+                    ))
                 }
-            }
+            };
+            Ok(BuiltExecutor {
+                executor,
+                kind: ExecutorKind::Docker,
+            })
         }
     }
 }

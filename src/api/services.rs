@@ -5,18 +5,22 @@
 //! the orchestrators in the controllers crate react to the service's create/update; removal
 //! marks the service's tasks for removal in the same transaction (see [`remove`]).
 //!
+//! Registry credentials (`--with-registry-auth`: the `X-Registry-Auth` header) are kept in the
+//! spec's container as dockerd keeps them (swarmkit's `PullOptions`) so nodes can pull the image,
+//! and stripped from everything the API shows ([`without_registry_auth`]).
+//!
 //! `SpecVersion` follows swarmkit: `0` on create (tasks are then judged by comparing specs) and,
 //! on every update, the service's version before the update. So it differs for every spec the
 //! service ever had, `PreviousSpecVersion` travels with `PreviousSpec`, and rollbacks swap both.
 
 use axum::extract::{Path, Query as QueryExtract, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use shoal_store::model::{
-    new_id, JobStatus, Kind, Meta, Service, ServiceModeKind, ServiceSpec, Task, TaskState,
-    Timestamp, UpdateState, UpdateStatus, Version,
+    new_id, ContainerSpec, JobStatus, Kind, Meta, RegistryAuth, Service, ServiceModeKind,
+    ServiceSpec, Task, TaskState, Timestamp, UpdateState, UpdateStatus, Version,
 };
 use shoal_store::{Store, StoreError, Txn, TxnError, View};
 
@@ -53,10 +57,57 @@ fn check_size(spec: &ServiceSpec) -> ApiResult<()> {
     Ok(())
 }
 
-/// `POST /services/create` → 201 `{"ID":"…","Warnings":null}`.
+/// The header the CLI sends registry credentials in (base64url JSON).
+const REGISTRY_AUTH_HEADER: &str = "X-Registry-Auth";
+
+/// The credentials of the request's `X-Registry-Auth` header, verbatim (none when absent).
+fn registry_auth_header(headers: &HeaderMap) -> RegistryAuth {
+    let value = headers
+        .get(REGISTRY_AUTH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    RegistryAuth(value.trim().to_owned())
+}
+
+/// The credentials kept in a spec's container (none for other runtimes).
+fn registry_auth_of(spec: &ServiceSpec) -> RegistryAuth {
+    spec.task_template
+        .container_spec
+        .as_ref()
+        .map(|c| c.registry_auth.clone())
+        .unwrap_or_default()
+}
+
+/// Keeps `auth` in the spec's container, replacing whatever the body carried there: only the
+/// header sets credentials.
+fn set_registry_auth(spec: &mut ServiceSpec, auth: RegistryAuth) {
+    if let Some(c) = spec.task_template.container_spec.as_mut() {
+        c.registry_auth = auth;
+    }
+}
+
+/// A rendered service or task without the registry credentials of its specs (dockerd never
+/// shows them).
+pub(super) fn without_registry_auth(mut rendered: Value) -> Value {
+    let containers = [
+        "/Spec/TaskTemplate/ContainerSpec",
+        "/PreviousSpec/TaskTemplate/ContainerSpec",
+        "/Spec/ContainerSpec",
+    ];
+    for path in containers {
+        if let Some(c) = rendered.pointer_mut(path).and_then(Value::as_object_mut) {
+            c.remove(ContainerSpec::REGISTRY_AUTH_FIELD);
+        }
+    }
+    rendered
+}
+
+/// `POST /services/create` → 201 `{"ID":"…","Warnings":null}`; the `X-Registry-Auth` header's
+/// credentials are kept for the nodes' pulls.
 pub async fn create(
     State(state): State<ApiState>,
     Extension(version): Extension<ApiVersion>,
+    headers: HeaderMap,
     DockerJson(mut spec): DockerJson<ServiceSpec>,
 ) -> ApiResult<Response> {
     let store = state.manager_store().await?;
@@ -67,6 +118,7 @@ pub async fn create(
     prepare(&view, &mut spec, version)?;
     service_refs::check_port_conflicts(&view, &spec, None)?;
     service_spec::normalize(&mut spec);
+    set_registry_auth(&mut spec, registry_auth_header(&headers));
     check_size(&spec)?;
     let id = new_id();
     let endpoint = service_refs::allocate_endpoint(&view, &spec, &id, None);
@@ -98,12 +150,12 @@ pub async fn inspect(
     let view = store.view();
     let service = resolve::service(&view, &id)?;
     if !insert_defaults {
-        return Ok(Json(render::service(&service)));
+        return Ok(Json(without_registry_auth(render::service(&service))));
     }
     // Like swarmkit, only the current spec gets the defaults, not `PreviousSpec`.
     let mut s = service.to_owned_value();
     render::insert_defaults(&mut s.spec);
-    Ok(Json(render::service(&s)))
+    Ok(Json(without_registry_auth(render::service(&s))))
 }
 
 /// `GET /services?filters=&status=`.
@@ -121,11 +173,11 @@ pub async fn list(
         .list::<Service>()
         .filter(|s| service_matches(s, &filters))
         .map(|s| {
-            if status {
+            without_registry_auth(if status {
                 render::service_with_status(&s, render::service_status(&view, &s))
             } else {
                 render::service(&s)
-            }
+            })
         })
         .collect();
     Ok(Json(Value::Array(out)))
@@ -171,11 +223,16 @@ fn out_of_sequence(id: &str, expected: u64, actual: u64) -> ApiError {
 }
 
 /// `POST /services/{id}/update?version=&registryAuthFrom=&rollback=` → `{"Warnings":null}`.
+///
+/// Registry credentials, as dockerd keeps them: the `X-Registry-Auth` header's when it is sent
+/// (`--with-registry-auth`), else those of the current spec (`registryAuthFrom=spec`, the
+/// default) or of the previous one (`previous-spec`, what `docker service rollback` asks for).
 pub async fn update(
     State(state): State<ApiState>,
     Extension(api_version): Extension<ApiVersion>,
     Path(key): Path<String>,
     QueryExtract(q): QueryExtract<Query>,
+    headers: HeaderMap,
     DockerJson(mut spec): DockerJson<ServiceSpec>,
 ) -> ApiResult<Json<Value>> {
     let store = state.manager_store().await?;
@@ -184,14 +241,19 @@ pub async fn update(
     service_spec::adjust_for_api_version(&mut spec, api_version);
     service_refs::resolve_networks(&view, &mut spec)?;
     service_spec::convert(&mut spec)?;
-    match q.get("registryAuthFrom").map(String::as_str).unwrap_or("") {
-        "" | "spec" => {}
-        "previous-spec" if current.previous_spec.is_none() => {
-            return Err(ApiError::internal("service does not have a previous spec"))
+    let header = registry_auth_header(&headers);
+    let registry_auth = if !header.is_empty() {
+        header
+    } else {
+        match q.get("registryAuthFrom").map(String::as_str).unwrap_or("") {
+            "" | "spec" => registry_auth_of(&current.spec),
+            "previous-spec" => match current.previous_spec.as_ref() {
+                Some(previous) => registry_auth_of(previous),
+                None => return Err(ApiError::internal("service does not have a previous spec")),
+            },
+            _ => return Err(ApiError::internal("unsupported registryAuthFrom value")),
         }
-        "previous-spec" => {}
-        _ => return Err(ApiError::internal("unsupported registryAuthFrom value")),
-    }
+    };
     let rollback = match q.get("rollback").map(String::as_str).unwrap_or("") {
         "" | "none" => false,
         "previous" => true,
@@ -205,6 +267,7 @@ pub async fn update(
     service_spec::validate(&spec)?;
     let id = current.meta.id.clone();
     service_spec::normalize(&mut spec);
+    set_registry_auth(&mut spec, registry_auth);
     if spec.endpoint_spec != current.spec.endpoint_spec {
         service_refs::check_port_conflicts(&view, &spec, Some(&id))?;
     }
@@ -301,5 +364,43 @@ pub async fn remove(
             Err(e) => return Err(e.into()),
             Ok(_) => return Ok(StatusCode::OK),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_auth_comes_from_the_header_and_is_never_shown() {
+        let mut headers = HeaderMap::new();
+        assert!(registry_auth_header(&headers).is_empty());
+        headers.insert(
+            REGISTRY_AUTH_HEADER,
+            "eyJ1c2VybmFtZSI6ImEifQ==".parse().unwrap(),
+        );
+        let auth = registry_auth_header(&headers);
+        assert_eq!(auth.0, "eyJ1c2VybmFtZSI6ImEifQ==");
+
+        let mut spec: ServiceSpec = serde_json::from_str(
+            r#"{"Name":"a","TaskTemplate":{"ContainerSpec":{"Image":"x","RegistryAuth":"from-the-body"}}}"#,
+        )
+        .unwrap();
+        set_registry_auth(&mut spec, auth.clone());
+        assert_eq!(registry_auth_of(&spec), auth);
+        let service = Service {
+            spec: spec.clone(),
+            previous_spec: Some(spec.clone()),
+            ..Default::default()
+        };
+        let shown = without_registry_auth(render::service(&service)).to_string();
+        assert!(!shown.contains("RegistryAuth"), "{shown}");
+        assert!(shown.contains(r#""Image":"x""#), "{shown}");
+        let task = Task {
+            spec: spec.task_template.clone(),
+            ..Default::default()
+        };
+        let shown = without_registry_auth(render::task(&task, ApiVersion(1, 41))).to_string();
+        assert!(!shown.contains("RegistryAuth"), "{shown}");
     }
 }

@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::filters::Filters;
 use super::query::Query;
 use super::version::ApiVersion;
-use super::{render, resolve};
+use super::{render, resolve, services};
 
 /// `GET /tasks/{id}`.
 pub async fn inspect(
@@ -26,7 +26,9 @@ pub async fn inspect(
     let store = state.manager_store().await?;
     let view = store.view();
     let task = resolve::task(&view, &key)?;
-    Ok(Json(render::task(&task, version)))
+    Ok(Json(services::without_registry_auth(render::task(
+        &task, version,
+    ))))
 }
 
 /// `GET /tasks?filters=`.
@@ -114,7 +116,8 @@ pub async fn list(
                     .as_ref()
                     .is_some_and(|s| is_up_to_date(&view, s, &t)));
         if keep {
-            out.push((t.meta.id.clone(), render::task(&t, version)));
+            let shown = services::without_registry_auth(render::task(&t, version));
+            out.push((t.meta.id.clone(), shown));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

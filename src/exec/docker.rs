@@ -2,14 +2,19 @@
 //! (bollard). Containers are named and labelled like Docker's own swarm tasks, so `docker ps`
 //! shows them as such and a restarted agent finds them again by their task-id label.
 //!
-//! There is no registry to pull from: an image missing from the engine rejects the task with the
-//! engine's own message (`No such image: ...`) instead of a pull.
+//! An image the engine does not have is pulled while the task is PREPARING, with the registry
+//! credentials of its service ([`pull`]); one it has is used as it is, never pulled again. A
+//! failed pull rejects the task with the registry's words.
 //!
 //! Secrets and configs reach containers as files on a per-task tmpfs, bind-mounted read-only
 //! ([`files`]); that needs the engine on this host, in this mount namespace.
 
 mod config;
 mod files;
+mod pending;
+mod pull;
+
+pub use pending::PendingDockerExecutor;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,10 +32,14 @@ use bollard::query_parameters::{
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use chrono::DateTime;
-use futures::{Stream, StreamExt};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt};
 use shoal_store::model::{
-    EngineDescription, NodeDescription, Platform, PluginDescription, Resources, Task, Timestamp,
+    EngineDescription, NodeDescription, Platform, PluginDescription, RegistryAuth, Resources, Task,
+    Timestamp,
 };
+
+use crate::dataplane::{Attachment, DataPlane};
 
 use super::{
     Adoptable, Dependencies, ExecError, Executor, ExitStatus, Health, LogLine, LogLines,
@@ -44,6 +53,8 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// Seconds bollard waits for the engine's response headers. Long operations (waits, logs,
 /// events) get their headers at once; stops are done with kill + wait, bounded by our own timers.
 const ENGINE_TIMEOUT_SECS: u64 = 120;
+/// The same for image pulls, whose headers come once the registry has answered.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(ENGINE_TIMEOUT_SECS);
 /// How long to wait for a container to go away after SIGKILL before reporting a temporary error.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 /// How often health is re-inspected when the engine's event stream is unavailable.
@@ -54,10 +65,14 @@ const UNHEALTHY: &str = "unhealthy container";
 /// Runs tasks as containers of one Docker Engine.
 pub struct DockerExecutor {
     docker: Docker,
+    /// Where the engine listens, for image pulls (their own connections, see [`pull`]).
+    engine_addr: Option<pull::EngineAddr>,
     /// Where tasks' secret and config tmpfs mounts go (`<run dir>/tasks/<task id>`).
     run_dir: PathBuf,
     /// Whether the engine shares this host's file system (it bind-mounts our files).
     local_engine: bool,
+    /// Plumbs tasks' containers into their swarm networks.
+    dataplane: DataPlane,
 }
 
 impl DockerExecutor {
@@ -66,11 +81,20 @@ impl DockerExecutor {
     /// would otherwise send a newer version, which an older engine refuses). Tasks' secrets and
     /// configs are mounted under `run_dir`, which must not be on the node's data disk.
     pub async fn connect(host: &str, run_dir: &Path) -> Result<Self, ExecError> {
+        let docker = engine_client(host).await?;
         Ok(DockerExecutor {
-            docker: engine_client(host).await?,
+            dataplane: DataPlane::new(docker.clone()),
+            docker,
+            engine_addr: pull::EngineAddr::parse(host),
             run_dir: run_dir.to_path_buf(),
             local_engine: host.starts_with('/') || host.starts_with("unix://"),
         })
+    }
+
+    /// The data plane that plumbs this executor's containers into their networks (the node
+    /// runs its reconcile loop while it holds the store).
+    pub fn dataplane(&self) -> &DataPlane {
+        &self.dataplane
     }
 
     /// The engine client (with the negotiated version), for callers that need more of the API.
@@ -156,10 +180,16 @@ impl Executor for DockerExecutor {
         let mounts = files::bind_mounts(&files_dir, &files);
         let create = config::container_config(task, spec, &names, mounts)?;
         Ok(Box::new(DockerController {
+            task: task.clone(),
+            dataplane: self.dataplane.clone(),
+            names: names.clone(),
             docker: self.docker.clone(),
+            engine_addr: self.engine_addr.clone(),
             task_id: task.meta.id.clone(),
             name: names.task,
             image: spec.image.clone(),
+            registry_auth: spec.registry_auth.clone(),
+            pull: Mutex::new(None),
             create,
             files,
             files_dir,
@@ -167,6 +197,10 @@ impl Executor for DockerExecutor {
             container: Mutex::new(Known::Unknown),
             last_seen: Mutex::new(None),
         }))
+    }
+
+    fn dataplane(&self) -> Option<DataPlane> {
+        Some(self.dataplane.clone())
     }
 
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError> {
@@ -228,6 +262,11 @@ fn message(e: &EngineError) -> String {
         EngineError::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
     }
+}
+
+/// The engine's answer to a create from an image it does not have.
+fn no_such_image(e: &EngineError) -> bool {
+    status(e) == Some(404) && message(e).contains("No such image")
 }
 
 /// An error that may go away (the engine is unreachable or slow): retry.
@@ -321,11 +360,22 @@ enum Known {
 /// container status after every step). A fresh task costs create, start, inspect, wait.
 struct DockerController {
     docker: Docker,
+    engine_addr: Option<pull::EngineAddr>,
     task_id: String,
     /// The container name, `<service>.<slot>.<task id>`.
     name: String,
     image: String,
+    /// The credentials its image is pulled with.
+    registry_auth: RegistryAuth,
+    /// The pull under way. It runs on a task of its own, so a `prepare` that is cancelled (the
+    /// agent re-drives a task whenever its assignment changes) and called again waits for the
+    /// same pull instead of starting over; dropping the controller stops it.
+    pull: Mutex<Option<(PullFuture, tokio::task::AbortHandle)>>,
     create: bollard::models::ContainerCreateBody,
+    /// The task's network attachments (and node), for the data plane.
+    task: Task,
+    dataplane: DataPlane,
+    names: TaskNames,
     /// The secrets and configs its container bind-mounts, and the tmpfs they are written to.
     files: Vec<files::TaskFile>,
     files_dir: PathBuf,
@@ -336,7 +386,79 @@ struct DockerController {
     last_seen: Mutex<Option<ObservedState>>,
 }
 
+/// A pull shared by every `prepare` call that waits for it.
+type PullFuture = Shared<BoxFuture<'static, Result<(), ExecError>>>;
+
+impl Drop for DockerController {
+    fn drop(&mut self) {
+        if let Some((_, pulling)) = self.pull.get_mut().ok().and_then(Option::take) {
+            pulling.abort();
+        }
+    }
+}
+
 impl DockerController {
+    /// Creates the task's container, or says why not (the engine's error as it came).
+    async fn create_container(&self, networks: &Attachment) -> Result<String, EngineError> {
+        let options = CreateContainerOptions {
+            name: Some(self.name.clone()),
+            ..Default::default()
+        };
+        let body = config::with_networks(self.create.clone(), networks, &self.names);
+        let created = self.docker.create_container(Some(options), body).await?;
+        // Further networks are joined before the container starts (an engine of API < 1.44
+        // takes one network at create).
+        for ep in networks.endpoints.iter().skip(1) {
+            let request = config::connect_request(&created.id, ep, &self.names);
+            if let Err(e) = self.docker.connect_network(&ep.network, request).await {
+                let _ = self
+                    .docker
+                    .remove_container(&created.id, None::<RemoveContainerOptions>)
+                    .await;
+                return Err(e);
+            }
+        }
+        Ok(created.id)
+    }
+
+    /// Pulls the task's image, joining the pull already under way if there is one.
+    async fn pull_image(&self) -> Result<(), ExecError> {
+        let Some(addr) = self.engine_addr.clone() else {
+            return Err(ExecError::Rejected(format!(
+                "No such image: {} (this node cannot pull images from its engine's address)",
+                self.image
+            )));
+        };
+        let pulling = {
+            let mut slot = self.pull.lock().unwrap();
+            match slot.as_ref() {
+                Some((pulling, _)) => pulling.clone(),
+                None => {
+                    let version = self.docker.client_version().to_string();
+                    let (image, auth) = (self.image.clone(), self.registry_auth.clone());
+                    tracing::info!(task = %self.task_id, image = %image, "pulling the task's image");
+                    let handle = tokio::spawn(async move {
+                        pull::pull(&addr, &version, &image, &auth, ENGINE_TIMEOUT).await
+                    });
+                    let abort = handle.abort_handle();
+                    let pulling = async move {
+                        handle.await.unwrap_or_else(|e| {
+                            Err(ExecError::Temporary(format!("pulling the image: {e}")))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some((pulling.clone(), abort));
+                    pulling
+                }
+            }
+        };
+        let pulled = pulling.await;
+        // Done either way: a later prepare (after a temporary error) pulls afresh.
+        self.pull.lock().unwrap().take();
+        pulled
+    }
+
     /// The task's container id: known, or looked up by its name (adopting a container that a
     /// previous agent created). The name holds the task id, so it is the task's container
     /// whoever created it; looking it up by name costs the engine a map lookup, where a list
@@ -533,31 +655,37 @@ impl TaskController for DockerController {
             return Ok(());
         }
         self.seen(None);
-        let options = CreateContainerOptions {
-            name: Some(self.name.clone()),
-            ..Default::default()
-        };
-        match self
-            .docker
-            .create_container(Some(options), self.create.clone())
+        // The task's networks exist on this node before its container is created on them.
+        let networks = self
+            .dataplane
+            .attach(&self.task)
             .await
-        {
-            Ok(created) => {
+            .map_err(|e| ExecError::Rejected(e.to_string()))?;
+        // The image is pulled only when the create says the engine lacks it (404 "No such
+        // image"): an image that is there costs nothing more, and is never pulled again.
+        let mut created = self.create_container(&networks).await;
+        if matches!(&created, Err(e) if no_such_image(e)) && !pull::is_image_id(&self.image) {
+            self.pull_image().await?;
+            created = self.create_container(&networks).await;
+        }
+        match created {
+            Ok(id) => {
                 self.seen(Some(ObservedState {
-                    container_id: created.id.clone(),
+                    container_id: id.clone(),
                     pid: 0,
                     run_state: RunState::Created,
                     exit_code: None,
                     health: Health::None,
                 }));
-                *self.container.lock().unwrap() = Known::Present(created.id);
+                *self.container.lock().unwrap() = Known::Present(id);
                 Ok(())
             }
-            // No registry to pull from: a missing image is final, in Docker's words (the
-            // engine answers a create from an unknown image with 404).
-            Err(e) if status(&e) == Some(404) && message(&e).contains("No such image") => Err(
-                ExecError::Rejected(format!("No such image: {}", self.image)),
-            ),
+            // Pulled and still missing (or an image id, which no registry serves): final, in
+            // Docker's words.
+            Err(e) if no_such_image(&e) => Err(ExecError::Rejected(format!(
+                "No such image: {}",
+                self.image
+            ))),
             // The task's container exists (a previous agent's, or another create won the
             // race): adopt it.
             Err(e) if status(&e) == Some(409) => {

@@ -66,6 +66,12 @@ pub trait Executor: Send + Sync {
     /// restarted agent compares this with its assignments: it keeps driving the tasks it still has
     /// (their controllers adopt the workload), and removes the rest.
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError>;
+
+    /// The data plane that plumbs this executor's workloads into the swarm's networks, if it
+    /// has one (the docker executor).
+    fn dataplane(&self) -> Option<crate::dataplane::DataPlane> {
+        None
+    }
 }
 
 /// Where a controller finds the secrets and configs its task references: the agent's in-memory

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use shoal_proto::swarm::swarm_client::SwarmClient;
 use shoal_proto::swarm::JoinRaftRequest;
 use shoal_store::model::{
-    Cluster, JoinTokens, ManagerStatus, Meta, Node, NodeRole, NodeSpec, NodeState, NodeStatus,
-    RaftMembership, RootCa as StoredRootCa, SwarmSpec,
+    Cluster, IPAMSpec, JoinTokens, ManagerStatus, Meta, Network, NetworkSpec, Node, NodeRole,
+    NodeSpec, NodeState, NodeStatus, RaftMembership, RootCa as StoredRootCa, SwarmSpec,
 };
 use shoal_store::Txn;
 use tokio::sync::{Mutex, RwLock};
@@ -331,7 +331,7 @@ impl NodeRuntime {
                 let data_key = self.manager_data_key(&creds)?;
                 let manager =
                     Manager::start(&self.inner.dir, &creds, membership.clone(), data_key).await?;
-                self.spawn_key_follower(&manager.store);
+                self.spawn_store_followers(&manager.store, &membership.node_id);
                 SwarmState::Manager {
                     membership,
                     manager,
@@ -498,9 +498,10 @@ impl NodeRuntime {
                 ..Default::default()
             };
             let node = self.own_node_object(&membership, NodeRole::Manager, availability);
+            let ingress = ingress_network(&cluster).map_err(SwarmError::bad_request)?;
             manager
                 .store
-                .submit(Txn::new().create(cluster).create(node))
+                .submit(Txn::new().create(cluster).create(node).create(ingress))
                 .await
                 .map_err(SwarmError::internal)?;
             dir.save(&membership).map_err(SwarmError::internal)?;
@@ -512,7 +513,7 @@ impl NodeRuntime {
             let _ = dir.wipe();
             return Err(e);
         }
-        self.spawn_key_follower(&manager.store);
+        self.spawn_store_followers(&manager.store, &membership.node_id);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
@@ -713,7 +714,7 @@ impl NodeRuntime {
             .dir
             .save(&membership)
             .map_err(SwarmError::internal)?;
-        self.spawn_key_follower(&manager.store);
+        self.spawn_store_followers(&manager.store, &membership.node_id);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
@@ -813,6 +814,7 @@ impl NodeRuntime {
     pub async fn leave(&self, force: bool) -> Result<(), SwarmError> {
         let _guard = self.inner.lifecycle.lock().await;
         let state = self.inner.state.read().await.clone();
+        let node_id = state.membership().map(|m| m.node_id.clone());
         match state {
             SwarmState::Inactive => return Err(SwarmError::unavailable(texts::NOT_IN_SWARM)),
             SwarmState::Manager {
@@ -861,6 +863,10 @@ impl NodeRuntime {
         }
         if let Some(agent) = self.inner.agent.lock().await.take() {
             agent.leave().await;
+        }
+        // The agent removed the tasks' containers: their networks, rules and names go too.
+        if let (Some(dataplane), Some(node_id)) = (self.inner.executor.dataplane(), node_id) {
+            dataplane.clear(&node_id).await;
         }
         self.inner.dir.wipe().map_err(SwarmError::internal)?;
         *self.inner.keys.lock().unwrap() = Default::default();
@@ -946,4 +952,49 @@ async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+impl NodeRuntime {
+    /// What follows a manager's store while it runs: the keys (autolock), and this node's data
+    /// plane, reconciled from the replica.
+    fn spawn_store_followers(&self, store: &shoal_store::Store, node_id: &str) {
+        self.spawn_key_follower(store);
+        if let Some(dataplane) = self.inner.executor.dataplane() {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let watched = store.clone();
+            tokio::spawn(async move {
+                while !watched.is_stopped() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = stop_tx.send(true);
+            });
+            tokio::spawn(dataplane.run(node_id.to_string(), store.clone(), stop_rx));
+        }
+    }
+}
+
+/// The routing-mesh network a new swarm starts with, as dockerd creates it: `ingress`, on the
+/// first subnet of the swarm's default address pool.
+fn ingress_network(cluster: &Cluster) -> Result<Network, String> {
+    use shoal_controllers::allocator::ipam;
+    let spec = NetworkSpec {
+        name: "ingress".into(),
+        driver: "overlay".into(),
+        scope: "swarm".into(),
+        ingress: true,
+        ipam: Some(IPAMSpec {
+            driver: "default".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let taken = ipam::Taken { networks: vec![] };
+    let size = u8::try_from(cluster.subnet_size).unwrap_or(ipam::DEFAULT_SUBNET_SIZE);
+    let allocation = ipam::allocate_network(&spec, &taken, &cluster.default_addr_pool, size)
+        .map_err(|e| format!("the ingress network: {e}"))?;
+    Ok(Network {
+        meta: Meta::with_id(shoal_store::model::new_id()),
+        spec,
+        allocation: Some(allocation),
+    })
 }

@@ -263,6 +263,7 @@ impl Swarm {
             nodes.push(Node::start(&name));
         }
         let first = &nodes[0];
+        let [pool, data_path_port] = own_address_space(&first.addr());
         first.ok(&[
             "swarm",
             "init",
@@ -272,6 +273,10 @@ impl Swarm {
             &first.addr(),
             "--dispatcher-heartbeat",
             HEARTBEAT,
+            "--default-addr-pool",
+            &pool,
+            "--data-path-port",
+            &data_path_port,
         ]);
         let manager_token = first
             .ok(&["swarm", "join-token", "-q", "manager"])
@@ -421,8 +426,43 @@ impl Drop for Swarm {
                 args.extend(ids);
                 engine(&args);
             }
+            remove_data_plane_leftovers(&n.id);
         }
     }
+}
+
+/// Removes what a killed node's data plane left on this host: its engine networks, its
+/// bridges and VXLAN devices (named by their `shoal:<node id>:` alias) and its nftables table.
+pub fn remove_data_plane_leftovers(node_id: &str) {
+    let nets = engine(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=io.shoal.node.id={node_id}"),
+    ]);
+    for net in nets.stdout.split_whitespace() {
+        engine(&["network", "rm", net]);
+    }
+    let links = Command::new("ip")
+        .args(["-o", "-d", "link", "show"])
+        .output();
+    let links = links
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    for line in links
+        .lines()
+        .filter(|l| l.contains(&format!("alias shoal:{node_id}:")))
+    {
+        if let Some(name) = line.split(": ").nth(1) {
+            let name = name.split('@').next().unwrap_or(name);
+            let _ = Command::new("ip").args(["link", "del", name]).status();
+        }
+    }
+    let table = format!("shoal_{}", node_id.chars().take(12).collect::<String>());
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &table])
+        .output();
 }
 
 /// One row of `docker service ps`.
@@ -474,4 +514,19 @@ pub fn running_task_containers(service_id: &str) -> Vec<(String, String)> {
     .filter_map(|l| l.split_once('|'))
     .map(|(c, t)| (c.to_string(), t.to_string()))
     .collect()
+}
+
+/// An address pool and VXLAN port of the swarm's own, derived from its first node's port:
+/// test swarms share this host's engine and network namespace, where two swarms' networks
+/// with the same subnet or VXLAN port would collide.
+pub fn own_address_space(addr: &str) -> [String; 2] {
+    let port: u32 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    [
+        format!("10.{}.0.0/16", 100 + port % 150),
+        (20000 + port % 20000).to_string(),
+    ]
 }

@@ -64,7 +64,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// The port its swarm listener uses once it is in a swarm.
     pub swarm_port: u16,
-    executor: String,
+    /// How its tasks run: the `--executor` and `--docker-host` arguments.
+    executor_args: Vec<String>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -80,6 +81,12 @@ impl Daemon {
     /// Like [`Daemon::start`] with another executor (`process` runs task commands as host
     /// processes).
     pub fn start_with_executor(hostname: &str, executor: &str) -> Daemon {
+        Self::start_with_args(hostname, &["--executor", executor])
+    }
+
+    /// Like [`Daemon::start`] with these executor arguments instead of `--executor sim` (none:
+    /// the default executor).
+    pub fn start_with_args(hostname: &str, executor_args: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("shoal-test-")
             .tempdir()
@@ -89,7 +96,7 @@ impl Daemon {
             hostname: hostname.to_string(),
             socket: dir.path().join("api.sock"),
             swarm_port: free_port(),
-            executor: executor.to_string(),
+            executor_args: executor_args.iter().map(|a| a.to_string()).collect(),
             dir,
             child: None,
         };
@@ -111,8 +118,7 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--hostname")
             .arg(&self.hostname)
-            .arg("--executor")
-            .arg(&self.executor)
+            .args(&self.executor_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))

@@ -10,7 +10,14 @@ use bollard::models::{
     MountType as EngineMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
     ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
-use shoal_store::model::{ContainerSpec, Mount, MountType, Privileges, Task};
+use bollard::models::{
+    EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkingConfig, PortBinding,
+};
+use shoal_store::model::{
+    ContainerSpec, Mount, MountType, PortConfig, PortProtocol, Privileges, Task,
+};
+
+use crate::dataplane::{Attachment, EngineEndpoint};
 
 use crate::exec::{
     ExecError, TaskNames, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_TASK,
@@ -63,6 +70,8 @@ pub(crate) fn container_config(
             start_interval: (h.start_interval != 0).then_some(h.start_interval),
         }),
         labels: Some(labels),
+        exposed_ports: (!task.host_ports.is_empty())
+            .then(|| task.host_ports.iter().map(port_key).collect()),
         host_config: Some(host_config(task, spec, file_mounts)?),
         ..Default::default()
     })
@@ -114,6 +123,9 @@ fn host_config(
         }),
         ..Default::default()
     };
+    if !task.host_ports.is_empty() {
+        hc.port_bindings = Some(host_port_bindings(&task.host_ports));
+    }
     if let Some(dns) = &spec.dns_config {
         hc.dns = (!dns.nameservers.is_empty()).then(|| dns.nameservers.clone());
         hc.dns_search = (!dns.search.is_empty()).then(|| dns.search.clone());
@@ -134,6 +146,89 @@ fn host_config(
         }
     }
     Ok(hc)
+}
+
+/// `80/tcp`: how the engine names a container port.
+fn port_key(p: &PortConfig) -> String {
+    let protocol = match p.protocol_or_default() {
+        PortProtocol::Udp => "udp",
+        PortProtocol::Sctp => "sctp",
+        _ => "tcp",
+    };
+    format!("{}/{protocol}", p.target_port)
+}
+
+/// Host-mode published ports as engine port bindings (a port without a published number gets
+/// one from the engine, as dockerd's executor does).
+fn host_port_bindings(ports: &[PortConfig]) -> HashMap<String, Option<Vec<PortBinding>>> {
+    let mut out: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in ports {
+        let binding = PortBinding {
+            host_ip: None,
+            host_port: Some(if p.published_port == 0 {
+                String::new()
+            } else {
+                p.published_port.to_string()
+            }),
+        };
+        out.entry(port_key(p))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    out
+}
+
+/// Attaches the create request to the task's swarm networks: created on the first (with its
+/// fixed address and MAC, the task's name as alias), asking the node's DNS server for names.
+/// The other networks are connected after the create ([`connect_request`]).
+pub(crate) fn with_networks(
+    mut body: ContainerCreateBody,
+    attachment: &Attachment,
+    names: &TaskNames,
+) -> ContainerCreateBody {
+    let Some(first) = attachment.endpoints.first() else {
+        return body;
+    };
+    let hc = body.host_config.get_or_insert_with(HostConfig::default);
+    hc.network_mode = Some(first.network.clone());
+    if let Some(dns) = attachment.dns {
+        // The task's own DNS servers come first; ours answers the swarm's names.
+        let mut servers = hc.dns.take().unwrap_or_default();
+        servers.insert(0, dns.to_string());
+        hc.dns = Some(servers);
+    }
+    body.networking_config = Some(NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            first.network.clone(),
+            endpoint_settings(first, names),
+        )])),
+    });
+    body
+}
+
+fn endpoint_settings(ep: &EngineEndpoint, names: &TaskNames) -> EndpointSettings {
+    EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: Some(ep.ip.to_string()),
+            ..Default::default()
+        }),
+        mac_address: Some(ep.mac.clone()),
+        aliases: (!ep.ingress).then(|| vec![names.task.clone()]),
+        ..Default::default()
+    }
+}
+
+/// The request that connects container `id` to one of its further networks.
+pub(crate) fn connect_request(
+    id: &str,
+    ep: &EngineEndpoint,
+    names: &TaskNames,
+) -> NetworkConnectRequest {
+    NetworkConnectRequest {
+        container: id.to_string(),
+        endpoint_config: Some(endpoint_settings(ep, names)),
+    }
 }
 
 /// `IP host [aliases...]` (the hosts-file order the spec uses) to the engine's `host:IP`.

@@ -184,21 +184,36 @@ async fn a_non_zero_exit_fails_the_task_with_its_code() {
 }
 
 #[tokio::test]
-async fn a_missing_image_is_rejected_without_creating_a_container() {
+async fn an_image_that_cannot_be_pulled_is_rejected_without_creating_a_container() {
     let exec = executor().await;
     let cleanup = Cleanup::new();
-    let mut spec = command("shoal-test/nope:1", &["true"]);
-    spec.labels
-        .insert(RUN_LABEL.into(), cleanup.run().to_owned());
-    let mut task = task_with("exectest", spec);
-    let ctl = exec
-        .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
-        .unwrap();
-    drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
-    assert_eq!(task.status.state, TaskState::Rejected);
-    assert_eq!(task.status.err, "No such image: shoal-test/nope:1");
-    assert_eq!(task.status.message, "preparing");
-    assert!(containers_of(&exec, &task.meta.id).await.is_empty());
+    // Nothing listens on port 1: the pull fails at once, in the engine's words.
+    let unreachable = "127.0.0.1:1/shoal-test/nope:1";
+    // An image id names no repository: nothing to pull.
+    let by_id = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    for image in [unreachable, by_id] {
+        let mut spec = command(image, &["true"]);
+        spec.labels
+            .insert(RUN_LABEL.into(), cleanup.run().to_owned());
+        let mut task = task_with("exectest", spec);
+        let ctl = exec
+            .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+            .unwrap();
+        drive_until(&mut task, ctl.as_ref(), TaskState::Running, DEADLINE).await;
+        assert_eq!(task.status.state, TaskState::Rejected);
+        assert_eq!(task.status.message, "preparing");
+        if image == by_id {
+            assert_eq!(task.status.err, format!("No such image: {by_id}"));
+        } else {
+            let err = &task.status.err;
+            assert!(
+                err.starts_with(&format!("pulling {unreachable}: "))
+                    && err.contains("connection refused"),
+                "{err}"
+            );
+        }
+        assert!(containers_of(&exec, &task.meta.id).await.is_empty());
+    }
 }
 
 fn health_spec(script: &str, test: &str, retries: i64) -> ContainerSpec {

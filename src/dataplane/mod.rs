@@ -1,0 +1,413 @@
+//! The node's data plane: what makes the tasks a node runs reachable, reconciled from the store
+//! with no gossip (`reference/networking.md` §8):
+//!
+//! - [`links`]: per swarm network a bridge + VXLAN device, the node's address and the VIPs on
+//!   the bridge, neighbour/FDB entries for every remote endpoint;
+//! - [`engine_net`]: the engine's bridge network on it, so the engine plumbs the containers;
+//! - [`nft`]: VIPs and the routing mesh in one nftables table per node;
+//! - [`dns`]: service names for containers, scoped to the networks they are on.
+//!
+//! Two entry points: [`DataPlane::attach`], called by the docker executor before it creates a
+//! task's container (it makes the task's networks exist and says how to attach), and
+//! [`DataPlane::run`], the reconcile loop of a node that holds a replica of the store (a
+//! manager): on every store change it computes what this node's kernel and engine should
+//! hold ([`desired`]) and makes it so, removing what is no longer wanted; it also repairs
+//! drift on a timer and after a restart.
+
+pub mod desired;
+pub mod dns;
+pub mod engine_net;
+pub mod links;
+pub mod nft;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use shoal_store::model::{NetworkAttachment, Task, VXLAN_ID_OPTION};
+use shoal_store::Store;
+use tokio::sync::watch;
+
+use desired::Desired;
+use dns::{DnsServer, Records};
+use engine_net::EngineNetwork;
+use links::NetworkLinks;
+
+/// The VXLAN port when the swarm does not say otherwise.
+pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
+/// The MTU of a swarm network unless its `com.docker.network.driver.mtu` option says
+/// otherwise: 1500 minus the 50 bytes of VXLAN encapsulation.
+pub const DEFAULT_MTU: u32 = 1450;
+/// How often the loop checks the store for a new revision.
+const POLL: Duration = Duration::from_millis(20);
+/// How long a failed reconcile waits before the next attempt.
+const RETRY: Duration = Duration::from_secs(1);
+/// How often everything is re-checked even without a change (repairs drift).
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// How a task's container joins one swarm network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineEndpoint {
+    /// The engine network.
+    pub network: String,
+    /// The task's address on it.
+    pub ip: Ipv4Addr,
+    /// Its MAC (derived from the address, so remote nodes know it).
+    pub mac: String,
+    /// Whether this is the ingress network.
+    pub ingress: bool,
+}
+
+/// What the executor needs to attach a container: its endpoints (the first is the one it is
+/// created on) and the DNS server it should ask.
+#[derive(Clone, Debug, Default)]
+pub struct Attachment {
+    /// One per network, user networks first.
+    pub endpoints: Vec<EngineEndpoint>,
+    /// The node's DNS server for the task's networks.
+    pub dns: Option<Ipv4Addr>,
+}
+
+/// Why a task's networks could not be set up (the task is rejected with it).
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    /// The attachment itself is unusable.
+    #[error("network {network}: {message}")]
+    Attachment {
+        /// Network name.
+        network: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The kernel refused a change.
+    #[error("setting up network {network}: {source}")]
+    Links {
+        /// Network name.
+        network: String,
+        /// The failed command.
+        source: links::LinkError,
+    },
+    /// The engine refused a change.
+    #[error("setting up network {network} in the engine: {source}")]
+    Engine {
+        /// Network name.
+        network: String,
+        /// The engine's error.
+        source: bollard::errors::Error,
+    },
+}
+
+/// One swarm network as this node sets it up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalNetwork {
+    /// Swarm network id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The routing-mesh network.
+    pub ingress: bool,
+    /// Subnet.
+    pub subnet: String,
+    /// Gateway.
+    pub gateway: Ipv4Addr,
+    /// VXLAN id.
+    pub vni: u32,
+    /// MTU.
+    pub mtu: u32,
+    /// No external connectivity.
+    pub internal: bool,
+}
+
+impl LocalNetwork {
+    /// The network as a task attachment describes it.
+    pub fn from_attachment(a: &NetworkAttachment) -> Result<LocalNetwork, DataPlaneError> {
+        let n = &a.network;
+        let bad = |message: &str| DataPlaneError::Attachment {
+            network: n.spec.name.clone(),
+            message: message.to_string(),
+        };
+        let pool = n
+            .ipam_options
+            .as_ref()
+            .and_then(|i| i.configs.first())
+            .ok_or_else(|| bad("no subnet was allocated"))?;
+        let vni = n
+            .driver_state
+            .options
+            .get(VXLAN_ID_OPTION)
+            .and_then(|v| v.split(',').next()?.parse().ok())
+            .ok_or_else(|| bad("no VXLAN id was allocated"))?;
+        let options = n.spec.driver_configuration.as_ref().map(|d| &d.options);
+        Ok(LocalNetwork {
+            id: n.id.clone(),
+            name: n.spec.name.clone(),
+            ingress: n.spec.ingress,
+            subnet: pool.subnet.clone(),
+            gateway: pool
+                .gateway
+                .parse()
+                .map_err(|_| bad("its gateway address is malformed"))?,
+            vni,
+            mtu: mtu_option(options),
+            internal: n.spec.internal,
+        })
+    }
+}
+
+/// The MTU a network's driver options ask for, else [`DEFAULT_MTU`].
+pub fn mtu_option(options: Option<&shoal_store::model::Labels>) -> u32 {
+    options
+        .and_then(|o| o.get("com.docker.network.driver.mtu"))
+        .and_then(|v| v.parse().ok())
+        .filter(|m| (576..=9216).contains(m))
+        .unwrap_or(DEFAULT_MTU)
+}
+
+struct Inner {
+    docker: Docker,
+    dns: DnsServer,
+    records: watch::Sender<Arc<Records>>,
+    data_path_port: AtomicU16,
+    /// Serialises changes to links and engine networks (attach and the loop both make them).
+    changing: tokio::sync::Mutex<()>,
+    /// What the loop applied last, to skip unchanged work.
+    applied: Mutex<Option<Desired>>,
+}
+
+/// The data plane of this node. Cheap to clone.
+#[derive(Clone)]
+pub struct DataPlane {
+    inner: Arc<Inner>,
+}
+
+impl DataPlane {
+    /// A data plane that plumbs containers into the engine `docker`; names it does not know are
+    /// forwarded to this host's resolvers.
+    pub fn new(docker: Docker) -> Self {
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (records, rx) = watch::channel(Arc::new(Records::default()));
+        DataPlane {
+            inner: Arc::new(Inner {
+                docker,
+                dns: DnsServer::new(rx, dns::host_upstreams(&resolv)),
+                records,
+                data_path_port: AtomicU16::new(DEFAULT_DATA_PATH_PORT),
+                changing: tokio::sync::Mutex::new(()),
+                applied: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn links_for(&self, n: &LocalNetwork, node_id: &str) -> NetworkLinks {
+        let port = self.inner.data_path_port.load(Ordering::Relaxed);
+        NetworkLinks::new(&n.id, node_id, n.vni, port, n.mtu)
+    }
+
+    async fn ensure_network(
+        &self,
+        n: &LocalNetwork,
+        node_id: &str,
+        local: Option<Ipv4Addr>,
+    ) -> Result<(), DataPlaneError> {
+        let mut l = self.links_for(n, node_id);
+        l.local = local;
+        links::ensure(&l)
+            .await
+            .map_err(|source| DataPlaneError::Links {
+                network: n.name.clone(),
+                source,
+            })?;
+        let engine = EngineNetwork {
+            name: EngineNetwork::name_for(&n.name, &n.id),
+            bridge: l.bridge.clone(),
+            network_id: n.id.clone(),
+            node_id: node_id.to_string(),
+            subnet: n.subnet.clone(),
+            gateway: n.gateway.to_string(),
+            mtu: n.mtu,
+            internal: n.internal,
+        };
+        engine_net::ensure(&self.inner.docker, &engine)
+            .await
+            .map_err(|source| DataPlaneError::Engine {
+                network: n.name.clone(),
+                source,
+            })?;
+        if !n.ingress {
+            let addr = SocketAddr::from((n.gateway, 53));
+            if let Err(e) = self.inner.dns.listen(addr).await {
+                tracing::warn!(network = %n.name, %addr, error = %e, "cannot serve service names on the network");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the task's networks exist on this node (bridge, VXLAN device, engine network, DNS
+    /// listener) and says how to attach its container.
+    pub async fn attach(&self, task: &Task) -> Result<Attachment, DataPlaneError> {
+        let mut out = Attachment::default();
+        if task.networks_attachments.is_empty() {
+            return Ok(out);
+        }
+        let _changing = self.inner.changing.lock().await;
+        let mut ingress = None;
+        for a in &task.networks_attachments {
+            let n = LocalNetwork::from_attachment(a)?;
+            let ip: Ipv4Addr = a
+                .addresses
+                .first()
+                .and_then(|s| s.split('/').next()?.parse().ok())
+                .ok_or_else(|| DataPlaneError::Attachment {
+                    network: n.name.clone(),
+                    message: "the task has no address on it".into(),
+                })?;
+            self.ensure_network(&n, &task.node_id, None).await?;
+            let ep = EngineEndpoint {
+                network: EngineNetwork::name_for(&n.name, &n.id),
+                ip,
+                mac: links::mac_of(ip),
+                ingress: n.ingress,
+            };
+            if n.ingress {
+                ingress = Some(ep);
+            } else {
+                if out.dns.is_none() {
+                    out.dns = Some(n.gateway);
+                }
+                out.endpoints.push(ep);
+            }
+        }
+        out.endpoints.extend(ingress);
+        Ok(out)
+    }
+
+    /// The node's nftables table (one per node: tests run several nodes on one host).
+    fn table(node_id: &str) -> String {
+        let short: String = node_id.chars().take(12).collect();
+        format!("shoal_{short}")
+    }
+
+    /// Reconciles this node's data plane from the store until `stop` turns true; on the way
+    /// out, leaves everything in place (containers keep working across a daemon restart).
+    pub async fn run(self, node_id: String, store: Store, mut stop: watch::Receiver<bool>) {
+        let mut seen = 0;
+        let mut last_full = tokio::time::Instant::now();
+        loop {
+            let view = store.view();
+            let full = last_full.elapsed() >= RESYNC;
+            if view.revision() != seen || full {
+                seen = view.revision();
+                let want = Desired::compute(&view, &node_id);
+                if let Err(e) = self.apply(&node_id, want, full).await {
+                    tracing::warn!(error = %e, "data plane: reconcile failed; retrying");
+                    seen = 0;
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+                if full {
+                    last_full = tokio::time::Instant::now();
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Makes the node match `want`; with `force`, re-checks even what did not change.
+    async fn apply(&self, node_id: &str, want: Desired, force: bool) -> Result<(), DataPlaneError> {
+        if !force && self.inner.applied.lock().unwrap().as_ref() == Some(&want) {
+            return Ok(());
+        }
+        self.inner
+            .data_path_port
+            .store(want.data_path_port, Ordering::Relaxed);
+        let _changing = self.inner.changing.lock().await;
+        // Names first: a task that is going away leaves DNS before its rules.
+        let _ = self.inner.records.send(Arc::new(want.records.clone()));
+        for n in want.networks.values() {
+            self.ensure_network(n, node_id, want.vtep).await?;
+            let l = self.links_for(n, node_id);
+            let host = want.host_addresses.get(&n.id).cloned().unwrap_or_default();
+            links::set_host_addresses(&l.bridge, &host)
+                .await
+                .map_err(|source| DataPlaneError::Links {
+                    network: n.name.clone(),
+                    source,
+                })?;
+            let peers = want.peers.get(&n.id).cloned().unwrap_or_default();
+            links::set_peers(&l.vxlan, &peers)
+                .await
+                .map_err(|source| DataPlaneError::Links {
+                    network: n.name.clone(),
+                    source,
+                })?;
+        }
+        nft::apply(&Self::table(node_id), &want.rules)
+            .await
+            .map_err(|source| DataPlaneError::Links {
+                network: "(all)".into(),
+                source,
+            })?;
+        self.remove_unwanted(node_id, &want).await;
+        *self.inner.applied.lock().unwrap() = Some(want);
+        Ok(())
+    }
+
+    /// Removes the engine networks, links and DNS listeners of networks this node no longer
+    /// carries. An engine network still holding a container is left for the next pass.
+    async fn remove_unwanted(&self, node_id: &str, want: &Desired) {
+        let docker = &self.inner.docker;
+        let mut kept_engine: BTreeSet<String> = BTreeSet::new();
+        match engine_net::owned(docker, node_id).await {
+            Ok(list) => {
+                for (name, network) in list {
+                    if want.networks.contains_key(&network) {
+                        continue;
+                    }
+                    if let Err(e) = docker.remove_network(&name).await {
+                        tracing::debug!(network = %name, error = %e, "engine network not removed yet");
+                        kept_engine.insert(network);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list the engine's networks"),
+        }
+        if let Ok(bridges) = links::owned_bridges(node_id).await {
+            for (_, network) in bridges {
+                if want.networks.contains_key(&network) || kept_engine.contains(&network) {
+                    continue;
+                }
+                let l = NetworkLinks::new(&network, node_id, 0, 0, 0);
+                if let Err(e) = links::remove(&l).await {
+                    tracing::warn!(network = %network, error = %e, "cannot remove the network's links");
+                }
+            }
+        }
+        let wanted_dns: BTreeSet<SocketAddr> = want
+            .networks
+            .values()
+            .filter(|n| !n.ingress)
+            .map(|n| SocketAddr::from((n.gateway, 53)))
+            .collect();
+        for addr in self.inner.dns.listening() {
+            if !wanted_dns.contains(&addr) {
+                self.inner.dns.stop(addr);
+            }
+        }
+    }
+
+    /// Removes everything this node set up (when it leaves the swarm).
+    pub async fn clear(&self, node_id: &str) {
+        let empty = Desired::default();
+        let _ = nft::remove(&Self::table(node_id)).await;
+        self.remove_unwanted(node_id, &empty).await;
+        *self.inner.applied.lock().unwrap() = None;
+    }
+}
