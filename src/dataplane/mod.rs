@@ -355,6 +355,14 @@ impl DataPlane {
                 network: "(all)".into(),
                 source,
             })?;
+        if !want.networks.is_empty() {
+            nft::allow_forwarding()
+                .await
+                .map_err(|source| DataPlaneError::Links {
+                    network: "(all)".into(),
+                    source,
+                })?;
+        }
         self.remove_unwanted(node_id, &want).await;
         *self.inner.applied.lock().unwrap() = Some(want);
         Ok(())
@@ -407,6 +415,9 @@ impl DataPlane {
     pub async fn clear(&self, node_id: &str) {
         let empty = Desired::default();
         let _ = nft::remove(&Self::table(node_id)).await;
+        if !nft::any_table_left().await {
+            nft::disallow_forwarding().await;
+        }
         self.remove_unwanted(node_id, &empty).await;
         *self.inner.applied.lock().unwrap() = None;
     }

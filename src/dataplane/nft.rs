@@ -209,6 +209,64 @@ pub async fn apply(table: &str, r: &Ruleset) -> Result<(), LinkError> {
     nft(&script).await
 }
 
+/// Lets load-balanced connections be forwarded into the swarm networks: the engine's FORWARD
+/// policy is DROP and only its own published ports are accepted, and a drop in another table
+/// cannot be overridden from ours, so one rule goes where the engine expects users' rules
+/// (`DOCKER-USER`). Idempotent; a no-op when the engine manages no firewall.
+pub async fn allow_forwarding() -> Result<(), LinkError> {
+    let rule = [
+        "DOCKER-USER",
+        "-m",
+        "connmark",
+        "--mark",
+        MARK_STR,
+        "-j",
+        "ACCEPT",
+    ];
+    let mut check = vec!["-w", "-C"];
+    check.extend(rule);
+    if super::links::run("iptables", &check).await.is_ok() {
+        return Ok(());
+    }
+    let mut insert = vec!["-w", "-I"];
+    insert.extend(rule);
+    match super::links::run("iptables", &insert).await {
+        Err(e) if e.message.contains("No chain") || e.message.contains("does not exist") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Removes the rule [`allow_forwarding`] added (absent is fine).
+pub async fn disallow_forwarding() {
+    let _ = super::links::run(
+        "iptables",
+        &[
+            "-w",
+            "-D",
+            "DOCKER-USER",
+            "-m",
+            "connmark",
+            "--mark",
+            MARK_STR,
+            "-j",
+            "ACCEPT",
+        ],
+    )
+    .await;
+}
+
+/// [`MARK`] as iptables takes it.
+const MARK_STR: &str = "0x5348";
+
+/// Whether any node's table is left in this network namespace (tests run several nodes on one
+/// host; the forwarding rule is shared).
+pub async fn any_table_left() -> bool {
+    super::links::run("nft", &["list", "tables"])
+        .await
+        .map(|t| t.contains(" shoal_"))
+        .unwrap_or(false)
+}
+
 /// Removes the table (absent is fine).
 pub async fn remove(table: &str) -> Result<(), LinkError> {
     nft(&format!("table ip {table} {{}}\ndelete table ip {table}\n")).await

@@ -1,0 +1,273 @@
+//! The data plane across three hosts (network namespaces with their own engine and shoal
+//! daemon, `tests/hosts`): the routing mesh answers on a host that runs no task, a service on
+//! host 1 reaches a service on hosts 2-3 by its VIP and `tasks.<name>`, dnsrr lists the tasks,
+//! scaling down leaves no failing request once settled, an agent restart does not interrupt
+//! traffic, and removing everything leaves nothing behind on any host.
+
+mod hosts;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hosts::{wait_for, Host, Hosts, IMAGE};
+
+fn httpd(prefix: &str) -> String {
+    format!("mkdir -p /www && echo {prefix}-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www")
+}
+
+/// `curl url` from host `h`'s namespace.
+fn curl_on(h: &Host, url: &str) -> Option<String> {
+    let out = h.exec("curl", &["-s", "-m", "2", url]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The engine container of `service`'s task on host `h`.
+fn container_on(h: &Host, service: &str) -> String {
+    wait_for(Duration::from_secs(60), "the task's container", || {
+        let out = h.engine(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={service}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    })
+}
+
+fn lookup(h: &Host, c: &str, name: &str) -> BTreeSet<String> {
+    let out = h.engine(&["exec", c, "nslookup", name]);
+    String::from_utf8_lossy(&out.stdout)
+        .split("Name:")
+        .skip(1)
+        .flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|l| l.strip_prefix("Address: ").map(|a| a.trim().to_string()))
+        .collect()
+}
+
+/// `wget http://target/` in container `c` on host `h` (busybox's own `-T` crashes the image's
+/// static build: `timeout` bounds it).
+fn wget(h: &Host, c: &str, target: &str) -> Option<String> {
+    let out = h.engine(&[
+        "exec",
+        c,
+        "timeout",
+        "3",
+        "wget",
+        "-O",
+        "-",
+        &format!("http://{target}/"),
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn nodes_of(h: &Host, service: &str) -> BTreeSet<String> {
+    h.ok(&[
+        "service",
+        "ps",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+        service,
+    ])
+    .lines()
+    .filter(|l| l.contains("Running"))
+    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+    .collect()
+}
+
+fn vip_of(h: &Host, service: &str) -> String {
+    h.ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Endpoint.VirtualIPs}}{{.Addr}} {{end}}",
+        service,
+    ])
+    .split_whitespace()
+    .last()
+    .expect("a VIP")
+    .split('/')
+    .next()
+    .unwrap()
+    .to_string()
+}
+
+#[test]
+fn three_hosts_share_the_routing_mesh_names_and_vips() {
+    let mut hosts = Hosts::start("mh", 3);
+    hosts.start_swarm();
+    let h1 = hosts.host(1);
+
+    // Routing mesh: two replicas on hosts 2 and 3 answer on host 1's published port.
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.hostname!=mh1",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("web"),
+    ]);
+    wait_for(Duration::from_secs(90), "web on mh2 and mh3", || {
+        (nodes_of(h1, "web") == BTreeSet::from(["mh2".to_string(), "mh3".to_string()]))
+            .then_some(())
+    });
+    let url = format!("http://{}:8080/", h1.ip);
+    let seen = wait_for(
+        Duration::from_secs(60),
+        "both web tasks through host 1",
+        || {
+            let seen: BTreeSet<String> = (0..30).filter_map(|_| curl_on(h1, &url)).collect();
+            (seen.len() == 2).then_some(seen)
+        },
+    );
+    assert!(seen.iter().all(|b| b.starts_with("web-")), "{seen:?}");
+    let local = curl_on(h1, "http://127.0.0.1:8080/").expect("127.0.0.1 on host 1 answers too");
+    assert!(local.starts_with("web-"), "{local}");
+
+    // Names and VIPs across hosts.
+    h1.ok(&["network", "create", "-d", "overlay", "appnet"]);
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "appnet",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.hostname!=mh1",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("api"),
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "rr",
+        "--network",
+        "appnet",
+        "--endpoint-mode",
+        "dnsrr",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.hostname!=mh1",
+        IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "appnet",
+        "--constraint",
+        "node.hostname==mh1",
+        IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    let cli = container_on(h1, "cli");
+    wait_for(Duration::from_secs(90), "api on mh2 and mh3", || {
+        (nodes_of(h1, "api") == BTreeSet::from(["mh2".to_string(), "mh3".to_string()]))
+            .then_some(())
+    });
+    let vip = vip_of(h1, "api");
+    assert_eq!(lookup(h1, &cli, "api"), BTreeSet::from([vip.clone()]));
+    let tasks = wait_for(
+        Duration::from_secs(60),
+        "tasks.api lists both tasks",
+        || {
+            let t = lookup(h1, &cli, "tasks.api");
+            (t.len() == 2).then_some(t)
+        },
+    );
+    for ip in &tasks {
+        let body =
+            wget(h1, &cli, ip).unwrap_or_else(|| panic!("task {ip} on another host answers"));
+        assert!(body.starts_with("api-"), "{body}");
+    }
+    let bodies = wait_for(
+        Duration::from_secs(30),
+        "the VIP spreading over both hosts",
+        || {
+            let b: BTreeSet<String> = (0..20).filter_map(|_| wget(h1, &cli, &vip)).collect();
+            (b.len() == 2).then_some(b)
+        },
+    );
+    assert!(bodies.iter().all(|b| b.starts_with("api-")), "{bodies:?}");
+    wait_for(Duration::from_secs(60), "rr lists its two tasks", || {
+        (lookup(h1, &cli, "rr").len() == 2).then_some(())
+    });
+
+    // Scaling down: once settled, DNS lists one task and no request through the VIP fails.
+    h1.ok(&["service", "scale", "-d", "api=1"]);
+    wait_for(Duration::from_secs(60), "one api task in DNS", || {
+        (lookup(h1, &cli, "tasks.api").len() == 1).then_some(())
+    });
+    let failed = (0..20).filter(|_| wget(h1, &cli, &vip).is_none()).count();
+    assert_eq!(
+        failed, 0,
+        "requests through the VIP failed after scaling down"
+    );
+
+    // An agent restart does not interrupt traffic: the kernel keeps forwarding meanwhile.
+    let api_host = nodes_of(h1, "api").into_iter().next().expect("api runs");
+    let k: usize = api_host.trim_start_matches("mh").parse().unwrap();
+    hosts.host_mut(k).kill_shoal();
+    let h1 = hosts.host(1);
+    let failed = (0..10).filter(|_| wget(h1, &cli, &vip).is_none()).count();
+    assert_eq!(failed, 0, "traffic stopped while mh{k}'s shoal was down");
+    hosts.host_mut(k).start_shoal();
+    let h1 = hosts.host(1);
+    let failed = (0..10).filter(|_| wget(h1, &cli, &vip).is_none()).count();
+    assert_eq!(failed, 0, "traffic stopped after mh{k}'s shoal restarted");
+
+    // Removing everything leaves nothing on any host.
+    h1.ok(&["service", "rm", "web", "api", "rr", "cli"]);
+    wait_for(Duration::from_secs(90), "every task container gone", || {
+        hosts
+            .hosts
+            .iter()
+            .all(|h| {
+                let out = h.engine(&["ps", "-aq", "--filter", "label=com.docker.swarm.task"]);
+                String::from_utf8_lossy(&out.stdout).trim().is_empty()
+            })
+            .then_some(())
+    });
+    h1.ok(&["network", "rm", "appnet"]);
+    for h in hosts.hosts.iter().rev() {
+        h.ok(&["swarm", "leave", "--force"]);
+    }
+    let left = wait_for(Duration::from_secs(60), "no leftovers on any host", || {
+        let left = hosts.leftovers();
+        left.is_empty().then_some(left)
+    });
+    assert!(left.is_empty());
+}
