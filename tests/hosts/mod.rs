@@ -187,7 +187,7 @@ impl Host {
             self.engine(&["version"]).status.success().then_some(())
         });
         // The test image, from this machine's engine (there is no registry to pull from).
-        let save = Command::new("docker")
+        let mut save = Command::new("docker")
             .args(["save", IMAGE])
             .env_remove("DOCKER_HOST")
             .stdout(Stdio::piped())
@@ -197,9 +197,11 @@ impl Host {
             .arg("-H")
             .arg(format!("unix://{}", self.engine_socket().display()))
             .arg("load")
-            .stdin(save.stdout.expect("piped"))
+            .stdin(save.stdout.take().expect("piped"))
             .output()
             .expect("docker load");
+        let saved = save.wait().expect("docker save ends");
+        assert!(saved.success(), "docker save {IMAGE} failed: is the test image built?");
         assert!(
             load.status.success(),
             "loading {IMAGE} on {}: {}",
