@@ -103,8 +103,9 @@ fn vip_of(h: &Host, service: &str) -> String {
 
 #[test]
 fn three_hosts_share_the_routing_mesh_names_and_vips() {
+    // One manager and two workers: the workers' data plane follows the leader's stream.
     let mut hosts = Hosts::start("mh", 3);
-    hosts.start_swarm();
+    hosts.start_swarm(1);
     let h1 = hosts.host(1);
 
     // Routing mesh: two replicas on hosts 2 and 3 answer on host 1's published port.

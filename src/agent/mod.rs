@@ -68,6 +68,7 @@ pub struct Agent {
     worker: worker::Worker,
     stop: watch::Sender<bool>,
     connection: watch::Receiver<Connection>,
+    network_state: watch::Receiver<Option<Arc<crate::dataplane::NetState>>>,
     sessions: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// What the sessions share (tests look at the connections held).
     #[cfg(test)]
@@ -95,6 +96,7 @@ impl Agent {
             reporter.clone(),
         )?;
         let (connection_tx, connection) = watch::channel(Connection::default());
+        let (network_state_tx, network_state) = watch::channel(None);
         let ctx = Arc::new(session::SessionContext {
             description_json: serde_json::to_vec(&description)?,
             managers: connect::Managers::new(&config.managers),
@@ -103,6 +105,7 @@ impl Agent {
             reporter,
             logs: logs::LogPublishers::default(),
             connection: connection_tx,
+            network_state: network_state_tx,
         });
         let (stop, stop_rx) = watch::channel(false);
         let sessions = tokio::spawn(session::run(ctx.clone(), stop_rx));
@@ -110,6 +113,7 @@ impl Agent {
             worker,
             stop,
             connection,
+            network_state,
             sessions: std::sync::Mutex::new(Some(sessions)),
             #[cfg(test)]
             ctx,
@@ -119,6 +123,17 @@ impl Agent {
     /// Changes of the agent's connection.
     pub fn connection(&self) -> watch::Receiver<Connection> {
         self.connection.clone()
+    }
+
+    /// The data plane's input, as the leader's dispatcher streams it (`None` until the first
+    /// state arrives).
+    pub fn network_state(&self) -> watch::Receiver<Option<Arc<crate::dataplane::NetState>>> {
+        self.network_state.clone()
+    }
+
+    /// Turns true when the agent stops (it left the swarm or the node shuts down).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     /// Ids of the tasks the agent drives now.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
 use shoal_proto::dispatcher::session_message::Kind as SessionKind;
 use shoal_proto::dispatcher::{
-    AssignmentsRequest, HeartbeatRequest, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
+    AssignmentsRequest, HeartbeatRequest, NetworkStateRequest, SessionRequest, TaskStatusUpdate,
+    UpdateTaskStatusRequest,
 };
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -70,6 +71,8 @@ pub struct SessionContext {
     pub logs: LogPublishers,
     /// Published connection state.
     pub connection: watch::Sender<Connection>,
+    /// The data plane's input, as the leader streams it.
+    pub network_state: watch::Sender<Option<Arc<crate::dataplane::NetState>>>,
 }
 
 enum End {
@@ -205,6 +208,39 @@ async fn session(
         end = heartbeats(client.clone(), &session_id) => end,
         end = assignments(ctx, client.clone(), &session_id, strays_checked) => end,
         end = pump_statuses(ctx, client.clone(), &session_id) => end,
+        end = network_state(ctx, client.clone(), &session_id) => end,
+    }
+}
+
+/// Follows the leader's network state stream into `ctx.network_state`. A manager that does
+/// not serve it (an older shoal) leaves the data plane as it is rather than ending the session.
+async fn network_state(
+    ctx: &SessionContext,
+    mut client: DispatcherClient<Channel>,
+    session_id: &str,
+) -> End {
+    let mut stream = match client
+        .network_state(NetworkStateRequest {
+            session_id: session_id.to_string(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == Code::Unimplemented => return std::future::pending().await,
+        Err(s) => return status_end(s),
+    };
+    loop {
+        let msg = match stream.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return End::Failed("the network state stream ended".into()),
+            Err(s) => return status_end(s),
+        };
+        match serde_json::from_slice::<crate::dataplane::NetState>(&msg.state_json) {
+            Ok(state) => {
+                ctx.network_state.send_replace(Some(Arc::new(state)));
+            }
+            Err(e) => tracing::warn!(revision = msg.revision, "malformed network state: {e}"),
+        }
     }
 }
 

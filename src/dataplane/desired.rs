@@ -5,14 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use shoal_controllers::allocator::{attached_network, publishes_ingress};
-use shoal_store::model::{
-    Cluster, Network, Node, PublishMode, ResolutionMode, Service, Task, TaskState,
-};
-use shoal_store::View;
+use shoal_store::model::{Network, PublishMode, ResolutionMode, Task, TaskState};
 
 use super::dns::Records;
 use super::links::Peer;
 use super::nft::{PortRule, Ruleset, SourceRule, VipRule};
+use super::state::NetState;
 use super::{LocalNetwork, DEFAULT_DATA_PATH_PORT};
 use crate::exec::TaskNames;
 
@@ -60,33 +58,31 @@ fn address_on(t: &Task, network: &str) -> Option<Ipv4Addr> {
 }
 
 impl Desired {
-    /// What node `node_id` should hold, as of `view`.
-    pub fn compute(view: &View, node_id: &str) -> Desired {
+    /// What node `node_id` should hold, as of `state`.
+    pub fn compute(state: &NetState, node_id: &str) -> Desired {
         let mut d = Desired {
-            data_path_port: view
-                .list::<Cluster>()
-                .next()
-                .and_then(|c| u16::try_from(c.data_path_port).ok())
+            data_path_port: u16::try_from(state.data_path_port)
+                .ok()
                 .filter(|p| *p != 0)
                 .unwrap_or(DEFAULT_DATA_PATH_PORT),
             ..Default::default()
         };
         let vtep_of = |id: &str| -> Option<Ipv4Addr> {
-            view.get::<Node>(id)
-                .and_then(|n| n.status.addr.parse().ok())
+            state.node_addrs.get(id).and_then(|a| a.parse().ok())
         };
         d.vtep = vtep_of(node_id);
-        let networks: BTreeMap<String, Network> = view
-            .list::<Network>()
+        let networks: BTreeMap<String, Network> = state
+            .networks
+            .iter()
             .filter(|n| n.allocation.is_some())
-            .map(|n| (n.meta.id.clone(), (*n).clone()))
+            .map(|n| (n.meta.id.clone(), n.clone()))
             .collect();
-        let services: Vec<Service> = view.list::<Service>().map(|s| (*s).clone()).collect();
+        let services = &state.services;
         let mesh_in_use = services.iter().any(publishes_ingress);
-        let tasks: Vec<Task> = view
-            .list::<Task>()
+        let tasks: Vec<&Task> = state
+            .tasks
+            .iter()
             .filter(|t| present(t) && !t.networks_attachments.is_empty())
-            .map(|t| (*t).clone())
             .collect();
 
         // The networks this node carries: those of its tasks, and the ingress network while
@@ -123,7 +119,7 @@ impl Desired {
                 .get(node_id)
                 .and_then(|a| a.parse().ok());
             let mut host: BTreeSet<Ipv4Addr> = own.into_iter().collect();
-            for s in &services {
+            for s in services {
                 host.extend(
                     s.endpoint
                         .virtual_ips
@@ -160,7 +156,7 @@ impl Desired {
         }
 
         // VIPs and published ports: backends are the serving tasks, wherever they run.
-        for s in &services {
+        for s in services {
             let backends_on = |network: &str| -> Vec<Ipv4Addr> {
                 let mut v: Vec<Ipv4Addr> = tasks
                     .iter()
@@ -204,7 +200,7 @@ impl Desired {
 
         // Names, per network: the service (VIP, or its tasks for dnsrr), tasks.<service>,
         // aliases, and each task's own name.
-        for s in &services {
+        for s in services {
             let dnsrr = s
                 .spec
                 .endpoint_spec
@@ -224,6 +220,7 @@ impl Desired {
                 }
                 let serving_tasks: Vec<&Task> = tasks
                     .iter()
+                    .copied()
                     .filter(|t| t.service_id == s.meta.id && serving(t))
                     .collect();
                 let task_ips: Vec<Ipv4Addr> = serving_tasks

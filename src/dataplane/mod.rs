@@ -9,16 +9,17 @@
 //!
 //! Two entry points: [`DataPlane::attach`], called by the docker executor before it creates a
 //! task's container (it makes the task's networks exist and says how to attach), and
-//! [`DataPlane::run`], the reconcile loop of a node that holds a replica of the store (a
-//! manager): on every store change it computes what this node's kernel and engine should
-//! hold ([`desired`]) and makes it so, removing what is no longer wanted; it also repairs
-//! drift on a timer and after a restart.
+//! [`DataPlane::run`], the reconcile loop every node runs: on every change of the
+//! [`NetState`] the leader's dispatcher streams to the node's agent it computes what this
+//! node's kernel and engine should hold ([`desired`]) and makes it so, removing what is no
+//! longer wanted; it also repairs drift on a timer and after a restart.
 
 pub mod desired;
 pub mod dns;
 pub mod engine_net;
 pub mod links;
 pub mod nft;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,21 +29,19 @@ use std::time::Duration;
 
 use bollard::Docker;
 use shoal_store::model::{NetworkAttachment, Task, VXLAN_ID_OPTION};
-use shoal_store::Store;
 use tokio::sync::watch;
 
 use desired::Desired;
 use dns::{DnsServer, Records};
 use engine_net::EngineNetwork;
 use links::NetworkLinks;
+pub use state::NetState;
 
 /// The VXLAN port when the swarm does not say otherwise.
 pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 /// The MTU of a swarm network unless its `com.docker.network.driver.mtu` option says
 /// otherwise: 1500 minus the 50 bytes of VXLAN encapsulation.
 pub const DEFAULT_MTU: u32 = 1450;
-/// How often the loop checks the store for a new revision.
-const POLL: Duration = Duration::from_millis(20);
 /// How long a failed reconcile waits before the next attempt.
 const RETRY: Duration = Duration::from_secs(1);
 /// How often everything is re-checked even without a change (repairs drift).
@@ -290,31 +289,38 @@ impl DataPlane {
         format!("shoal_{short}")
     }
 
-    /// Reconciles this node's data plane from the store until `stop` turns true; on the way
-    /// out, leaves everything in place (containers keep working across a daemon restart).
-    pub async fn run(self, node_id: String, store: Store, mut stop: watch::Receiver<bool>) {
-        let mut seen = 0;
+    /// Reconciles this node's data plane from `state` (the latest [`NetState`], as the leader's
+    /// dispatcher streams it) until `stop` turns true: on every change, and every 30 s to
+    /// repair drift. On the way out it leaves everything in place: containers keep working
+    /// across a daemon restart, and the next start re-adopts what is there.
+    pub async fn run(
+        self,
+        node_id: String,
+        mut state: watch::Receiver<Option<Arc<NetState>>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut last_full = tokio::time::Instant::now();
         loop {
-            let view = store.view();
+            let current = state.borrow_and_update().clone();
             let full = last_full.elapsed() >= RESYNC;
-            if view.revision() != seen || full {
-                seen = view.revision();
-                let want = Desired::compute(&view, &node_id);
-                if let Err(e) = self.apply(&node_id, want, full).await {
-                    tracing::warn!(error = %e, "data plane: reconcile failed; retrying");
-                    seen = 0;
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY) => {}
-                        _ = stop.wait_for(|s| *s) => return,
+            if let Some(current) = current {
+                let want = Desired::compute(&current, &node_id);
+                match self.apply(&node_id, want, full).await {
+                    Ok(()) if full => last_full = tokio::time::Instant::now(),
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "data plane: reconcile failed; retrying");
+                        *self.inner.applied.lock().unwrap() = None;
+                        tokio::select! {
+                            _ = tokio::time::sleep(RETRY) => continue,
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
                     }
-                }
-                if full {
-                    last_full = tokio::time::Instant::now();
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
+                changed = state.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(last_full + RESYNC) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }

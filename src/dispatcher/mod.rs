@@ -104,6 +104,10 @@ pub(crate) struct Shared {
     store: Store,
     term: watch::Sender<Option<Arc<Term>>>,
     broker: LogBroker,
+    /// The data plane input every node's `NetworkState` stream sends, computed once per change
+    /// for all of them (started by the first stream).
+    network_state:
+        std::sync::Mutex<Option<watch::Receiver<Option<Arc<service::NetworkStateFeedItem>>>>>,
 }
 
 /// A manager's dispatcher. Cheap to clone.
@@ -124,6 +128,7 @@ impl Dispatcher {
             store,
             term: term_tx,
             broker,
+            network_state: std::sync::Mutex::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(shared.clone(), config, stop_rx));

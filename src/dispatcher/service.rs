@@ -10,10 +10,12 @@ use futures::{Stream, StreamExt};
 use shoal_proto::dispatcher::dispatcher_server::{Dispatcher as DispatcherRpc, DispatcherServer};
 use shoal_proto::dispatcher::{
     AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse,
-    PublishLogsMessage, PublishLogsResponse, SessionMessage, SessionRequest, SubscribeLogsMessage,
-    SubscribeLogsRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    NetworkStateMessage, NetworkStateRequest, PublishLogsMessage, PublishLogsResponse,
+    SessionMessage, SessionRequest, SubscribeLogsMessage, SubscribeLogsRequest,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use shoal_store::model::{NodeDescription, NodeRole, Task, TaskStatus};
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
@@ -73,6 +75,73 @@ impl DispatcherService {
     }
 }
 
+/// How often the network state feed looks for a new store revision.
+const NETWORK_STATE_POLL: Duration = Duration::from_millis(20);
+
+/// One state of the network state feed, encoded once for every stream.
+pub(crate) type NetworkStateFeedItem = NetworkStateMessage;
+
+impl Shared {
+    /// The feed of the data plane's input: started on first use, then kept while the store runs.
+    fn network_state_feed(&self) -> watch::Receiver<Option<Arc<NetworkStateFeedItem>>> {
+        let mut slot = self.network_state.lock().unwrap();
+        if let Some(rx) = slot.as_ref().filter(|_| !self.store.is_stopped()) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(feed_network_state(self.store.clone(), tx));
+        *slot = Some(rx.clone());
+        rx
+    }
+}
+
+/// Publishes the data plane's input as of the store, then again whenever what it says changes
+/// (not on every revision: most commits are task progress that changes nothing here), until
+/// the store stops. Read once per change however many nodes listen.
+async fn feed_network_state(
+    store: shoal_store::Store,
+    tx: watch::Sender<Option<Arc<NetworkStateFeedItem>>>,
+) {
+    let mut sent: Option<crate::dataplane::NetState> = None;
+    let mut seen = 0;
+    while !store.is_stopped() {
+        let view = store.view();
+        if view.revision() != seen {
+            seen = view.revision();
+            let state = crate::dataplane::NetState::from_view(&view);
+            drop(view);
+            if !sent.as_ref().is_some_and(|s| s.content_eq(&state)) {
+                let msg = NetworkStateMessage {
+                    revision: state.revision,
+                    state_json: serde_json::to_vec(&state).unwrap_or_default(),
+                };
+                tx.send_replace(Some(Arc::new(msg)));
+                sent = Some(state);
+            }
+        }
+        tokio::time::sleep(NETWORK_STATE_POLL).await;
+    }
+}
+
+/// Streams the feed to one node until it hangs up.
+async fn stream_network_state(
+    mut feed: watch::Receiver<Option<Arc<NetworkStateFeedItem>>>,
+    tx: tokio::sync::mpsc::Sender<Result<NetworkStateMessage, Status>>,
+) {
+    loop {
+        let current = feed.borrow_and_update().clone();
+        if let Some(msg) = current {
+            if tx.send(Ok((*msg).clone())).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            changed = feed.changed() => if changed.is_err() { return },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
 fn peer_host(addr: Option<SocketAddr>) -> Option<String> {
     addr.map(|a| a.ip().to_canonical().to_string())
 }
@@ -82,6 +151,7 @@ impl DispatcherRpc for DispatcherService {
     type SessionStream = RpcStream<SessionMessage>;
     type AssignmentsStream = RpcStream<AssignmentsMessage>;
     type SubscribeLogsStream = RpcStream<SubscribeLogsMessage>;
+    type NetworkStateStream = RpcStream<NetworkStateMessage>;
 
     async fn session(
         &self,
@@ -102,6 +172,19 @@ impl DispatcherRpc for DispatcherService {
         let term = self.term().await?;
         let registered = term.register(&who.node_id, addr, description).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(registered.rx))))
+    }
+
+    async fn network_state(
+        &self,
+        request: Request<NetworkStateRequest>,
+    ) -> Result<Response<Self::NetworkStateStream>, Status> {
+        let who = require_role(&request, &[NodeRole::Worker, NodeRole::Manager])?;
+        let term = self.term().await?;
+        term.check_session(&who.node_id, &request.get_ref().session_id)?;
+        let feed = self.shared.network_state_feed();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(stream_network_state(feed, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn heartbeat(

@@ -331,7 +331,7 @@ impl NodeRuntime {
                 let data_key = self.manager_data_key(&creds)?;
                 let manager =
                     Manager::start(&self.inner.dir, &creds, membership.clone(), data_key).await?;
-                self.spawn_store_followers(&manager.store, &membership.node_id);
+                self.spawn_key_follower(&manager.store);
                 SwarmState::Manager {
                     membership,
                     manager,
@@ -513,7 +513,7 @@ impl NodeRuntime {
             let _ = dir.wipe();
             return Err(e);
         }
-        self.spawn_store_followers(&manager.store, &membership.node_id);
+        self.spawn_key_follower(&manager.store);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
@@ -714,7 +714,7 @@ impl NodeRuntime {
             .dir
             .save(&membership)
             .map_err(SwarmError::internal)?;
-        self.spawn_store_followers(&manager.store, &membership.node_id);
+        self.spawn_key_follower(&manager.store);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
@@ -785,6 +785,12 @@ impl NodeRuntime {
         match started {
             Ok(agent) => {
                 tokio::spawn(self.clone().follow_role(agent.connection()));
+                // The data plane follows what the leader streams to the agent, on every node.
+                if let (Some(dataplane), Ok(Some(m))) =
+                    (self.inner.executor.dataplane(), dir.load())
+                {
+                    tokio::spawn(dataplane.run(m.node_id, agent.network_state(), agent.stopping()));
+                }
                 *self.inner.agent.lock().await = Some(agent);
             }
             Err(e) => tracing::error!("the agent did not start: {e:#}"),
@@ -952,25 +958,6 @@ async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
-}
-
-impl NodeRuntime {
-    /// What follows a manager's store while it runs: the keys (autolock), and this node's data
-    /// plane, reconciled from the replica.
-    fn spawn_store_followers(&self, store: &shoal_store::Store, node_id: &str) {
-        self.spawn_key_follower(store);
-        if let Some(dataplane) = self.inner.executor.dataplane() {
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let watched = store.clone();
-            tokio::spawn(async move {
-                while !watched.is_stopped() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                let _ = stop_tx.send(true);
-            });
-            tokio::spawn(dataplane.run(node_id.to_string(), store.clone(), stop_rx));
-        }
-    }
 }
 
 /// The routing-mesh network a new swarm starts with, as dockerd creates it: `ingress`, on the

@@ -201,7 +201,10 @@ impl Host {
             .output()
             .expect("docker load");
         let saved = save.wait().expect("docker save ends");
-        assert!(saved.success(), "docker save {IMAGE} failed: is the test image built?");
+        assert!(
+            saved.success(),
+            "docker save {IMAGE} failed: is the test image built?"
+        );
         assert!(
             load.status.success(),
             "loading {IMAGE} on {}: {}",
@@ -441,9 +444,9 @@ impl Hosts {
         &mut self.hosts[k - 1]
     }
 
-    /// Starts shoal on every host, makes host 1 init a swarm and the others join it as
-    /// managers (every node then holds the store its data plane is reconciled from).
-    pub fn start_swarm(&mut self) {
+    /// Starts shoal on every host, makes host 1 init a swarm and the others join it: hosts
+    /// 2..=`managers` as managers, the rest as workers.
+    pub fn start_swarm(&mut self, managers: usize) {
         for h in &mut self.hosts {
             h.start_shoal();
         }
@@ -459,17 +462,25 @@ impl Hosts {
             "--dispatcher-heartbeat",
             "2s",
         ]);
-        let token = first
-            .ok(&["swarm", "join-token", "-q", "manager"])
-            .trim()
-            .to_string();
-        for h in &self.hosts[1..] {
+        let token_of = |role: &str| {
+            first
+                .ok(&["swarm", "join-token", "-q", role])
+                .trim()
+                .to_string()
+        };
+        let (manager_token, worker_token) = (token_of("manager"), token_of("worker"));
+        for (i, h) in self.hosts.iter().enumerate().skip(1) {
+            let token = if i < managers {
+                &manager_token
+            } else {
+                &worker_token
+            };
             let own = format!("{}:2377", h.ip);
             h.ok(&[
                 "swarm",
                 "join",
                 "--token",
-                &token,
+                token,
                 "--listen-addr",
                 &own,
                 "--advertise-addr",
