@@ -256,6 +256,59 @@ fn published_ports_names_and_vips_work_on_one_host_and_leave_nothing_behind() {
     assert!(left.is_subset(&api_tasks), "{left:?} ⊄ {api_tasks:?}");
 
     // Everything goes: no bridge, VXLAN device or engine network of this node stays.
+    // A stack: web publishes a port, reads a secret and asks api, by name, for the rest.
+    let stack_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("greeting.txt"), "hello-from-the-secret\n").unwrap();
+    // A CGI script: the secret, then api's answer (found with nslookup: the test image's
+    // static busybox cannot resolve names through libc).
+    std::fs::write(
+        dir.path().join("app.sh"),
+        "#!/bin/sh\necho 'Content-type: text/plain'\necho\ncat /run/secrets/greeting\nip=$(nslookup api | awk '/^Address: /{print $2}' | tail -1)\nwget -O - http://$ip/ 2>/dev/null\n",
+    )
+    .unwrap();
+    let compose = format!(
+        r#"version: "3.8"
+services:
+  web:
+    image: {IMAGE}
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports: ["{stack_port}:80"]
+    secrets: [greeting]
+    configs:
+      - source: app
+        target: /www/cgi-bin/app
+        mode: 0755
+    networks: [back]
+  api:
+    image: {IMAGE}
+    command: ["sh", "-c", "{api}"]
+    networks: [back]
+secrets:
+  greeting:
+    file: ./greeting.txt
+configs:
+  app:
+    file: ./app.sh
+networks:
+  back: {{}}
+"#,
+        api = httpd("stackapi").replace('$', "$$")
+    );
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, compose).unwrap();
+    m.ok(&["stack", "deploy", "-c", file.to_str().unwrap(), "st"]);
+    let answer = wait_for(
+        Duration::from_secs(90),
+        "the stack's web answering with the secret and api's reply",
+        || {
+            curl(&format!("http://127.0.0.1:{stack_port}/cgi-bin/app"))
+                .filter(|b| b.contains("stackapi-"))
+        },
+    );
+    assert!(answer.starts_with("hello-from-the-secret"), "{answer}");
+    m.ok(&["stack", "rm", "st"]);
+
     m.ok(&["service", "rm", "web", "hostmode", "api", "rr", "cli"]);
     wait_for(
         Duration::from_secs(60),

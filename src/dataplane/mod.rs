@@ -42,6 +42,11 @@ pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 /// The MTU of a swarm network unless its `com.docker.network.driver.mtu` option says
 /// otherwise: 1500 minus the 50 bytes of VXLAN encapsulation.
 pub const DEFAULT_MTU: u32 = 1450;
+/// Longest a stopping task waits to leave the load balancers before its container is stopped.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a stopping task waits after this node dropped it, for the other nodes (they apply the
+/// same change from the same stream, about as fast).
+const DRAIN_GRACE: Duration = Duration::from_millis(300);
 /// How long a failed reconcile waits before the next attempt.
 const RETRY: Duration = Duration::from_secs(1);
 /// How often everything is re-checked even without a change (repairs drift).
@@ -174,6 +179,8 @@ struct Inner {
     changing: tokio::sync::Mutex<()>,
     /// What the loop applied last, to skip unchanged work.
     applied: Mutex<Option<Desired>>,
+    /// The input of the last successful reconcile (what [`DataPlane::drained`] looks at).
+    applied_state: watch::Sender<Option<Arc<NetState>>>,
 }
 
 /// The data plane of this node. Cheap to clone.
@@ -196,6 +203,7 @@ impl DataPlane {
                 data_path_port: AtomicU16::new(DEFAULT_DATA_PATH_PORT),
                 changing: tokio::sync::Mutex::new(()),
                 applied: Mutex::new(None),
+                applied_state: watch::channel(None).0,
             }),
         }
     }
@@ -283,6 +291,31 @@ impl DataPlane {
         Ok(out)
     }
 
+    /// Resolves once this node has stopped sending new connections to task `task_id` (the
+    /// state it last applied no longer has the task as running, or never had it), plus a short
+    /// grace for the other nodes, which get the same change from the same stream; at most
+    /// [`DRAIN_TIMEOUT`]. A node with no data plane input yet has nothing to drain.
+    pub async fn drained(&self, task_id: &str) {
+        let mut applied = self.inner.applied_state.subscribe();
+        let serving = |s: &Option<Arc<NetState>>| {
+            s.as_ref().is_some_and(|s| {
+                s.tasks.iter().any(|t| {
+                    t.meta.id == task_id
+                        && t.desired_state <= shoal_store::model::TaskState::Running
+                })
+            })
+        };
+        let drained = async {
+            while serving(&applied.borrow_and_update()) {
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(DRAIN_GRACE).await;
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+    }
+
     /// The node's nftables table (one per node: tests run several nodes on one host).
     fn table(node_id: &str) -> String {
         let short: String = node_id.chars().take(12).collect();
@@ -305,7 +338,11 @@ impl DataPlane {
             let full = last_full.elapsed() >= RESYNC;
             if let Some(current) = current {
                 let want = Desired::compute(&current, &node_id);
-                match self.apply(&node_id, want, full).await {
+                let applied = self.apply(&node_id, want, full).await;
+                if applied.is_ok() {
+                    self.inner.applied_state.send_replace(Some(current.clone()));
+                }
+                match applied {
                     Ok(()) if full => last_full = tokio::time::Instant::now(),
                     Ok(()) => {}
                     Err(e) => {

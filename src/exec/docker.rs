@@ -743,6 +743,11 @@ impl TaskController for DockerController {
             return Ok(());
         }
         let id = c.id.clone().unwrap_or_default();
+        // Out of the VIPs, the routing mesh and DNS before the workload is told to stop, so
+        // no new connection reaches a task that is going away.
+        if !self.task.networks_attachments.is_empty() {
+            self.dataplane.drained(&self.task.meta.id).await;
+        }
         // The container's own stop signal (from the spec or the image) unless told otherwise.
         let signal = stop_signal
             .map(str::to_owned)
