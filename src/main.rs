@@ -123,6 +123,24 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The data plane on three hosts of this machine (network namespaces, each with its own
+    /// dockerd and shoal): a new task's RUNNING to its VIP answering everywhere, requests/s
+    /// and p99 through a VIP and the routing mesh against the task addressed directly, bulk
+    /// throughput over the overlay against the hosts' veths.
+    Net {
+        /// Tasks started for the programming latency.
+        #[arg(long, default_value_t = 50)]
+        changes: usize,
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// MiB per throughput download.
+        #[arg(long, default_value_t = 512)]
+        mib: u64,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replicated store write throughput/latency with managers on loopback.
     Store {
         /// Number of managers.
@@ -370,6 +388,21 @@ fn main() -> anyhow::Result<()> {
                         shoal_controllers::bench::scheduler(nodes, tasks, constraints).await?;
                     let mut report = serde_json::to_value(&report)?;
                     report["bench"] = serde_json::json!("scheduler");
+                    print_report(&report, json)?;
+                }
+                Bench::Net {
+                    changes,
+                    seconds,
+                    mib,
+                    json,
+                } => {
+                    let bench = shoal::bench::net::NetBench {
+                        changes,
+                        seconds,
+                        mib,
+                    };
+                    let report = tokio::task::spawn_blocking(move || shoal::bench::net::run(bench))
+                        .await??;
                     print_report(&report, json)?;
                 }
                 Bench::Join { mb, dir, json } => {

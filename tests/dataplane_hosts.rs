@@ -9,7 +9,7 @@ mod hosts;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hosts::{wait_for, Host, Hosts, IMAGE};
+use hosts::{wait_for, Host, IMAGE};
 
 fn httpd(prefix: &str) -> String {
     format!("mkdir -p /www && echo {prefix}-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www")
@@ -104,7 +104,7 @@ fn vip_of(h: &Host, service: &str) -> String {
 #[test]
 fn three_hosts_share_the_routing_mesh_names_and_vips() {
     // One manager and two workers: the workers' data plane follows the leader's stream.
-    let mut hosts = Hosts::start("mh", 3);
+    let mut hosts = hosts::start("mh", 3);
     hosts.start_swarm(1);
     let h1 = hosts.host(1);
 

@@ -151,8 +151,8 @@ impl Desired {
             d.rules.sources.push(SourceRule {
                 bridge: super::links::NetworkLinks::new(id, node_id, 0, 0, 0).bridge,
                 source: own,
+                gateway: Some(ln.gateway),
             });
-            let _ = ln;
         }
 
         // VIPs and published ports: backends are the serving tasks, wherever they run.

@@ -179,6 +179,9 @@ struct Inner {
     changing: tokio::sync::Mutex<()>,
     /// What the loop applied last, to skip unchanged work.
     applied: Mutex<Option<Desired>>,
+    /// Something of a network this node no longer carries could not be removed yet (an
+    /// engine network still held by a container being removed): retried soon.
+    removal_pending: std::sync::atomic::AtomicBool,
     /// The input of the last successful reconcile (what [`DataPlane::drained`] looks at).
     applied_state: watch::Sender<Option<Arc<NetState>>>,
 }
@@ -204,6 +207,7 @@ impl DataPlane {
                 changing: tokio::sync::Mutex::new(()),
                 applied: Mutex::new(None),
                 applied_state: watch::channel(None).0,
+                removal_pending: Default::default(),
             }),
         }
     }
@@ -332,7 +336,10 @@ impl DataPlane {
         mut state: watch::Receiver<Option<Arc<NetState>>>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut last_full = tokio::time::Instant::now();
+        // The first pass is a full one: it adopts (or removes) what an earlier run left.
+        let mut last_full = tokio::time::Instant::now()
+            .checked_sub(RESYNC)
+            .unwrap_or_else(tokio::time::Instant::now);
         loop {
             let current = state.borrow_and_update().clone();
             let full = last_full.elapsed() >= RESYNC;
@@ -355,9 +362,14 @@ impl DataPlane {
                     }
                 }
             }
+            let next = if self.inner.removal_pending.load(Ordering::Relaxed) {
+                tokio::time::Instant::now() + RETRY
+            } else {
+                last_full + RESYNC
+            };
             tokio::select! {
                 changed = state.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep_until(last_full + RESYNC) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
@@ -365,55 +377,74 @@ impl DataPlane {
 
     /// Makes the node match `want`; with `force`, re-checks even what did not change.
     async fn apply(&self, node_id: &str, want: Desired, force: bool) -> Result<(), DataPlaneError> {
-        if !force && self.inner.applied.lock().unwrap().as_ref() == Some(&want) {
+        let prev = self.inner.applied.lock().unwrap().clone();
+        let pending = self.inner.removal_pending.load(Ordering::Relaxed);
+        if !force && !pending && prev.as_ref() == Some(&want) {
             return Ok(());
         }
+        // Only what changed is touched between full passes: each change costs a few `ip` and
+        // engine calls per network otherwise, and a new task's latency to being reachable is
+        // mostly that.
+        let prev = prev.filter(|_| !force).unwrap_or_default();
         self.inner
             .data_path_port
             .store(want.data_path_port, Ordering::Relaxed);
         let _changing = self.inner.changing.lock().await;
         // Names first: a task that is going away leaves DNS before its rules.
-        let _ = self.inner.records.send(Arc::new(want.records.clone()));
+        if prev.records != want.records || force {
+            let _ = self.inner.records.send(Arc::new(want.records.clone()));
+        }
+        let same_vtep = prev.vtep == want.vtep && prev.data_path_port == want.data_path_port;
         for n in want.networks.values() {
-            self.ensure_network(n, node_id, want.vtep).await?;
             let l = self.links_for(n, node_id);
-            let host = want.host_addresses.get(&n.id).cloned().unwrap_or_default();
-            links::set_host_addresses(&l.bridge, &host)
-                .await
-                .map_err(|source| DataPlaneError::Links {
-                    network: n.name.clone(),
-                    source,
-                })?;
-            let peers = want.peers.get(&n.id).cloned().unwrap_or_default();
-            links::set_peers(&l.vxlan, &peers)
-                .await
-                .map_err(|source| DataPlaneError::Links {
-                    network: n.name.clone(),
-                    source,
-                })?;
-        }
-        nft::apply(&Self::table(node_id), &want.rules)
-            .await
-            .map_err(|source| DataPlaneError::Links {
-                network: "(all)".into(),
+            let links_err = |source| DataPlaneError::Links {
+                network: n.name.clone(),
                 source,
-            })?;
-        if !want.networks.is_empty() {
-            nft::allow_forwarding()
-                .await
-                .map_err(|source| DataPlaneError::Links {
-                    network: "(all)".into(),
-                    source,
-                })?;
+            };
+            if !(same_vtep && prev.networks.get(&n.id) == Some(n)) {
+                self.ensure_network(n, node_id, want.vtep).await?;
+            }
+            let host = want.host_addresses.get(&n.id);
+            if !same_vtep || prev.host_addresses.get(&n.id) != host {
+                links::set_host_addresses(&l.bridge, &host.cloned().unwrap_or_default())
+                    .await
+                    .map_err(links_err)?;
+            }
+            // Peers before the rules: a new remote backend is reachable once DNATed to.
+            let peers = want.peers.get(&n.id);
+            if !same_vtep || prev.peers.get(&n.id) != peers {
+                links::set_peers(&l.vxlan, &peers.cloned().unwrap_or_default())
+                    .await
+                    .map_err(|source| DataPlaneError::Links {
+                        network: n.name.clone(),
+                        source,
+                    })?;
+            }
         }
-        self.remove_unwanted(node_id, &want).await;
+        let all_err = |source| DataPlaneError::Links {
+            network: "(all)".into(),
+            source,
+        };
+        if prev.rules != want.rules || force || prev == Desired::default() {
+            nft::apply(&Self::table(node_id), &want.rules)
+                .await
+                .map_err(all_err)?;
+        }
+        if !want.networks.is_empty() && (prev.networks.is_empty() || force) {
+            nft::allow_forwarding().await.map_err(all_err)?;
+        }
+        if force || pending || prev.networks.keys().any(|k| !want.networks.contains_key(k)) {
+            let done = self.remove_unwanted(node_id, &want).await;
+            self.inner.removal_pending.store(!done, Ordering::Relaxed);
+        }
         *self.inner.applied.lock().unwrap() = Some(want);
         Ok(())
     }
 
     /// Removes the engine networks, links and DNS listeners of networks this node no longer
-    /// carries. An engine network still holding a container is left for the next pass.
-    async fn remove_unwanted(&self, node_id: &str, want: &Desired) {
+    /// carries. An engine network still holding a container is left for the next pass; says
+    /// whether everything went.
+    async fn remove_unwanted(&self, node_id: &str, want: &Desired) -> bool {
         let docker = &self.inner.docker;
         let mut kept_engine: BTreeSet<String> = BTreeSet::new();
         match engine_net::owned(docker, node_id).await {
@@ -452,6 +483,7 @@ impl DataPlane {
                 self.inner.dns.stop(addr);
             }
         }
+        kept_engine.is_empty()
     }
 
     /// Removes everything this node set up (when it leaves the swarm).
@@ -461,7 +493,7 @@ impl DataPlane {
         if !nft::any_table_left().await {
             nft::disallow_forwarding().await;
         }
-        self.remove_unwanted(node_id, &empty).await;
+        let _ = self.remove_unwanted(node_id, &empty).await;
         *self.inner.applied.lock().unwrap() = None;
     }
 }

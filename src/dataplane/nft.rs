@@ -55,6 +55,10 @@ pub struct SourceRule {
     pub bridge: String,
     /// This node's address on the network.
     pub source: Option<Ipv4Addr>,
+    /// The network's gateway: the same on every node, so what this host itself sends into
+    /// the network from it is given the node's own address, or replies would land on the
+    /// other node's gateway.
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// Everything the node's table says.
@@ -156,6 +160,13 @@ pub fn render(table: &str, r: &Ruleset) -> String {
                     "    ct mark {MARK:#x} oifname \"{}\" snat to {ip}",
                     s.bridge
                 );
+                if let Some(gw) = s.gateway {
+                    let _ = writeln!(
+                        out,
+                        "    oifname \"{}\" ip saddr {gw} fib daddr type != local snat to {ip}",
+                        s.bridge
+                    );
+                }
             }
             None => {
                 let _ = writeln!(
@@ -299,10 +310,12 @@ mod tests {
                 SourceRule {
                     bridge: "shlabc".into(),
                     source: Some("10.0.1.3".parse().unwrap()),
+                    gateway: Some("10.0.1.1".parse().unwrap()),
                 },
                 SourceRule {
                     bridge: "shldef".into(),
                     source: None,
+                    gateway: None,
                 },
             ],
         };
@@ -322,6 +335,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("oifname \"shlabc\" snat to 10.0.1.3"));
+        assert!(text.contains(
+            "oifname \"shlabc\" ip saddr 10.0.1.1 fib daddr type != local snat to 10.0.1.3"
+        ));
         assert!(text.contains("oifname \"shldef\" masquerade"));
     }
 }
