@@ -227,6 +227,38 @@ fn three_hosts_share_the_routing_mesh_names_and_vips() {
         (lookup(h1, &cli, "rr").len() == 2).then_some(())
     });
 
+    // A killed task leaves DNS and the VIP (and its replacement joins them).
+    let victim_host = hosts.hosts.iter().find(|h| h.name == "mh2").expect("mh2");
+    let victim = container_on(victim_host, "api");
+    let victim_ip = String::from_utf8_lossy(
+        &victim_host
+            .engine(&[
+                "inspect",
+                "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                &victim,
+            ])
+            .stdout,
+    )
+    .split_whitespace()
+    .find(|ip| tasks.contains(*ip))
+    .expect("the killed task's address")
+    .to_string();
+    victim_host.engine(&["kill", &victim]);
+    wait_for(
+        Duration::from_secs(60),
+        "the killed task out of DNS",
+        || (!lookup(h1, &cli, "tasks.api").contains(&victim_ip)).then_some(()),
+    );
+    wait_for(Duration::from_secs(90), "its replacement in DNS", || {
+        (lookup(h1, &cli, "tasks.api").len() == 2).then_some(())
+    });
+    let failed = (0..20).filter(|_| wget(h1, &cli, &vip).is_none()).count();
+    assert_eq!(
+        failed, 0,
+        "requests through the VIP failed after a task was killed"
+    );
+
     // Scaling down: once settled, DNS lists one task and no request through the VIP fails.
     h1.ok(&["service", "scale", "-d", "api=1"]);
     wait_for(Duration::from_secs(60), "one api task in DNS", || {

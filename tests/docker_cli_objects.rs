@@ -48,6 +48,79 @@ fn networks_create_ls_inspect_rm() {
         "{{.Id}} {{.Scope}} {{.Driver}} {{.Labels.team}}",
     ]);
     assert_eq!(inspect.trim(), format!("{id} swarm overlay a"));
+    // Allocated as dockerd shows it: the next /24 of the default pool after ingress's, a VXLAN id.
+    let ipam = d.ok(&[
+        "network",
+        "inspect",
+        "appnet",
+        "--format",
+        "{{json .IPAM.Config}} {{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
+    ]);
+    assert_eq!(
+        ipam.trim(),
+        r#"[{"Subnet":"10.0.1.0/24","Gateway":"10.0.1.1"}] 4097"#
+    );
+    let err = d.fails(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.0.0.0/16",
+        "wide",
+    ]);
+    assert!(
+        err.contains("Pool overlaps with other one on this address space"),
+        "{err}"
+    );
+    let err = d.fails(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--ingress",
+        "ingress2",
+    ]);
+    assert!(
+        err.contains("ingress network") && err.contains("is already present"),
+        "{err}"
+    );
+    let err = d.fails(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "encrypted",
+        "sec",
+    ]);
+    assert!(
+        err.contains("encrypted overlay networks are not supported"),
+        "{err}"
+    );
+    let custom = d.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.99.0.0/24",
+        "--gateway",
+        "10.99.0.254",
+        "custom",
+    ]);
+    let custom_ipam = d.ok(&[
+        "network",
+        "inspect",
+        "custom",
+        "--format",
+        "{{json .IPAM.Config}}",
+    ]);
+    assert_eq!(
+        custom_ipam.trim(),
+        r#"[{"Subnet":"10.99.0.0/24","Gateway":"10.99.0.254"}]"#
+    );
+    d.ok(&["network", "rm", custom.trim()]);
     let (status, body) = d.curl(
         "GET",
         &format!("/v1.51/networks/{}?scope=swarm", &id[..8]),

@@ -104,6 +104,12 @@ pub async fn create(
         }
     }
     service_spec::validate_name(&spec.name)?;
+    if spec.options.contains_key("encrypted") {
+        return Err(ApiError::invalid_argument(format!(
+            "network {}: encrypted overlay networks are not supported by shoal yet; create it without --opt encrypted",
+            spec.name
+        )));
+    }
     if spec.attachable && spec.ingress {
         return Err(ApiError::invalid_argument(
             "ingress network cannot be attachable",
