@@ -171,7 +171,8 @@ pub fn mtu_option(options: Option<&shoal_store::model::Labels>) -> u32 {
 }
 
 struct Inner {
-    docker: Docker,
+    /// The engine (`None` until one answers, on a node that started without it).
+    docker: std::sync::RwLock<Option<Docker>>,
     dns: DnsServer,
     records: watch::Sender<Arc<Records>>,
     data_path_port: AtomicU16,
@@ -196,11 +197,19 @@ impl DataPlane {
     /// A data plane that plumbs containers into the engine `docker`; names it does not know are
     /// forwarded to this host's resolvers.
     pub fn new(docker: Docker) -> Self {
+        let plane = Self::without_engine();
+        plane.set_engine(docker);
+        plane
+    }
+
+    /// A data plane with no engine yet ([`DataPlane::set_engine`] gives it one): the node
+    /// follows the swarm's state meanwhile, and plumbs containers once an engine answers.
+    pub fn without_engine() -> Self {
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (records, rx) = watch::channel(Arc::new(Records::default()));
         DataPlane {
             inner: Arc::new(Inner {
-                docker,
+                docker: std::sync::RwLock::new(None),
                 dns: DnsServer::new(rx, dns::host_upstreams(&resolv)),
                 records,
                 data_path_port: AtomicU16::new(DEFAULT_DATA_PATH_PORT),
@@ -210,6 +219,15 @@ impl DataPlane {
                 removal_pending: Default::default(),
             }),
         }
+    }
+
+    /// Gives the data plane the engine it plumbs containers into.
+    pub fn set_engine(&self, docker: Docker) {
+        *self.inner.docker.write().unwrap() = Some(docker);
+    }
+
+    fn engine(&self) -> Option<Docker> {
+        self.inner.docker.read().unwrap().clone()
     }
 
     fn links_for(&self, n: &LocalNetwork, node_id: &str) -> NetworkLinks {
@@ -241,7 +259,11 @@ impl DataPlane {
             mtu: n.mtu,
             internal: n.internal,
         };
-        engine_net::ensure(&self.inner.docker, &engine)
+        let docker = self.engine().ok_or_else(|| DataPlaneError::Attachment {
+            network: n.name.clone(),
+            message: "no Docker Engine answers on this node".into(),
+        })?;
+        engine_net::ensure(&docker, &engine)
             .await
             .map_err(|source| DataPlaneError::Engine {
                 network: n.name.clone(),
@@ -377,6 +399,11 @@ impl DataPlane {
 
     /// Makes the node match `want`; with `force`, re-checks even what did not change.
     async fn apply(&self, node_id: &str, want: Desired, force: bool) -> Result<(), DataPlaneError> {
+        if self.engine().is_none() {
+            // Nothing runs here without an engine; the next change or full pass after one
+            // answers sets everything up.
+            return Ok(());
+        }
         let prev = self.inner.applied.lock().unwrap().clone();
         let pending = self.inner.removal_pending.load(Ordering::Relaxed);
         if !force && !pending && prev.as_ref() == Some(&want) {
@@ -445,7 +472,10 @@ impl DataPlane {
     /// carries. An engine network still holding a container is left for the next pass; says
     /// whether everything went.
     async fn remove_unwanted(&self, node_id: &str, want: &Desired) -> bool {
-        let docker = &self.inner.docker;
+        let Some(docker) = self.engine() else {
+            return true;
+        };
+        let docker = &docker;
         let mut kept_engine: BTreeSet<String> = BTreeSet::new();
         match engine_net::owned(docker, node_id).await {
             Ok(list) => {

@@ -81,9 +81,21 @@ impl DockerExecutor {
     /// would otherwise send a newer version, which an older engine refuses). Tasks' secrets and
     /// configs are mounted under `run_dir`, which must not be on the node's data disk.
     pub async fn connect(host: &str, run_dir: &Path) -> Result<Self, ExecError> {
+        Self::connect_with(host, run_dir, DataPlane::without_engine()).await
+    }
+
+    /// [`DockerExecutor::connect`] plumbing containers through `dataplane` (which gets the
+    /// engine): the executor of a node whose engine answered only after it started keeps the
+    /// data plane the node has been running.
+    pub async fn connect_with(
+        host: &str,
+        run_dir: &Path,
+        dataplane: DataPlane,
+    ) -> Result<Self, ExecError> {
         let docker = engine_client(host).await?;
+        dataplane.set_engine(docker.clone());
         Ok(DockerExecutor {
-            dataplane: DataPlane::new(docker.clone()),
+            dataplane,
             docker,
             engine_addr: pull::EngineAddr::parse(host),
             run_dir: run_dir.to_path_buf(),

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use shoal_store::model::{NodeDescription, Task};
 
 use super::DockerExecutor;
+use crate::dataplane::DataPlane;
 use crate::exec::{Adoptable, Dependencies, ExecError, Executor, TaskController};
 
 /// How long one attempt waits for the engine to answer.
@@ -22,6 +23,8 @@ pub struct PendingDockerExecutor {
     host: String,
     /// Set once an engine answers.
     engine: Arc<OnceLock<DockerExecutor>>,
+    /// The data plane, following the swarm from the start and given the engine when it comes.
+    dataplane: DataPlane,
     retries: tokio::task::AbortHandle,
 }
 
@@ -30,16 +33,19 @@ impl PendingDockerExecutor {
     /// answers. Needs a tokio runtime.
     pub fn start(host: &str, run_dir: &Path, retry_every: Duration) -> Self {
         let engine = Arc::new(OnceLock::new());
+        let dataplane = DataPlane::without_engine();
         let retries = tokio::spawn(connect_when_up(
             host.to_owned(),
             run_dir.to_path_buf(),
             retry_every,
             engine.clone(),
+            dataplane.clone(),
         ))
         .abort_handle();
         PendingDockerExecutor {
             host: host.to_owned(),
             engine,
+            dataplane,
             retries,
         }
     }
@@ -64,10 +70,11 @@ async fn connect_when_up(
     run_dir: PathBuf,
     retry_every: Duration,
     engine: Arc<OnceLock<DockerExecutor>>,
+    dataplane: DataPlane,
 ) {
     loop {
         tokio::time::sleep(retry_every).await;
-        let attempt = DockerExecutor::connect(&host, &run_dir);
+        let attempt = DockerExecutor::connect_with(&host, &run_dir, dataplane.clone());
         if let Ok(Ok(docker)) = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
             let _ = engine.set(docker);
             tracing::info!("a Docker Engine answers at {host} now: tasks run as its containers");
@@ -95,6 +102,10 @@ impl Executor for PendingDockerExecutor {
             Some(docker) => docker.controller(task, deps),
             None => Err(self.refusal()),
         }
+    }
+
+    fn dataplane(&self) -> Option<DataPlane> {
+        Some(self.dataplane.clone())
     }
 
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError> {
