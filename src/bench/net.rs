@@ -8,7 +8,8 @@
 //! - HTTP requests/s and p99 (`wrk` from host 1) to a task on host 2 addressed directly on
 //!   the overlay, through its VIP and through the routing mesh (host 1's published port);
 //! - bulk TCP throughput (`curl` download of a file from busybox httpd) over the overlay
-//!   against the same between the hosts' own veths.
+//!   against the same between the hosts' own veths, and over a hand-built VXLAN device pair
+//!   at the same MTU (the kernel's own VXLAN cost on this machine).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -140,6 +141,100 @@ fn download_mb_s(h: &Host, url: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Links hosts `a` and `b` by a bare VXLAN device each (id 4242, port 4790, MTU 1450,
+/// static neighbour and FDB entries); the URL of host `b`'s busybox httpd over it.
+fn raw_vxlan(a: &Host, b: &Host) -> anyhow::Result<String> {
+    let ends = [(a, "10.250.0.1", b.ip), (b, "10.250.0.2", a.ip)];
+    for (h, addr, _) in ends {
+        for args in [
+            vec![
+                "link",
+                "add",
+                "vxraw",
+                "type",
+                "vxlan",
+                "id",
+                "4242",
+                "dstport",
+                "4790",
+                "nolearning",
+            ],
+            vec!["link", "set", "vxraw", "mtu", "1450", "up"],
+            vec!["addr", "add", &format!("{addr}/24"), "dev", "vxraw"],
+        ] {
+            let out = h.exec("ip", &args);
+            anyhow::ensure!(
+                out.status.success(),
+                "ip {args:?} on {}: {}",
+                h.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // (Not from /sys: the hosts share the machine's sysfs, which shows the root namespace.)
+    let mac = |h: &Host| -> String {
+        let out = h.exec("ip", &["-j", "link", "show", "vxraw"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v[0]["address"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let macs = [mac(b), mac(a)];
+    for (i, (h, _, peer)) in ends.into_iter().enumerate() {
+        let peer_addr = if i == 0 { "10.250.0.2" } else { "10.250.0.1" };
+        let peer_ip = peer.to_string();
+        for (program, args) in [
+            (
+                "ip",
+                vec![
+                    "neigh",
+                    "add",
+                    peer_addr,
+                    "lladdr",
+                    &macs[i],
+                    "dev",
+                    "vxraw",
+                    "nud",
+                    "permanent",
+                ],
+            ),
+            (
+                "bridge",
+                vec![
+                    "fdb",
+                    "append",
+                    &macs[i],
+                    "dev",
+                    "vxraw",
+                    "dst",
+                    &peer_ip,
+                    "self",
+                    "permanent",
+                ],
+            ),
+        ] {
+            let out = h.exec(program, &args);
+            anyhow::ensure!(
+                out.status.success(),
+                "{program} {args:?} on {}: {}",
+                h.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok("http://10.250.0.2:8099/big".to_string())
+}
+
+/// A helper process that goes when the benchmark does, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn parse_time(s: &str) -> Option<SystemTime> {
     let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
     Some(
@@ -241,23 +336,28 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
     // Bulk throughput: the overlay against the hosts' own veths, same client and server.
     let served = tempfile::tempdir()?;
     std::fs::File::create(served.path().join("big"))?.set_len(b.mib << 20)?;
-    let mut httpd_on_host = h2
-        .command("busybox")
-        .args(["httpd", "-f", "-p", "8099", "-h"])
-        .arg(served.path())
-        .spawn()?;
+    let _httpd_on_host = KillOnDrop(
+        h2.command("busybox")
+            .args(["httpd", "-f", "-p", "8099", "-h"])
+            .arg(served.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
     let veth_url = format!("http://{}:8099/big", h2.ip);
     wait_for(Duration::from_secs(10), "busybox httpd on host 2", || {
         curl_ok(h1, &veth_url, "30").then_some(())
     });
     let overlay_url = format!("{direct}big");
-    let (mut overlay, mut veth) = (0.0f64, 0.0f64);
+    // A hand-built VXLAN between the same two hosts at the same MTU, with nothing else on the
+    // path (no bridge, no container, no firewall): what the kernel's VXLAN costs here by itself.
+    let raw_url = raw_vxlan(h1, h2)?;
+    let (mut overlay, mut veth, mut raw) = (0.0f64, 0.0f64, 0.0f64);
     for _ in 0..2 {
         overlay = overlay.max(download_mb_s(h1, &overlay_url));
         veth = veth.max(download_mb_s(h1, &veth_url));
+        raw = raw.max(download_mb_s(h1, &raw_url));
     }
-    let _ = httpd_on_host.kill();
-    let _ = httpd_on_host.wait();
 
     // Programming latency: a new task's RUNNING timestamp to its VIP answering on every host.
     let probe_vip = format!("http://{}/", vip_on(h1, "probe", &net));
@@ -324,6 +424,8 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
         "overlay_mb_per_s": round3(overlay),
         "veth_mb_per_s": round3(veth),
         "overlay_vs_veth_ratio": round3(overlay / veth),
+        "raw_vxlan_mb_per_s": round3(raw),
+        "overlay_vs_raw_vxlan_ratio": round3(overlay / raw),
         "overlay_mtu": crate::dataplane::DEFAULT_MTU,
     });
     drop(hosts);
