@@ -5,15 +5,13 @@
 //! traffic, and removing everything leaves nothing behind on any host.
 
 mod hosts;
+mod probe;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hosts::{wait_for, Host, IMAGE};
-
-fn httpd(prefix: &str) -> String {
-    format!("mkdir -p /www && echo {prefix}-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www")
-}
+use probe::{httpd, nslookup_addresses, wget_args};
 
 /// `curl url` from host `h`'s namespace.
 fn curl_on(h: &Host, url: &str) -> Option<String> {
@@ -40,29 +38,18 @@ fn container_on(h: &Host, service: &str) -> String {
     })
 }
 
+/// `nslookup name` in container `c` on host `h`.
 fn lookup(h: &Host, c: &str, name: &str) -> BTreeSet<String> {
     let out = h.engine(&["exec", c, "nslookup", name]);
-    String::from_utf8_lossy(&out.stdout)
-        .split("Name:")
-        .skip(1)
-        .flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>())
-        .filter_map(|l| l.strip_prefix("Address: ").map(|a| a.trim().to_string()))
-        .collect()
+    nslookup_addresses(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// `wget http://target/` in container `c` on host `h` (busybox's own `-T` crashes the image's
-/// static build: `timeout` bounds it).
+/// `http://target/` fetched from container `c` on host `h`.
 fn wget(h: &Host, c: &str, target: &str) -> Option<String> {
-    let out = h.engine(&[
-        "exec",
-        c,
-        "timeout",
-        "3",
-        "wget",
-        "-O",
-        "-",
-        &format!("http://{target}/"),
-    ]);
+    let mut args = vec!["exec".to_string(), c.to_string()];
+    args.extend(wget_args(target));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.engine(&args);
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())

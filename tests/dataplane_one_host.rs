@@ -5,17 +5,14 @@
 //! engine network or nftables table behind.
 
 mod agents_common;
+mod probe;
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use agents_common::{engine, require_engine, wait_for, Swarm, IMAGE};
-
-/// An httpd task answering `<prefix>-<its hostname>` on port 80.
-fn httpd(prefix: &str) -> String {
-    format!("mkdir -p /www && echo {prefix}-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www")
-}
+use agents_common::{engine, free_port, require_engine, wait_for, Swarm, IMAGE};
+use probe::{httpd, nslookup_addresses, wget_args};
 
 fn curl(url: &str) -> Option<String> {
     let out = Command::new("curl")
@@ -28,14 +25,6 @@ fn curl(url: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The engine container of the service's only running task.
 fn container_of(service_id: &str) -> String {
     wait_for(Duration::from_secs(60), "the service's container", || {
@@ -45,30 +34,17 @@ fn container_of(service_id: &str) -> String {
     })
 }
 
-/// `nslookup name` inside container `c`: the addresses answered (not the server's own).
+/// `nslookup name` inside container `c`.
 fn lookup(c: &str, name: &str) -> BTreeSet<String> {
-    let out = engine(&["exec", c, "nslookup", name]);
-    let text = out.stdout;
-    text.split("Name:")
-        .skip(1)
-        .flat_map(|block| block.lines())
-        .filter_map(|l| l.strip_prefix("Address: "))
-        .map(|a| a.trim().to_string())
-        .collect()
+    nslookup_addresses(&engine(&["exec", c, "nslookup", name]).stdout)
 }
 
+/// `http://target/` fetched from container `c`.
 fn wget(c: &str, target: &str) -> Option<String> {
-    // (busybox's `wget -T` crashes the test image's static build: `timeout` bounds it.)
-    let out = engine(&[
-        "exec",
-        c,
-        "timeout",
-        "3",
-        "wget",
-        "-O",
-        "-",
-        &format!("http://{target}/"),
-    ]);
+    let mut args = vec!["exec".to_string(), c.to_string()];
+    args.extend(wget_args(target));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = engine(&args);
     out.ok.then(|| out.stdout.trim().to_string())
 }
 
