@@ -278,10 +278,13 @@ pub async fn remove(
             )));
         }
     }
+    // Tasks of a service that is gone are on their way out (the reaper is about to mark
+    // them): they do not hold the network, or removing a service and then its network races.
     let task = view.list::<Task>().find(|t| {
         t.desired_state <= TaskState::Running
             && t.status.state <= TaskState::Running
             && t.spec.networks.iter().any(|a| a.target == id)
+            && view.get::<Service>(&t.service_id).is_some()
     });
     if let Some(t) = task {
         return Err(ApiError::failed_precondition(format!(
