@@ -453,9 +453,13 @@ impl DataPlane {
             source,
         };
         if prev.rules != want.rules || force || prev == Desired::default() {
-            nft::apply(&Self::table(node_id), &want.rules)
-                .await
-                .map_err(all_err)?;
+            // No rules at all: no table either (a node that carries no network leaves nothing).
+            let table = Self::table(node_id);
+            if want.rules == nft::Ruleset::default() {
+                nft::remove(&table).await.map_err(all_err)?;
+            } else {
+                nft::apply(&table, &want.rules).await.map_err(all_err)?;
+            }
         }
         if !want.networks.is_empty() && (prev.networks.is_empty() || force) {
             nft::allow_forwarding().await.map_err(all_err)?;

@@ -427,40 +427,6 @@ impl Drop for Swarm {
     }
 }
 
-/// Removes what a killed node's data plane left on this host: its engine networks, its
-/// bridges and VXLAN devices (named by their `shoal:<node id>:` alias) and its nftables table.
-pub fn remove_data_plane_leftovers(node_id: &str) {
-    let nets = engine(&[
-        "network",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=io.shoal.node.id={node_id}"),
-    ]);
-    for net in nets.stdout.split_whitespace() {
-        engine(&["network", "rm", net]);
-    }
-    let links = Command::new("ip")
-        .args(["-o", "-d", "link", "show"])
-        .output();
-    let links = links
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    for line in links
-        .lines()
-        .filter(|l| l.contains(&format!("alias shoal:{node_id}:")))
-    {
-        if let Some(name) = line.split(": ").nth(1) {
-            let name = name.split('@').next().unwrap_or(name);
-            let _ = Command::new("ip").args(["link", "del", name]).status();
-        }
-    }
-    let table = format!("shoal_{}", node_id.chars().take(12).collect::<String>());
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", &table])
-        .output();
-}
-
 /// One row of `docker service ps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
@@ -526,3 +492,6 @@ pub fn own_address_space(addr: &str) -> [String; 2] {
         (20000 + port % 20000).to_string(),
     ]
 }
+#[path = "../leftovers/mod.rs"]
+mod leftovers;
+pub use leftovers::remove_data_plane_leftovers;

@@ -299,9 +299,27 @@ impl Drop for Daemon {
                 }
             }
         }
+        // A daemon with the docker executor leaves its data plane behind when killed.
+        let docker_executor = !self
+            .executor_args
+            .iter()
+            .any(|a| a == "sim" || a == "process");
+        let node_id = (docker_executor && self.child.is_some())
+            .then(|| curl_raw(&self.socket, "GET", "/info", None, None))
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["Swarm"]["NodeID"].as_str().map(str::to_string))
+            .filter(|id| !id.is_empty());
         self.kill9();
+        if let Some(id) = node_id {
+            remove_data_plane_leftovers(&id);
+        }
     }
 }
+
+#[path = "../leftovers/mod.rs"]
+mod leftovers;
+pub use leftovers::remove_data_plane_leftovers;
 
 /// `curl --unix-socket`: `(status, body)`; status 0 when curl could not connect.
 pub fn curl_raw(
