@@ -1,29 +1,27 @@
 //! Free TCP ports for test daemons and published ports.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A free TCP port on loopback, picked at random below the kernel's ephemeral range (32768 and
-/// up): a port the kernel hands out as "any free port" can be taken again by any outgoing
-/// connection between this check and its use, which made daemons fail to listen now and then.
+/// Ports each test process picks from: a block of its own, chosen by its pid.
+const BLOCK: u32 = 24;
+
+/// A free TCP port on loopback. Each test process picks from its own block below the kernel's
+/// ephemeral range (32768 and up): a port the kernel hands out as "any free port" can be taken
+/// again by an outgoing connection before the daemon binds it, and ports picked at random by
+/// concurrent test processes can collide the same way.
 pub fn free_port() -> u16 {
-    loop {
-        let port = 20000 + (rand_u16() % 12000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20000 + (std::process::id() % 500) * BLOCK;
+    for _ in 0..2 * BLOCK {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
         }
     }
-}
-
-/// A pseudo-random number from the clock and a counter (no extra crate for tests).
-fn rand_u16() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    let x = nanos
-        ^ (u64::from(std::process::id()) << 20)
-        ^ COUNTER.fetch_add(0x9e37, Ordering::Relaxed);
-    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16
+    // The whole block is in use: any port the kernel has free.
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
