@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use shoal_controllers::allocator::{attached_network, publishes_ingress};
+use shoal_controllers::allocator::{address as addr, attached_network, publishes_ingress};
 use shoal_store::model::{Network, PublishMode, ResolutionMode, Task, TaskState};
 
 use super::dns::Records;
@@ -31,10 +31,6 @@ pub struct Desired {
     pub vtep: Option<Ipv4Addr>,
     /// The swarm's VXLAN port.
     pub data_path_port: u16,
-}
-
-fn addr(with_prefix: &str) -> Option<Ipv4Addr> {
-    with_prefix.split('/').next()?.parse().ok()
 }
 
 /// A task that may carry traffic: running, and not on its way out (a task whose desired

@@ -292,7 +292,7 @@ impl DataPlane {
             let ip: Ipv4Addr = a
                 .addresses
                 .first()
-                .and_then(|s| s.split('/').next()?.parse().ok())
+                .and_then(|s| shoal_controllers::allocator::address(s))
                 .ok_or_else(|| DataPlaneError::Attachment {
                     network: n.name.clone(),
                     message: "the task has no address on it".into(),

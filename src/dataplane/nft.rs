@@ -225,49 +225,37 @@ pub async fn apply(table: &str, r: &Ruleset) -> Result<(), LinkError> {
 /// cannot be overridden from ours, so one rule goes where the engine expects users' rules
 /// (`DOCKER-USER`). Idempotent; a no-op when the engine manages no firewall.
 pub async fn allow_forwarding() -> Result<(), LinkError> {
-    let rule = [
-        "DOCKER-USER",
-        "-m",
-        "connmark",
-        "--mark",
-        MARK_STR,
-        "-j",
-        "ACCEPT",
-    ];
-    let mut check = vec!["-w", "-C"];
-    check.extend(rule);
-    if super::links::run("iptables", &check).await.is_ok() {
+    if forwarding_rule("-C").await.is_ok() {
         return Ok(());
     }
-    let mut insert = vec!["-w", "-I"];
-    insert.extend(rule);
-    match super::links::run("iptables", &insert).await {
+    match forwarding_rule("-I").await {
         Err(e) if e.message.contains("No chain") || e.message.contains("does not exist") => Ok(()),
-        other => other.map(|_| ()),
+        other => other,
     }
 }
 
 /// Removes the rule [`allow_forwarding`] added (absent is fine).
 pub async fn disallow_forwarding() {
-    let _ = super::links::run(
-        "iptables",
-        &[
-            "-w",
-            "-D",
-            "DOCKER-USER",
-            "-m",
-            "connmark",
-            "--mark",
-            MARK_STR,
-            "-j",
-            "ACCEPT",
-        ],
-    )
-    .await;
+    let _ = forwarding_rule("-D").await;
 }
 
-/// [`MARK`] as iptables takes it.
-const MARK_STR: &str = "0x5348";
+/// Checks (`-C`), inserts (`-I`) or deletes (`-D`) the `DOCKER-USER` rule accepting marked
+/// connections.
+async fn forwarding_rule(op: &str) -> Result<(), LinkError> {
+    let mark = format!("{MARK:#x}");
+    let args = [
+        "-w",
+        op,
+        "DOCKER-USER",
+        "-m",
+        "connmark",
+        "--mark",
+        &mark,
+        "-j",
+        "ACCEPT",
+    ];
+    super::links::run("iptables", &args).await.map(|_| ())
+}
 
 /// Whether any node's table is left in this network namespace (tests run several nodes on one
 /// host; the forwarding rule is shared).

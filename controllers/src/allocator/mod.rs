@@ -96,8 +96,8 @@ pub fn awaits_allocation(t: &Task, service: Option<&Service>) -> bool {
     user || (service.is_some_and(publishes_ingress) && !has(&|a| a.network.spec.ingress))
 }
 
-/// The address part of `10.0.1.7/24`.
-fn address(with_prefix: &str) -> Option<Ipv4Addr> {
+/// The address part of `10.0.1.7/24` (how attachments and VIPs carry addresses).
+pub fn address(with_prefix: &str) -> Option<Ipv4Addr> {
     with_prefix.split('/').next()?.parse().ok()
 }
 
@@ -136,17 +136,16 @@ fn held_by_network(n: &Network) -> Vec<(String, Ipv4Addr)> {
 
 /// The networks a running task keeps its node on.
 fn carried_by_task(t: &Task) -> Option<(String, Vec<String>)> {
-    (t.status.state <= TaskState::Running && !t.node_id.is_empty())
-        .then(|| {
-            let nets: Vec<String> = t
-                .networks_attachments
-                .iter()
-                .filter(|a| !a.addresses.is_empty())
-                .map(|a| a.network.id.clone())
-                .collect();
-            (!nets.is_empty()).then(|| (t.node_id.clone(), nets))
-        })
-        .flatten()
+    if t.status.state > TaskState::Running || t.node_id.is_empty() {
+        return None;
+    }
+    let nets: Vec<String> = t
+        .networks_attachments
+        .iter()
+        .filter(|a| !a.addresses.is_empty())
+        .map(|a| a.network.id.clone())
+        .collect();
+    (!nets.is_empty()).then(|| (t.node_id.clone(), nets))
 }
 
 fn txn_of(ops: Vec<Op>) -> Txn {
