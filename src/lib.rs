@@ -11,6 +11,7 @@ pub mod engine_proxy;
 pub mod exec;
 pub mod net;
 pub mod node;
+pub mod stack;
 
 /// shoal's version, reported as the engine version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

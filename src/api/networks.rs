@@ -72,12 +72,9 @@ pub fn render(n: &Network, version: ApiVersion) -> Value {
     v
 }
 
-/// `POST /networks/create` → 201 `{"Id":"…","Warning":""}`.
-pub async fn create(
-    State(state): State<ApiState>,
-    DockerJson(mut spec): DockerJson<NetworkSpec>,
-) -> ApiResult<Response> {
-    let store = state.manager_store().await?;
+/// dockerd's and swarmkit's checks of a new network's spec, with the defaults they fill in
+/// (driver `overlay`, scope `swarm`); shared by `docker network create` and `shoal apply`.
+pub fn check_spec(spec: &mut NetworkSpec) -> ApiResult<()> {
     if PREDEFINED.contains(&spec.name.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -115,6 +112,16 @@ pub async fn create(
             "ingress network cannot be attachable",
         ));
     }
+    Ok(())
+}
+
+/// `POST /networks/create` → 201 `{"Id":"…","Warning":""}`.
+pub async fn create(
+    State(state): State<ApiState>,
+    DockerJson(mut spec): DockerJson<NetworkSpec>,
+) -> ApiResult<Response> {
+    let store = state.manager_store().await?;
+    check_spec(&mut spec)?;
     // One allocation at a time on this manager, so two creates cannot pick the same subnet.
     let _allocating = ALLOCATING.lock().await;
     let view = store.view();
@@ -146,12 +153,24 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warning": ""}))).into_response())
 }
 
-static ALLOCATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held while a subnet is chosen and committed, so two creates on this manager cannot pick the
+/// same one.
+pub static ALLOCATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A subnet, gateway and VXLAN id for a new network: the ones asked for, checked against the
 /// other networks, or the next free ones from the swarm's default address pools.
 pub fn allocate(view: &View, spec: &NetworkSpec) -> ApiResult<NetworkAllocation> {
-    let networks: Vec<Network> = view.list::<Network>().map(|n| (*n).clone()).collect();
+    allocate_with(view, spec, &[])
+}
+
+/// [`allocate`], also keeping clear of `pending`: networks allocated for the same transaction.
+pub fn allocate_with(
+    view: &View,
+    spec: &NetworkSpec,
+    pending: &[Network],
+) -> ApiResult<NetworkAllocation> {
+    let mut networks: Vec<Network> = view.list::<Network>().map(|n| (*n).clone()).collect();
+    networks.extend(pending.iter().cloned());
     let taken = ipam::Taken {
         networks: networks
             .iter()

@@ -163,6 +163,18 @@ pub fn allocate_endpoint(
     own_id: &str,
     previous: Option<&Endpoint>,
 ) -> Endpoint {
+    allocate_endpoint_with(view, spec, own_id, previous, &BTreeSet::new())
+}
+
+/// [`allocate_endpoint`], also keeping clear of `taken`: ports allocated to other services of
+/// the same transaction.
+pub fn allocate_endpoint_with(
+    view: &View,
+    spec: &ServiceSpec,
+    own_id: &str,
+    previous: Option<&Endpoint>,
+    taken: &BTreeSet<u32>,
+) -> Endpoint {
     let ep_spec = spec.endpoint_spec.clone().unwrap_or_default();
     let mut used: BTreeSet<u32> = view
         .list::<Service>()
@@ -172,6 +184,7 @@ pub fn allocate_endpoint(
         .map(|p| p.published_port)
         .collect();
     used.extend(ep_spec.ports.iter().map(|p| p.published_port));
+    used.extend(taken.iter().copied());
     let mut ports = Vec::with_capacity(ep_spec.ports.len());
     for p in &ep_spec.ports {
         let mut port = p.clone();

@@ -12,6 +12,7 @@
 //! Global tasks come with their node and are only confirmed (or explained).
 
 pub mod constraint;
+pub mod feasibility;
 pub mod filter;
 pub mod nodes;
 pub mod resources;

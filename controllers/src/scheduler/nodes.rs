@@ -53,7 +53,8 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    fn new(node: Obj<Node>, ordinal: u32) -> Self {
+    /// A node with nothing placed on it yet.
+    pub fn new(node: Obj<Node>, ordinal: u32) -> Self {
         let available = Capacity::of(&node.description.resources);
         NodeInfo {
             node,

@@ -4,6 +4,7 @@ pub mod enums;
 pub mod meta;
 pub mod objects;
 pub mod spec;
+pub mod stack;
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,6 +15,7 @@ pub use enums::{NodeRole, TaskState};
 pub use meta::{new_id, Meta, Timestamp, Version, ID_LEN};
 pub use objects::*;
 pub use spec::*;
+pub use stack::*;
 
 /// The kinds of object the store holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,11 +34,15 @@ pub enum Kind {
     Secret,
     /// A config.
     Config,
+    /// A stack (its inventory and current revision).
+    Stack,
+    /// One applied revision of a stack.
+    StackRevision,
 }
 
 impl Kind {
-    /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 7] = [
+    /// Every kind, in a fixed order (new kinds go at the end: the order gives storage tags).
+    pub const ALL: [Kind; 9] = [
         Kind::Cluster,
         Kind::Node,
         Kind::Service,
@@ -44,6 +50,8 @@ impl Kind {
         Kind::Network,
         Kind::Secret,
         Kind::Config,
+        Kind::Stack,
+        Kind::StackRevision,
     ];
 
     /// Lowercase name (`service`), as used in errors and Docker events.
@@ -56,6 +64,8 @@ impl Kind {
             Kind::Network => "network",
             Kind::Secret => "secret",
             Kind::Config => "config",
+            Kind::Stack => "stack",
+            Kind::StackRevision => "stackrevision",
         }
     }
 
@@ -113,6 +123,10 @@ pub enum Object {
     Secret(Secret),
     /// A config.
     Config(Config),
+    /// A stack.
+    Stack(Stack),
+    /// A stack revision.
+    StackRevision(StackRevision),
 }
 
 macro_rules! each_kind {
@@ -125,6 +139,8 @@ macro_rules! each_kind {
             Object::Network($o) => $body,
             Object::Secret($o) => $body,
             Object::Config($o) => $body,
+            Object::Stack($o) => $body,
+            Object::StackRevision($o) => $body,
         }
     };
 }
@@ -140,6 +156,8 @@ impl Object {
             Object::Network(_) => Kind::Network,
             Object::Secret(_) => Kind::Secret,
             Object::Config(_) => Kind::Config,
+            Object::Stack(_) => Kind::Stack,
+            Object::StackRevision(_) => Kind::StackRevision,
         }
     }
 
@@ -171,6 +189,8 @@ impl Object {
             Object::Network(o) => Some(&o.spec.name),
             Object::Secret(o) => Some(&o.spec.name),
             Object::Config(o) => Some(&o.spec.name),
+            Object::Stack(o) => Some(&o.spec.name),
+            Object::StackRevision(o) => Some(&o.name),
             Object::Node(_) | Object::Task(_) => None,
         }
     }
@@ -187,6 +207,12 @@ impl Object {
         match self {
             Object::Secret(s) => s.spec.data.len() * 4 / 3 + REST,
             Object::Config(c) => c.spec.data.len() * 4 / 3 + REST,
+            Object::StackRevision(r) => {
+                let data: usize = (r.objects.secrets.iter().map(|s| s.data.len()))
+                    .chain(r.objects.configs.iter().map(|c| c.data.len()))
+                    .sum();
+                data * 4 / 3 + REST * (1 + r.objects.services.len())
+            }
             _ => REST,
         }
     }
@@ -236,3 +262,5 @@ store_object!(Task);
 store_object!(Network);
 store_object!(Secret);
 store_object!(Config);
+store_object!(Stack);
+store_object!(StackRevision);
