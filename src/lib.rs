@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod ca;
+pub mod compose;
 pub mod dataplane;
 pub mod dispatcher;
 pub mod engine_proxy;
