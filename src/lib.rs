@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod dispatcher;
 pub mod engine_proxy;
 pub mod exec;
+pub mod native;
 pub mod net;
 pub mod node;
 pub mod stack;

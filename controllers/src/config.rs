@@ -24,6 +24,8 @@ pub struct Enabled {
     pub role_manager: bool,
     /// Network allocator (VIPs, task and node addresses).
     pub allocator: bool,
+    /// Stack controller (health, revision results, retired secret and config revisions).
+    pub stack: bool,
 }
 
 impl Enabled {
@@ -37,6 +39,7 @@ impl Enabled {
         constraint_enforcer: true,
         role_manager: true,
         allocator: true,
+        stack: true,
     };
 
     /// No reconciler (combine with struct update syntax to pick some).
@@ -49,6 +52,7 @@ impl Enabled {
         constraint_enforcer: false,
         role_manager: false,
         allocator: false,
+        stack: false,
     };
 }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::allocator::Allocator;
 use crate::config::ControllersConfig;
 use crate::enforcer::ConstraintEnforcer;
+use crate::stack::StackController;
 use crate::orchestrator::{
     GlobalOrchestrator, JobsOrchestrator, ReplicatedOrchestrator, TaskTimeline,
 };
@@ -243,6 +244,9 @@ pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runt
     }
     if enabled.allocator {
         runtime.add(Allocator::new(), base);
+    }
+    if enabled.stack {
+        runtime.add(StackController::new(), base);
     }
     if enabled.role_manager {
         runtime.add(RoleManager::new(store.clone(), config.role_retry), base);

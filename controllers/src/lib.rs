@@ -22,6 +22,7 @@ pub mod reaper;
 pub mod role_manager;
 pub mod runtime;
 pub mod scheduler;
+pub mod stack;
 
 pub use config::{ControllersConfig, Enabled};
 pub use leader::{Controllers, ControllersHandle, ControllersState};

@@ -93,6 +93,7 @@ pub fn routes() -> Router<ApiState> {
 /// The complete application: routes, version handling, body limit, 404 fallback.
 pub fn app(state: ApiState) -> Router {
     routes()
+        .merge(crate::native::routes())
         // A known path with another method is Docker's 404, not axum's 405 (and not the engine's).
         .method_not_allowed_fallback(|| async {
             ApiError::not_found("page not found").into_response()

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod diff;
 pub mod plan;
+pub mod source;
 mod versions;
 
 use shoal_store::StoreError;

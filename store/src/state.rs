@@ -23,7 +23,7 @@ pub type ObjectMap = OrdMap<Id, Arc<Object>>;
 pub struct State {
     /// Revision (Raft log index) of the last applied entry.
     pub revision: u64,
-    objects: [ObjectMap; 7],
+    objects: [ObjectMap; Kind::ALL.len()],
     names: HashMap<(Kind, String), String>,
     tasks_by_service: OrdSet<(Id, Id)>,
     tasks_by_node: OrdSet<(Id, Id)>,

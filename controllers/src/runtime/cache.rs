@@ -24,12 +24,16 @@ struct TaskEntry {
 }
 
 /// The kinds the controllers watch.
-pub const WATCHED_KINDS: [Kind; 5] = [
+pub const WATCHED_KINDS: [Kind; 9] = [
     Kind::Cluster,
     Kind::Node,
     Kind::Service,
     Task::KIND,
     Kind::Network,
+    Kind::Secret,
+    Kind::Config,
+    Kind::Stack,
+    Kind::StackRevision,
 ];
 
 /// A consistent snapshot of the watched objects at [`Cache::revision`].
@@ -40,6 +44,10 @@ pub struct Cache {
     nodes: Objects,
     services: Objects,
     networks: Objects,
+    secrets: Objects,
+    configs: Objects,
+    stacks: Objects,
+    stack_revisions: Objects,
     tasks: OrdMap<Arc<str>, TaskEntry>,
     tasks_by_service: OrdSet<(Arc<str>, Arc<str>)>,
     tasks_by_node: OrdSet<(Arc<str>, Arc<str>)>,
@@ -71,8 +79,34 @@ impl Cache {
             Kind::Node => Some(&mut self.nodes),
             Kind::Service => Some(&mut self.services),
             Kind::Network => Some(&mut self.networks),
-            _ => None,
+            Kind::Secret => Some(&mut self.secrets),
+            Kind::Config => Some(&mut self.configs),
+            Kind::Stack => Some(&mut self.stacks),
+            Kind::StackRevision => Some(&mut self.stack_revisions),
+            Kind::Task => None,
         }
+    }
+
+    fn map(&self, kind: Kind) -> Option<&Objects> {
+        match kind {
+            Kind::Cluster => Some(&self.clusters),
+            Kind::Node => Some(&self.nodes),
+            Kind::Service => Some(&self.services),
+            Kind::Network => Some(&self.networks),
+            Kind::Secret => Some(&self.secrets),
+            Kind::Config => Some(&self.configs),
+            Kind::Stack => Some(&self.stacks),
+            Kind::StackRevision => Some(&self.stack_revisions),
+            Kind::Task => None,
+        }
+    }
+
+    /// Every object of a watched kind other than tasks, ordered by id.
+    pub fn list<T: StoreObject>(&self) -> impl Iterator<Item = Obj<T>> + '_ {
+        self.map(T::KIND)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(typed)
     }
 
     /// Inserts or replaces an object (kinds the controllers do not watch are ignored).
@@ -159,12 +193,8 @@ impl Cache {
     /// One untyped object.
     pub fn get_object(&self, kind: Kind, id: &str) -> Option<&Arc<Object>> {
         match kind {
-            Kind::Cluster => self.clusters.get(id),
-            Kind::Node => self.nodes.get(id),
-            Kind::Service => self.services.get(id),
-            Kind::Network => self.networks.get(id),
             Kind::Task => self.tasks.get(id).map(|e| &e.object),
-            _ => None,
+            other => self.map(other)?.get(id),
         }
     }
 
@@ -221,12 +251,8 @@ impl Cache {
     /// Number of objects of a watched kind.
     pub fn count(&self, kind: Kind) -> usize {
         match kind {
-            Kind::Cluster => self.clusters.len(),
-            Kind::Node => self.nodes.len(),
-            Kind::Service => self.services.len(),
-            Kind::Network => self.networks.len(),
             Kind::Task => self.tasks.len(),
-            _ => 0,
+            other => self.map(other).map_or(0, |m| m.len()),
         }
     }
 

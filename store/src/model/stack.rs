@@ -102,6 +102,28 @@ pub struct StackStatus {
     /// Ready / Progressing / Degraded.
     #[serde(rename = "Conditions", default)]
     pub conditions: Vec<Condition>,
+    /// Each service's health, by service name.
+    #[serde(rename = "Services", default)]
+    pub services: std::collections::BTreeMap<String, ServiceHealth>,
+}
+
+/// A service's health as the stack controller sees it. Kept on the stack, not on the service:
+/// writing it to the service would change the service's version with every task change, and
+/// the `docker service update` of a user who read the version a moment before would fail.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceHealth {
+    /// The service version (store revision of its last change) the conditions describe.
+    #[serde(rename = "ObservedGeneration", default)]
+    pub observed_generation: u64,
+    /// Tasks wanted (replicas; for global services, the nodes with a task to run).
+    #[serde(rename = "Desired", default)]
+    pub desired: u64,
+    /// Tasks running the current spec.
+    #[serde(rename = "Running", default)]
+    pub running: u64,
+    /// Ready / Progressing / Degraded.
+    #[serde(rename = "Conditions", default)]
+    pub conditions: Vec<Condition>,
 }
 
 /// A condition in the Kubernetes sense: a named boolean with a reason.

@@ -1,0 +1,199 @@
+//! `/shoal/v1/stacks`: plan, apply, rollback, history and status of stacks (see
+//! [`crate::stack`]). Bodies and answers are JSON with snake_case fields; errors are
+//! `{"message": "..."}` with 400 (invalid input, nothing written), 404, 409 (another owner, a
+//! concurrent change, a stale plan token) or 503 (not a manager).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use shoal_store::model::{Stack, StackRevision};
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::ApiState;
+use crate::stack::apply::{self, Applied, ApplyOptions};
+use crate::stack::plan::Plan;
+use crate::stack::source::{self, ApplyBody};
+use crate::stack::StackError;
+
+impl From<StackError> for ApiError {
+    fn from(e: StackError) -> Self {
+        match e {
+            StackError::Invalid(m) => ApiError::bad_request(m),
+            StackError::Conflict(m) => ApiError::conflict(m),
+            StackError::NotFound(m) => ApiError::not_found(m),
+            StackError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /shoal/v1/stacks/{name}/plan`: what an apply of the body would do; writes nothing.
+pub async fn plan(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Json(body): Json<ApplyBody>,
+) -> ApiResult<Json<Plan>> {
+    let store = state.manager_store().await?;
+    let desired = source::desired(&name, &body)?;
+    Ok(Json(apply::plan(&store, &desired).await?))
+}
+
+/// `POST /shoal/v1/stacks/{name}/apply`: the whole stack in one transaction (or a dry run).
+pub async fn apply(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Json(body): Json<ApplyBody>,
+) -> ApiResult<Json<Applied>> {
+    let store = state.manager_store().await?;
+    let desired = source::desired(&name, &body)?;
+    let opts = ApplyOptions {
+        dry_run: body.dry_run,
+        plan_token: body.plan_token.clone(),
+    };
+    Ok(Json(apply::apply(&store, &desired, &opts).await?))
+}
+
+/// The body of a rollback.
+#[derive(Debug, Default, Deserialize)]
+pub struct RollbackBody {
+    /// The revision to go back to (default: the one before the current).
+    #[serde(default)]
+    pub to: Option<u64>,
+    /// Only plan.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Who rolls back.
+    #[serde(default)]
+    pub applied_by: String,
+}
+
+/// `POST /shoal/v1/stacks/{name}/rollback`: applies an earlier revision's objects (pruning
+/// what it did not have), recorded as a new revision.
+pub async fn rollback(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Json(body): Json<RollbackBody>,
+) -> ApiResult<Json<Applied>> {
+    let store = state.manager_store().await?;
+    let view = store.linearizable_view().await.map_err(StackError::from)?;
+    let desired = apply::rollback_desired(&view, &name, body.to, &body.applied_by)?;
+    let opts = ApplyOptions {
+        dry_run: body.dry_run,
+        plan_token: None,
+    };
+    Ok(Json(apply::apply(&store, &desired, &opts).await?))
+}
+
+/// A stack as listed.
+#[derive(Serialize)]
+struct Summary {
+    name: String,
+    revision: u64,
+    services: usize,
+    networks: usize,
+    secrets: usize,
+    configs: usize,
+    conditions: Value,
+}
+
+fn summary(s: &Stack) -> Summary {
+    let count = |k| s.inventory.iter().filter(|i| i.kind == k).count();
+    use shoal_store::model::Kind;
+    Summary {
+        name: s.spec.name.clone(),
+        revision: s.revision,
+        services: count(Kind::Service),
+        networks: count(Kind::Network),
+        secrets: count(Kind::Secret),
+        configs: count(Kind::Config),
+        conditions: serde_json::to_value(&s.status.conditions).unwrap_or(Value::Null),
+    }
+}
+
+/// `GET /shoal/v1/stacks`.
+pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    let mut stacks: Vec<Summary> = view.list::<Stack>().map(|s| summary(&s)).collect();
+    stacks.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(json!(stacks)))
+}
+
+/// `GET /shoal/v1/stacks/{name}`: the stack object (inventory, revision, status).
+pub async fn inspect(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Stack>> {
+    let store = state.manager_store().await?;
+    Ok(Json(apply::stack(&store.view(), &name)?))
+}
+
+/// Query of `history`: `diff=A,B` for the field differences between two revisions.
+#[derive(Debug, Default, Deserialize)]
+pub struct HistoryQuery {
+    /// `A,B`.
+    #[serde(default)]
+    pub diff: Option<String>,
+}
+
+/// A revision as the history lists it (without its objects).
+fn revision_summary(r: &StackRevision) -> Value {
+    json!({
+        "number": r.number,
+        "applied_at": r.applied_at,
+        "applied_by": r.applied_by,
+        "cause": r.cause,
+        "source_digest": r.source_digest,
+        "services": r.objects.services.len(),
+        "result": r.result,
+        "store_revision": r.meta.version.index,
+    })
+}
+
+/// `GET /shoal/v1/stacks/{name}/history[?diff=A,B]`.
+pub async fn history(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    let store = state.manager_store().await?;
+    let view = store.view();
+    if let Some(pair) = q.diff {
+        let parse = |s: &str| s.trim().parse::<u64>().ok();
+        let Some((a, b)) = pair.split_once(',').and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
+        else {
+            return Err(ApiError::bad_request(format!(
+                "diff={pair:?}: give two revision numbers, e.g. diff=1,2"
+            )));
+        };
+        let (ra, rb) = (
+            apply::revision(&view, &name, a)?,
+            apply::revision(&view, &name, b)?,
+        );
+        let objects: Vec<Value> = apply::revision_diff(&ra, &rb)
+            .into_iter()
+            .map(|(object, fields)| json!({"object": object, "fields": fields}))
+            .collect();
+        return Ok(Json(json!({"from": a, "to": b, "objects": objects})));
+    }
+    let revisions: Vec<Value> = apply::history(&view, &name)?
+        .iter()
+        .map(revision_summary)
+        .collect();
+    Ok(Json(json!(revisions)))
+}
+
+/// `GET /shoal/v1/stacks/{name}/revisions/{number}`: one revision with its objects (secret
+/// data left out).
+pub async fn revision(
+    State(state): State<ApiState>,
+    Path((name, number)): Path<(String, u64)>,
+) -> ApiResult<(StatusCode, Json<StackRevision>)> {
+    let store = state.manager_store().await?;
+    let mut r = apply::revision(&store.view(), &name, number)?;
+    for s in &mut r.objects.secrets {
+        s.data.clear();
+    }
+    Ok((StatusCode::OK, Json(r)))
+}
