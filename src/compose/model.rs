@@ -51,7 +51,6 @@ pub struct Service {
     pub logging: Option<Logging>,
     /// Networks by name; `None` when listed without options.
     pub networks: BTreeMap<String, Option<ServiceNetwork>>,
-    pub oom_score_adj: i64,
     pub ports: Vec<Port>,
     pub read_only: bool,
     /// `restart` (only used when `deploy.restart_policy` is absent).

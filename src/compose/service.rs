@@ -81,7 +81,11 @@ pub fn service(cx: &mut Cx, name: &str, n: &Node) -> Result<Service> {
             "labels" => s.labels = cx.labels(v, &p)?,
             "logging" => s.logging = Some(logging(cx, v, &p)?),
             "networks" => s.networks = networks(cx, v, &p)?,
-            "oom_score_adj" => s.oom_score_adj = cx.int(v, &p)?,
+            "oom_score_adj" => {
+                cx.int(v, &p)?;
+                // docker/cli's loader has no mapstructure tag for it, so it never reaches the spec.
+                cx.warn(k.line, &p, "ignored: docker stack deploy drops it");
+            }
             "ports" => s.ports = ports(cx, v, &p)?,
             "read_only" => s.read_only = cx.boolean(v, &p)?,
             "restart" => {

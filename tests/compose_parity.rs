@@ -1,0 +1,440 @@
+//! `shoal::compose` against the real `docker stack deploy`: for real compose files from public
+//! projects (and shoal's own kitchen-sink file, merged with an override), one daemon gets the
+//! stack from `docker stack deploy`, another gets the objects `compose::load` produces, created
+//! through the Docker API as the apply step will (secret and config ids looked up by name), and
+//! every service, network, secret and config spec must come back the same from both.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{swarm, Daemon, Out};
+use serde_json::{json, Value};
+use shoal::compose::{self, ComposeInput, SourceFile};
+
+const STACK: &str = "st";
+
+/// One deployment to compare.
+struct Case<'a> {
+    /// Files under tests/compose, merged in order.
+    files: &'a [&'a str],
+    /// The environment `docker stack deploy` runs with (besides PATH and HOME).
+    env: &'a [(&'a str, &'a str)],
+    /// Overlay networks the file declares external (created first on both daemons).
+    external_networks: &'a [&'a str],
+    /// Secrets the file declares external (created first on both daemons).
+    external_secrets: &'a [&'a str],
+    /// Subnets the files declare (compared; the ones the allocator picks are not).
+    declared_subnets: &'a [&'a str],
+}
+
+fn docker_with_env(d: &Daemon, args: &[&str], env: &BTreeMap<String, String>) -> Out {
+    let out = Command::new("docker")
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+        .current_dir(d.dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI runs (it is required: install docker-ce-cli)");
+    Out {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ok: out.status.success(),
+    }
+}
+
+fn post(d: &Daemon, path: &str, body: &Value) -> Value {
+    let (status, text) = d.curl("POST", path, Some(body.to_string().as_bytes()));
+    assert!(
+        (200..300).contains(&status),
+        "POST {path} -> {status}: {text}\nbody: {body:#}"
+    );
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// The environment both sides see: the case's variables, PATH, and HOME (the daemon's dir).
+fn environment(d: &Daemon, case: &Case) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = case
+        .env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    env.insert("HOME".into(), d.dir().display().to_string());
+    env
+}
+
+/// Writes the compose files and the files they name (made-up contents) into the daemon's dir.
+fn write_files(d: &Daemon, case: &Case, env: &BTreeMap<String, String>) -> Vec<SourceFile> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose");
+    let files: Vec<SourceFile> = case
+        .files
+        .iter()
+        .map(|f| SourceFile {
+            name: f.to_string(),
+            content: std::fs::read_to_string(here.join(f)).expect("test compose file"),
+        })
+        .collect();
+    for f in &files {
+        d.write_file(&f.name, &f.content);
+    }
+    let refs = compose::references(&files, env).expect("references");
+    for path in &refs.files {
+        let full = d.dir().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        let content = if path.ends_with(".env") {
+            "# made up for the test\nFROM_FILE=1\nPORT=1\nBARE\n".to_string()
+        } else {
+            format!("contents of {path}\n")
+        };
+        std::fs::write(full, content).unwrap();
+    }
+    files
+}
+
+/// Creates the case's external networks and secrets.
+fn externals(d: &Daemon, case: &Case) {
+    for n in case.external_networks {
+        d.ok(&["network", "create", "-d", "overlay", n]);
+    }
+    for s in case.external_secrets {
+        let path = d.write_file(&format!("external-{s}"), s);
+        d.ok(&["secret", "create", s, path.to_str().unwrap()]);
+    }
+}
+
+/// Side A: `docker stack deploy`.
+fn deploy_with_docker(case: &Case) -> Daemon {
+    let d = swarm("compose-cli");
+    externals(&d, case);
+    let env = environment(&d, case);
+    write_files(&d, case, &env);
+    let mut args = vec!["stack", "deploy", "--resolve-image", "never"];
+    for f in case.files {
+        args.extend(["-c", f]);
+    }
+    args.push(STACK);
+    let out = docker_with_env(&d, &args, &env);
+    assert!(
+        out.ok,
+        "docker stack deploy failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    d
+}
+
+/// Side B: `compose::load`, then the objects created through the Docker API.
+fn deploy_with_loader(case: &Case) -> (Daemon, compose::LoadedStack) {
+    let d = swarm("compose-api");
+    externals(&d, case);
+    let env = environment(&d, case);
+    let files = write_files(&d, case, &env);
+    let refs = compose::references(&files, &env).expect("references");
+    let attachments: BTreeMap<String, Vec<u8>> = refs
+        .files
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(d.dir().join(p)).unwrap()))
+        .collect();
+    // What the CLI would send: the variables the files use, those env files name bare.
+    let mut wanted = refs.variables.clone();
+    for (path, content) in &attachments {
+        if path.ends_with(".env") {
+            wanted.extend(compose::env_file_variables(content));
+        }
+    }
+    let stack = compose::load(&ComposeInput {
+        stack: STACK.into(),
+        files,
+        env: env
+            .into_iter()
+            .filter(|(k, _)| wanted.contains(k))
+            .collect(),
+        attachments,
+        working_dir: d.dir().display().to_string(),
+    })
+    .unwrap_or_else(|e| panic!("compose::load refused what docker stack deploy took: {e}"));
+
+    for body in stack.networks.values() {
+        post(&d, "/networks/create", body);
+    }
+    let mut ids = BTreeMap::new();
+    for (name, body) in &stack.secrets {
+        ids.insert(
+            name.clone(),
+            post(&d, "/secrets/create", body)["ID"].clone(),
+        );
+    }
+    for (name, body) in &stack.configs {
+        ids.insert(
+            name.clone(),
+            post(&d, "/configs/create", body)["ID"].clone(),
+        );
+    }
+    for kind in ["secrets", "configs"] {
+        for obj in d.get_json(&format!("/{kind}")).as_array().unwrap() {
+            ids.insert(
+                obj["Spec"]["Name"].as_str().unwrap().to_string(),
+                obj["ID"].clone(),
+            );
+        }
+    }
+    for body in stack.services.values() {
+        let mut body = body.clone();
+        let container = &mut body["TaskTemplate"]["ContainerSpec"];
+        for (list, id, name) in [
+            ("Secrets", "SecretID", "SecretName"),
+            ("Configs", "ConfigID", "ConfigName"),
+        ] {
+            if let Some(refs) = container[list].as_array_mut() {
+                for r in refs {
+                    let n = r[name].as_str().unwrap().to_string();
+                    r[id] = ids
+                        .get(&n)
+                        .cloned()
+                        .unwrap_or_else(|| panic!("no id for {n}"));
+                }
+            }
+        }
+        post(&d, "/services/create", &body);
+    }
+    (d, stack)
+}
+
+/// The stack's objects of one kind, by name, as the daemon shows them (ids replaced by names,
+/// volatile fields dropped).
+fn objects(d: &Daemon, kind: &str, declared_subnets: &[&str]) -> BTreeMap<String, Value> {
+    let filter = format!("{{\"label\":[\"com.docker.stack.namespace={STACK}\"]}}");
+    let list = d.get_json(&format!("/{kind}?filters={}", urlencode(&filter)));
+    let mut names_by_id = BTreeMap::new();
+    for kind in ["networks", "secrets", "configs"] {
+        for o in d.get_json(&format!("/{kind}")).as_array().unwrap() {
+            let id = o.get("Id").or_else(|| o.get("ID")).unwrap().clone();
+            let name = o
+                .get("Name")
+                .or_else(|| o["Spec"].get("Name"))
+                .unwrap()
+                .clone();
+            names_by_id.insert(id.as_str().unwrap().to_string(), name);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for o in list.as_array().unwrap() {
+        let (name, mut v) = match kind {
+            "networks" => {
+                let mut n = o.clone();
+                let m = n.as_object_mut().unwrap();
+                for volatile in ["Id", "Created", "Containers", "Peers", "Services"] {
+                    m.remove(volatile);
+                }
+                if let Some(opts) = m.get_mut("Options").and_then(Value::as_object_mut) {
+                    opts.remove("com.docker.network.driver.overlay.vxlanid_list");
+                }
+                if let Some(ipam) = m.get_mut("IPAM").and_then(Value::as_object_mut) {
+                    // Subnets the allocator picks differ between daemons; declared ones match.
+                    if let Some(cfgs) = ipam.get_mut("Config").and_then(Value::as_array_mut) {
+                        for c in cfgs.iter_mut().filter_map(Value::as_object_mut) {
+                            let subnet = c.get("Subnet").and_then(Value::as_str).unwrap_or("");
+                            if !declared_subnets.contains(&subnet) {
+                                c.remove("Subnet");
+                                c.remove("Gateway");
+                            }
+                        }
+                    }
+                }
+                (o["Name"].as_str().unwrap().to_string(), n)
+            }
+            _ => (
+                o["Spec"]["Name"].as_str().unwrap().to_string(),
+                o["Spec"].clone(),
+            ),
+        };
+        replace_ids(&mut v, &names_by_id);
+        replace_dir(&mut v, &d.dir().display().to_string());
+        out.insert(name, v);
+    }
+    out
+}
+
+fn replace_ids(v: &mut Value, names_by_id: &BTreeMap<String, Value>) {
+    match v {
+        Value::String(s) => {
+            if let Some(name) = names_by_id.get(s.as_str()) {
+                *v = json!(format!("<id of {}>", name.as_str().unwrap_or_default()));
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_ids(x, names_by_id)),
+        Value::Object(o) => o.values_mut().for_each(|x| replace_ids(x, names_by_id)),
+        _ => {}
+    }
+}
+
+/// Bind mounts are relative to each daemon's own directory.
+fn replace_dir(v: &mut Value, dir: &str) {
+    match v {
+        Value::String(s) if s.starts_with(dir) => *s = s.replacen(dir, "<dir>", 1),
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_dir(x, dir)),
+        Value::Object(o) => o.values_mut().for_each(|x| replace_dir(x, dir)),
+        _ => {}
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every difference between two JSON values, as `path: a != b` lines.
+fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                diff(&format!("{path}.{k}"), va, vb, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: docker stack deploy {a} != shoal {b}")),
+        _ => {}
+    }
+}
+
+fn compare(case: &Case) {
+    let cli = deploy_with_docker(case);
+    let (api, stack) = deploy_with_loader(case);
+    assert!(!stack.services.is_empty(), "the loader produced no service");
+    let mut differences = Vec::new();
+    let mut counts = Vec::new();
+    for kind in ["services", "networks", "secrets", "configs"] {
+        let a = objects(&cli, kind, case.declared_subnets);
+        let b = objects(&api, kind, case.declared_subnets);
+        counts.push(format!("{} {kind}", a.len()));
+        let names_a: Vec<&String> = a.keys().collect();
+        let names_b: Vec<&String> = b.keys().collect();
+        if names_a != names_b {
+            differences.push(format!(
+                "{kind}: docker stack deploy made {names_a:?}, shoal {names_b:?}"
+            ));
+            continue;
+        }
+        for (name, va) in &a {
+            diff(&format!("{kind}/{name}"), va, &b[name], &mut differences);
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differ ({}):\n{}",
+        case.files.join(" + "),
+        counts.join(", "),
+        differences.join("\n")
+    );
+    let a_services = objects(&cli, "services", &[]);
+    assert_eq!(
+        a_services.len(),
+        stack.services.len(),
+        "the comparison saw every service"
+    );
+}
+
+#[test]
+fn voting_app() {
+    compare(&Case {
+        files: &["voting-app.yml"],
+        env: &[],
+        external_networks: &[],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+}
+
+#[test]
+fn atsea_shop_with_a_secret() {
+    compare(&Case {
+        files: &["atsea-shop.yml"],
+        env: &[],
+        external_networks: &[],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+}
+
+#[test]
+fn swarmprom_behind_traefik() {
+    compare(&Case {
+        files: &["swarmprom-traefik.yml"],
+        env: &[
+            ("DOMAIN", "example.com"),
+            ("ADMIN_USER", "admin"),
+            ("HASHED_PASSWORD", "$apr1$x$y"),
+        ],
+        external_networks: &["traefik-public"],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+}
+
+#[test]
+fn dogvscat_ghost_with_secret_and_anchors() {
+    compare(&Case {
+        files: &["dogvscat-ghost.yml"],
+        env: &[],
+        external_networks: &["proxy"],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+}
+
+#[test]
+fn dogvscat_elk_with_configs() {
+    compare(&Case {
+        files: &["dogvscat-elk.yml"],
+        env: &[("KIBANA_USER", "kibana")],
+        external_networks: &["proxy"],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+}
+
+#[test]
+fn dogvscat_traefik_proxy() {
+    compare(&Case {
+        files: &["dogvscat-proxy.yml"],
+        env: &[],
+        external_networks: &[],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+}
+
+#[test]
+fn kitchen_sink_with_override() {
+    compare(&Case {
+        files: &["kitchen-sink.yml", "kitchen-sink.override.yml"],
+        env: &[
+            ("PY_TAG", "3.12"),
+            ("FROM_CALLER", "from-env"),
+            ("BARE", "bare"),
+        ],
+        external_networks: &[],
+        external_secrets: &["shared-ca-bundle"],
+        declared_subnets: &["10.200.0.0/24"],
+    });
+}
