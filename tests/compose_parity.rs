@@ -438,3 +438,125 @@ fn kitchen_sink_with_override() {
         declared_subnets: &["10.200.0.0/24"],
     });
 }
+
+/// Files `docker stack deploy` refuses: the loader refuses them too, naming file, line and key.
+#[test]
+fn refuses_what_docker_stack_deploy_refuses() {
+    let d = swarm("compose-refuse");
+    let env = BTreeMap::from([(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_default(),
+    )]);
+    let cases: &[(&str, &str)] = &[
+        (
+            "services:\n  web:\n    image: nginx\n    replica: 2\n",
+            "bad.yml:4: services.web: additional property replica is not allowed",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    deploy:\n      replicas: \"2\"\n",
+            "bad.yml:5: services.web.deploy.replicas: must be an integer",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    environment:\n      DEBUG: true\n",
+            "bad.yml:5: services.web.environment.DEBUG: must be a string, number or null",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    deploy:\n      resources:\n        limits:\n          cpus: 0.5\n",
+            "bad.yml:7: services.web.deploy.resources.limits.cpus: must be a string",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    stop_grace_period: 10\n",
+            "bad.yml:4: services.web.stop_grace_period: must be a string",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    healthcheck:\n      interval: 10 seconds\n",
+            "bad.yml:5: services.web.healthcheck.interval: must be a duration",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    cpu_shares: 512\n",
+            "bad.yml:4: services.web.cpu_shares: not supported by docker stack deploy",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    ports:\n      - \"80:80/icmp\"\n",
+            "bad.yml:5: services.web.ports[0]: invalid proto",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    networks: [back]\n",
+            "bad.yml:4: services.web.networks: undefined network \"back\"",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    secrets: [pw]\n",
+            "bad.yml:4: services.web.secrets: undefined secret \"pw\"",
+        ),
+        (
+            "services:\n  web:\n    image: ${IMAGE?IMAGE must be set}\n",
+            "bad.yml:3: services.web.image: required variable IMAGE is missing a value",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    command: echo 5$\n",
+            "bad.yml:4: services.web.command: invalid interpolation format",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    deploy:\n      mode: global\n      replicas: 2\n",
+            "bad.yml:6: services.web.deploy.replicas: replicas can only be used",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n    deploy:\n      mode: daemon\n",
+            "bad.yml:5: services.web.deploy.mode: Unknown mode: daemon",
+        ),
+        (
+            "services:\n  web:\n    image: Nginx\n",
+            "bad.yml:3: services.web.image: invalid image reference",
+        ),
+        (
+            "services:\n  web:\n    deploy:\n      replicas: 1\n",
+            "bad.yml:2: services.web.image: invalid image reference for service web: no image specified",
+        ),
+        (
+            "services:\n  web:\n    image: nginx\n  web:\n    image: redis\n",
+            "bad.yml:4: invalid YAML: duplicate mapping key",
+        ),
+        ("version: \"2.4\"\nservices: {}\n", "bad.yml:1: version: unsupported Compose file version: 2.4"),
+        ("services:\nnetworks: {}\n", "bad.yml:1: services: must be a mapping, got null"),
+        ("services: {}\nname: app\n", "bad.yml:2: additional property name is not allowed"),
+    ];
+    let mut problems = Vec::new();
+    for (text, want) in cases {
+        d.write_file("bad.yml", text);
+        let out = docker_with_env(
+            &d,
+            &[
+                "stack",
+                "deploy",
+                "--resolve-image",
+                "never",
+                "-c",
+                "bad.yml",
+                STACK,
+            ],
+            &env,
+        );
+        if out.ok {
+            problems.push(format!("docker stack deploy took:\n{text}"));
+        }
+        let loaded = compose::load(&ComposeInput {
+            stack: STACK.into(),
+            files: vec![SourceFile {
+                name: "bad.yml".into(),
+                content: text.to_string(),
+            }],
+            working_dir: d.dir().display().to_string(),
+            ..Default::default()
+        });
+        match loaded {
+            Ok(_) => problems.push(format!("compose::load took:\n{text}")),
+            Err(e) if !e.to_string().starts_with(want) => problems.push(format!(
+                "compose::load said {e}\nwanted {want}...\nfor:\n{text}"
+            )),
+            Err(_) => {}
+        }
+        // What the CLI created before failing (networks) must not leak into the next case.
+        let _ = docker_with_env(&d, &["stack", "rm", STACK], &env);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}

@@ -4,6 +4,7 @@
 //! them), duplicate list items, durations and port formats. The top level and the swarm objects
 //! (networks, volumes, secrets, configs) are here; services are in `service.rs`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::error::{ComposeError, Result};
@@ -27,6 +28,32 @@ pub struct Cx<'a> {
     pub attachments: &'a BTreeMap<String, Vec<u8>>,
     /// Where warnings go.
     pub warnings: &'a mut Vec<String>,
+    /// Where each key was seen (file, line), for errors found after the files are merged.
+    pub locations: &'a RefCell<Locations>,
+}
+
+/// Key paths (`services.web.networks`) to the file and line that last set them.
+pub type Locations = BTreeMap<String, (String, usize)>;
+
+/// Gives an error found after merging (a key, no file) the file and line of its key, or of the
+/// closest enclosing key that was recorded.
+pub fn locate(mut e: ComposeError, locations: &Locations) -> ComposeError {
+    if e.file.is_some() {
+        return e;
+    }
+    let Some(key) = e.key.clone() else { return e };
+    let mut probe = key.as_str();
+    loop {
+        if let Some((file, line)) = locations.get(probe) {
+            e.file = Some(file.clone());
+            e.line = Some(*line);
+            return e;
+        }
+        match probe.rfind(['.', '[']) {
+            Some(i) => probe = &probe[..i],
+            None => return e,
+        }
+    }
 }
 
 /// What to do with a key an object does not know.
@@ -107,7 +134,13 @@ impl Cx<'_> {
     /// The entries of a mapping.
     pub fn entries<'n>(&self, n: &'n Node, path: &str) -> Result<&'n [(Key, Node)]> {
         match &n.value {
-            Value::Map(entries) => Ok(entries),
+            Value::Map(entries) => {
+                let mut locations = self.locations.borrow_mut();
+                for (k, _) in entries {
+                    locations.insert(join(path, &k.name), (self.file.to_string(), k.line));
+                }
+                Ok(entries)
+            }
             _ => Err(self.wrong(n, path, "a mapping")),
         }
     }
@@ -379,9 +412,6 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
                 cx.string(value, path)?;
             }
             "services" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
                     let svc = service::service(cx, &name.name, def)?;
@@ -389,18 +419,12 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
                 }
             }
             "networks" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 for (name, def) in cx.entries(value, path)? {
                     let net = network(cx, &name.name, def, &join(path, &name.name))?;
                     cfg.networks.insert(name.name.clone(), net);
                 }
             }
             "volumes" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
                     let vol = volume(cx, &name.name, def, &join(path, &name.name))?;
@@ -408,9 +432,6 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
                 }
             }
             "secrets" | "configs" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 let kind = &path[..path.len() - 1];
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;

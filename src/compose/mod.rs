@@ -142,6 +142,7 @@ pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
     let mut unset = BTreeSet::new();
     let mut configs = Vec::new();
     let mut first_version: Option<String> = None;
+    let locations = std::cell::RefCell::new(decode::Locations::new());
     for file in &input.files {
         let mut root = yaml::parse(&file.name, &file.content)?;
         let version = version(&file.name, &root)?;
@@ -166,6 +167,7 @@ pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
             lookup: &lookup,
             attachments: &input.attachments,
             warnings: &mut warnings,
+            locations: &locations,
         };
         configs.push(decode::config(&mut cx, &root)?);
     }
@@ -178,16 +180,20 @@ pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
     let first = configs.next().expect("at least one file");
     let cfg = merge::merge(first, configs.collect());
 
+    let locations = locations.into_inner();
+    let located = |e| decode::locate(e, &locations);
     let (networks, external_networks) = objects::networks(stack, &cfg);
     let (secrets, external_secrets) =
-        objects::file_objects(stack, "secret", &cfg.secrets, &input.attachments)?;
+        objects::file_objects(stack, "secret", &cfg.secrets, &input.attachments)
+            .map_err(located)?;
     let (configs, external_configs) =
-        objects::file_objects(stack, "config", &cfg.configs, &input.attachments)?;
+        objects::file_objects(stack, "config", &cfg.configs, &input.attachments)
+            .map_err(located)?;
     let mut services = BTreeMap::new();
     for (name, svc) in &cfg.services {
         services.insert(
             objects::scope(stack, name),
-            convert::service(stack, name, svc, &cfg)?,
+            convert::service(stack, name, svc, &cfg).map_err(located)?,
         );
     }
     Ok(LoadedStack {

@@ -193,7 +193,7 @@ fn errors_name_file_line_and_key() {
     let e = load1("services:\n  web:\n    image: nginx\n    networks: [back]\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "services.web.networks: undefined network \"back\""
+        "stack.yml:4: services.web.networks: undefined network \"back\""
     );
     let e = load1("version: 3.8\nservices: {}\n").unwrap_err();
     assert!(
