@@ -519,6 +519,14 @@ fn refuses_what_docker_stack_deploy_refuses() {
         ("version: \"2.4\"\nservices: {}\n", "bad.yml:1: version: unsupported Compose file version: 2.4"),
         ("services:\nnetworks: {}\n", "bad.yml:1: services: must be a mapping, got null"),
         ("services: {}\nname: app\n", "bad.yml:2: additional property name is not allowed"),
+        (
+            "version: \"3.6\"\nservices:\n  web:\n    image: nginx\n    init: true\n",
+            "bad.yml:5: services.web: additional property init is not allowed in version 3.6",
+        ),
+        (
+            "version: \"3.1\"\nservices:\n  web:\n    image: nginx\n    ports:\n      - target: 80\n",
+            "bad.yml:6: services.web.ports[0]: additional property target is not allowed in version 3.1",
+        ),
     ];
     let mut problems = Vec::new();
     for (text, want) in cases {

@@ -76,6 +76,104 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Keys docker/cli's schema only knows from a version on (`*`: any name, `[]`: any list item,
+/// `x-*`: an extension): in a file that declares an earlier version they are refused, as the
+/// earlier schema refuses them.
+const SINCE: &[(&str, &str)] = &[
+    ("secrets", "3.1"),
+    ("services.*.secrets", "3.1"),
+    ("networks.*.attachable", "3.2"),
+    ("services.*.deploy.endpoint_mode", "3.2"),
+    ("services.*.ports[].mode", "3.2"),
+    ("services.*.ports[].protocol", "3.2"),
+    ("services.*.ports[].published", "3.2"),
+    ("services.*.ports[].target", "3.2"),
+    ("services.*.volumes[].bind", "3.2"),
+    ("services.*.volumes[].consistency", "3.2"),
+    ("services.*.volumes[].read_only", "3.2"),
+    ("services.*.volumes[].source", "3.2"),
+    ("services.*.volumes[].target", "3.2"),
+    ("services.*.volumes[].type", "3.2"),
+    ("services.*.volumes[].volume", "3.2"),
+    ("configs", "3.3"),
+    ("services.*.configs", "3.3"),
+    ("services.*.credential_spec", "3.3"),
+    ("services.*.deploy.placement.preferences", "3.3"),
+    ("x-*", "3.4"),
+    ("services.*.deploy.update_config.order", "3.4"),
+    ("services.*.healthcheck.start_period", "3.4"),
+    ("volumes.*.name", "3.4"),
+    ("configs.*.name", "3.5"),
+    ("networks.*.name", "3.5"),
+    ("secrets.*.name", "3.5"),
+    (
+        "services.*.deploy.resources.reservations.generic_resources",
+        "3.5",
+    ),
+    ("services.*.isolation", "3.5"),
+    ("services.*.volumes[].tmpfs", "3.6"),
+    ("services.*.deploy.rollback_config", "3.7"),
+    ("services.*.init", "3.7"),
+    ("services.*.x-*", "3.7"),
+    ("networks.*.x-*", "3.7"),
+    ("volumes.*.x-*", "3.7"),
+    ("secrets.*.x-*", "3.7"),
+    ("configs.*.x-*", "3.7"),
+    ("configs.*.template_driver", "3.8"),
+    ("secrets.*.driver", "3.8"),
+    ("secrets.*.driver_opts", "3.8"),
+    ("secrets.*.template_driver", "3.8"),
+    ("services.*.credential_spec.config", "3.8"),
+    ("services.*.deploy.placement.max_replicas_per_node", "3.8"),
+    ("services.*.cgroupns_mode", "3.9"),
+    ("services.*.deploy.resources.limits.pids", "3.9"),
+    ("volumes.*.x-cluster-spec", "3.10"),
+    ("services.*.healthcheck.start_interval", "3.12"),
+    ("services.*.networks.*.driver_opts", "3.13"),
+    ("services.*.oom_score_adj", "3.13"),
+];
+
+/// The version from which the schema knows the key at `path`, if later than 3.0.
+fn since(path: &str) -> Option<&'static str> {
+    // `services.web.ports[0].mode` -> `services`, `web`, `ports[]`, `mode`.
+    let mut normalized = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                normalized.push('[');
+            }
+            ']' => {
+                in_index = false;
+                normalized.push(']');
+            }
+            _ if in_index => {}
+            c => normalized.push(c),
+        }
+    }
+    let segments: Vec<&str> = normalized.split('.').collect();
+    let mut found = None;
+    for (pattern, version) in SINCE {
+        let parts: Vec<&str> = pattern.split('.').collect();
+        let matches = parts.len() == segments.len()
+            && parts.iter().zip(&segments).all(|(p, s)| match *p {
+                "*" => true,
+                "x-*" => s.starts_with("x-"),
+                p => p == *s,
+            });
+        // The most specific rule wins (`volumes.*.x-cluster-spec` over `volumes.*.x-*`).
+        if matches
+            && found.is_none_or(|(p, _): (&str, &str)| {
+                !p.contains('*') || pattern.matches('*').count() < p.matches('*').count()
+            })
+        {
+            found = Some((*pattern, *version));
+        }
+    }
+    found.map(|(_, v)| v)
+}
+
 /// How a value is shown in an error.
 fn describe(v: &Value) -> String {
     match v {
@@ -137,7 +235,20 @@ impl Cx<'_> {
             Value::Map(entries) => {
                 let mut locations = self.locations.borrow_mut();
                 for (k, _) in entries {
-                    locations.insert(join(path, &k.name), (self.file.to_string(), k.line));
+                    let full = join(path, &k.name);
+                    if let Some(since) = since(&full) {
+                        if !self.version_at_least(since) {
+                            return Err(self.err(
+                                k.line,
+                                path,
+                                format!(
+                                    "additional property {} is not allowed in version {} (it needs {since} or later)",
+                                    k.name, self.version
+                                ),
+                            ));
+                        }
+                    }
+                    locations.insert(full, (self.file.to_string(), k.line));
                 }
                 Ok(entries)
             }
@@ -369,7 +480,7 @@ impl Cx<'_> {
         }
     }
 
-    /// Whether the file's version is at least `v` (for docker/cli's deprecation warnings).
+    /// Whether the file's version is at least `v`.
     fn version_at_least(&self, v: &str) -> bool {
         let parse =
             |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };

@@ -26,9 +26,9 @@
 //! path as written), and that file's directory (bind mounts with a relative source are resolved
 //! against it, as docker/cli resolves them on the client).
 //!
-//! Known differences from docker/cli: keys added in a later 3.x schema are accepted in a file
-//! that declares an earlier version (docker/cli refuses them); error texts name the line and key
-//! instead of copying docker/cli's; unset variables and ignored keys produce warnings.
+//! Known differences from docker/cli: error texts name the file, line and key instead of copying
+//! docker/cli's; unset variables and ignored keys produce warnings; the schema's type rules are
+//! those of 3.13 for every version (a key added in a later version is refused, as there).
 
 pub mod convert;
 pub mod decode;

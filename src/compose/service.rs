@@ -296,8 +296,8 @@ fn file_references(cx: &mut Cx, v: &Node, p: &str) -> Result<Vec<FileReference>>
         let mut r = FileReference::default();
         match &item.value {
             Value::Str(s) => r.source = s.clone(),
-            Value::Map(entries) => {
-                for (k, v) in entries {
+            Value::Map(_) => {
+                for (k, v) in cx.entries(item, &ip)? {
                     let kp = join(&ip, &k.name);
                     match k.name.as_str() {
                         "source" => r.source = cx.string(v, &kp)?,
@@ -460,9 +460,9 @@ fn ports(cx: &mut Cx, v: &Node, p: &str) -> Result<Vec<Port>> {
                 }
                 out.extend(ports);
             }
-            Value::Map(entries) => {
+            Value::Map(_) => {
                 let mut port = Port::default();
-                for (k, v) in entries {
+                for (k, v) in cx.entries(item, &ip)? {
                     let kp = join(&ip, &k.name);
                     match k.name.as_str() {
                         "mode" => port.mode = cx.string(v, &kp)?,
@@ -492,9 +492,9 @@ fn ulimits(cx: &mut Cx, v: &Node, p: &str) -> Result<BTreeMap<String, Ulimit>> {
     for (name, def) in cx.entries(v, p)? {
         let np = join(p, &name.name);
         let u = match &def.value {
-            Value::Map(entries) => {
+            Value::Map(_) => {
                 let (mut soft, mut hard) = (None, None);
-                for (k, v) in entries {
+                for (k, v) in cx.entries(def, &np)? {
                     let kp = join(&np, &k.name);
                     match k.name.as_str() {
                         "soft" => soft = Some(cx.int(v, &kp)?),
@@ -532,10 +532,10 @@ fn volumes(cx: &mut Cx, v: &Node, p: &str) -> Result<Vec<ServiceVolume>> {
         let ip = format!("{p}[{i}]");
         let vol = match &item.value {
             Value::Str(s) => parse_volume(s).map_err(|e| cx.err(item.line, &ip, e))?,
-            Value::Map(entries) => {
+            Value::Map(_) => {
                 let mut vol = ServiceVolume::default();
                 let mut has_type = false;
-                for (k, v) in entries {
+                for (k, v) in cx.entries(item, &ip)? {
                     let kp = join(&ip, &k.name);
                     match k.name.as_str() {
                         "type" => {
