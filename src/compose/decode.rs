@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::error::{ComposeError, Result};
-use super::model::{Config, External, FileObject, Network, Volume};
+use super::model::Config;
 use super::service;
 use super::units::{go_float, parse_duration};
 use super::yaml::{Key, Node, Value};
@@ -76,104 +76,6 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// Keys docker/cli's schema only knows from a version on (`*`: any name, `[]`: any list item,
-/// `x-*`: an extension): in a file that declares an earlier version they are refused, as the
-/// earlier schema refuses them.
-const SINCE: &[(&str, &str)] = &[
-    ("secrets", "3.1"),
-    ("services.*.secrets", "3.1"),
-    ("networks.*.attachable", "3.2"),
-    ("services.*.deploy.endpoint_mode", "3.2"),
-    ("services.*.ports[].mode", "3.2"),
-    ("services.*.ports[].protocol", "3.2"),
-    ("services.*.ports[].published", "3.2"),
-    ("services.*.ports[].target", "3.2"),
-    ("services.*.volumes[].bind", "3.2"),
-    ("services.*.volumes[].consistency", "3.2"),
-    ("services.*.volumes[].read_only", "3.2"),
-    ("services.*.volumes[].source", "3.2"),
-    ("services.*.volumes[].target", "3.2"),
-    ("services.*.volumes[].type", "3.2"),
-    ("services.*.volumes[].volume", "3.2"),
-    ("configs", "3.3"),
-    ("services.*.configs", "3.3"),
-    ("services.*.credential_spec", "3.3"),
-    ("services.*.deploy.placement.preferences", "3.3"),
-    ("x-*", "3.4"),
-    ("services.*.deploy.update_config.order", "3.4"),
-    ("services.*.healthcheck.start_period", "3.4"),
-    ("volumes.*.name", "3.4"),
-    ("configs.*.name", "3.5"),
-    ("networks.*.name", "3.5"),
-    ("secrets.*.name", "3.5"),
-    (
-        "services.*.deploy.resources.reservations.generic_resources",
-        "3.5",
-    ),
-    ("services.*.isolation", "3.5"),
-    ("services.*.volumes[].tmpfs", "3.6"),
-    ("services.*.deploy.rollback_config", "3.7"),
-    ("services.*.init", "3.7"),
-    ("services.*.x-*", "3.7"),
-    ("networks.*.x-*", "3.7"),
-    ("volumes.*.x-*", "3.7"),
-    ("secrets.*.x-*", "3.7"),
-    ("configs.*.x-*", "3.7"),
-    ("configs.*.template_driver", "3.8"),
-    ("secrets.*.driver", "3.8"),
-    ("secrets.*.driver_opts", "3.8"),
-    ("secrets.*.template_driver", "3.8"),
-    ("services.*.credential_spec.config", "3.8"),
-    ("services.*.deploy.placement.max_replicas_per_node", "3.8"),
-    ("services.*.cgroupns_mode", "3.9"),
-    ("services.*.deploy.resources.limits.pids", "3.9"),
-    ("volumes.*.x-cluster-spec", "3.10"),
-    ("services.*.healthcheck.start_interval", "3.12"),
-    ("services.*.networks.*.driver_opts", "3.13"),
-    ("services.*.oom_score_adj", "3.13"),
-];
-
-/// The version from which the schema knows the key at `path`, if later than 3.0.
-fn since(path: &str) -> Option<&'static str> {
-    // `services.web.ports[0].mode` -> `services`, `web`, `ports[]`, `mode`.
-    let mut normalized = String::with_capacity(path.len());
-    let mut in_index = false;
-    for c in path.chars() {
-        match c {
-            '[' => {
-                in_index = true;
-                normalized.push('[');
-            }
-            ']' => {
-                in_index = false;
-                normalized.push(']');
-            }
-            _ if in_index => {}
-            c => normalized.push(c),
-        }
-    }
-    let segments: Vec<&str> = normalized.split('.').collect();
-    let mut found = None;
-    for (pattern, version) in SINCE {
-        let parts: Vec<&str> = pattern.split('.').collect();
-        let matches = parts.len() == segments.len()
-            && parts.iter().zip(&segments).all(|(p, s)| match *p {
-                "*" => true,
-                "x-*" => s.starts_with("x-"),
-                p => p == *s,
-            });
-        // The most specific rule wins (`volumes.*.x-cluster-spec` over `volumes.*.x-*`).
-        if matches
-            && found.is_none_or(|(p, _): (&str, &str)| {
-                !p.contains('*') || pattern.matches('*').count() < p.matches('*').count()
-            })
-        {
-            found = Some((*pattern, *version));
-        }
-    }
-    found.map(|(_, v)| v)
-}
-
 /// How a value is shown in an error.
 fn describe(v: &Value) -> String {
     match v {
@@ -236,7 +138,7 @@ impl Cx<'_> {
                 let mut locations = self.locations.borrow_mut();
                 for (k, _) in entries {
                     let full = join(path, &k.name);
-                    if let Some(since) = since(&full) {
+                    if let Some(since) = super::versions::since(&full) {
                         if !self.version_at_least(since) {
                             return Err(self.err(
                                 k.line,
@@ -448,43 +350,9 @@ impl Cx<'_> {
             .collect())
     }
 
-    /// `external: true` or the deprecated `external: {name: x}`.
-    fn external(&mut self, n: &Node, path: &str, strict: bool) -> Result<External> {
-        match &n.value {
-            Value::Bool(b) => Ok(External {
-                external: *b,
-                name: String::new(),
-            }),
-            Value::Map(entries) => {
-                let mut e = External {
-                    external: true,
-                    name: String::new(),
-                };
-                for (k, v) in entries {
-                    match k.name.as_str() {
-                        "name" => e.name = self.string(v, &join(path, "name"))?,
-                        _ => self.unknown(
-                            k,
-                            path,
-                            if strict {
-                                Unknown::Refuse
-                            } else {
-                                Unknown::Warn
-                            },
-                        )?,
-                    }
-                }
-                Ok(e)
-            }
-            _ => Err(self.wrong(n, path, "a boolean or a mapping")),
-        }
-    }
-
     /// Whether the file's version is at least `v`.
-    fn version_at_least(&self, v: &str) -> bool {
-        let parse =
-            |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
-        parse(&self.version) >= parse(v)
+    pub fn version_at_least(&self, v: &str) -> bool {
+        super::versions::at_least(&self.version, v)
     }
 }
 
@@ -531,14 +399,16 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
             }
             "networks" => {
                 for (name, def) in cx.entries(value, path)? {
-                    let net = network(cx, &name.name, def, &join(path, &name.name))?;
+                    let net =
+                        super::definitions::network(cx, &name.name, def, &join(path, &name.name))?;
                     cfg.networks.insert(name.name.clone(), net);
                 }
             }
             "volumes" => {
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
-                    let vol = volume(cx, &name.name, def, &join(path, &name.name))?;
+                    let vol =
+                        super::definitions::volume(cx, &name.name, def, &join(path, &name.name))?;
                     cfg.volumes.insert(name.name.clone(), vol);
                 }
             }
@@ -546,7 +416,13 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
                 let kind = &path[..path.len() - 1];
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
-                    let obj = file_object(cx, kind, &name.name, def, &join(path, &name.name))?;
+                    let obj = super::definitions::file_object(
+                        cx,
+                        kind,
+                        &name.name,
+                        def,
+                        &join(path, &name.name),
+                    )?;
                     if kind == "secret" {
                         cfg.secrets.insert(name.name.clone(), obj);
                     } else {
@@ -558,174 +434,4 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
         }
     }
     Ok(cfg)
-}
-
-fn network(cx: &mut Cx, name: &str, n: &Node, path: &str) -> Result<Network> {
-    let mut net = Network::default();
-    if matches!(n.value, Value::Null) {
-        return Ok(net);
-    }
-    for (k, v) in cx.entries(n, path)? {
-        let p = join(path, &k.name);
-        match k.name.as_str() {
-            "name" => net.name = cx.string(v, &p)?,
-            "driver" => net.driver = cx.string(v, &p)?,
-            "driver_opts" => net.driver_opts = cx.string_map(v, &p, false)?,
-            "ipam" => {
-                for (ik, iv) in cx.entries(v, &p)? {
-                    let ip = join(&p, &ik.name);
-                    match ik.name.as_str() {
-                        "driver" => net.ipam_driver = cx.string(iv, &ip)?,
-                        "config" => {
-                            for (i, pool) in cx.items(iv, &ip)?.iter().enumerate() {
-                                let pp = format!("{ip}[{i}]");
-                                let mut subnet = String::new();
-                                for (pk, pv) in cx.entries(pool, &pp)? {
-                                    match pk.name.as_str() {
-                                        "subnet" => subnet = cx.string(pv, &join(&pp, "subnet"))?,
-                                        _ => cx.unknown(pk, &pp, Unknown::Refuse)?,
-                                    }
-                                }
-                                net.ipam_subnets.push(subnet);
-                            }
-                        }
-                        _ => cx.unknown(ik, &p, Unknown::Refuse)?,
-                    }
-                }
-            }
-            "external" => net.external = cx.external(v, &p, true)?,
-            "internal" => net.internal = cx.boolean(v, &p)?,
-            "attachable" => net.attachable = cx.boolean(v, &p)?,
-            "labels" => net.labels = cx.labels(v, &p)?,
-            _ => cx.unknown(k, path, Unknown::Extensions)?,
-        }
-    }
-    if net.external.external {
-        if !net.external.name.is_empty() {
-            if !net.name.is_empty() {
-                return Err(cx.err(
-                    n.line,
-                    path,
-                    format!("network {name}: network.external.name and network.name conflict; only use network.name"),
-                ));
-            }
-            if cx.version_at_least("3.5") {
-                cx.warn(n.line, path, "external.name is deprecated in favor of name");
-            }
-            net.name = std::mem::take(&mut net.external.name);
-        } else if net.name.is_empty() {
-            net.name = name.to_string();
-        }
-    }
-    Ok(net)
-}
-
-fn volume(cx: &mut Cx, name: &str, n: &Node, path: &str) -> Result<Volume> {
-    let mut vol = Volume::default();
-    if matches!(n.value, Value::Null) {
-        return Ok(vol);
-    }
-    for (k, v) in cx.entries(n, path)? {
-        let p = join(path, &k.name);
-        match k.name.as_str() {
-            "name" => vol.name = cx.string(v, &p)?,
-            "driver" => vol.driver = cx.string(v, &p)?,
-            "driver_opts" => vol.driver_opts = Some(cx.string_map(v, &p, false)?),
-            "external" => vol.external = cx.external(v, &p, true)?,
-            "labels" => vol.labels = cx.labels(v, &p)?,
-            "x-cluster-spec" => cx.warn(
-                k.line,
-                &p,
-                "ignored: docker stack deploy does not create cluster volumes",
-            ),
-            _ => cx.unknown(k, path, Unknown::Extensions)?,
-        }
-    }
-    if vol.external.external {
-        let conflict = if !vol.driver.is_empty() {
-            Some("driver")
-        } else if vol.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-            Some("driver_opts")
-        } else if !vol.labels.is_empty() {
-            Some("labels")
-        } else {
-            None
-        };
-        if let Some(key) = conflict {
-            return Err(cx.err(
-                n.line,
-                path,
-                format!(
-                    "conflicting parameters \"external\" and {key:?} specified for volume {name:?}"
-                ),
-            ));
-        }
-        if !vol.external.name.is_empty() {
-            if !vol.name.is_empty() {
-                return Err(cx.err(
-                    n.line,
-                    path,
-                    format!("volume {name}: volume.external.name and volume.name conflict; only use volume.name"),
-                ));
-            }
-            if cx.version_at_least("3.4") {
-                cx.warn(n.line, path, "external.name is deprecated in favor of name");
-            }
-            vol.name = std::mem::take(&mut vol.external.name);
-        } else if vol.name.is_empty() {
-            vol.name = name.to_string();
-        }
-    }
-    Ok(vol)
-}
-
-fn file_object(cx: &mut Cx, kind: &str, name: &str, n: &Node, path: &str) -> Result<FileObject> {
-    let mut obj = FileObject::default();
-    for (k, v) in cx.entries(n, path)? {
-        let p = join(path, &k.name);
-        match k.name.as_str() {
-            "name" => obj.name = cx.string(v, &p)?,
-            "file" => obj.file = cx.string(v, &p)?,
-            "external" => obj.external = cx.external(v, &p, false)?,
-            "labels" => obj.labels = cx.labels(v, &p)?,
-            "driver" if kind == "secret" => obj.driver = cx.string(v, &p)?,
-            "driver_opts" if kind == "secret" => obj.driver_opts = cx.string_map(v, &p, false)?,
-            "template_driver" => obj.template_driver = cx.string(v, &p)?,
-            _ => cx.unknown(k, path, Unknown::Extensions)?,
-        }
-    }
-    if obj.external.external {
-        if !obj.external.name.is_empty() {
-            if !obj.name.is_empty() {
-                return Err(cx.err(
-                    n.line,
-                    path,
-                    format!("{kind} {name}: {kind}.external.name and {kind}.name conflict; only use {kind}.name"),
-                ));
-            }
-            if cx.version_at_least("3.5") {
-                cx.warn(n.line, path, "external.name is deprecated in favor of name");
-            }
-            obj.name = std::mem::take(&mut obj.external.name);
-        } else if obj.name.is_empty() {
-            obj.name = name.to_string();
-        }
-    } else if !obj.driver.is_empty() {
-        if !obj.file.is_empty() {
-            return Err(cx.err(
-                n.line,
-                path,
-                format!(
-                    "{kind} {name}: {kind}.driver and {kind}.file conflict; only use {kind}.driver"
-                ),
-            ));
-        }
-    } else if obj.file.is_empty() {
-        return Err(cx.err(
-            n.line,
-            path,
-            format!("{kind} {name} needs a file, a driver or external: true"),
-        ));
-    }
-    Ok(obj)
 }

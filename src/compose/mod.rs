@@ -8,8 +8,9 @@
 //!    keys refused, alias budget);
 //! 2. per file: version check, docker/cli's forbidden keys (`extends`, `cpu_shares`, ... with its
 //!    fix-it messages), [`interpolate`] with the caller's environment ([`template`] has the
-//!    grammar), then [`decode`]/[`service`]: the schema's checks and the typed [`model`], short
-//!    syntaxes expanded ([`ports`], [`volume_spec`]), `env_file` ([`envfile`]) folded in;
+//!    grammar), then [`decode`] ([`service`], [`deploy`], [`definitions`]): the schema's checks
+//!    ([`versions`] for what each 3.x adds) and the typed [`model`], short syntaxes expanded
+//!    ([`ports`], [`volume_spec`]), `env_file` ([`envfile`]) folded in;
 //! 3. [`merge`] of the files in order;
 //! 4. conversion: [`objects`] (networks, secrets, configs), [`convert`] and [`mounts`]
 //!    (services), [`image`] (the image as the Docker client sends it).
@@ -32,6 +33,8 @@
 
 pub mod convert;
 pub mod decode;
+pub mod definitions;
+pub mod deploy;
 pub mod envfile;
 pub mod error;
 pub mod image;
@@ -44,6 +47,7 @@ pub mod ports;
 pub mod service;
 pub mod template;
 pub mod units;
+pub mod versions;
 pub mod volume_spec;
 pub mod yaml;
 
@@ -120,12 +124,6 @@ pub struct References {
     /// configs, secrets and `env_file` name, relative to the first compose file's directory.
     pub files: BTreeSet<String>,
 }
-
-/// The schema versions docker/cli 28 knows (`3` and no version mean 3.13).
-const VERSIONS: &[&str] = &[
-    "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12",
-    "3.13",
-];
 
 /// Loads a stack: parse, check, interpolate, merge and convert the files.
 pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
@@ -230,7 +228,7 @@ fn version(file: &str, root: &Node) -> Result<String> {
         ));
     };
     let s = if s.is_empty() || s == "3" { "3.13" } else { s };
-    if !VERSIONS.contains(&s) {
+    if !versions::VERSIONS.contains(&s) {
         return Err(ComposeError::at(
             file,
             v.line,
