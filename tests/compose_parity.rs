@@ -317,7 +317,7 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn compare(case: &Case) {
+fn compare(case: &Case) -> compose::LoadedStack {
     let cli = deploy_with_docker(case);
     let (api, stack) = deploy_with_loader(case);
     assert!(!stack.services.is_empty(), "the loader produced no service");
@@ -352,11 +352,12 @@ fn compare(case: &Case) {
         stack.services.len(),
         "the comparison saw every service"
     );
+    stack
 }
 
 #[test]
 fn voting_app() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["voting-app.yml"],
         env: &[],
         external_networks: &[],
@@ -367,7 +368,7 @@ fn voting_app() {
 
 #[test]
 fn atsea_shop_with_a_secret() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["atsea-shop.yml"],
         env: &[],
         external_networks: &[],
@@ -378,7 +379,7 @@ fn atsea_shop_with_a_secret() {
 
 #[test]
 fn swarmprom_behind_traefik() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["swarmprom-traefik.yml"],
         env: &[
             ("DOMAIN", "example.com"),
@@ -393,7 +394,7 @@ fn swarmprom_behind_traefik() {
 
 #[test]
 fn dogvscat_ghost_with_secret_and_anchors() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["dogvscat-ghost.yml"],
         env: &[],
         external_networks: &["proxy"],
@@ -404,7 +405,7 @@ fn dogvscat_ghost_with_secret_and_anchors() {
 
 #[test]
 fn dogvscat_elk_with_configs() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["dogvscat-elk.yml"],
         env: &[("KIBANA_USER", "kibana")],
         external_networks: &["proxy"],
@@ -415,7 +416,7 @@ fn dogvscat_elk_with_configs() {
 
 #[test]
 fn dogvscat_traefik_proxy() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["dogvscat-proxy.yml"],
         env: &[],
         external_networks: &[],
@@ -426,7 +427,7 @@ fn dogvscat_traefik_proxy() {
 
 #[test]
 fn kitchen_sink_with_override() {
-    compare(&Case {
+    let _ = compare(&Case {
         files: &["kitchen-sink.yml", "kitchen-sink.override.yml"],
         env: &[
             ("PY_TAG", "3.12"),
@@ -437,6 +438,39 @@ fn kitchen_sink_with_override() {
         external_secrets: &["shared-ca-bundle"],
         declared_subnets: &["10.200.0.0/24"],
     });
+}
+
+#[test]
+fn loader_corners() {
+    let stack = compare(&Case {
+        files: &["quirks.yml"],
+        env: &[("SET", "set-value"), ("FROM_CALLER", "from-env")],
+        external_networks: &[],
+        external_secrets: &[],
+        declared_subnets: &[],
+    });
+    // docker stack deploy agreed with all of these (the comparison above passed).
+    let env = &stack.services["st_quirks"]["TaskTemplate"]["ContainerSpec"]["Env"];
+    for want in [
+        "OCTAL=288",
+        "QUOTED=0440",
+        "YES_IS_A_STRING=yes",
+        "FLOAT=1",
+        "EXP=1000",
+        "BIG=1e+06",
+        "SMALL=1e-05",
+        "UNSET_DEFAULT_SEARCH=way",
+        "UNBRACED_DEFAULT=fallback",
+        "NESTED=${SET}",
+        "ESCAPED=$SET and ${SET}",
+        "FROM_CALLER=from-env",
+        "NOT_IN_CALLER",
+    ] {
+        assert!(
+            env.as_array().unwrap().contains(&json!(want)),
+            "{want} missing from {env}"
+        );
+    }
 }
 
 /// Files `docker stack deploy` refuses: the loader refuses them too, naming file, line and key.
