@@ -4,16 +4,16 @@
 //! The pipeline is docker/cli's (`cli/compose/loader`, `cli/compose/convert`,
 //! `cli/command/stack/swarm/deploy_composefile.go`), step by step, one module each:
 //!
-//! 1. [`yaml`]: each file to a located tree (YAML 1.1 octal, merge keys and anchors, duplicate
+//! 1. `yaml`: each file to a located tree (YAML 1.1 octal, merge keys and anchors, duplicate
 //!    keys refused, alias budget);
 //! 2. per file: version check, docker/cli's forbidden keys (`extends`, `cpu_shares`, ... with its
-//!    fix-it messages), [`interpolate`] with the caller's environment ([`template`] has the
-//!    grammar), then [`decode`] ([`service`], [`deploy`], [`definitions`]): the schema's checks
-//!    ([`versions`] for what each 3.x adds) and the typed [`model`], short syntaxes expanded
-//!    ([`ports`], [`volume_spec`]), `env_file` ([`envfile`]) folded in;
-//! 3. [`merge`] of the files in order;
-//! 4. conversion: [`objects`] (networks, secrets, configs), [`convert`] and [`mounts`]
-//!    (services), [`image`] (the image as the Docker client sends it).
+//!    fix-it messages), `interpolate` with the caller's environment (`template` has the
+//!    grammar), then `decode` (`service`, `deploy`, `definitions`): the schema's checks
+//!    (`versions` for what each 3.x adds) and the typed `model`, short syntaxes expanded
+//!    (`ports`, `volume_spec`), `env_file` (`envfile`) folded in;
+//! 3. `merge` of the files in order;
+//! 4. conversion: `objects` (networks, secrets, configs), `convert` and `mounts`
+//!    (services), `image` (the image as the Docker client sends it).
 //!
 //! The files are the compose specification's swarm subset as docker/cli 28 reads it (schema
 //! 3.0-3.13). shoal's own YAML form is the same schema: there is no second format, and
@@ -31,25 +31,25 @@
 //! docker/cli's; unset variables and ignored keys produce warnings; the schema's type rules are
 //! those of 3.13 for every version (a key added in a later version is refused, as there).
 
-pub mod convert;
-pub mod decode;
-pub mod definitions;
-pub mod deploy;
-pub mod envfile;
-pub mod error;
-pub mod image;
-pub mod interpolate;
-pub mod merge;
-pub mod model;
-pub mod mounts;
-pub mod objects;
-pub mod ports;
-pub mod service;
-pub mod template;
-pub mod units;
-pub mod versions;
-pub mod volume_spec;
-pub mod yaml;
+mod convert;
+mod decode;
+mod definitions;
+mod deploy;
+mod envfile;
+mod error;
+mod image;
+mod interpolate;
+mod merge;
+mod model;
+mod mounts;
+mod objects;
+mod ports;
+mod service;
+mod template;
+mod units;
+mod versions;
+mod volume_spec;
+mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 
