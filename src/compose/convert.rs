@@ -146,7 +146,6 @@ pub fn service(stack: &str, name: &str, svc: &Service, cfg: &Config) -> Result<V
         })
         .collect();
     put(&mut container, "Ulimits", json!(ulimits));
-    put(&mut container, "OomScoreAdj", json!(svc.oom_score_adj));
 
     let mut task = Map::new();
     task.insert("ContainerSpec".into(), Value::Object(container));

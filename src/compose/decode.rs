@@ -4,10 +4,11 @@
 //! them), duplicate list items, durations and port formats. The top level and the swarm objects
 //! (networks, volumes, secrets, configs) are here; services are in `service.rs`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::error::{ComposeError, Result};
-use super::model::{Config, External, FileObject, Network, Volume};
+use super::model::Config;
 use super::service;
 use super::units::{go_float, parse_duration};
 use super::yaml::{Key, Node, Value};
@@ -27,6 +28,32 @@ pub struct Cx<'a> {
     pub attachments: &'a BTreeMap<String, Vec<u8>>,
     /// Where warnings go.
     pub warnings: &'a mut Vec<String>,
+    /// Where each key was seen (file, line), for errors found after the files are merged.
+    pub locations: &'a RefCell<Locations>,
+}
+
+/// Key paths (`services.web.networks`) to the file and line that last set them.
+pub type Locations = BTreeMap<String, (String, usize)>;
+
+/// Gives an error found after merging (a key, no file) the file and line of its key, or of the
+/// closest enclosing key that was recorded.
+pub fn locate(mut e: ComposeError, locations: &Locations) -> ComposeError {
+    if e.file.is_some() {
+        return e;
+    }
+    let Some(key) = e.key.clone() else { return e };
+    let mut probe = key.as_str();
+    loop {
+        if let Some((file, line)) = locations.get(probe) {
+            e.file = Some(file.clone());
+            e.line = Some(*line);
+            return e;
+        }
+        match probe.rfind(['.', '[']) {
+            Some(i) => probe = &probe[..i],
+            None => return e,
+        }
+    }
 }
 
 /// What to do with a key an object does not know.
@@ -107,7 +134,26 @@ impl Cx<'_> {
     /// The entries of a mapping.
     pub fn entries<'n>(&self, n: &'n Node, path: &str) -> Result<&'n [(Key, Node)]> {
         match &n.value {
-            Value::Map(entries) => Ok(entries),
+            Value::Map(entries) => {
+                let mut locations = self.locations.borrow_mut();
+                for (k, _) in entries {
+                    let full = join(path, &k.name);
+                    if let Some(since) = super::versions::since(&full) {
+                        if !self.version_at_least(since) {
+                            return Err(self.err(
+                                k.line,
+                                path,
+                                format!(
+                                    "additional property {} is not allowed in version {} (it needs {since} or later)",
+                                    k.name, self.version
+                                ),
+                            ));
+                        }
+                    }
+                    locations.insert(full, (self.file.to_string(), k.line));
+                }
+                Ok(entries)
+            }
             _ => Err(self.wrong(n, path, "a mapping")),
         }
     }
@@ -304,43 +350,9 @@ impl Cx<'_> {
             .collect())
     }
 
-    /// `external: true` or the deprecated `external: {name: x}`.
-    fn external(&mut self, n: &Node, path: &str, strict: bool) -> Result<External> {
-        match &n.value {
-            Value::Bool(b) => Ok(External {
-                external: *b,
-                name: String::new(),
-            }),
-            Value::Map(entries) => {
-                let mut e = External {
-                    external: true,
-                    name: String::new(),
-                };
-                for (k, v) in entries {
-                    match k.name.as_str() {
-                        "name" => e.name = self.string(v, &join(path, "name"))?,
-                        _ => self.unknown(
-                            k,
-                            path,
-                            if strict {
-                                Unknown::Refuse
-                            } else {
-                                Unknown::Warn
-                            },
-                        )?,
-                    }
-                }
-                Ok(e)
-            }
-            _ => Err(self.wrong(n, path, "a boolean or a mapping")),
-        }
-    }
-
-    /// Whether the file's version is at least `v` (for docker/cli's deprecation warnings).
-    fn version_at_least(&self, v: &str) -> bool {
-        let parse =
-            |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
-        parse(&self.version) >= parse(v)
+    /// Whether the file's version is at least `v`.
+    pub fn version_at_least(&self, v: &str) -> bool {
+        super::versions::at_least(&self.version, v)
     }
 }
 
@@ -379,9 +391,6 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
                 cx.string(value, path)?;
             }
             "services" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
                     let svc = service::service(cx, &name.name, def)?;
@@ -389,32 +398,31 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
                 }
             }
             "networks" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 for (name, def) in cx.entries(value, path)? {
-                    let net = network(cx, &name.name, def, &join(path, &name.name))?;
+                    let net =
+                        super::definitions::network(cx, &name.name, def, &join(path, &name.name))?;
                     cfg.networks.insert(name.name.clone(), net);
                 }
             }
             "volumes" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
-                    let vol = volume(cx, &name.name, def, &join(path, &name.name))?;
+                    let vol =
+                        super::definitions::volume(cx, &name.name, def, &join(path, &name.name))?;
                     cfg.volumes.insert(name.name.clone(), vol);
                 }
             }
             "secrets" | "configs" => {
-                if matches!(value.value, Value::Null) {
-                    continue;
-                }
                 let kind = &path[..path.len() - 1];
                 for (name, def) in cx.entries(value, path)? {
                     check_name(cx, name, path)?;
-                    let obj = file_object(cx, kind, &name.name, def, &join(path, &name.name))?;
+                    let obj = super::definitions::file_object(
+                        cx,
+                        kind,
+                        &name.name,
+                        def,
+                        &join(path, &name.name),
+                    )?;
                     if kind == "secret" {
                         cfg.secrets.insert(name.name.clone(), obj);
                     } else {
@@ -426,174 +434,4 @@ pub fn config(cx: &mut Cx, root: &Node) -> Result<Config> {
         }
     }
     Ok(cfg)
-}
-
-fn network(cx: &mut Cx, name: &str, n: &Node, path: &str) -> Result<Network> {
-    let mut net = Network::default();
-    if matches!(n.value, Value::Null) {
-        return Ok(net);
-    }
-    for (k, v) in cx.entries(n, path)? {
-        let p = join(path, &k.name);
-        match k.name.as_str() {
-            "name" => net.name = cx.string(v, &p)?,
-            "driver" => net.driver = cx.string(v, &p)?,
-            "driver_opts" => net.driver_opts = cx.string_map(v, &p, false)?,
-            "ipam" => {
-                for (ik, iv) in cx.entries(v, &p)? {
-                    let ip = join(&p, &ik.name);
-                    match ik.name.as_str() {
-                        "driver" => net.ipam_driver = cx.string(iv, &ip)?,
-                        "config" => {
-                            for (i, pool) in cx.items(iv, &ip)?.iter().enumerate() {
-                                let pp = format!("{ip}[{i}]");
-                                let mut subnet = String::new();
-                                for (pk, pv) in cx.entries(pool, &pp)? {
-                                    match pk.name.as_str() {
-                                        "subnet" => subnet = cx.string(pv, &join(&pp, "subnet"))?,
-                                        _ => cx.unknown(pk, &pp, Unknown::Refuse)?,
-                                    }
-                                }
-                                net.ipam_subnets.push(subnet);
-                            }
-                        }
-                        _ => cx.unknown(ik, &p, Unknown::Refuse)?,
-                    }
-                }
-            }
-            "external" => net.external = cx.external(v, &p, true)?,
-            "internal" => net.internal = cx.boolean(v, &p)?,
-            "attachable" => net.attachable = cx.boolean(v, &p)?,
-            "labels" => net.labels = cx.labels(v, &p)?,
-            _ => cx.unknown(k, path, Unknown::Extensions)?,
-        }
-    }
-    if net.external.external {
-        if !net.external.name.is_empty() {
-            if !net.name.is_empty() {
-                return Err(cx.err(
-                    n.line,
-                    path,
-                    format!("network {name}: network.external.name and network.name conflict; only use network.name"),
-                ));
-            }
-            if cx.version_at_least("3.5") {
-                cx.warn(n.line, path, "external.name is deprecated in favor of name");
-            }
-            net.name = std::mem::take(&mut net.external.name);
-        } else if net.name.is_empty() {
-            net.name = name.to_string();
-        }
-    }
-    Ok(net)
-}
-
-fn volume(cx: &mut Cx, name: &str, n: &Node, path: &str) -> Result<Volume> {
-    let mut vol = Volume::default();
-    if matches!(n.value, Value::Null) {
-        return Ok(vol);
-    }
-    for (k, v) in cx.entries(n, path)? {
-        let p = join(path, &k.name);
-        match k.name.as_str() {
-            "name" => vol.name = cx.string(v, &p)?,
-            "driver" => vol.driver = cx.string(v, &p)?,
-            "driver_opts" => vol.driver_opts = Some(cx.string_map(v, &p, false)?),
-            "external" => vol.external = cx.external(v, &p, true)?,
-            "labels" => vol.labels = cx.labels(v, &p)?,
-            "x-cluster-spec" => cx.warn(
-                k.line,
-                &p,
-                "ignored: docker stack deploy does not create cluster volumes",
-            ),
-            _ => cx.unknown(k, path, Unknown::Extensions)?,
-        }
-    }
-    if vol.external.external {
-        let conflict = if !vol.driver.is_empty() {
-            Some("driver")
-        } else if vol.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-            Some("driver_opts")
-        } else if !vol.labels.is_empty() {
-            Some("labels")
-        } else {
-            None
-        };
-        if let Some(key) = conflict {
-            return Err(cx.err(
-                n.line,
-                path,
-                format!(
-                    "conflicting parameters \"external\" and {key:?} specified for volume {name:?}"
-                ),
-            ));
-        }
-        if !vol.external.name.is_empty() {
-            if !vol.name.is_empty() {
-                return Err(cx.err(
-                    n.line,
-                    path,
-                    format!("volume {name}: volume.external.name and volume.name conflict; only use volume.name"),
-                ));
-            }
-            if cx.version_at_least("3.4") {
-                cx.warn(n.line, path, "external.name is deprecated in favor of name");
-            }
-            vol.name = std::mem::take(&mut vol.external.name);
-        } else if vol.name.is_empty() {
-            vol.name = name.to_string();
-        }
-    }
-    Ok(vol)
-}
-
-fn file_object(cx: &mut Cx, kind: &str, name: &str, n: &Node, path: &str) -> Result<FileObject> {
-    let mut obj = FileObject::default();
-    for (k, v) in cx.entries(n, path)? {
-        let p = join(path, &k.name);
-        match k.name.as_str() {
-            "name" => obj.name = cx.string(v, &p)?,
-            "file" => obj.file = cx.string(v, &p)?,
-            "external" => obj.external = cx.external(v, &p, false)?,
-            "labels" => obj.labels = cx.labels(v, &p)?,
-            "driver" if kind == "secret" => obj.driver = cx.string(v, &p)?,
-            "driver_opts" if kind == "secret" => obj.driver_opts = cx.string_map(v, &p, false)?,
-            "template_driver" => obj.template_driver = cx.string(v, &p)?,
-            _ => cx.unknown(k, path, Unknown::Extensions)?,
-        }
-    }
-    if obj.external.external {
-        if !obj.external.name.is_empty() {
-            if !obj.name.is_empty() {
-                return Err(cx.err(
-                    n.line,
-                    path,
-                    format!("{kind} {name}: {kind}.external.name and {kind}.name conflict; only use {kind}.name"),
-                ));
-            }
-            if cx.version_at_least("3.5") {
-                cx.warn(n.line, path, "external.name is deprecated in favor of name");
-            }
-            obj.name = std::mem::take(&mut obj.external.name);
-        } else if obj.name.is_empty() {
-            obj.name = name.to_string();
-        }
-    } else if !obj.driver.is_empty() {
-        if !obj.file.is_empty() {
-            return Err(cx.err(
-                n.line,
-                path,
-                format!(
-                    "{kind} {name}: {kind}.driver and {kind}.file conflict; only use {kind}.driver"
-                ),
-            ));
-        }
-    } else if obj.file.is_empty() {
-        return Err(cx.err(
-            n.line,
-            path,
-            format!("{kind} {name} needs a file, a driver or external: true"),
-        ));
-    }
-    Ok(obj)
 }

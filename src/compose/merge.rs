@@ -151,7 +151,6 @@ fn service(d: &mut Service, s: Service) {
             }
         }
     }
-    number(&mut d.oom_score_adj, s.oom_score_adj);
     keyed(&mut d.ports, s.ports, |p: &Port| p.published);
     flag(&mut d.read_only, s.read_only);
     string(&mut d.restart, s.restart);

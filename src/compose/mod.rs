@@ -4,15 +4,16 @@
 //! The pipeline is docker/cli's (`cli/compose/loader`, `cli/compose/convert`,
 //! `cli/command/stack/swarm/deploy_composefile.go`), step by step, one module each:
 //!
-//! 1. [`yaml`]: each file to a located tree (YAML 1.1 octal, merge keys and anchors, duplicate
+//! 1. `yaml`: each file to a located tree (YAML 1.1 octal, merge keys and anchors, duplicate
 //!    keys refused, alias budget);
 //! 2. per file: version check, docker/cli's forbidden keys (`extends`, `cpu_shares`, ... with its
-//!    fix-it messages), [`interpolate`] with the caller's environment ([`template`] has the
-//!    grammar), then [`decode`]/[`service`]: the schema's checks and the typed [`model`], short
-//!    syntaxes expanded ([`ports`], [`volume_spec`]), `env_file` ([`envfile`]) folded in;
-//! 3. [`merge`] of the files in order;
-//! 4. conversion: [`objects`] (networks, secrets, configs), [`convert`] and [`mounts`]
-//!    (services), [`image`] (the image as the Docker client sends it).
+//!    fix-it messages), `interpolate` with the caller's environment (`template` has the
+//!    grammar), then `decode` (`service`, `deploy`, `definitions`): the schema's checks
+//!    (`versions` for what each 3.x adds) and the typed `model`, short syntaxes expanded
+//!    (`ports`, `volume_spec`), `env_file` (`envfile`) folded in;
+//! 3. `merge` of the files in order;
+//! 4. conversion: `objects` (networks, secrets, configs), `convert` and `mounts`
+//!    (services), `image` (the image as the Docker client sends it).
 //!
 //! The files are the compose specification's swarm subset as docker/cli 28 reads it (schema
 //! 3.0-3.13). shoal's own YAML form is the same schema: there is no second format, and
@@ -26,26 +27,29 @@
 //! path as written), and that file's directory (bind mounts with a relative source are resolved
 //! against it, as docker/cli resolves them on the client).
 //!
-//! Known differences from docker/cli: keys added in a later 3.x schema are accepted in a file
-//! that declares an earlier version (docker/cli refuses them); error texts name the line and key
-//! instead of copying docker/cli's; unset variables and ignored keys produce warnings.
+//! Known differences from docker/cli: error texts name the file, line and key instead of copying
+//! docker/cli's; unset variables and ignored keys produce warnings; the schema's type rules are
+//! those of 3.13 for every version (a key added in a later version is refused, as there).
 
-pub mod convert;
-pub mod decode;
-pub mod envfile;
-pub mod error;
-pub mod image;
-pub mod interpolate;
-pub mod merge;
-pub mod model;
-pub mod mounts;
-pub mod objects;
-pub mod ports;
-pub mod service;
-pub mod template;
-pub mod units;
-pub mod volume_spec;
-pub mod yaml;
+mod convert;
+mod decode;
+mod definitions;
+mod deploy;
+mod envfile;
+mod error;
+mod image;
+mod interpolate;
+mod merge;
+mod model;
+mod mounts;
+mod objects;
+mod ports;
+mod service;
+mod template;
+mod units;
+mod versions;
+mod volume_spec;
+mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -121,12 +125,6 @@ pub struct References {
     pub files: BTreeSet<String>,
 }
 
-/// The schema versions docker/cli 28 knows (`3` and no version mean 3.13).
-const VERSIONS: &[&str] = &[
-    "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12",
-    "3.13",
-];
-
 /// Loads a stack: parse, check, interpolate, merge and convert the files.
 pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
     let stack = input.stack.as_str();
@@ -142,6 +140,7 @@ pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
     let mut unset = BTreeSet::new();
     let mut configs = Vec::new();
     let mut first_version: Option<String> = None;
+    let locations = std::cell::RefCell::new(decode::Locations::new());
     for file in &input.files {
         let mut root = yaml::parse(&file.name, &file.content)?;
         let version = version(&file.name, &root)?;
@@ -166,6 +165,7 @@ pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
             lookup: &lookup,
             attachments: &input.attachments,
             warnings: &mut warnings,
+            locations: &locations,
         };
         configs.push(decode::config(&mut cx, &root)?);
     }
@@ -178,16 +178,20 @@ pub fn load(input: &ComposeInput) -> Result<LoadedStack> {
     let first = configs.next().expect("at least one file");
     let cfg = merge::merge(first, configs.collect());
 
+    let locations = locations.into_inner();
+    let located = |e| decode::locate(e, &locations);
     let (networks, external_networks) = objects::networks(stack, &cfg);
     let (secrets, external_secrets) =
-        objects::file_objects(stack, "secret", &cfg.secrets, &input.attachments)?;
+        objects::file_objects(stack, "secret", &cfg.secrets, &input.attachments)
+            .map_err(located)?;
     let (configs, external_configs) =
-        objects::file_objects(stack, "config", &cfg.configs, &input.attachments)?;
+        objects::file_objects(stack, "config", &cfg.configs, &input.attachments)
+            .map_err(located)?;
     let mut services = BTreeMap::new();
     for (name, svc) in &cfg.services {
         services.insert(
             objects::scope(stack, name),
-            convert::service(stack, name, svc, &cfg)?,
+            convert::service(stack, name, svc, &cfg).map_err(located)?,
         );
     }
     Ok(LoadedStack {
@@ -224,7 +228,7 @@ fn version(file: &str, root: &Node) -> Result<String> {
         ));
     };
     let s = if s.is_empty() || s == "3" { "3.13" } else { s };
-    if !VERSIONS.contains(&s) {
+    if !versions::VERSIONS.contains(&s) {
         return Err(ComposeError::at(
             file,
             v.line,

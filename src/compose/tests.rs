@@ -193,7 +193,7 @@ fn errors_name_file_line_and_key() {
     let e = load1("services:\n  web:\n    image: nginx\n    networks: [back]\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "services.web.networks: undefined network \"back\""
+        "stack.yml:4: services.web.networks: undefined network \"back\""
     );
     let e = load1("version: 3.8\nservices: {}\n").unwrap_err();
     assert!(
@@ -388,4 +388,36 @@ fn references_list_variables_and_files() {
         ["./prod.env", "./pw.txt"]
     );
     assert_eq!(env_file_variables(b"A=1\nB\n"), ["B"]);
+}
+
+#[test]
+fn keys_newer_than_the_files_version_are_refused() {
+    let e = load1("version: \"3.6\"\nservices:\n  web:\n    image: nginx\n    init: true\n")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stack.yml:5: services.web: additional property init is not allowed in version 3.6 (it needs 3.7 or later)"
+    );
+    let e = load1(
+        "version: \"3.1\"\nservices:\n  web:\n    image: nginx\n    ports:\n      - target: 80\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("additional property target is not allowed in version 3.1"),
+        "{e}"
+    );
+    let e = load1("version: \"3.3\"\nx-common: {}\nservices: {}\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("x-common is not allowed in version 3.3"),
+        "{e}"
+    );
+    let e = load1("version: \"3.9\"\nservices: {}\nvolumes:\n  v:\n    x-cluster-spec: {}\n")
+        .unwrap_err();
+    assert!(e.to_string().contains("needs 3.10"), "{e}");
+    assert!(
+        load1("version: \"3.10\"\nservices: {}\nvolumes:\n  v:\n    x-cluster-spec: {}\n").is_ok()
+    );
+    assert!(load1("version: \"3.7\"\nx-a: 1\nservices:\n  web:\n    image: nginx\n    init: true\n    x-b: 2\n").is_ok());
 }

@@ -56,11 +56,6 @@ pub enum Value {
 }
 
 impl Node {
-    /// A node the loader made (no line).
-    pub fn new(value: Value) -> Node {
-        Node { line: 0, value }
-    }
-
     /// The entry `key` of a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
@@ -74,21 +69,6 @@ impl Node {
         match &self.value {
             Value::Str(s) => Some(s),
             _ => None,
-        }
-    }
-}
-
-impl Value {
-    /// The type name the schema's messages use (`string`, `number`, `mapping`, ...).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Int(_) => "integer",
-            Value::Float(_) => "number",
-            Value::Str(_) => "string",
-            Value::Seq(_) => "list",
-            Value::Map(_) => "mapping",
         }
     }
 }
