@@ -138,23 +138,27 @@ fn running_task_ids(d: &Daemon, service: &str) -> Vec<String> {
 }
 
 fn all_running(d: &Daemon, service: &str, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(30), &format!("{n} tasks of {service}"), || {
-        let out = d.lines(&[
-            "service",
-            "ps",
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.ID}} {{.CurrentState}}",
-            service,
-        ]);
-        let running: Vec<String> = out
-            .iter()
-            .filter(|l| l.contains("Running"))
-            .map(|l| l.split(' ').next().unwrap().to_string())
-            .collect();
-        (running.len() == n).then_some(running)
-    })
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{n} tasks of {service}"),
+        || {
+            let out = d.lines(&[
+                "service",
+                "ps",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.ID}} {{.CurrentState}}",
+                service,
+            ]);
+            let running: Vec<String> = out
+                .iter()
+                .filter(|l| l.contains("Running"))
+                .map(|l| l.split(' ').next().unwrap().to_string())
+                .collect();
+            (running.len() == n).then_some(running)
+        },
+    )
 }
 
 #[test]
@@ -163,7 +167,10 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
     let dir = stack_dir(STACK, "s3cret\n");
     let applied = apply(&d, dir.path(), "st", &[], &[]);
     assert_eq!(applied["revision"], 1, "{applied}");
-    assert!(actions(&applied).iter().all(|(_, a)| a == "create"), "{applied}");
+    assert!(
+        actions(&applied).iter().all(|(_, a)| a == "create"),
+        "{applied}"
+    );
     // One transaction: every object carries the commit's revision.
     let rev = applied["store_revision"].as_u64().unwrap();
     for path in [
@@ -174,7 +181,11 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
         "/secrets/st_token",
         "/configs/st_conf",
     ] {
-        assert_eq!(version(&d, path), rev, "{path} was written by another transaction");
+        assert_eq!(
+            version(&d, path),
+            rev,
+            "{path} was written by another transaction"
+        );
     }
     let web = all_running(&d, "st_web", 1);
     let api = all_running(&d, "st_api", 2);
@@ -184,8 +195,14 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
         .collect();
 
     let again = apply(&d, dir.path(), "st", &[], &[]);
-    assert!(again.get("revision").is_none(), "a no-op wrote a revision: {again}");
-    assert!(actions(&again).iter().all(|(_, a)| a == "unchanged"), "{again}");
+    assert!(
+        again.get("revision").is_none(),
+        "a no-op wrote a revision: {again}"
+    );
+    assert!(
+        actions(&again).iter().all(|(_, a)| a == "unchanged"),
+        "{again}"
+    );
     let after: Vec<u64> = ["st_web", "st_api", "st_worker"]
         .iter()
         .map(|s| version(&d, &format!("/services/{s}")))
@@ -205,7 +222,11 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
     let file = file.to_str().unwrap();
     let out = shoal(&d, &["plan", "-f", file, "--stack", "st"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = shoal(&d, &["diff", "-f", file, "--stack", "st"], &[("API_TAG", "latest")]);
+    let out = shoal(
+        &d,
+        &["diff", "-f", file, "--stack", "st"],
+        &[("API_TAG", "latest")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -238,7 +259,12 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
     // The history has both revisions; rollback to 1 restores the image as revision 3.
     let out = shoal(&d, &["history", "st", "-o", "json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out)
+    );
     let out = shoal(&d, &["history", "st", "--diff", "1", "2"], &[]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("shoal-test/busybox:latest"),
@@ -269,7 +295,10 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
     assert!(d.docker(&["service", "inspect", "st_worker"]).ok);
     let pruned = apply(&d, dir.path(), "st", &["--prune"], &[]);
     assert_eq!(action_of(&pruned, "st_worker"), "delete", "{pruned}");
-    assert!(!d.docker(&["service", "inspect", "st_worker"]).ok, "st_worker was not pruned");
+    assert!(
+        !d.docker(&["service", "inspect", "st_worker"]).ok,
+        "st_worker was not pruned"
+    );
     assert!(d.docker(&["service", "inspect", "st_web"]).ok);
 }
 
@@ -280,13 +309,24 @@ fn a_bad_file_is_refused_with_its_file_line_and_key_and_nothing_is_written() {
     let dir = stack_dir(&bad, "x");
     let file = dir.path().join("docker-compose.yml");
     for cmd in ["plan", "apply"] {
-        let out = shoal(&d, &[cmd, "-f", file.to_str().unwrap(), "--stack", "bad"], &[]);
+        let out = shoal(
+            &d,
+            &[cmd, "-f", file.to_str().unwrap(), "--stack", "bad"],
+            &[],
+        );
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("docker-compose.yml"), "no file in: {err}");
         assert!(err.contains("replicas"), "no key in: {err}");
-        let line = bad.lines().position(|l| l.contains("replicas: two")).unwrap() + 1;
-        assert!(err.contains(&format!(":{line}")), "no line {line} in: {err}");
+        let line = bad
+            .lines()
+            .position(|l| l.contains("replicas: two"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!(":{line}")),
+            "no line {line} in: {err}"
+        );
     }
     assert!(d.lines(&["service", "ls", "-q"]).is_empty());
     assert!(d.lines(&["secret", "ls", "-q"]).is_empty());
@@ -302,7 +342,15 @@ fn docker_stack_deploy_objects_are_adopted_and_other_stacks_objects_are_refused(
     let file = file.to_str().unwrap();
     let out = Command::new("docker")
         .args(["-H", &format!("unix://{}", d.socket.display())])
-        .args(["stack", "deploy", "--resolve-image", "never", "-c", file, "ad"])
+        .args([
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            file,
+            "ad",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -313,7 +361,10 @@ fn docker_stack_deploy_objects_are_adopted_and_other_stacks_objects_are_refused(
     let adopted = apply(&d, dir.path(), "ad", &[], &[]);
     assert_eq!(adopted["revision"], 1, "{adopted}");
     for (name, action) in actions(&adopted) {
-        assert_eq!(action, "unchanged", "{name} differs from docker stack deploy's: {adopted}");
+        assert_eq!(
+            action, "unchanged",
+            "{name} differs from docker stack deploy's: {adopted}"
+        );
     }
     assert!(
         adopted["plan"]["messages"]
@@ -323,8 +374,16 @@ fn docker_stack_deploy_objects_are_adopted_and_other_stacks_objects_are_refused(
             .any(|m| m.as_str().unwrap().contains("adopting")),
         "{adopted}"
     );
-    assert_eq!(d.lines(&["service", "ls", "-q"]).len(), services_before, "duplicated");
-    assert_eq!(version(&d, "/services/ad_web"), web_version, "adoption rewrote a service");
+    assert_eq!(
+        d.lines(&["service", "ls", "-q"]).len(),
+        services_before,
+        "duplicated"
+    );
+    assert_eq!(
+        version(&d, "/services/ad_web"),
+        web_version,
+        "adoption rewrote a service"
+    );
 
     // Stack "other" may not take stack "ad"'s objects, whatever its file says.
     let stolen = STACK.replace("  back: {}", "  back:\n    name: ad_back");
@@ -332,13 +391,26 @@ fn docker_stack_deploy_objects_are_adopted_and_other_stacks_objects_are_refused(
     let file2 = dir2.path().join("docker-compose.yml");
     let out = shoal(
         &d,
-        &["apply", "-f", file2.to_str().unwrap(), "--stack", "other", "--no-wait"],
+        &[
+            "apply",
+            "-f",
+            file2.to_str().unwrap(),
+            "--stack",
+            "other",
+            "--no-wait",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ad_back") && err.contains("belongs to stack ad"), "{err}");
-    assert!(!d.docker(&["service", "inspect", "other_web"]).ok, "partly applied");
+    assert!(
+        err.contains("ad_back") && err.contains("belongs to stack ad"),
+        "{err}"
+    );
+    assert!(
+        !d.docker(&["service", "inspect", "other_web"]).ok,
+        "partly applied"
+    );
 }
 
 #[test]
@@ -349,7 +421,11 @@ fn a_plan_token_is_honoured_only_while_nothing_changed_and_secret_changes_make_r
     std::fs::write(dir.path().join("token.txt"), "two\n").unwrap();
     let file = dir.path().join("docker-compose.yml");
     let file = file.to_str().unwrap();
-    let out = shoal(&d, &["plan", "-f", file, "--stack", "tk", "-o", "json"], &[]);
+    let out = shoal(
+        &d,
+        &["plan", "-f", file, "--stack", "tk", "-o", "json"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let token = plan["token"].as_str().unwrap().to_string();
@@ -359,15 +435,36 @@ fn a_plan_token_is_honoured_only_while_nothing_changed_and_secret_changes_make_r
     d.ok(&["service", "scale", "-d", "tk_worker=2"]);
     let out = shoal(
         &d,
-        &["apply", "-f", file, "--stack", "tk", "--no-wait", "--plan-token", &token],
+        &[
+            "apply",
+            "-f",
+            file,
+            "--stack",
+            "tk",
+            "--no-wait",
+            "--plan-token",
+            &token,
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("plan"), "{}", text(&out));
-    assert_eq!(d.lines(&["secret", "ls", "-q"]).len(), 1, "written despite a stale token");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plan"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        d.lines(&["secret", "ls", "-q"]).len(),
+        1,
+        "written despite a stale token"
+    );
 
     // A fresh token applies; the secret's new data is a new revision the service moves to.
-    let out = shoal(&d, &["plan", "-f", file, "--stack", "tk", "-o", "json"], &[]);
+    let out = shoal(
+        &d,
+        &["plan", "-f", file, "--stack", "tk", "-o", "json"],
+        &[],
+    );
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let token = plan["token"].as_str().unwrap().to_string();
     let applied = apply(&d, dir.path(), "tk", &["--plan-token", &token], &[]);
@@ -412,7 +509,11 @@ services:
     let f = file.to_str().unwrap();
     let out = shoal(&d, &["apply", "-f", f, "--stack", "rb", "--wait=60s"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Succeeded"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Succeeded"),
+        "{}",
+        text(&out)
+    );
 
     std::fs::write(&file, compose("shoal-test/never-built:1")).unwrap();
     let out = shoal(&d, &["apply", "-f", f, "--stack", "rb", "--wait=90s"], &[]);
@@ -430,7 +531,12 @@ services:
     d.ok(&["service", "rm", "rb_app"]);
     wait_for(Duration::from_secs(30), "rb_app's containers gone", || {
         let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter", "label=com.docker.swarm.service.name=rb_app"])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                "label=com.docker.swarm.service.name=rb_app",
+            ])
             .output()
             .unwrap();
         out.stdout.is_empty().then_some(())

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 use crate::allocator::Allocator;
 use crate::config::ControllersConfig;
 use crate::enforcer::ConstraintEnforcer;
-use crate::stack::StackController;
 use crate::orchestrator::{
     GlobalOrchestrator, JobsOrchestrator, ReplicatedOrchestrator, TaskTimeline,
 };
@@ -19,6 +18,7 @@ use crate::reaper::TaskReaper;
 use crate::role_manager::RoleManager;
 use crate::runtime::{Backoff, ControllerConfig, QueueConfig, Runtime};
 use crate::scheduler::Scheduler;
+use crate::stack::StackController;
 
 /// Whether this manager's reconcilers are running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

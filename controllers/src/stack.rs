@@ -88,7 +88,7 @@ impl Reconciler for StackController {
             return Ok(Action::AwaitChange);
         };
         let now = Timestamp::now();
-        let status = status_of(&cache, &stack, now);
+        let status = status_of(cache, &stack, now);
         let mut ops = Vec::new();
         if status != stack.status {
             let mut updated: Stack = stack.to_owned_value();
@@ -98,10 +98,10 @@ impl Reconciler for StackController {
                 expected_version: stack.meta.version.index,
             });
         }
-        if let Some(op) = revision_result(&cache, &stack, &status) {
+        if let Some(op) = revision_result(cache, &stack, &status) {
             ops.push(op);
         }
-        let unused = unused_retired(&cache, &stack);
+        let unused = unused_retired(cache, &stack);
         if !unused.is_empty() && ops.is_empty() {
             // One write at a time on the stack (its version guards the next one).
             let mut updated: Stack = stack.to_owned_value();
@@ -136,7 +136,10 @@ fn condition(kind: &str, status: bool, reason: &str, message: String, now: Times
 /// Keeps the previous transition time of conditions whose status did not change.
 fn carry_transitions(new: &mut [Condition], old: &[Condition]) {
     for c in new {
-        if let Some(o) = old.iter().find(|o| o.kind == c.kind && o.status == c.status) {
+        if let Some(o) = old
+            .iter()
+            .find(|o| o.kind == c.kind && o.status == c.status)
+        {
             c.last_transition = o.last_transition;
         }
     }
@@ -154,13 +157,17 @@ fn health(cache: &Cache, service: &Service, now: Timestamp) -> ServiceHealth {
         .filter(|t| current(t) && t.status.state == TaskState::Running)
         .count() as u64;
     let desired = if service.spec.is_global() {
-        tasks.iter().map(|t| t.node_id.clone()).collect::<HashSet<_>>().len() as u64
+        tasks
+            .iter()
+            .map(|t| t.node_id.clone())
+            .collect::<HashSet<_>>()
+            .len() as u64
     } else if service.spec.is_job() {
         running
     } else {
         service.spec.replicas().unwrap_or(1)
     };
-    let update = service.update_status.as_ref().and_then(|u| u.state.clone());
+    let update = service.update_status.as_ref().and_then(|u| u.state);
     let update_message = service
         .update_status
         .as_ref()
@@ -185,9 +192,7 @@ fn health(cache: &Cache, service: &Service, now: Timestamp) -> ServiceHealth {
     let (degraded, reason, message) = match (&update, &failing) {
         (Some(UpdateState::Paused), _) => (true, "UpdatePaused", update_message.clone()),
         (Some(UpdateState::RollbackPaused), _) => (true, "RollbackPaused", update_message.clone()),
-        (Some(UpdateState::RollbackCompleted), _) => {
-            (true, "RolledBack", update_message.clone())
-        }
+        (Some(UpdateState::RollbackCompleted), _) => (true, "RolledBack", update_message.clone()),
         (_, Some(err)) if !ready => (true, "TaskFailed", err.clone()),
         _ => (false, "", String::new()),
     };
@@ -199,14 +204,22 @@ fn health(cache: &Cache, service: &Service, now: Timestamp) -> ServiceHealth {
         condition(
             "Ready",
             ready,
-            if ready { "TasksRunning" } else { "TasksNotRunning" },
+            if ready {
+                "TasksRunning"
+            } else {
+                "TasksNotRunning"
+            },
             format!("{running} of {desired} tasks running the current spec"),
             now,
         ),
         condition(
             "Progressing",
             progressing,
-            if progressing { "RolloutInProgress" } else { "RolloutComplete" },
+            if progressing {
+                "RolloutInProgress"
+            } else {
+                "RolloutComplete"
+            },
             match &update {
                 Some(UpdateState::Updating) => "rolling update in progress".into(),
                 Some(UpdateState::RollbackStarted) => "rollback in progress".into(),
@@ -260,13 +273,21 @@ fn status_of(cache: &Cache, stack: &Stack, now: Timestamp) -> StackStatus {
         condition(
             "Ready",
             not_ready.is_empty(),
-            if not_ready.is_empty() { "AllServicesReady" } else { "ServicesNotReady" },
+            if not_ready.is_empty() {
+                "AllServicesReady"
+            } else {
+                "ServicesNotReady"
+            },
             if not_ready.is_empty() {
                 format!("{} services ready", services.len())
             } else {
                 format!(
                     "not ready: {}",
-                    not_ready.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    not_ready
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             },
             now,
@@ -274,14 +295,22 @@ fn status_of(cache: &Cache, stack: &Stack, now: Timestamp) -> StackStatus {
         condition(
             "Progressing",
             progressing,
-            if progressing { "RolloutInProgress" } else { "RolloutComplete" },
+            if progressing {
+                "RolloutInProgress"
+            } else {
+                "RolloutComplete"
+            },
             String::new(),
             now,
         ),
         condition(
             "Degraded",
             !degraded.is_empty(),
-            if degraded.is_empty() { "" } else { "ServiceDegraded" },
+            if degraded.is_empty() {
+                ""
+            } else {
+                "ServiceDegraded"
+            },
             degraded.join("; "),
             now,
         ),

@@ -161,7 +161,9 @@ pub async fn history(
     let view = store.view();
     if let Some(pair) = q.diff {
         let parse = |s: &str| s.trim().parse::<u64>().ok();
-        let Some((a, b)) = pair.split_once(',').and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
+        let Some((a, b)) = pair
+            .split_once(',')
+            .and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
         else {
             return Err(ApiError::bad_request(format!(
                 "diff={pair:?}: give two revision numbers, e.g. diff=1,2"

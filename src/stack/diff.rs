@@ -93,7 +93,13 @@ fn key_of(path: &str) -> Option<fn(&Value) -> String> {
     })
 }
 
-fn keyed(path: &str, a: &[Value], b: &[Value], key: fn(&Value) -> String, out: &mut Vec<FieldDiff>) {
+fn keyed(
+    path: &str,
+    a: &[Value],
+    b: &[Value],
+    key: fn(&Value) -> String,
+    out: &mut Vec<FieldDiff>,
+) {
     let index = |items: &[Value]| -> Vec<(String, Value)> {
         items.iter().map(|v| (key(v), v.clone())).collect()
     };

@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use shoal_store::model::StoreObject;
 use shoal_store::model::{
     new_id, ContainerSpec, InventoryItem, JobStatus, Kind, Meta, Network, NetworkSpec, Object,
-    PublishMode, RevisionResult, Secret, Service, ServiceSpec, Stack, StackObjects,
-    StackRevision, StackSpec, Task, TaskState, Timestamp, Version,
+    PublishMode, RevisionResult, Secret, Service, ServiceSpec, Stack, StackObjects, StackRevision,
+    StackSpec, Task, TaskState, Timestamp, Version,
 };
-use shoal_store::model::StoreObject;
 use shoal_store::{Obj, Txn, View};
 
 use super::diff::{diff, FieldDiff};
@@ -604,7 +604,10 @@ impl<'a> Builder<'a> {
             }
         }
         for name in &self.d.objects.external_secrets {
-            let found = self.view.get_by_name::<Secret>(name).filter(|s| &s.spec.name == name);
+            let found = self
+                .view
+                .get_by_name::<Secret>(name)
+                .filter(|s| &s.spec.name == name);
             match found {
                 Some(s) => {
                     self.secrets.insert(
@@ -707,6 +710,24 @@ impl<'a> Builder<'a> {
                 r.config_id = found.id.clone();
                 r.config_name = found.name.clone();
             }
+            // The loader names a credential spec's config; the spec holds its id.
+            if let Some(cs) = c
+                .privileges
+                .as_mut()
+                .and_then(|p| p.credential_spec.as_mut())
+                .filter(|cs| !cs.config.is_empty())
+            {
+                let found = self.configs.get(&cs.config).ok_or_else(|| {
+                    StackError::invalid(
+                        &what,
+                        format!(
+                            "credential spec config {:?} is neither in the stack nor declared external",
+                            cs.config
+                        ),
+                    )
+                })?;
+                cs.config = found.id.clone();
+            }
         }
         service_spec::validate(&s).map_err(api(&what))?;
         service_spec::normalize(&mut s);
@@ -804,8 +825,10 @@ impl<'a> Builder<'a> {
         }
         for c in &self.changes {
             if let Some(u) = &c.unschedulable {
-                self.warnings
-                    .push(format!("service {}: not every task would find a node: {u}", c.name));
+                self.warnings.push(format!(
+                    "service {}: not every task would find a node: {u}",
+                    c.name
+                ));
             }
         }
         Ok(())
@@ -823,7 +846,8 @@ impl<'a> Builder<'a> {
     }
 
     fn create_service(&mut self, id: &str, spec: ServiceSpec) {
-        let endpoint = service_refs::allocate_endpoint_with(self.view, &spec, id, None, &self.ports);
+        let endpoint =
+            service_refs::allocate_endpoint_with(self.view, &spec, id, None, &self.ports);
         let job_status = spec.is_job().then(|| JobStatus {
             job_iteration: Version::at(0),
             last_execution: Timestamp::now(),
@@ -907,8 +931,8 @@ impl<'a> Builder<'a> {
             self.read.insert((item.id.clone(), obj.version()));
             if !self.d.prune {
                 self.inventory.push(item.clone());
-                self.change(item.kind, item.spec_name(), Action::Orphaned).why =
-                    "no longer in the file; `--prune` removes it".into();
+                self.change(item.kind, item.spec_name(), Action::Orphaned)
+                    .why = "no longer in the file; `--prune` removes it".into();
                 continue;
             }
             match item.kind {
@@ -927,11 +951,8 @@ impl<'a> Builder<'a> {
                             users.join(", ")
                         )));
                     }
-                    self.txn = std::mem::take(&mut self.txn).delete(
-                        kind,
-                        id.clone(),
-                        Some(obj.version()),
-                    );
+                    self.txn =
+                        std::mem::take(&mut self.txn).delete(kind, id.clone(), Some(obj.version()));
                     self.deleted.insert(id);
                 }
             }
@@ -964,14 +985,12 @@ impl<'a> Builder<'a> {
             .map(|s| s.inventory.iter().collect())
             .unwrap_or_default();
         self.inventory.sort();
-        let inventory_changed = self.inventory.iter().collect::<BTreeSet<_>>() != previous_inventory;
+        let inventory_changed =
+            self.inventory.iter().collect::<BTreeSet<_>>() != previous_inventory;
         self.changed |= inventory_changed;
         let current_revision = self.stack.map(|s| s.revision).unwrap_or(0);
         let token = self.token();
-        let stack_id = self
-            .stack
-            .map(|s| s.meta.id.clone())
-            .unwrap_or_else(new_id);
+        let stack_id = self.stack.map(|s| s.meta.id.clone()).unwrap_or_else(new_id);
         let mut plan = Plan {
             stack: self.d.stack.clone(),
             current_revision,

@@ -57,7 +57,9 @@ pub fn desired(stack: &str, body: &ApplyBody) -> Result<Desired, StackError> {
     for (path, b64) in &body.attachments {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| StackError::invalid(format!("attachment {path}"), format!("not base64: {e}")))?;
+            .map_err(|e| {
+                StackError::invalid(format!("attachment {path}"), format!("not base64: {e}"))
+            })?;
         attachments.insert(path.clone(), bytes);
     }
     if body.files.is_empty() {

@@ -6,8 +6,8 @@
 //! by the stack controller once no task and no retained stack revision uses it.
 
 use serde::Serialize;
-use shoal_store::model::{Config, ConfigSpec, Labels, Meta, Secret, SecretSpec};
 use shoal_store::model::StoreObject;
+use shoal_store::model::{Config, ConfigSpec, Labels, Meta, Secret, SecretSpec};
 
 /// What apply needs to know about secrets and configs alike.
 pub trait Versioned: StoreObject {

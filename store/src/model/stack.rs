@@ -208,13 +208,25 @@ pub struct StackObjects {
     #[serde(rename = "Configs", default)]
     pub configs: Vec<ConfigSpec>,
     /// Networks the services use that the stack does not own (they must exist).
-    #[serde(rename = "ExternalNetworks", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ExternalNetworks",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub external_networks: Vec<String>,
     /// Secrets the services use that the stack does not own.
-    #[serde(rename = "ExternalSecrets", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ExternalSecrets",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub external_secrets: Vec<String>,
     /// Configs the services use that the stack does not own.
-    #[serde(rename = "ExternalConfigs", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ExternalConfigs",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub external_configs: Vec<String>,
 }
 
