@@ -5,10 +5,12 @@ pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod ca;
+pub mod client;
 pub mod dataplane;
 pub mod dispatcher;
 pub mod engine_proxy;
 pub mod exec;
+pub mod native;
 pub mod net;
 pub mod node;
 
