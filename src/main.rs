@@ -29,6 +29,8 @@ enum Command {
     Daemon(DaemonArgs),
     /// Run many simulated nodes (sim executor) in this process, joined to a swarm, for scale tests.
     Simnodes(SimnodesArgs),
+    /// Print the swarm's changes as they happen (from a manager's native watch).
+    Watch(shoal::cli::watch::WatchArgs),
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
@@ -328,6 +330,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Daemon(args) => run_daemon(args).await?,
             Command::Simnodes(args) => run_simnodes(args).await?,
+            Command::Watch(args) => shoal::cli::exit_on_error(shoal::cli::watch::run(args).await),
             Command::Bench { bench } => match bench {
                 Bench::E2e {
                     nodes,
