@@ -9,6 +9,9 @@
 //! - when history no longer reaches back that far it says so ([`Event::Compacted`]) and starts
 //!   again with a snapshot ([`Event::Init`] ... [`Event::InitDone`]); a snapshot cut in the
 //!   middle is started again too, so apply snapshot objects to a cache only at `InitDone`;
+//! - a watch from now learns its revision from the first message (a progress at it); only a
+//!   connection cut before that message starts from now again, with whatever happened in
+//!   between unseen (ask for a snapshot, or `Start::After` a known revision, to rule that out);
 //! - a watch silent for three progress intervals is taken as cut (an idle load balancer);
 //! - errors are yielded as they happen; after a retryable one the stream goes on, reconnecting
 //!   with exponential backoff (0.8 s doubling to 30 s, with jitter, reset by the first message
