@@ -64,10 +64,10 @@ impl Output {
     }
 }
 
-/// What the user can do about an error, beyond its own message.
+/// What the user can do about an error, beyond its own message (the daemon's messages already
+/// say what to do about the node and the swarm).
 fn next_step(e: &ClientError) -> Option<&'static str> {
     match e.code()? {
-        "not_a_manager" => Some("run it against a manager: --host or SHOAL_HOST"),
         "invalid_argument" => Some("see the command's --help for its flags"),
         _ => None,
     }
