@@ -3,6 +3,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/raft.proto",
         "proto/swarm.proto",
         "proto/dispatcher.proto",
+        "proto/watch.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -5,6 +5,8 @@ pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod ca;
+pub mod cli;
+pub mod client;
 pub mod compose;
 pub mod dataplane;
 pub mod dispatcher;

@@ -29,6 +29,21 @@ enum Command {
     Daemon(DaemonArgs),
     /// Run many simulated nodes (sim executor) in this process, joined to a swarm, for scale tests.
     Simnodes(SimnodesArgs),
+    /// Print the swarm's changes as they happen (from a manager's native watch).
+    Watch(shoal::cli::watch::WatchArgs),
+    /// Apply a stack from compose files, in one transaction (exit 0 applied/succeeded, 2 error,
+    /// 3 failed, 4 rolled back, 5 timed out).
+    Apply(shoal::cli::apply::ApplyArgs),
+    /// What applying the files would change, per object (exit 0 none, 1 changes, 2 error).
+    Plan(shoal::cli::apply::PlanArgs),
+    /// What applying the files would change, per field (exit 0 none, 1 changes, 2 error).
+    Diff(shoal::cli::apply::PlanArgs),
+    /// Restore an earlier revision of a stack (recorded as a new revision).
+    Rollback(shoal::cli::stacks::RollbackArgs),
+    /// A stack's revisions, or what changed between two of them.
+    History(shoal::cli::stacks::HistoryArgs),
+    /// A stack's health: conditions and each service's tasks.
+    Status(shoal::cli::stacks::StatusArgs),
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
@@ -78,6 +93,25 @@ enum Bench {
         /// The engine's address.
         #[arg(long, default_value = shoal::exec::docker::DEFAULT_DOCKER_HOST)]
         docker_host: String,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stacks on one node (sim executor): a full apply against `docker stack deploy` of the same
+    /// file, plan and no-op apply latency, and watchers following an apply.
+    Apply {
+        /// Services in the stack.
+        #[arg(long, default_value_t = 50)]
+        services: usize,
+        /// Replicas per service.
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        /// Plans and no-op applies timed.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Watchers following the apply.
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
@@ -328,6 +362,25 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Daemon(args) => run_daemon(args).await?,
             Command::Simnodes(args) => run_simnodes(args).await?,
+            Command::Watch(args) => shoal::cli::exit_on_error(shoal::cli::watch::run(args).await),
+            Command::Apply(args) => {
+                shoal::cli::exit_with_status(shoal::cli::apply::apply(args).await)
+            }
+            Command::Plan(args) => {
+                shoal::cli::exit_with_status(shoal::cli::apply::plan(args, false).await)
+            }
+            Command::Diff(args) => {
+                shoal::cli::exit_with_status(shoal::cli::apply::plan(args, true).await)
+            }
+            Command::Rollback(args) => {
+                shoal::cli::exit_with_status(shoal::cli::stacks::rollback(args).await)
+            }
+            Command::History(args) => {
+                shoal::cli::exit_with_status(shoal::cli::stacks::history(args).await)
+            }
+            Command::Status(args) => {
+                shoal::cli::exit_with_status(shoal::cli::stacks::status(args).await)
+            }
             Command::Bench { bench } => match bench {
                 Bench::E2e {
                     nodes,
@@ -364,6 +417,22 @@ fn main() -> anyhow::Result<()> {
                         image,
                         docker_host,
                         compare: !no_dockerd,
+                    })
+                    .await?;
+                    print_report(&report, json)?;
+                }
+                Bench::Apply {
+                    services,
+                    replicas,
+                    rounds,
+                    watchers,
+                    json,
+                } => {
+                    let report = shoal::bench::apply::run(shoal::bench::apply::ApplyBench {
+                        services,
+                        replicas,
+                        rounds,
+                        watchers,
                     })
                     .await?;
                     print_report(&report, json)?;

@@ -14,3 +14,8 @@ pub mod swarm {
 pub mod dispatcher {
     tonic::include_proto!("shoal.dispatcher");
 }
+
+/// The public watch served on every manager's API socket (see `proto/watch.proto`).
+pub mod watch {
+    tonic::include_proto!("shoal.watch.v1");
+}

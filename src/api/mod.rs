@@ -90,10 +90,11 @@ pub fn routes() -> Router<ApiState> {
         .route("/distribution/{*rest}", get(distribution::inspect))
 }
 
-/// The complete application: routes, version handling, body limit, 404 fallback.
+/// The complete application: routes, shoal's native API (`/shoal/v1/...` and its gRPC
+/// service, see [`crate::native`]), version handling, body limit, 404 fallback.
 pub fn app(state: ApiState) -> Router {
     routes()
-        .merge(crate::native::routes())
+        .merge(crate::native::router(state.clone()))
         // A known path with another method is Docker's 404, not axum's 405 (and not the engine's).
         .method_not_allowed_fallback(|| async {
             ApiError::not_found("page not found").into_response()

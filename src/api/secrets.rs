@@ -69,7 +69,8 @@ pub fn in_use_error(what: &str, name: &str, users: &[String]) -> ApiError {
     ))
 }
 
-fn render(s: &Secret) -> Value {
+/// A secret as `GET /secrets/{id}` shows it: without its data.
+pub fn render(s: &Secret) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Some(spec) = v.get_mut("Spec").and_then(Value::as_object_mut) {
         spec.remove("Data");

@@ -121,8 +121,13 @@ pub async fn run(b: ApplyBench) -> anyhow::Result<Value> {
     let docker_full = t.elapsed();
 
     let t = Instant::now();
-    c.expect("POST", "/shoal/v1/stacks/viashoal/apply", Some(body(&file)), 200)
-        .await?;
+    c.expect(
+        "POST",
+        "/shoal/v1/stacks/viashoal/apply",
+        Some(body(&file)),
+        200,
+    )
+    .await?;
     all_running(c, "viashoal_", tasks).await?;
     let shoal_full = t.elapsed();
 
@@ -131,7 +136,12 @@ pub async fn run(b: ApplyBench) -> anyhow::Result<Value> {
     for _ in 0..b.rounds {
         let t = Instant::now();
         let p = c
-            .expect("POST", "/shoal/v1/stacks/viashoal/plan", Some(body(&file)), 200)
+            .expect(
+                "POST",
+                "/shoal/v1/stacks/viashoal/plan",
+                Some(body(&file)),
+                200,
+            )
             .await?;
         plan.record(t.elapsed());
         if p.get("next_revision").is_some() {
@@ -139,7 +149,12 @@ pub async fn run(b: ApplyBench) -> anyhow::Result<Value> {
         }
         let t = Instant::now();
         let a = c
-            .expect("POST", "/shoal/v1/stacks/viashoal/apply", Some(body(&file)), 200)
+            .expect(
+                "POST",
+                "/shoal/v1/stacks/viashoal/apply",
+                Some(body(&file)),
+                200,
+            )
             .await?;
         noop.record(t.elapsed());
         if a.get("revision").is_some() {
@@ -147,9 +162,12 @@ pub async fn run(b: ApplyBench) -> anyhow::Result<Value> {
         }
     }
 
-    let watch = super::apply_watchers::follow(&socket, c, b.watchers, &compose_file(
-        b.services, b.replicas, "1",
-    ))
+    let watch = super::apply_watchers::follow(
+        &socket,
+        c,
+        b.watchers,
+        &compose_file(b.services, b.replicas, "1"),
+    )
     .await?;
     one.stop().await;
     Ok(json!({

@@ -2,6 +2,8 @@
 //! figures named with their units, so runs can be compared.
 
 pub mod api;
+pub mod apply;
+pub mod apply_watchers;
 pub mod docker;
 pub mod dockerd;
 pub mod e2e;

@@ -110,9 +110,7 @@ pub fn render_plan(plan: &Value, fields: bool) -> String {
     let current = plan["current_revision"].as_u64().unwrap_or(0);
     match plan["next_revision"].as_u64() {
         Some(next) => out.push_str(&format!("stack {stack}: revision {current} -> {next}\n")),
-        None => out.push_str(&format!(
-            "stack {stack}: no changes (revision {current})\n"
-        )),
+        None => out.push_str(&format!("stack {stack}: no changes (revision {current})\n")),
     }
     for c in plan["changes"].as_array().into_iter().flatten() {
         let action = c["action"].as_str().unwrap_or_default();

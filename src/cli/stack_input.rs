@@ -49,7 +49,12 @@ fn find_in_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 /// A stack name from a directory name, as compose derives project names: lowercase letters,
 /// digits, `-` and `_`.
 fn name_from_dir(dir: &Path) -> Option<String> {
-    let base = dir.canonicalize().ok()?.file_name()?.to_string_lossy().to_lowercase();
+    let base = dir
+        .canonicalize()
+        .ok()?
+        .file_name()?
+        .to_string_lossy()
+        .to_lowercase();
     let name: String = base
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -86,7 +91,13 @@ impl StackInput {
                     .with_context(|| format!("cannot read compose file {}", path.display()))?;
                 let dir = path
                     .parent()
-                    .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                    .map(|p| {
+                        if p.as_os_str().is_empty() {
+                            Path::new(".")
+                        } else {
+                            p
+                        }
+                    })
                     .unwrap_or(Path::new("."))
                     .to_path_buf();
                 (path.display().to_string(), content, dir)
@@ -103,8 +114,8 @@ impl StackInput {
         };
         let shell: BTreeMap<String, String> = std::env::vars().collect();
         // The variables the files use, then the files they name (their paths may use variables).
-        let refs = compose::references(&files, &BTreeMap::new())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let refs =
+            compose::references(&files, &BTreeMap::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut env: BTreeMap<String, String> = refs
             .variables
             .iter()

@@ -96,13 +96,25 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<i32> {
             Output::Table => {
                 let objects = v["objects"].as_array().cloned().unwrap_or_default();
                 if objects.is_empty() {
-                    println!("revisions {} and {} have the same objects", pair[0], pair[1]);
+                    println!(
+                        "revisions {} and {} have the same objects",
+                        pair[0], pair[1]
+                    );
                 }
                 for o in objects {
                     println!("{}", o["object"].as_str().unwrap_or_default());
                     for f in o["fields"].as_array().into_iter().flatten() {
-                        let show = |k: &str| f.get(k).map(|x| x.to_string()).unwrap_or_else(|| "(none)".into());
-                        println!("    {}: {} -> {}", f["path"].as_str().unwrap_or(""), show("old"), show("new"));
+                        let show = |k: &str| {
+                            f.get(k)
+                                .map(|x| x.to_string())
+                                .unwrap_or_else(|| "(none)".into())
+                        };
+                        println!(
+                            "    {}: {} -> {}",
+                            f["path"].as_str().unwrap_or(""),
+                            show("old"),
+                            show("new")
+                        );
                     }
                 }
             }
@@ -115,7 +127,10 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<i32> {
         .await?;
     match args.output {
         Output::Table => {
-            println!("{:<9} {:<30} {:<22} {:<12} {:<20} RESULT", "REVISION", "APPLIED", "BY", "CAUSE", "SOURCE");
+            println!(
+                "{:<9} {:<30} {:<22} {:<12} {:<20} RESULT",
+                "REVISION", "APPLIED", "BY", "CAUSE", "SOURCE"
+            );
             for r in revisions.as_array().into_iter().flatten() {
                 let result = match r["result"]["Message"].as_str().filter(|m| !m.is_empty()) {
                     Some(m) => format!("{}: {m}", r["result"]["State"].as_str().unwrap_or("")),
@@ -127,7 +142,10 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<i32> {
                     r["applied_at"].as_str().unwrap_or(""),
                     r["applied_by"].as_str().unwrap_or(""),
                     r["cause"].as_str().unwrap_or(""),
-                    r["source_digest"].as_str().map(|d| &d[..d.len().min(12)]).unwrap_or(""),
+                    r["source_digest"]
+                        .as_str()
+                        .map(|d| &d[..d.len().min(12)])
+                        .unwrap_or(""),
                     result
                 );
             }
@@ -176,7 +194,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
             println!("degraded: {}", c["Message"].as_str().unwrap_or(""));
         }
     }
-    println!("{:<30} {:<10} {:<12} CONDITIONS", "SERVICE", "TASKS", "GENERATION");
+    println!(
+        "{:<30} {:<10} {:<12} CONDITIONS",
+        "SERVICE", "TASKS", "GENERATION"
+    );
     for (name, h) in status["Services"].as_object().into_iter().flatten() {
         println!(
             "{:<30} {:<10} {:<12} {}",

@@ -82,7 +82,13 @@ impl Progress {
                 .into_iter()
                 .flatten()
                 .filter(|c| c["Status"] == true && c["Type"] != "Ready")
-                .map(|c| format!("{} {}", c["Type"].as_str().unwrap_or(""), c["Message"].as_str().unwrap_or("")))
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["Type"].as_str().unwrap_or(""),
+                        c["Message"].as_str().unwrap_or("")
+                    )
+                })
                 .next()
                 .unwrap_or_else(|| "ready".into());
             match self {
@@ -90,9 +96,11 @@ impl Progress {
                     let bar = bars.entry(name.clone()).or_insert_with(|| {
                         let b = multi.add(ProgressBar::new(desired));
                         b.set_style(
-                            ProgressStyle::with_template("{prefix:<24} [{bar:30}] {pos}/{len} {msg}")
-                                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                                .progress_chars("=> "),
+                            ProgressStyle::with_template(
+                                "{prefix:<24} [{bar:30}] {pos}/{len} {msg}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
                         );
                         b.set_prefix(name.clone());
                         b
@@ -102,7 +110,10 @@ impl Progress {
                     bar.set_message(state.trim().to_string());
                 }
                 Progress::Lines(last) => {
-                    let line = format!("{name}: {running}/{desired} tasks running the new spec; {}", state.trim());
+                    let line = format!(
+                        "{name}: {running}/{desired} tasks running the new spec; {}",
+                        state.trim()
+                    );
                     if last.get(name) != Some(&line) {
                         eprintln!("{line}");
                         last.insert(name.clone(), line);
@@ -174,12 +185,21 @@ pub async fn rollout(
                     .into_iter()
                     .flatten()
                     .filter(|c| c["Status"] == true)
-                    .map(|c| format!("{}: {}", c["Type"].as_str().unwrap_or(""), c["Message"].as_str().unwrap_or("")))
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c["Type"].as_str().unwrap_or(""),
+                            c["Message"].as_str().unwrap_or("")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; ");
             }
             if kind == "stackrevision" && name == revision_name {
-                let message = object["Result"]["Message"].as_str().unwrap_or_default().to_string();
+                let message = object["Result"]["Message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 ended = match object["Result"]["State"].as_str() {
                     Some("Succeeded") => Some(Outcome::Succeeded),
                     Some("Failed") => Some(Outcome::Failed(message)),

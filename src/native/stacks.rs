@@ -1,7 +1,8 @@
 //! `/shoal/v1/stacks`: plan, apply, rollback, history and status of stacks (see
-//! [`crate::stack`]). Bodies and answers are JSON with snake_case fields; errors are
-//! `{"message": "..."}` with 400 (invalid input, nothing written), 404, 409 (another owner, a
-//! concurrent change, a stale plan token) or 503 (not a manager).
+//! [`crate::stack`]). Bodies and answers are JSON with snake_case fields; errors are the native
+//! API's `{"code", "message"}` with 400 `invalid_argument` (nothing written), 404 `not_found`,
+//! 409 `conflict` (another owner, a concurrent change, a stale plan token) or 503 (not a
+//! manager, no quorum).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -10,42 +11,44 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal_store::model::{Stack, StackRevision};
 
-use crate::api::error::{ApiError, ApiResult};
-use crate::api::ApiState;
+use super::wire::code;
+use super::{NativeError, NativeState};
 use crate::stack::apply::{self, Applied, ApplyOptions};
 use crate::stack::plan::Plan;
 use crate::stack::source::{self, ApplyBody};
 use crate::stack::StackError;
 
-impl From<StackError> for ApiError {
+impl From<StackError> for NativeError {
     fn from(e: StackError) -> Self {
         match e {
-            StackError::Invalid(m) => ApiError::bad_request(m),
-            StackError::Conflict(m) => ApiError::conflict(m),
-            StackError::NotFound(m) => ApiError::not_found(m),
-            StackError::Store(e) => e.into(),
+            StackError::Invalid(m) => NativeError::invalid(m),
+            StackError::Conflict(m) => NativeError::new(StatusCode::CONFLICT, code::CONFLICT, m),
+            StackError::NotFound(m) => NativeError::new(StatusCode::NOT_FOUND, code::NOT_FOUND, m),
+            StackError::Store(e) => NativeError::from_store(&e),
         }
     }
 }
 
+type Answer<T> = Result<Json<T>, NativeError>;
+
 /// `POST /shoal/v1/stacks/{name}/plan`: what an apply of the body would do; writes nothing.
-pub async fn plan(
-    State(state): State<ApiState>,
+pub async fn plan<S: NativeState>(
+    State(state): State<S>,
     Path(name): Path<String>,
     Json(body): Json<ApplyBody>,
-) -> ApiResult<Json<Plan>> {
-    let store = state.manager_store().await?;
+) -> Answer<Plan> {
+    let store = state.store().await?;
     let desired = source::desired(&name, &body)?;
     Ok(Json(apply::plan(&store, &desired).await?))
 }
 
 /// `POST /shoal/v1/stacks/{name}/apply`: the whole stack in one transaction (or a dry run).
-pub async fn apply(
-    State(state): State<ApiState>,
+pub async fn apply<S: NativeState>(
+    State(state): State<S>,
     Path(name): Path<String>,
     Json(body): Json<ApplyBody>,
-) -> ApiResult<Json<Applied>> {
-    let store = state.manager_store().await?;
+) -> Answer<Applied> {
+    let store = state.store().await?;
     let desired = source::desired(&name, &body)?;
     let opts = ApplyOptions {
         dry_run: body.dry_run,
@@ -70,12 +73,12 @@ pub struct RollbackBody {
 
 /// `POST /shoal/v1/stacks/{name}/rollback`: applies an earlier revision's objects (pruning
 /// what it did not have), recorded as a new revision.
-pub async fn rollback(
-    State(state): State<ApiState>,
+pub async fn rollback<S: NativeState>(
+    State(state): State<S>,
     Path(name): Path<String>,
     Json(body): Json<RollbackBody>,
-) -> ApiResult<Json<Applied>> {
-    let store = state.manager_store().await?;
+) -> Answer<Applied> {
+    let store = state.store().await?;
     let view = store.linearizable_view().await.map_err(StackError::from)?;
     let desired = apply::rollback_desired(&view, &name, body.to, &body.applied_by)?;
     let opts = ApplyOptions {
@@ -112,8 +115,8 @@ fn summary(s: &Stack) -> Summary {
 }
 
 /// `GET /shoal/v1/stacks`.
-pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
-    let store = state.manager_store().await?;
+pub async fn list<S: NativeState>(State(state): State<S>) -> Answer<Value> {
+    let store = state.store().await?;
     let view = store.view();
     let mut stacks: Vec<Summary> = view.list::<Stack>().map(|s| summary(&s)).collect();
     stacks.sort_by(|a, b| a.name.cmp(&b.name));
@@ -121,11 +124,11 @@ pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
 }
 
 /// `GET /shoal/v1/stacks/{name}`: the stack object (inventory, revision, status).
-pub async fn inspect(
-    State(state): State<ApiState>,
+pub async fn inspect<S: NativeState>(
+    State(state): State<S>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Stack>> {
-    let store = state.manager_store().await?;
+) -> Answer<Stack> {
+    let store = state.store().await?;
     Ok(Json(apply::stack(&store.view(), &name)?))
 }
 
@@ -152,12 +155,12 @@ fn revision_summary(r: &StackRevision) -> Value {
 }
 
 /// `GET /shoal/v1/stacks/{name}/history[?diff=A,B]`.
-pub async fn history(
-    State(state): State<ApiState>,
+pub async fn history<S: NativeState>(
+    State(state): State<S>,
     Path(name): Path<String>,
     Query(q): Query<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
-    let store = state.manager_store().await?;
+) -> Answer<Value> {
+    let store = state.store().await?;
     let view = store.view();
     if let Some(pair) = q.diff {
         let parse = |s: &str| s.trim().parse::<u64>().ok();
@@ -165,7 +168,7 @@ pub async fn history(
             .split_once(',')
             .and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
         else {
-            return Err(ApiError::bad_request(format!(
+            return Err(NativeError::invalid(format!(
                 "diff={pair:?}: give two revision numbers, e.g. diff=1,2"
             )));
         };
@@ -188,14 +191,14 @@ pub async fn history(
 
 /// `GET /shoal/v1/stacks/{name}/revisions/{number}`: one revision with its objects (secret
 /// data left out).
-pub async fn revision(
-    State(state): State<ApiState>,
+pub async fn revision<S: NativeState>(
+    State(state): State<S>,
     Path((name, number)): Path<(String, u64)>,
-) -> ApiResult<(StatusCode, Json<StackRevision>)> {
-    let store = state.manager_store().await?;
+) -> Answer<StackRevision> {
+    let store = state.store().await?;
     let mut r = apply::revision(&store.view(), &name, number)?;
     for s in &mut r.objects.secrets {
         s.data.clear();
     }
-    Ok((StatusCode::OK, Json(r)))
+    Ok(Json(r))
 }

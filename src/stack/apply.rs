@@ -176,10 +176,12 @@ pub fn rollback_desired(
     let to = match to {
         Some(n) => n,
         None if stack.revision > 1 => stack.revision - 1,
-        None => return Err(StackError::NotFound(format!(
+        None => {
+            return Err(StackError::NotFound(format!(
             "stack {name} has no revision before {}; `shoal history {name}` lists its revisions",
             stack.revision
-        ))),
+        )))
+        }
     };
     let rev = revision(view, name, to)?;
     Ok(Desired {

@@ -8,11 +8,15 @@
 //!   commits after that revision;
 //! - `Progress{revision}` when idle: every matching event up to `revision` has been delivered;
 //! - deletes arrive as events carrying the last stored object;
+//! - an object leaving the filter (labels, stack or name changed) arrives as the update that
+//!   took it out; replayed history keeps no previous objects, so there every update or delete
+//!   that may have taken an object out is delivered (never a missed exit, at worst an exit of
+//!   an object the watcher never had);
 //! - a watcher that falls more than its buffer behind is ended with [`WatchError::Overflow`]
 //!   (after the messages it was already given), never silently skipped and never unbounded;
 //! - `min_revision`: the stream starts only once this replica has applied that revision.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +28,16 @@ use crate::hub::{Hub, Registration};
 use crate::model::{Kind, Object};
 use crate::txn::{Action, Commit, Event};
 
+/// The label `docker stack deploy` puts on every object of a stack (and on the container spec
+/// of its services, which their tasks copy).
+pub const STACK_NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
 /// Which changes a watcher wants. Empty lists mean "any". Conditions are ANDed.
+///
+/// `kinds`, `id`, `service_id` and `node_id` test what never changes once set (a task is never
+/// re-targeted); `labels`, `stack` and `name_prefix` test what an update can change, so an object
+/// can leave the filter: the watcher then gets that update (the object before it matched; see
+/// [`WatchFilter::matches`]), and nothing more about the object until it matches again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchFilter {
     /// Object kinds.
@@ -42,6 +55,25 @@ pub struct WatchFilter {
     /// Only tasks on this node.
     #[serde(default)]
     pub node_id: Option<String>,
+    /// Only objects carrying every one of these labels, each `key` (any value) or `key=value`
+    /// (see [`Object::label`] for where a task's labels come from).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Only objects of this stack: their [`STACK_NAMESPACE_LABEL`] equals it.
+    #[serde(default)]
+    pub stack: Option<String>,
+    /// Only objects whose name starts with this ([`Object::display_name`]; a node also
+    /// matches by its hostname).
+    #[serde(default)]
+    pub name_prefix: Option<String>,
+}
+
+/// Whether `o` carries `selector`: `key` (any value) or `key=value`.
+fn has_label(o: &Object, selector: &str) -> bool {
+    match selector.split_once('=') {
+        Some((key, value)) => o.label(key) == Some(value),
+        None => o.label(selector).is_some(),
+    }
 }
 
 impl WatchFilter {
@@ -58,8 +90,13 @@ impl WatchFilter {
         }
     }
 
-    /// Whether an object (as of some revision) passes the object-level conditions.
-    pub fn matches_object(&self, o: &Object) -> bool {
+    /// Whether any condition tests what an update can change (labels, stack, name).
+    pub fn has_mutable_conditions(&self) -> bool {
+        !self.labels.is_empty() || self.stack.is_some() || self.name_prefix.is_some()
+    }
+
+    /// The conditions on what never changes once set.
+    fn matches_fixed(&self, o: &Object) -> bool {
         if !self.kinds.is_empty() && !self.kinds.contains(&o.kind()) {
             return false;
         }
@@ -73,11 +110,38 @@ impl WatchFilter {
             if self.service_id.as_ref().is_some_and(|s| &t.service_id != s) {
                 return false;
             }
+            // A task's node is set once, when it is scheduled: a task that is not on this node
+            // now never was.
             if self.node_id.as_ref().is_some_and(|n| &t.node_id != n) {
                 return false;
             }
         }
         true
+    }
+
+    /// The conditions on what an update can change.
+    fn matches_mutable(&self, o: &Object) -> bool {
+        if !self.labels.iter().all(|l| has_label(o, l)) {
+            return false;
+        }
+        if let Some(stack) = &self.stack {
+            if o.label(STACK_NAMESPACE_LABEL) != Some(stack.as_str()) {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.name_prefix {
+            let by_hostname =
+                matches!(o, Object::Node(n) if n.description.hostname.starts_with(prefix.as_str()));
+            if !o.display_name().starts_with(prefix.as_str()) && !by_hostname {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether an object (as of some revision) passes the object-level conditions.
+    pub fn matches_object(&self, o: &Object) -> bool {
+        self.matches_fixed(o) && self.matches_mutable(o)
     }
 
     /// Whether an event passes: its action is wanted and its object (or the object before it)
@@ -89,6 +153,21 @@ impl WatchFilter {
         self.matches_object(&e.object) || e.prev.as_deref().is_some_and(|p| self.matches_object(p))
     }
 
+    /// Like [`WatchFilter::matches`] for an event whose previous object is unknown (history
+    /// read from disk keeps none): it also passes when the object before it may have matched,
+    /// i.e. the event may be the one that took the object out of the filter. Such an event may
+    /// reach a watcher that never had the object; it can never be missed.
+    fn may_match(&self, e: &Event) -> bool {
+        if self.matches(e) {
+            return true;
+        }
+        e.prev.is_none()
+            && e.action != Action::Create
+            && self.has_mutable_conditions()
+            && (self.actions.is_empty() || self.actions.contains(&e.action))
+            && self.matches_fixed(&e.object)
+    }
+
     fn restrict(&self, commit: &Commit) -> Option<Commit> {
         let events: Vec<Event> = commit
             .events
@@ -96,6 +175,49 @@ impl WatchFilter {
             .filter(|e| self.matches(e))
             .cloned()
             .collect();
+        if events.is_empty() {
+            return None;
+        }
+        Some(Commit {
+            revision: commit.revision,
+            at: commit.at,
+            events,
+        })
+    }
+
+    /// [`WatchFilter::restrict`] for replayed history: events read from disk have no previous
+    /// object, so it is taken from the replay itself (`seen`: the last object of each key
+    /// replayed so far); where the replay has none either, [`WatchFilter::may_match`] decides.
+    fn restrict_replayed(
+        &self,
+        commit: &Commit,
+        seen: &mut HashMap<(Kind, String), Arc<Object>>,
+    ) -> Option<Commit> {
+        if !self.has_mutable_conditions() {
+            // Fixed conditions decide the same with or without the previous object.
+            return self.restrict(commit);
+        }
+        let mut events = Vec::new();
+        for e in &commit.events {
+            let key = (e.kind(), e.object.id().to_string());
+            let prev = match e.prev.clone() {
+                Some(p) => Some(p),
+                None => seen.get(&key).cloned(),
+            };
+            if e.action == Action::Delete {
+                seen.remove(&key);
+            } else {
+                seen.insert(key, e.object.clone());
+            }
+            let e = Event {
+                action: e.action,
+                object: e.object.clone(),
+                prev,
+            };
+            if self.may_match(&e) {
+                events.push(e);
+            }
+        }
         if events.is_empty() {
             return None;
         }
@@ -339,8 +461,9 @@ impl Watch {
                             }
                         },
                     };
+                    let mut seen = HashMap::new();
                     for c in commits {
-                        if let Some(restricted) = req.filter.restrict(&c) {
+                        if let Some(restricted) = req.filter.restrict_replayed(&c, &mut seen) {
                             backlog.push_back(WatchMessage::Commit(Arc::new(restricted)));
                         }
                     }
@@ -438,5 +561,176 @@ impl Drop for Watch {
         if let Some(r) = &self.registration {
             self.hub.unregister(r.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Timestamp;
+
+    fn obj(kind: &str, json: serde_json::Value) -> Arc<Object> {
+        Arc::new(serde_json::from_value(serde_json::json!({"Kind": kind, "Object": json})).unwrap())
+    }
+
+    fn service(id: &str, name: &str, labels: serde_json::Value) -> Arc<Object> {
+        obj(
+            "Service",
+            serde_json::json!({"ID": id, "Spec": {"Name": name, "Labels": labels}}),
+        )
+    }
+
+    fn stack_task(id: &str, service_name: &str, node: &str, stack: &str) -> Arc<Object> {
+        obj(
+            "Task",
+            serde_json::json!({
+                "ID": id, "ServiceID": "svc", "ServiceName": service_name, "Slot": 1, "NodeID": node,
+                "Spec": {"ContainerSpec": {"Image": "busybox", "Labels": {STACK_NAMESPACE_LABEL: stack}}},
+            }),
+        )
+    }
+
+    fn event(action: Action, object: Arc<Object>, prev: Option<Arc<Object>>) -> Event {
+        Event {
+            action,
+            object,
+            prev,
+        }
+    }
+
+    fn filter(f: impl FnOnce(&mut WatchFilter)) -> WatchFilter {
+        let mut w = WatchFilter::all();
+        f(&mut w);
+        w
+    }
+
+    #[test]
+    fn labels_match_by_key_or_key_and_value_and_all_must_match() {
+        let s = service(
+            "s1",
+            "web",
+            serde_json::json!({"tier": "front", "team": "a"}),
+        );
+        let by_key = filter(|f| f.labels = vec!["tier".into()]);
+        assert!(by_key.matches_object(&s));
+        let by_value = filter(|f| f.labels = vec!["tier=front".into(), "team=a".into()]);
+        assert!(by_value.matches_object(&s));
+        let wrong_value = filter(|f| f.labels = vec!["tier=back".into()]);
+        assert!(!wrong_value.matches_object(&s));
+        let one_missing = filter(|f| f.labels = vec!["tier".into(), "owner".into()]);
+        assert!(!one_missing.matches_object(&s));
+        // `key=` asks for an empty value, not for any value.
+        let empty_value = filter(|f| f.labels = vec!["tier=".into()]);
+        assert!(!empty_value.matches_object(&s));
+    }
+
+    #[test]
+    fn stack_matches_objects_and_tasks_through_their_container_labels() {
+        let st = filter(|f| f.stack = Some("st".into()));
+        let in_stack = service(
+            "s1",
+            "st_web",
+            serde_json::json!({STACK_NAMESPACE_LABEL: "st"}),
+        );
+        let other = service(
+            "s2",
+            "other_web",
+            serde_json::json!({STACK_NAMESPACE_LABEL: "other"}),
+        );
+        let unlabelled = service("s3", "st_lookalike", serde_json::json!({}));
+        assert!(st.matches_object(&in_stack));
+        assert!(!st.matches_object(&other));
+        assert!(
+            !st.matches_object(&unlabelled),
+            "the stack is the label, not a name prefix"
+        );
+        assert!(st.matches_object(&stack_task("t1", "st_web", "n1", "st")));
+        assert!(!st.matches_object(&stack_task("t2", "other_web", "n1", "other")));
+    }
+
+    #[test]
+    fn name_prefix_uses_display_names_and_node_hostnames() {
+        let p = filter(|f| f.name_prefix = Some("st_".into()));
+        assert!(p.matches_object(&service("s1", "st_web", serde_json::json!({}))));
+        assert!(!p.matches_object(&service("s2", "web", serde_json::json!({}))));
+        // A task is named after its service: service.slot.id.
+        let t = stack_task("t1", "st_web", "n1", "st");
+        assert_eq!(t.display_name(), "st_web.1.t1");
+        assert!(p.matches_object(&t));
+        let node = obj(
+            "Node",
+            serde_json::json!({"ID": "n1", "Spec": {"Name": "db1"}, "Description": {"Hostname": "st_host"}}),
+        );
+        assert_eq!(node.display_name(), "db1");
+        assert!(
+            p.matches_object(&node),
+            "a node matches by its hostname too"
+        );
+        assert!(filter(|f| f.name_prefix = Some("db".into())).matches_object(&node));
+        assert!(!filter(|f| f.name_prefix = Some("x".into())).matches_object(&node));
+    }
+
+    #[test]
+    fn node_keeps_only_tasks_on_that_node_and_conditions_are_anded() {
+        let f = filter(|f| {
+            f.node_id = Some("n1".into());
+            f.stack = Some("st".into());
+        });
+        assert!(f.matches_object(&stack_task("t1", "st_web", "n1", "st")));
+        assert!(!f.matches_object(&stack_task("t2", "st_web", "n2", "st")));
+        assert!(!f.matches_object(&stack_task("t3", "x_web", "n1", "x")));
+        assert!(!f.matches_object(&service(
+            "s1",
+            "st_web",
+            serde_json::json!({STACK_NAMESPACE_LABEL: "st"})
+        )));
+    }
+
+    #[test]
+    fn an_object_leaving_the_filter_is_delivered_live() {
+        let f = filter(|f| f.labels = vec!["tier=front".into()]);
+        let before = service("s1", "web", serde_json::json!({"tier": "front"}));
+        let after = service("s1", "web", serde_json::json!({"tier": "back"}));
+        assert!(f.matches(&event(Action::Update, after.clone(), Some(before))));
+        let unrelated = service("s1", "web", serde_json::json!({"tier": "middle"}));
+        assert!(!f.matches(&event(Action::Update, after, Some(unrelated))));
+    }
+
+    #[test]
+    fn replayed_history_never_misses_an_exit() {
+        let f = filter(|f| f.labels = vec!["tier=front".into()]);
+        let front = service("s1", "web", serde_json::json!({"tier": "front"}));
+        let back = service("s1", "web", serde_json::json!({"tier": "back"}));
+        let middle = service("s1", "web", serde_json::json!({"tier": "middle"}));
+        let other = service("s2", "db", serde_json::json!({"tier": "back"}));
+        let commit = |revision, events| Commit {
+            revision,
+            at: Timestamp::now(),
+            events,
+        };
+        let mut seen = HashMap::new();
+        // First change of s1 in the replay, previous object unknown: it may be the exit.
+        let c1 = commit(10, vec![event(Action::Update, back.clone(), None)]);
+        let r1 = f
+            .restrict_replayed(&c1, &mut seen)
+            .expect("a possible exit is delivered");
+        assert_eq!(r1.events.len(), 1);
+        // Later changes know the previous object from the replay: back -> middle never matched.
+        let c2 = commit(11, vec![event(Action::Update, middle.clone(), None)]);
+        assert!(f.restrict_replayed(&c2, &mut seen).is_none());
+        // An entry is delivered with the object before it.
+        let c3 = commit(12, vec![event(Action::Update, front.clone(), None)]);
+        let r3 = f.restrict_replayed(&c3, &mut seen).unwrap();
+        assert_eq!(r3.events[0].prev.as_deref(), Some(middle.as_ref()));
+        // ... and so is the exit that follows it.
+        let c4 = commit(13, vec![event(Action::Update, back.clone(), None)]);
+        assert!(f.restrict_replayed(&c4, &mut seen).is_some());
+        // Creates of objects that do not match are never exits.
+        let c5 = commit(14, vec![event(Action::Create, other, None)]);
+        assert!(f.restrict_replayed(&c5, &mut seen).is_none());
+        // Without conditions on mutable fields nothing extra is delivered.
+        let kinds = WatchFilter::kinds([Kind::Task]);
+        let mut seen = HashMap::new();
+        assert!(kinds.restrict_replayed(&c1, &mut seen).is_none());
     }
 }

@@ -6,6 +6,7 @@ pub mod objects;
 pub mod spec;
 pub mod stack;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -193,6 +194,54 @@ impl Object {
             Object::StackRevision(o) => Some(&o.name),
             Object::Node(_) | Object::Task(_) => None,
         }
+    }
+
+    /// The name people know the object by: its unique name where the kind has one, a node's
+    /// `Spec.Name` or else its hostname, a task's own name or else the `service.slot.id`
+    /// (`service.node.id` for global services) dockerd derives for it.
+    pub fn display_name(&self) -> Cow<'_, str> {
+        match self {
+            Object::Node(n) if !n.spec.name.is_empty() => Cow::Borrowed(&n.spec.name),
+            Object::Node(n) => Cow::Borrowed(&n.description.hostname),
+            Object::Task(t) if !t.name.is_empty() => Cow::Borrowed(&t.name),
+            Object::Task(t) => {
+                let slot = if t.slot != 0 {
+                    t.slot.to_string()
+                } else {
+                    t.node_id.clone()
+                };
+                Cow::Owned(format!("{}.{slot}.{}", t.service_name, t.meta.id))
+            }
+            other => Cow::Borrowed(other.name().unwrap_or_default()),
+        }
+    }
+
+    /// The value of label `key`: the spec's labels (a node's user labels, not its engine's);
+    /// for a task, its own labels, then those of its container spec. A task's container spec is
+    /// the copy of its service's template made when the task was created, and that is where
+    /// `docker stack deploy` repeats the stack's namespace label; a label set on the service
+    /// alone is not visible on its tasks.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        let labels = match self {
+            Object::Cluster(c) => &c.spec.labels,
+            Object::Node(n) => &n.spec.labels,
+            Object::Service(s) => &s.spec.labels,
+            Object::Network(n) => &n.spec.labels,
+            Object::Secret(s) => &s.spec.labels,
+            Object::Config(c) => &c.spec.labels,
+            Object::Stack(s) => &s.spec.labels,
+            Object::StackRevision(_) => return None,
+            Object::Task(t) => {
+                return t.labels.get(key).map(String::as_str).or_else(|| {
+                    t.spec
+                        .container_spec
+                        .as_ref()
+                        .and_then(|c| c.labels.get(key))
+                        .map(String::as_str)
+                })
+            }
+        };
+        labels.get(key).map(String::as_str)
     }
 
     /// Approximate encoded size in bytes (used to bound transactions).
