@@ -192,7 +192,11 @@ fn a_stack_is_applied_in_one_revision_and_an_unchanged_reapply_changes_nothing()
         "/secrets/st_token",
         "/configs/st_conf",
     ] {
-        assert_eq!(created(path), first, "{path} was created by another transaction");
+        assert_eq!(
+            created(path),
+            first,
+            "{path} was created by another transaction"
+        );
         assert!(version(&d, path) >= rev);
     }
     let web = all_running(&d, "st_web", 1);

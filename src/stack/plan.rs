@@ -603,50 +603,15 @@ impl<'a> Builder<'a> {
                 ))),
             }
         }
-        for name in &self.d.objects.external_secrets {
-            let found = self
-                .view
-                .get_by_name::<Secret>(name)
-                .filter(|s| &s.spec.name == name);
-            match found {
-                Some(s) => {
-                    self.secrets.insert(
-                        name.clone(),
-                        Resolved {
-                            id: s.meta.id.clone(),
-                            name: name.clone(),
-                        },
-                    );
-                }
-                None => {
-                    return Err(StackError::Invalid(format!(
-                        "secret {name:?} is declared as external, but could not be found; create it with `docker secret create {name} FILE` first"
-                    )))
-                }
-            }
-        }
-        for name in &self.d.objects.external_configs {
-            let found = self
-                .view
-                .get_by_name::<shoal_store::model::Config>(name)
-                .filter(|s| &s.spec.name == name);
-            match found {
-                Some(c) => {
-                    self.configs.insert(
-                        name.clone(),
-                        Resolved {
-                            id: c.meta.id.clone(),
-                            name: name.clone(),
-                        },
-                    );
-                }
-                None => {
-                    return Err(StackError::Invalid(format!(
-                        "config {name:?} is declared as external, but could not be found; create it with `docker config create {name} FILE` first"
-                    )))
-                }
-            }
-        }
+        let secrets =
+            external::<Secret>(self.view, Kind::Secret, &self.d.objects.external_secrets)?;
+        self.secrets.extend(secrets);
+        let configs = external::<shoal_store::model::Config>(
+            self.view,
+            Kind::Config,
+            &self.d.objects.external_configs,
+        )?;
+        self.configs.extend(configs);
         Ok(())
     }
 
@@ -1069,6 +1034,34 @@ impl<'a> Builder<'a> {
         h.update([u8::from(self.d.prune)]);
         hex::encode(&h.finalize()[..16])
     }
+}
+
+/// The external secrets or configs `names`, which must exist.
+fn external<T: Versioned>(
+    view: &View,
+    kind: Kind,
+    names: &[String],
+) -> Result<Vec<(String, Resolved)>, StackError> {
+    names
+        .iter()
+        .map(|name| {
+            let found = view
+                .get_by_name::<T>(name)
+                .filter(|o| T::name_of(o.spec()) == name)
+                .ok_or_else(|| {
+                    StackError::Invalid(format!(
+                        "{kind} {name:?} is declared as external, but could not be found; create it with `docker {kind} create {name} FILE` first"
+                    ))
+                })?;
+            Ok((
+                name.clone(),
+                Resolved {
+                    id: found.meta().id.clone(),
+                    name: name.clone(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The labels of objects that have them.
