@@ -16,15 +16,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use shoal_store::model::{
     Condition, Config, Kind, Object, Secret, Service, ServiceHealth, Stack, StackRevision,
-    StackStatus, Task, TaskState, Timestamp, UpdateState,
+    StackStatus, Task, TaskState, Timestamp, UpdateState, STACK_NAMESPACE_LABEL,
 };
 use shoal_store::{Obj, Op};
 
 use crate::orchestrator::write;
 use crate::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
-
-/// The label `docker stack deploy` and `shoal apply` put on a stack's objects.
-const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
 /// The stack controller.
 #[derive(Default)]
@@ -39,7 +36,7 @@ impl StackController {
 
 fn stack_of_service(cache: &Cache, service_id: &str) -> Option<String> {
     let s = cache.service(service_id)?;
-    s.spec.labels.get(NAMESPACE_LABEL).cloned()
+    s.spec.labels.get(STACK_NAMESPACE_LABEL).cloned()
 }
 
 fn stack_id_by_name(cache: &Cache, name: &str) -> Option<String> {
@@ -69,7 +66,7 @@ impl Reconciler for StackController {
                 keys.push(r.stack_id.clone());
                 return;
             }
-            Object::Service(s) => s.spec.labels.get(NAMESPACE_LABEL).cloned(),
+            Object::Service(s) => s.spec.labels.get(STACK_NAMESPACE_LABEL).cloned(),
             Object::Task(t) => stack_of_service(cache, &t.service_id),
             _ => None,
         };
@@ -378,24 +375,15 @@ fn unused_retired(cache: &Cache, stack: &Stack) -> HashSet<String> {
     if stack.retired.is_empty() {
         return HashSet::new();
     }
-    let mut used: HashSet<String> = HashSet::new();
-    for t in cache.tasks() {
-        if t.desired_state > TaskState::Running && t.status.state > TaskState::Running {
-            continue;
-        }
-        if let Some(c) = t.spec.container() {
-            used.extend(c.secrets.iter().map(|r| r.secret_id.clone()));
-            used.extend(c.configs.iter().map(|r| r.config_id.clone()));
-        }
-    }
     let revisions: Vec<Obj<StackRevision>> = cache
         .list::<StackRevision>()
         .filter(|r| r.stack_id == stack.meta.id)
         .collect();
-    stack
+    // Revisions a retained stack revision still has are kept; only the others are worth the
+    // scan of every task (this runs on every task change of the stack's services).
+    let mut candidates: HashSet<String> = stack
         .retired
         .iter()
-        .filter(|item| !used.contains(&item.id))
         .filter(|item| {
             let name = item.spec_name();
             let kept = match item.kind {
@@ -420,5 +408,22 @@ fn unused_retired(cache: &Cache, stack: &Stack) -> HashSet<String> {
             !kept
         })
         .map(|item| item.id.clone())
-        .collect()
+        .collect();
+    if candidates.is_empty() {
+        return candidates;
+    }
+    for t in cache.tasks() {
+        if t.desired_state > TaskState::Running && t.status.state > TaskState::Running {
+            continue;
+        }
+        if let Some(c) = t.spec.container() {
+            for id in c.secrets.iter().map(|r| &r.secret_id) {
+                candidates.remove(id);
+            }
+            for id in c.configs.iter().map(|r| &r.config_id) {
+                candidates.remove(id);
+            }
+        }
+    }
+    candidates
 }

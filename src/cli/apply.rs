@@ -8,7 +8,6 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::stack_input::StackInput;
@@ -63,24 +62,9 @@ pub struct PlanArgs {
     conn: Connection,
 }
 
-/// Parses `90s`, `5m`, `1h`, `250ms` or plain seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration (e.g. 90s, 5m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => anyhow::bail!("{s:?} is not a duration (units: ms, s, m, h)"),
-    };
-    Ok(Duration::from_secs_f64(secs))
+/// `--wait`'s deadline: the native API's duration syntax (`90s`, `5m`, `250ms`, seconds).
+pub fn parse_deadline(s: &str) -> anyhow::Result<Duration> {
+    crate::native::parse_duration(s).map_err(|e| anyhow::anyhow!("--wait: {e}"))
 }
 
 fn symbol(action: &str) -> &'static str {
@@ -197,7 +181,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
     body.plan_token = args.plan_token.clone();
     let deadline = match (&args.wait, args.no_wait || args.dry_run) {
         (_, true) => None,
-        (Some(d), false) => Some(parse_duration(d)?),
+        (Some(d), false) => Some(parse_deadline(d)?),
         (None, false) if std::io::stdout().is_terminal() => Some(Duration::from_secs(300)),
         (None, false) => None,
     };

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::apply::{parse_duration, render_plan, report};
+use super::apply::{parse_deadline, render_plan, report};
 use super::stack_input::applied_by;
 use super::wait;
 use super::{Connection, Output};
@@ -76,7 +76,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<i32> {
     let (Some(deadline), Some(revision)) = (&args.wait, applied["revision"].as_u64()) else {
         return Ok(0);
     };
-    let deadline: Duration = parse_duration(deadline)?;
+    let deadline: Duration = parse_deadline(deadline)?;
     let store_revision = applied["store_revision"].as_u64().unwrap_or(0);
     let outcome = wait::rollout(&client, &args.stack, revision, store_revision, deadline).await?;
     Ok(report(args.output, &args.stack, &outcome))

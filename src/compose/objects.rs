@@ -13,7 +13,7 @@ use super::error::{ComposeError, Result};
 use super::model::{Config, FileObject};
 
 /// `com.docker.stack.namespace`.
-pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
+pub const LABEL_NAMESPACE: &str = shoal_store::model::STACK_NAMESPACE_LABEL;
 
 /// `<stack>_<name>`.
 pub fn scope(stack: &str, name: &str) -> String {

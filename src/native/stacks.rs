@@ -196,9 +196,6 @@ pub async fn revision<S: NativeState>(
     Path((name, number)): Path<(String, u64)>,
 ) -> Answer<StackRevision> {
     let store = state.store().await?;
-    let mut r = apply::revision(&store.view(), &name, number)?;
-    for s in &mut r.objects.secrets {
-        s.data.clear();
-    }
-    Ok(Json(r))
+    let r = apply::revision(&store.view(), &name, number)?;
+    Ok(Json(r.without_secret_data()))
 }

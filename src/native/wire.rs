@@ -179,11 +179,7 @@ pub fn object_json(o: &Object) -> Value {
         Object::Stack(s) => serde_json::to_value(s).unwrap_or(Value::Null),
         // Never the data of the secrets a revision holds.
         Object::StackRevision(r) => {
-            let mut r = r.clone();
-            for s in &mut r.objects.secrets {
-                s.data.clear();
-            }
-            serde_json::to_value(r).unwrap_or(Value::Null)
+            serde_json::to_value(r.without_secret_data()).unwrap_or(Value::Null)
         }
     }
 }

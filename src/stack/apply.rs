@@ -6,7 +6,7 @@ use shoal_store::model::{Stack, StackRevision};
 use shoal_store::{Store, View};
 
 use super::diff::{diff, FieldDiff};
-use super::plan::{prepare, Desired, Plan};
+use super::plan::{prepare, to_json, Desired, Plan};
 use super::StackError;
 
 /// How to apply.
@@ -158,10 +158,6 @@ fn redact_data(v: &mut serde_json::Value) {
     if let Some(data) = v.get("Data").and_then(|d| d.as_str()).map(str::to_string) {
         v["Data"] = serde_json::Value::String(super::versions::digest(data.as_bytes()));
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 /// What rolling a stack back to revision `to` (default: the one before the current) applies:

@@ -41,6 +41,3 @@ impl StackError {
         StackError::Invalid(format!("{what}: {why}"))
     }
 }
-
-/// The label `docker stack deploy` puts on every object of a stack.
-pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";

@@ -5,22 +5,22 @@
 //! that `docker stack deploy` created from the same file compares equal and re-applying an
 //! unchanged file is a no-op: no write, no new revision, no task replaced.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoal_store::model::StoreObject;
 use shoal_store::model::{
-    new_id, ContainerSpec, InventoryItem, JobStatus, Kind, Meta, Network, NetworkSpec, Object,
-    PublishMode, RevisionResult, Secret, Service, ServiceSpec, Stack, StackObjects, StackRevision,
-    StackSpec, Task, TaskState, Timestamp, Version,
+    new_id, ContainerSpec, InventoryItem, JobStatus, Kind, Meta, Network, NetworkSpec, PublishMode,
+    RevisionResult, Secret, Service, ServiceSpec, Stack, StackObjects, StackRevision, StackSpec,
+    Task, TaskState, Timestamp, Version, STACK_NAMESPACE_LABEL,
 };
 use shoal_store::{Obj, Txn, View};
 
 use super::diff::{diff, FieldDiff};
 use super::versions::{self, Versioned};
-use super::{StackError, NAMESPACE_LABEL};
+use super::StackError;
 use crate::api::error::ApiError;
 use crate::api::{networks, secrets as api_secrets, service_refs, service_spec};
 use shoal_controllers::scheduler::feasibility;
@@ -166,7 +166,7 @@ fn api(what: impl std::fmt::Display) -> impl Fn(ApiError) -> StackError {
     move |e| StackError::invalid(&what, e.message)
 }
 
-fn to_json<T: Serialize>(v: &T) -> Value {
+pub(super) fn to_json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
@@ -212,7 +212,6 @@ struct Builder<'a> {
     ports: BTreeSet<u32>,
     /// `(id, version)` of every object read: part of the plan token.
     read: BTreeSet<(String, u64)>,
-    changed: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -245,14 +244,10 @@ impl<'a> Builder<'a> {
             new_networks: Vec::new(),
             ports: BTreeSet::new(),
             read,
-            changed: stack.is_none(),
         }
     }
 
     fn change(&mut self, kind: Kind, name: &str, action: Action) -> &mut Change {
-        if !matches!(action, Action::Unchanged | Action::Orphaned) {
-            self.changed = true;
-        }
         self.changes.push(Change {
             kind,
             name: name.to_string(),
@@ -311,8 +306,8 @@ impl<'a> Builder<'a> {
                 "{kind} {name} belongs to stack {owner}; a stack only changes its own objects: rename it in the file or remove it from stack {owner} first"
             ))),
             None => {
-                let label = labels_of(obj.object()).and_then(|l| l.get(NAMESPACE_LABEL));
-                if label.map(String::as_str) == Some(self.d.stack.as_str()) {
+                let label = obj.object().label(STACK_NAMESPACE_LABEL);
+                if label == Some(self.d.stack.as_str()) {
                     self.messages.push(format!(
                         "adopting {kind} {name}: it was created by `docker stack deploy` for stack {}",
                         self.d.stack
@@ -360,16 +355,9 @@ impl<'a> Builder<'a> {
                         self.own(Kind::Network, &name, &cur.meta.id, &name);
                         let c = self.change(Kind::Network, &name, Action::Unchanged);
                         c.adopted = adopted;
-                        self.changed |= adopted;
                         continue;
                     }
-                    let users = self.outside_users(|s| {
-                        s.task_template
-                            .networks
-                            .iter()
-                            .chain(s.networks.iter())
-                            .any(|a| a.target == cur.meta.id)
-                    });
+                    let users = self.outside_users(|s| spec_uses(s, Kind::Network, &cur.meta.id));
                     if !users.is_empty() {
                         return Err(StackError::Conflict(format!(
                             "network {name} must be re-created to change it, but services outside stack {} use it: {}; detach them first",
@@ -471,7 +459,6 @@ impl<'a> Builder<'a> {
                     let c = self.change(kind, &name, action);
                     c.fields = fields;
                     c.adopted = adopted;
-                    self.changed |= adopted;
                     Resolved {
                         id: cur.meta().id.clone(),
                         name: cur_name,
@@ -650,28 +637,12 @@ impl<'a> Builder<'a> {
         service_spec::convert(&mut s).map_err(api(&what))?;
         if let Some(c) = s.task_template.container_spec.as_mut() {
             for r in &mut c.secrets {
-                let found = self.secrets.get(&r.secret_name).ok_or_else(|| {
-                    StackError::invalid(
-                        &what,
-                        format!(
-                            "secret {:?} is neither in the stack nor declared external",
-                            r.secret_name
-                        ),
-                    )
-                })?;
+                let found = reference(&self.secrets, &what, "secret", &r.secret_name)?;
                 r.secret_id = found.id.clone();
                 r.secret_name = found.name.clone();
             }
             for r in &mut c.configs {
-                let found = self.configs.get(&r.config_name).ok_or_else(|| {
-                    StackError::invalid(
-                        &what,
-                        format!(
-                            "config {:?} is neither in the stack nor declared external",
-                            r.config_name
-                        ),
-                    )
-                })?;
+                let found = reference(&self.configs, &what, "config", &r.config_name)?;
                 r.config_id = found.id.clone();
                 r.config_name = found.name.clone();
             }
@@ -682,16 +653,9 @@ impl<'a> Builder<'a> {
                 .and_then(|p| p.credential_spec.as_mut())
                 .filter(|cs| !cs.config.is_empty())
             {
-                let found = self.configs.get(&cs.config).ok_or_else(|| {
-                    StackError::invalid(
-                        &what,
-                        format!(
-                            "credential spec config {:?} is neither in the stack nor declared external",
-                            cs.config
-                        ),
-                    )
-                })?;
-                cs.config = found.id.clone();
+                cs.config = reference(&self.configs, &what, "credential spec config", &cs.config)?
+                    .id
+                    .clone();
             }
         }
         service_spec::validate(&s).map_err(api(&what))?;
@@ -749,7 +713,6 @@ impl<'a> Builder<'a> {
                         self.own(Kind::Service, &name, &cur.meta.id, &name);
                         let c = self.change(Kind::Service, &name, Action::Unchanged);
                         c.adopted = adopted;
-                        self.changed |= adopted;
                         continue;
                     }
                     let rolls = spec.task_template != cur.spec.task_template;
@@ -952,7 +915,14 @@ impl<'a> Builder<'a> {
         self.inventory.sort();
         let inventory_changed =
             self.inventory.iter().collect::<BTreeSet<_>>() != previous_inventory;
-        self.changed |= inventory_changed;
+        // A write is due for a new stack, a changed or adopted object, or an inventory that
+        // no longer matches the store (objects removed behind the stack's back).
+        let changed = self.stack.is_none()
+            || inventory_changed
+            || self
+                .changes
+                .iter()
+                .any(|c| c.adopted || !matches!(c.action, Action::Unchanged | Action::Orphaned));
         let current_revision = self.stack.map(|s| s.revision).unwrap_or(0);
         let token = self.token();
         let stack_id = self.stack.map(|s| s.meta.id.clone()).unwrap_or_else(new_id);
@@ -965,7 +935,7 @@ impl<'a> Builder<'a> {
             messages: self.messages,
             token,
         };
-        if !self.changed {
+        if !changed {
             return Ok(Prepared {
                 plan,
                 txn: Txn::new(),
@@ -1036,6 +1006,21 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The secret or config `name` a service (`what`) refers to: the stack's own or an external one.
+fn reference<'m>(
+    resolved: &'m HashMap<String, Resolved>,
+    what: &str,
+    kind: &str,
+    name: &str,
+) -> Result<&'m Resolved, StackError> {
+    resolved.get(name).ok_or_else(|| {
+        StackError::invalid(
+            what,
+            format!("{kind} {name:?} is neither in the stack nor declared external"),
+        )
+    })
+}
+
 /// The external secrets or configs `names`, which must exist.
 fn external<T: Versioned>(
     view: &View,
@@ -1062,17 +1047,6 @@ fn external<T: Versioned>(
             ))
         })
         .collect()
-}
-
-/// The labels of objects that have them.
-fn labels_of(o: &Object) -> Option<&BTreeMap<String, String>> {
-    match o {
-        Object::Service(s) => Some(&s.spec.labels),
-        Object::Network(n) => Some(&n.spec.labels),
-        Object::Secret(s) => Some(&s.spec.labels),
-        Object::Config(c) => Some(&c.spec.labels),
-        _ => None,
-    }
 }
 
 /// Whether a service spec refers to the network, secret or config `id`.

@@ -25,12 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::hub::{Hub, Registration};
-use crate::model::{Kind, Object};
+use crate::model::{Kind, Object, STACK_NAMESPACE_LABEL};
 use crate::txn::{Action, Commit, Event};
-
-/// The label `docker stack deploy` puts on every object of a stack (and on the container spec
-/// of its services, which their tasks copy).
-pub const STACK_NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
 /// Which changes a watcher wants. Empty lists mean "any". Conditions are ANDed.
 ///

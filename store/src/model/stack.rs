@@ -10,6 +10,10 @@ use super::meta::{Meta, Timestamp};
 use super::spec::{ConfigSpec, Labels, NetworkSpec, SecretSpec, ServiceSpec};
 use super::Kind;
 
+/// The label `docker stack deploy` (and `shoal apply`) puts on every object of a stack (and on
+/// the container spec of its services, which their tasks copy).
+pub const STACK_NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
 /// How many revisions a stack keeps when its spec does not say.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10;
 
@@ -186,6 +190,15 @@ pub struct StackRevision {
 }
 
 impl StackRevision {
+    /// The revision as shown outside the store: its secrets without their data.
+    pub fn without_secret_data(&self) -> StackRevision {
+        let mut r = self.clone();
+        for s in &mut r.objects.secrets {
+            s.data.clear();
+        }
+        r
+    }
+
     /// The store name of revision `number` of stack `stack`.
     pub fn name_of(stack: &str, number: u64) -> String {
         format!("{stack}@{number}")
