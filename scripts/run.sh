@@ -4,7 +4,8 @@
 #   docker swarm init; docker service create --name hello --replicas 2 -p $SHOAL_PORT:80 ... (an httpd)
 # checks that the published port answers (curl http://localhost:$SHOAL_PORT/), then follows the
 # daemon's log until Ctrl-C, which stops the daemon.
-# Environment: SHOAL_DATA (default ~/.local/share/shoal), SHOAL_SOCKET (default /tmp/shoal.sock),
+# Environment: SHOAL_DATA (default ~/.local/share/shoal), SHOAL_SOCKET (default /var/run/shoal.sock,
+# the socket `shoal daemon` and the `shoal` CLI use by default),
 # SHOAL_PORT (the sample service's published port, default 8080),
 # SHOAL_START_TIMEOUT / SHOAL_CONVERGE_TIMEOUT in seconds (defaults 60 / 120).
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 data_dir=${SHOAL_DATA:-$HOME/.local/share/shoal}
 data_dir=${data_dir%/}
-socket=${SHOAL_SOCKET:-/tmp/shoal.sock}
+socket=${SHOAL_SOCKET:-/var/run/shoal.sock}
 log_file=$data_dir.log
 pid_file=$data_dir.pid
 start_timeout=${SHOAL_START_TIMEOUT:-60}

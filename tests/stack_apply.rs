@@ -1,7 +1,9 @@
 //! `shoal apply`, `plan`, `diff`, `rollback` and `history` against one daemon: a stack in one
 //! revision, re-applies that change nothing, rolling only what changed, prune, adoption of what
 //! `docker stack deploy` made, ownership, plan tokens, versioned secrets, bad files, and a
-//! rollout that ends rolled back (the real engine, an image that cannot be pulled).
+//! rollout that ends rolled back or failed (the real engine, an image that cannot be pulled),
+//! retired secret revisions removed with the history that kept them, and every service's
+//! health in `shoal status`.
 
 mod common;
 
@@ -491,10 +493,68 @@ fn a_plan_token_is_honoured_only_while_nothing_changed_and_secret_changes_make_r
         "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}",
     ]);
     assert_eq!(refs.trim(), "tk_token.v2");
+
+    // Revision 1 is retained (the default keeps 10), so the first secret revision stays even
+    // once no task uses it.
+    wait_for(Duration::from_secs(30), "tk_web on tk_token.v2", || {
+        let h = d.get_json("/shoal/v1/health?stack=tk");
+        let web = h
+            .as_array()?
+            .iter()
+            .find(|h| h["ServiceName"] == "tk_web")?;
+        let ready = web["Conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["Type"] == "Ready" && c["Status"] == true);
+        (ready && web["ObservedGeneration"].as_u64()? >= version(&d, "/services/tk_web"))
+            .then_some(())
+    });
+    let secrets = d.lines(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(secrets.contains(&"tk_token".to_string()), "{secrets:?}");
+
+    // A history limit out of range is refused and changes nothing.
+    std::fs::write(dir.path().join("token.txt"), "three\n").unwrap();
+    let out = shoal(
+        &d,
+        &[
+            "apply",
+            "-f",
+            file,
+            "--stack",
+            "tk",
+            "--no-wait",
+            "--history-limit",
+            "0",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("history_limit"), "{}", text(&out));
+
+    // Keeping one revision drops revisions 1 and 2, and with them the secret revisions only
+    // they had: each is removed once no task uses it.
+    let applied = apply(&d, dir.path(), "tk", &["--history-limit", "1"], &[]);
+    assert_eq!(applied["revision"], 3, "{applied}");
+    wait_for(
+        Duration::from_secs(30),
+        "the retired secret revisions removed",
+        || {
+            let secrets = d.lines(&["secret", "ls", "--format", "{{.Name}}"]);
+            (secrets == ["tk_token.v3"]).then_some(())
+        },
+    );
+    let out = shoal(&d, &["history", "tk", "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let numbers: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r["number"].as_u64())
+        .collect();
+    assert_eq!(numbers, [3], "{}", text(&out));
 }
 
 #[test]
-fn a_rollout_whose_image_cannot_start_ends_rolled_back_with_its_exit_code() {
+fn a_rollout_whose_image_cannot_start_ends_rolled_back_or_failed_with_its_exit_code() {
     let d = Daemon::start_with_args("apply-rollback", &[]);
     d.init_swarm();
     let compose = |image: &str| {
@@ -540,6 +600,73 @@ services:
         "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
     ]);
     assert_eq!(image.trim(), "shoal-test/busybox:1");
+
+    // With failure_action pause the same rollout ends Failed, with the reason, and the stack
+    // and the service say they are degraded.
+    let paused = compose("shoal-test/never-built:1")
+        .replace("failure_action: rollback", "failure_action: pause");
+    std::fs::write(&file, paused).unwrap();
+    let out = shoal(&d, &["apply", "-f", f, "--stack", "rb", "--wait=90s"], &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(
+        shown.contains("Failed") && shown.contains("UpdatePaused"),
+        "{shown}"
+    );
+    let out = shoal(&d, &["status", "rb"], &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("Degraded=true (ServiceDegraded)"), "{shown}");
+    assert!(
+        shown.contains("rb_app") && shown.contains("Degraded=true (UpdatePaused)"),
+        "{shown}"
+    );
+    // Every service has its health, in a stack or not.
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "loose",
+        "--replicas",
+        "2",
+        "shoal-test/busybox:1",
+        "sleep",
+        "100000",
+    ]);
+    wait_for(
+        Duration::from_secs(60),
+        "loose ready in shoal status",
+        || {
+            let out = shoal(&d, &["status", "-o", "json"], &[]);
+            let all: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let loose = all
+                .as_array()?
+                .iter()
+                .find(|h| h["ServiceName"] == "loose")?;
+            let ready = loose["Conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["Type"] == "Ready" && c["Status"] == true);
+            (ready
+                && loose["Running"] == 2
+                && loose["Desired"] == 2
+                && loose.get("Stack").is_none())
+            .then_some(())
+        },
+    );
+    let out = shoal(&d, &["status"], &[]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("loose") && shown.contains("2/2") && shown.contains("rb_app"),
+        "{shown}"
+    );
+    // Removed with its service.
+    d.ok(&["service", "rm", "loose"]);
+    wait_for(Duration::from_secs(30), "loose's health removed", || {
+        let all = d.get_json("/shoal/v1/health");
+        (!all.to_string().contains("\"loose\"")).then_some(())
+    });
     d.ok(&["service", "rm", "rb_app"]);
     wait_for(Duration::from_secs(30), "rb_app's containers gone", || {
         let out = Command::new("docker")

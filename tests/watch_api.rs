@@ -345,6 +345,12 @@ async fn filters_select_by_kind_stack_label_name_prefix_and_node() {
         let nodes = d.ok(&["service", "ps", "--format", "{{.Node}}", "st_web"]);
         (nodes.lines().filter(|l| l.trim() == "wa-filters").count() == 2).then_some(())
     });
+    // The service's health object belongs to the stack too (written once the health
+    // controller has seen the service).
+    wait_for(STEP, "st_web's health", || {
+        let all = d.get_json("/shoal/v1/health?stack=st");
+        (all.as_array()?.len() == 1).then_some(())
+    });
     let c = client(&d);
 
     let configs = snapshot(&c, params(|p| p.kinds = vec!["config".into()])).await;
@@ -352,6 +358,7 @@ async fn filters_select_by_kind_stack_label_name_prefix_and_node() {
 
     let st = set(&[
         ("config", "st_conf"),
+        ("health", "st_web"),
         ("network", "st_front"),
         ("service", "st_web"),
         ("task", "st_web.1"),

@@ -26,6 +26,8 @@ pub struct Enabled {
     pub allocator: bool,
     /// Stack controller (health, revision results, retired secret and config revisions).
     pub stack: bool,
+    /// Health controller (every service's observed generation and conditions).
+    pub health: bool,
 }
 
 impl Enabled {
@@ -40,6 +42,7 @@ impl Enabled {
         role_manager: true,
         allocator: true,
         stack: true,
+        health: true,
     };
 
     /// No reconciler (combine with struct update syntax to pick some).
@@ -53,6 +56,7 @@ impl Enabled {
         role_manager: false,
         allocator: false,
         stack: false,
+        health: false,
     };
 }
 

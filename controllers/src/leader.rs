@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::allocator::Allocator;
 use crate::config::ControllersConfig;
 use crate::enforcer::ConstraintEnforcer;
+use crate::health::HealthController;
 use crate::orchestrator::{
     GlobalOrchestrator, JobsOrchestrator, ReplicatedOrchestrator, TaskTimeline,
 };
@@ -247,6 +248,9 @@ pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runt
     }
     if enabled.stack {
         runtime.add(StackController::new(), base);
+    }
+    if enabled.health {
+        runtime.add(HealthController::new(), base);
     }
     if enabled.role_manager {
         runtime.add(RoleManager::new(store.clone(), config.role_retry), base);

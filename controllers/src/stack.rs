@@ -1,9 +1,8 @@
 //! The stack controller (key: stack id): health and clean-up of stacks that `shoal apply` made.
 //!
-//! - **Health**: for each service of the stack's inventory, how many tasks run its current
-//!   spec against how many are wanted, and whether a rolling update is under way, paused or
-//!   rolled back, as Kubernetes-style conditions (Ready / Progressing / Degraded with a
-//!   reason); the stack's own conditions sum them up. Written to the stack's status with the
+//! - **Health**: each service of the stack's inventory with its health (computed as the
+//!   [`health`](crate::health) controller does, so both agree at every revision); the stack's
+//!   own conditions sum them up. Written to the stack's status with the
 //!   revision they describe (`observed_revision`) and each service's version
 //!   (`observed_generation`).
 //! - **Result** of the current revision, once the rollout has ended: `Succeeded` (every service
@@ -15,11 +14,12 @@
 use std::collections::{BTreeMap, HashSet};
 
 use shoal_store::model::{
-    Condition, Config, Kind, Object, Secret, Service, ServiceHealth, Stack, StackRevision,
-    StackStatus, Task, TaskState, Timestamp, UpdateState, STACK_NAMESPACE_LABEL,
+    Config, Kind, Object, Secret, Stack, StackRevision, StackStatus, TaskState, Timestamp,
+    STACK_NAMESPACE_LABEL,
 };
 use shoal_store::{Obj, Op};
 
+use crate::health::{carry_transitions, condition, health, holds};
 use crate::orchestrator::write;
 use crate::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
 
@@ -118,125 +118,6 @@ impl Reconciler for StackController {
         write::commit(ctx, vec![ops]).await?;
         Ok(Action::AwaitChange)
     }
-}
-
-fn condition(kind: &str, status: bool, reason: &str, message: String, now: Timestamp) -> Condition {
-    Condition {
-        kind: kind.into(),
-        status,
-        reason: reason.into(),
-        message,
-        last_transition: now,
-    }
-}
-
-/// Keeps the previous transition time of conditions whose status did not change.
-fn carry_transitions(new: &mut [Condition], old: &[Condition]) {
-    for c in new {
-        if let Some(o) = old
-            .iter()
-            .find(|o| o.kind == c.kind && o.status == c.status)
-        {
-            c.last_transition = o.last_transition;
-        }
-    }
-}
-
-/// A service's health.
-fn health(cache: &Cache, service: &Service, now: Timestamp) -> ServiceHealth {
-    let tasks: Vec<Obj<Task>> = cache
-        .tasks_of_service(&service.meta.id)
-        .filter(|t| t.desired_state <= TaskState::Running)
-        .collect();
-    let current = |t: &Task| t.spec == service.spec.task_template;
-    let running = tasks
-        .iter()
-        .filter(|t| current(t) && t.status.state == TaskState::Running)
-        .count() as u64;
-    let desired = if service.spec.is_global() {
-        tasks
-            .iter()
-            .map(|t| t.node_id.clone())
-            .collect::<HashSet<_>>()
-            .len() as u64
-    } else if service.spec.is_job() {
-        running
-    } else {
-        service.spec.replicas().unwrap_or(1)
-    };
-    let update = service.update_status.as_ref().and_then(|u| u.state);
-    let update_message = service
-        .update_status
-        .as_ref()
-        .map(|u| u.message.clone())
-        .unwrap_or_default();
-    let failing = tasks
-        .iter()
-        .filter(|t| t.status.state > TaskState::Running && current(t))
-        .map(|t| {
-            if t.status.err.is_empty() {
-                t.status.message.clone()
-            } else {
-                t.status.err.clone()
-            }
-        })
-        .next();
-    let ready = running >= desired
-        && !matches!(
-            update,
-            Some(UpdateState::Updating) | Some(UpdateState::RollbackStarted)
-        );
-    let (degraded, reason, message) = match (&update, &failing) {
-        (Some(UpdateState::Paused), _) => (true, "UpdatePaused", update_message.clone()),
-        (Some(UpdateState::RollbackPaused), _) => (true, "RollbackPaused", update_message.clone()),
-        (Some(UpdateState::RollbackCompleted), _) => (true, "RolledBack", update_message.clone()),
-        (_, Some(err)) if !ready => (true, "TaskFailed", err.clone()),
-        _ => (false, "", String::new()),
-    };
-    let progressing = matches!(
-        update,
-        Some(UpdateState::Updating) | Some(UpdateState::RollbackStarted)
-    ) || (!ready && !degraded);
-    let conditions = vec![
-        condition(
-            "Ready",
-            ready,
-            if ready {
-                "TasksRunning"
-            } else {
-                "TasksNotRunning"
-            },
-            format!("{running} of {desired} tasks running the current spec"),
-            now,
-        ),
-        condition(
-            "Progressing",
-            progressing,
-            if progressing {
-                "RolloutInProgress"
-            } else {
-                "RolloutComplete"
-            },
-            match &update {
-                Some(UpdateState::Updating) => "rolling update in progress".into(),
-                Some(UpdateState::RollbackStarted) => "rollback in progress".into(),
-                _ if progressing => "tasks are starting".into(),
-                _ => String::new(),
-            },
-            now,
-        ),
-        condition("Degraded", degraded, reason, message, now),
-    ];
-    ServiceHealth {
-        observed_generation: service.meta.version.index,
-        desired,
-        running,
-        conditions,
-    }
-}
-
-fn holds<'a>(conditions: &'a [Condition], kind: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.kind == kind && c.status)
 }
 
 /// The stack's status now.

@@ -174,9 +174,11 @@ pub fn docker_event(e: &Event, committed_at: Timestamp) -> Option<Message> {
         Object::Network(n) => n.spec.name.clone(),
         Object::Secret(s) => s.spec.name().to_string(),
         Object::Config(c) => c.spec.name().to_string(),
-        Object::Task(_) | Object::Cluster(_) | Object::Stack(_) | Object::StackRevision(_) => {
-            return None
-        }
+        Object::Task(_)
+        | Object::Cluster(_)
+        | Object::Stack(_)
+        | Object::StackRevision(_)
+        | Object::Health(_) => return None,
     };
     attributes.insert("name".to_string(), name);
     if e.action == Action::Update {

@@ -40,6 +40,10 @@ pub struct ApplyArgs {
     /// Apply only if the plan is still the one `shoal plan` printed with this token
     #[arg(long, value_name = "TOKEN")]
     plan_token: Option<String>,
+    /// How many revisions the stack keeps (1-100, default 10); recorded with the revision
+    /// this apply makes (an apply that changes nothing changes nothing)
+    #[arg(long, value_name = "N")]
+    history_limit: Option<u32>,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     output: Output,
@@ -179,6 +183,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
     body.prune = args.prune;
     body.dry_run = args.dry_run;
     body.plan_token = args.plan_token.clone();
+    body.history_limit = args.history_limit;
     let deadline = match (&args.wait, args.no_wait || args.dry_run) {
         (_, true) => None,
         (Some(d), false) => Some(parse_deadline(d)?),

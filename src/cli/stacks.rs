@@ -45,11 +45,11 @@ pub struct HistoryArgs {
     conn: Connection,
 }
 
-/// `shoal status STACK`.
+/// `shoal status [STACK]`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// The stack
-    stack: String,
+    /// The stack [default: every service's health]
+    stack: Option<String>,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     output: Output,
@@ -159,46 +159,38 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Runs `shoal status`.
-pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    let client = args.conn.client()?;
-    let stack: Value = client
-        .get_json(&format!("/shoal/v1/stacks/{}", args.stack))
-        .await?;
-    if args.output != Output::Table {
-        print!("{}", args.output.render(&stack));
-        return Ok(0);
-    }
-    let status = &stack["Status"];
-    println!(
-        "stack {}: revision {} (status observed at revision {})",
-        args.stack, stack["Revision"], status["ObservedRevision"]
-    );
-    let conditions = |cs: &Value| -> String {
-        cs.as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                let mut s = format!("{}={}", c["Type"].as_str().unwrap_or(""), c["Status"]);
-                if let Some(r) = c["Reason"].as_str().filter(|r| !r.is_empty()) {
-                    s.push_str(&format!(" ({r})"));
-                }
-                s
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!("conditions: {}", conditions(&status["Conditions"]));
-    for c in status["Conditions"].as_array().into_iter().flatten() {
-        if c["Status"] == true && c["Type"] == "Degraded" {
-            println!("degraded: {}", c["Message"].as_str().unwrap_or(""));
-        }
-    }
+/// Conditions as one line: `Ready=true (TasksRunning), Progressing=false (...)`.
+pub(crate) fn conditions(cs: &Value) -> String {
+    cs.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let mut s = format!("{}={}", c["Type"].as_str().unwrap_or(""), c["Status"]);
+            if let Some(r) = c["Reason"].as_str().filter(|r| !r.is_empty()) {
+                s.push_str(&format!(" ({r})"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The reasons of the degraded conditions among `cs`.
+fn degraded_messages(cs: &Value) -> impl Iterator<Item = &str> {
+    cs.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["Status"] == true && c["Type"] == "Degraded")
+        .map(|c| c["Message"].as_str().unwrap_or(""))
+}
+
+/// One table row per service health: name, tasks, generation, conditions.
+fn print_services<'a>(services: impl Iterator<Item = (&'a str, &'a Value)>) {
     println!(
         "{:<30} {:<10} {:<12} CONDITIONS",
         "SERVICE", "TASKS", "GENERATION"
     );
-    for (name, h) in status["Services"].as_object().into_iter().flatten() {
+    for (name, h) in services {
         println!(
             "{:<30} {:<10} {:<12} {}",
             name,
@@ -206,6 +198,51 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
             h["ObservedGeneration"],
             conditions(&h["Conditions"])
         );
+        for m in degraded_messages(&h["Conditions"]).filter(|m| !m.is_empty()) {
+            println!("    degraded: {m}");
+        }
     }
+}
+
+/// Runs `shoal status`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    let client = args.conn.client()?;
+    let Some(stack_name) = &args.stack else {
+        let all: Value = client.get_json("/shoal/v1/health").await?;
+        if args.output != Output::Table {
+            print!("{}", args.output.render(&all));
+            return Ok(0);
+        }
+        print_services(
+            all.as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| (h["ServiceName"].as_str().unwrap_or(""), h)),
+        );
+        return Ok(0);
+    };
+    let stack: Value = client
+        .get_json(&format!("/shoal/v1/stacks/{stack_name}"))
+        .await?;
+    if args.output != Output::Table {
+        print!("{}", args.output.render(&stack));
+        return Ok(0);
+    }
+    let status = &stack["Status"];
+    println!(
+        "stack {stack_name}: revision {} (status observed at revision {})",
+        stack["Revision"], status["ObservedRevision"]
+    );
+    println!("conditions: {}", conditions(&status["Conditions"]));
+    for m in degraded_messages(&status["Conditions"]) {
+        println!("degraded: {m}");
+    }
+    print_services(
+        status["Services"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(n, h)| (n.as_str(), h)),
+    );
     Ok(0)
 }

@@ -24,7 +24,7 @@ pub struct WatchArgs {
     #[command(flatten)]
     connection: Connection,
     /// Only objects of this kind (repeatable): service, task, node, network, secret, config,
-    /// cluster.
+    /// cluster, stack, stackrevision, health.
     #[arg(long = "kind", short = 'k', value_name = "KIND")]
     kinds: Vec<String>,
     /// Only these actions (repeatable): create, update, remove.
@@ -115,6 +115,12 @@ fn detail(kind: &str, o: &Value) -> String {
             s(&o["Spec"]["Role"])
         ),
         "network" => format!("driver={}", s(&o["Driver"])),
+        "health" => format!(
+            "tasks={}/{} {}",
+            o["Running"],
+            o["Desired"],
+            super::stacks::conditions(&o["Conditions"])
+        ),
         _ => String::new(),
     }
 }

@@ -109,7 +109,7 @@ pub enum ClientError {
     #[error("{0}")]
     BadHost(String),
     /// Nothing answers there.
-    #[error("cannot reach the shoal daemon at {host} ({cause}): is `shoal daemon` running there? Point --host or SHOAL_HOST at its API socket (e.g. unix:///tmp/shoal.sock for scripts/run.sh)")]
+    #[error("cannot reach the shoal daemon at {host} ({cause}): is `shoal daemon` running there? Point --host or SHOAL_HOST at its API socket (scripts/run.sh and `shoal daemon` use unix:///var/run/shoal.sock by default)")]
     Connect {
         /// Where.
         host: String,

@@ -1,7 +1,7 @@
 //! shoal's native API, beside the Docker API on the same sockets (`src/api/` stays the Docker
 //! surface): the watch with revisions, the current revision and `wait_for(revision)`, and the
 //! OpenAPI document that describes it all; and stacks ([`stacks`]: plan, apply, rollback,
-//! history, status).
+//! history, status) and every service's [`health`].
 //!
 //! Every HTTP route lives under `/shoal/v1/`, which can never clash with Docker's routes: those
 //! are unversioned (`/services`) or under `/v{major.minor}/`, and the version middleware
@@ -21,6 +21,7 @@
 //! checks that every route is documented and every documented path is served.
 
 pub mod grpc;
+pub mod health;
 pub mod stacks;
 pub mod watch;
 pub mod wire;
@@ -162,6 +163,11 @@ pub fn http_routes<S: NativeState>() -> Vec<Route<S>> {
             method: Method::GET,
             path: "/shoal/v1/openapi.json",
             handler: get(openapi),
+        },
+        Route {
+            method: Method::GET,
+            path: "/shoal/v1/health",
+            handler: get(health::list::<S>),
         },
         Route {
             method: Method::GET,

@@ -181,6 +181,7 @@ pub fn object_json(o: &Object) -> Value {
         Object::StackRevision(r) => {
             serde_json::to_value(r.without_secret_data()).unwrap_or(Value::Null)
         }
+        Object::Health(h) => serde_json::to_value(h).unwrap_or(Value::Null),
     }
 }
 

@@ -43,39 +43,51 @@ pub async fn apply(store: &Store, d: &Desired, opts: &ApplyOptions) -> Result<Ap
     // Subnets of new networks are chosen from the view; one allocation at a time on this
     // manager (the same lock `docker network create` takes).
     let _allocating = crate::api::networks::ALLOCATING.lock().await;
-    let view = store.linearizable_view().await?;
-    let prepared = prepare(&view, d)?;
-    if let Some(token) = &opts.plan_token {
-        if *token != prepared.plan.token {
-            return Err(StackError::Conflict(format!(
-                "stack {}: the plan changed since plan token {token} was made (the file or the store changed); run `shoal plan` again and apply its token",
-                d.stack
-            )));
+    let mut attempt = 1;
+    loop {
+        let view = store.linearizable_view().await?;
+        let prepared = prepare(&view, d)?;
+        if let Some(token) = &opts.plan_token {
+            if *token != prepared.plan.token {
+                return Err(StackError::Conflict(format!(
+                    "stack {}: the plan changed since plan token {token} was made (the file or the store changed); run `shoal plan` again and apply its token",
+                    d.stack
+                )));
+            }
+        }
+        if opts.dry_run || !prepared.plan.has_changes() {
+            return Ok(Applied {
+                plan: prepared.plan,
+                revision: None,
+                store_revision: view.revision(),
+            });
+        }
+        match store.submit(prepared.txn).await {
+            Ok(committed) => {
+                return Ok(Applied {
+                    revision: prepared.plan.next_revision,
+                    plan: prepared.plan,
+                    store_revision: committed.revision,
+                })
+            }
+            // Something the plan read changed between the view and the commit (the stack
+            // controller writing the stack's status during a rollout, the update supervisor a
+            // service's): plan again against the new state, which honours a plan token only
+            // if the plan is still the same.
+            Err(e) if e.is_out_of_sequence() && attempt < APPLY_ATTEMPTS => attempt += 1,
+            Err(e) if e.is_out_of_sequence() => {
+                return Err(StackError::Conflict(format!(
+                    "stack {}: objects kept changing while the stack was being applied ({e}, {APPLY_ATTEMPTS} attempts); nothing was written, apply again",
+                    d.stack
+                )))
+            }
+            Err(e) => return Err(StackError::Store(e)),
         }
     }
-    if opts.dry_run || !prepared.plan.has_changes() {
-        return Ok(Applied {
-            plan: prepared.plan,
-            revision: None,
-            store_revision: view.revision(),
-        });
-    }
-    let committed = store.submit(prepared.txn).await.map_err(|e| {
-        if e.is_out_of_sequence() {
-            StackError::Conflict(format!(
-                "stack {}: an object changed while the stack was being applied ({e}); nothing was written, apply again",
-                d.stack
-            ))
-        } else {
-            StackError::Store(e)
-        }
-    })?;
-    Ok(Applied {
-        revision: prepared.plan.next_revision,
-        plan: prepared.plan,
-        store_revision: committed.revision,
-    })
 }
+
+/// How many times an apply plans again when what it read changed before its commit.
+const APPLY_ATTEMPTS: u32 = 5;
 
 /// The stack named `name`.
 pub fn stack(view: &View, name: &str) -> Result<Stack, StackError> {
@@ -188,5 +200,6 @@ pub fn rollback_desired(
         cause: format!("rollback to {to}"),
         prune: true,
         warnings: Vec::new(),
+        history_limit: None,
     })
 }

@@ -45,6 +45,8 @@ pub struct Desired {
     pub prune: bool,
     /// Warnings from loading the sources, passed through to the plan.
     pub warnings: Vec<String>,
+    /// How many revisions the stack keeps from this revision on (`None`: as before).
+    pub history_limit: Option<u32>,
 }
 
 /// What happens to one object.
@@ -224,7 +226,10 @@ impl<'a> Builder<'a> {
         }
         let mut read = BTreeSet::new();
         if let Some(s) = stack {
-            read.insert((s.meta.id.clone(), s.meta.version.index));
+            // The stack's revision and retired objects, not its version: the stack controller
+            // rewrites its status with every task change, which changes no plan.
+            let retired: Vec<&str> = s.retired.iter().map(|i| i.id.as_str()).collect();
+            read.insert((format!("{}/{}", s.meta.id, retired.join(",")), s.revision));
         }
         Builder {
             view,
@@ -955,6 +960,9 @@ impl<'a> Builder<'a> {
                 ..Default::default()
             },
         };
+        if let Some(limit) = self.d.history_limit {
+            stack.spec.history_limit = limit;
+        }
         stack.inventory = self.inventory;
         stack.retired = self.retired;
         stack.revision = number;

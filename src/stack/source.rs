@@ -49,7 +49,13 @@ pub struct ApplyBody {
     /// Who applies (`user@host`).
     #[serde(default)]
     pub applied_by: String,
+    /// How many revisions the stack keeps from the revision this apply makes on.
+    #[serde(default)]
+    pub history_limit: Option<u32>,
 }
+
+/// The range `history_limit` may take.
+pub const HISTORY_LIMITS: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// The desired state of stack `stack` from a client's request.
 pub fn desired(stack: &str, body: &ApplyBody) -> Result<Desired, StackError> {
@@ -65,6 +71,16 @@ pub fn desired(stack: &str, body: &ApplyBody) -> Result<Desired, StackError> {
     if body.files.is_empty() {
         return Err(StackError::Invalid(
             "no compose file was sent; give one with -f FILE".into(),
+        ));
+    }
+    if let Some(n) = body.history_limit.filter(|n| !HISTORY_LIMITS.contains(n)) {
+        return Err(StackError::invalid(
+            "history_limit",
+            format!(
+                "{n} is out of range: a stack keeps between {} and {} revisions",
+                HISTORY_LIMITS.start(),
+                HISTORY_LIMITS.end()
+            ),
         ));
     }
     let input = ComposeInput {
@@ -99,6 +115,7 @@ pub fn desired(stack: &str, body: &ApplyBody) -> Result<Desired, StackError> {
         cause: "apply".into(),
         prune: body.prune,
         warnings: loaded.warnings,
+        history_limit: body.history_limit,
     })
 }
 

@@ -24,7 +24,7 @@ struct TaskEntry {
 }
 
 /// The kinds the controllers watch.
-pub const WATCHED_KINDS: [Kind; 9] = [
+pub const WATCHED_KINDS: [Kind; 10] = [
     Kind::Cluster,
     Kind::Node,
     Kind::Service,
@@ -34,6 +34,7 @@ pub const WATCHED_KINDS: [Kind; 9] = [
     Kind::Config,
     Kind::Stack,
     Kind::StackRevision,
+    Kind::Health,
 ];
 
 /// A consistent snapshot of the watched objects at [`Cache::revision`].
@@ -48,6 +49,7 @@ pub struct Cache {
     configs: Objects,
     stacks: Objects,
     stack_revisions: Objects,
+    healths: Objects,
     tasks: OrdMap<Arc<str>, TaskEntry>,
     tasks_by_service: OrdSet<(Arc<str>, Arc<str>)>,
     tasks_by_node: OrdSet<(Arc<str>, Arc<str>)>,
@@ -83,6 +85,7 @@ impl Cache {
             Kind::Config => Some(&mut self.configs),
             Kind::Stack => Some(&mut self.stacks),
             Kind::StackRevision => Some(&mut self.stack_revisions),
+            Kind::Health => Some(&mut self.healths),
             Kind::Task => None,
         }
     }
@@ -97,6 +100,7 @@ impl Cache {
             Kind::Config => Some(&self.configs),
             Kind::Stack => Some(&self.stacks),
             Kind::StackRevision => Some(&self.stack_revisions),
+            Kind::Health => Some(&self.healths),
             Kind::Task => None,
         }
     }

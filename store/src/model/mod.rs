@@ -1,10 +1,11 @@
-//! The object model: the seven kinds the store keeps, their ids, versions and specs.
+//! The object model: the kinds the store keeps, their ids, versions and specs.
 
 pub mod enums;
 pub mod meta;
 pub mod objects;
 pub mod spec;
 pub mod stack;
+pub mod status;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +18,7 @@ pub use meta::{new_id, Meta, Timestamp, Version, ID_LEN};
 pub use objects::*;
 pub use spec::*;
 pub use stack::*;
+pub use status::*;
 
 /// The kinds of object the store holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -39,11 +41,13 @@ pub enum Kind {
     Stack,
     /// One applied revision of a stack.
     StackRevision,
+    /// A service's health, kept apart from the service (see [`Health`]).
+    Health,
 }
 
 impl Kind {
     /// Every kind, in a fixed order (new kinds go at the end: the order gives storage tags).
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Cluster,
         Kind::Node,
         Kind::Service,
@@ -53,6 +57,7 @@ impl Kind {
         Kind::Config,
         Kind::Stack,
         Kind::StackRevision,
+        Kind::Health,
     ];
 
     /// Lowercase name (`service`), as used in errors and Docker events.
@@ -67,6 +72,7 @@ impl Kind {
             Kind::Config => "config",
             Kind::Stack => "stack",
             Kind::StackRevision => "stackrevision",
+            Kind::Health => "health",
         }
     }
 
@@ -82,7 +88,8 @@ impl Kind {
 
     /// Whether objects of this kind have names that must be unique (case-insensitively).
     pub fn has_unique_names(&self) -> bool {
-        !matches!(self, Kind::Node | Kind::Task)
+        // A service status shares its service's id and name; the service keeps names unique.
+        !matches!(self, Kind::Node | Kind::Task | Kind::Health)
     }
 }
 
@@ -128,6 +135,8 @@ pub enum Object {
     Stack(Stack),
     /// A stack revision.
     StackRevision(StackRevision),
+    /// A service's health.
+    Health(Health),
 }
 
 macro_rules! each_kind {
@@ -142,6 +151,7 @@ macro_rules! each_kind {
             Object::Config($o) => $body,
             Object::Stack($o) => $body,
             Object::StackRevision($o) => $body,
+            Object::Health($o) => $body,
         }
     };
 }
@@ -159,6 +169,7 @@ impl Object {
             Object::Config(_) => Kind::Config,
             Object::Stack(_) => Kind::Stack,
             Object::StackRevision(_) => Kind::StackRevision,
+            Object::Health(_) => Kind::Health,
         }
     }
 
@@ -192,6 +203,7 @@ impl Object {
             Object::Config(o) => Some(&o.spec.name),
             Object::Stack(o) => Some(&o.spec.name),
             Object::StackRevision(o) => Some(&o.name),
+            Object::Health(o) => Some(&o.service_name),
             Object::Node(_) | Object::Task(_) => None,
         }
     }
@@ -231,6 +243,10 @@ impl Object {
             Object::Config(c) => &c.spec.labels,
             Object::Stack(s) => &s.spec.labels,
             Object::StackRevision(_) => return None,
+            Object::Health(s) if key == STACK_NAMESPACE_LABEL && !s.stack.is_empty() => {
+                return Some(&s.stack)
+            }
+            Object::Health(_) => return None,
             Object::Task(t) => {
                 return t.labels.get(key).map(String::as_str).or_else(|| {
                     t.spec
@@ -313,3 +329,4 @@ store_object!(Secret);
 store_object!(Config);
 store_object!(Stack);
 store_object!(StackRevision);
+store_object!(Health);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{Meta, Timestamp};
 use super::spec::{ConfigSpec, Labels, NetworkSpec, SecretSpec, ServiceSpec};
+use super::status::{Condition, ServiceHealth};
 use super::Kind;
 
 /// The label `docker stack deploy` (and `shoal apply`) puts on every object of a stack (and on
@@ -109,45 +110,6 @@ pub struct StackStatus {
     /// Each service's health, by service name.
     #[serde(rename = "Services", default)]
     pub services: std::collections::BTreeMap<String, ServiceHealth>,
-}
-
-/// A service's health as the stack controller sees it. Kept on the stack, not on the service:
-/// writing it to the service would change the service's version with every task change, and
-/// the `docker service update` of a user who read the version a moment before would fail.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServiceHealth {
-    /// The service version (store revision of its last change) the conditions describe.
-    #[serde(rename = "ObservedGeneration", default)]
-    pub observed_generation: u64,
-    /// Tasks wanted (replicas; for global services, the nodes with a task to run).
-    #[serde(rename = "Desired", default)]
-    pub desired: u64,
-    /// Tasks running the current spec.
-    #[serde(rename = "Running", default)]
-    pub running: u64,
-    /// Ready / Progressing / Degraded.
-    #[serde(rename = "Conditions", default)]
-    pub conditions: Vec<Condition>,
-}
-
-/// A condition in the Kubernetes sense: a named boolean with a reason.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Condition {
-    /// `Ready`, `Progressing` or `Degraded`.
-    #[serde(rename = "Type")]
-    pub kind: String,
-    /// Whether it holds.
-    #[serde(rename = "Status")]
-    pub status: bool,
-    /// A CamelCase word saying why (`TasksRunning`, `UpdateInProgress`, `TaskFailed`, ...).
-    #[serde(rename = "Reason", default)]
-    pub reason: String,
-    /// A sentence for people.
-    #[serde(rename = "Message", default)]
-    pub message: String,
-    /// When `status` last changed.
-    #[serde(rename = "LastTransitionTime")]
-    pub last_transition: Timestamp,
 }
 
 /// One applied revision of a stack, immutable once written. Named `<stack>@<number>`.
