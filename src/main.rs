@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 // mimalloc instead of glibc malloc: the store and the transport allocate and free many
@@ -42,7 +43,7 @@ enum Command {
     Rollback(shoal::cli::stacks::RollbackArgs),
     /// A stack's revisions, or what changed between two of them.
     History(shoal::cli::stacks::HistoryArgs),
-    /// A stack's health: conditions and each service's tasks.
+    /// Health on the server: every service's, or one stack's with its conditions.
     Status(shoal::cli::stacks::StatusArgs),
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
@@ -228,9 +229,30 @@ struct DaemonArgs {
     /// Unix socket for the Docker API.
     #[arg(long, env = "SHOAL_API_SOCKET", default_value = "/var/run/shoal.sock")]
     api_socket: PathBuf,
-    /// Also serve the Docker API on this TCP address (no TLS: bind it to loopback).
-    #[arg(long)]
+    /// Give this group read and write access to the API socket (mode 0660; by default the
+    /// socket is owner-only, 0600), like dockerd's `docker` group
+    #[arg(long, value_name = "GROUP")]
+    api_socket_group: Option<String>,
+    /// Also serve the API on this TCP address: TLS with client certificates (--tlsverify), or
+    /// plain HTTP only with --insecure-tcp
+    #[arg(long, value_name = "HOST:PORT")]
     api_tcp: Option<String>,
+    /// Serve --api-tcp over TLS and accept only clients with a certificate signed by --tlscacert
+    #[arg(long)]
+    tlsverify: bool,
+    /// The CA that signs the clients' certificates (--tlsverify)
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// The TCP listener's certificate, PEM (--tlsverify)
+    #[arg(long, value_name = "FILE")]
+    tlscert: Option<PathBuf>,
+    /// The TCP listener's private key, PEM (--tlsverify)
+    #[arg(long, value_name = "FILE")]
+    tlskey: Option<PathBuf>,
+    /// Serve --api-tcp as plain HTTP, without authentication: anyone who reaches the port
+    /// controls the swarm
+    #[arg(long, conflicts_with = "tlsverify")]
+    insecure_tcp: bool,
     /// Host name this node reports (several nodes on one machine need distinct names).
     #[arg(long)]
     hostname: Option<String>,
@@ -249,8 +271,69 @@ struct DaemonArgs {
     exec_root: Option<PathBuf>,
 }
 
+/// How the daemon's TCP API listener is secured, from its flags; an error says what to give.
+fn tcp_security(
+    args: &DaemonArgs,
+) -> anyhow::Result<Option<(String, Option<std::sync::Arc<rustls::ServerConfig>>)>> {
+    let tls_flags = args.tlsverify
+        || args.tlscacert.is_some()
+        || args.tlscert.is_some()
+        || args.tlskey.is_some();
+    let Some(addr) = &args.api_tcp else {
+        if tls_flags || args.insecure_tcp {
+            anyhow::bail!(
+                "--tlsverify, --tlscacert, --tlscert, --tlskey and --insecure-tcp apply to the TCP listener: give its address with --api-tcp HOST:PORT"
+            );
+        }
+        return Ok(None);
+    };
+    if args.insecure_tcp {
+        tracing::warn!(
+            "serving the API on tcp {addr} without TLS (--insecure-tcp): anyone who reaches it controls the swarm"
+        );
+        return Ok(Some((addr.clone(), None)));
+    }
+    if !args.tlsverify {
+        anyhow::bail!(
+            "refusing to serve the API on tcp {addr} without TLS: anyone who reaches it would control the swarm. Give --tlsverify --tlscacert CA --tlscert CERT --tlskey KEY (clients then need a certificate signed by CA), or --insecure-tcp to serve plain HTTP on purpose"
+        );
+    }
+    let missing: Vec<&str> = [
+        ("--tlscacert", args.tlscacert.is_none()),
+        ("--tlscert", args.tlscert.is_none()),
+        ("--tlskey", args.tlskey.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, missing)| missing.then_some(flag))
+    .collect();
+    if !missing.is_empty() {
+        anyhow::bail!("--tlsverify needs {} as well", missing.join(", "));
+    }
+    let files = shoal::api::listen::TlsFiles {
+        ca: args.tlscacert.clone().unwrap_or_default(),
+        cert: args.tlscert.clone().unwrap_or_default(),
+        key: args.tlskey.clone().unwrap_or_default(),
+    };
+    let config = files.server_config().map_err(anyhow::Error::msg)?;
+    Ok(Some((addr.clone(), Some(config))))
+}
+
 async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Listeners first: a daemon that cannot serve its API as asked refuses to start before it
+    // touches its data dir.
+    let tcp_listener = match tcp_security(&args)? {
+        None => None,
+        Some((addr, tls)) => {
+            let tcp = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listening on --api-tcp {addr}"))?;
+            Some((addr, tcp, tls))
+        }
+    };
+    let unix_listener =
+        shoal::api::listen::bind_unix(&args.api_socket, args.api_socket_group.as_deref())
+            .with_context(|| format!("binding the API socket {}", args.api_socket.display()))?;
     let node = shoal::node::NodeRuntime::start(shoal::node::NodeConfig {
         data_dir: args.data_dir.clone(),
         hostname: args.hostname.clone(),
@@ -276,14 +359,34 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let socket = args.api_socket.clone();
     let unix_state = state.clone();
     let unix_stop = wait_stop(stop_rx.clone());
     let unix =
-        tokio::spawn(async move { shoal::api::serve_unix(unix_state, &socket, unix_stop).await });
-    let tcp = args.api_tcp.clone().map(|addr| {
-        tokio::spawn(async move { shoal::api::serve_tcp(state, &addr, wait_stop(stop_rx)).await })
-    });
+        tokio::spawn(async move { shoal::api::serve(unix_state, unix_listener, unix_stop).await });
+    let tcp = match tcp_listener {
+        None => None,
+        Some((addr, tcp, None)) => {
+            use axum::serve::ListenerExt;
+            let listener = tcp.tap_io(|s| {
+                let _ = s.set_nodelay(true);
+            });
+            eprintln!("shoal daemon serving the API on tcp {addr} (plain HTTP)");
+            Some(tokio::spawn(shoal::api::serve(
+                state,
+                listener,
+                wait_stop(stop_rx),
+            )))
+        }
+        Some((addr, tcp, Some(tls))) => {
+            let listener = shoal::api::listen::TlsListener::new(tcp, tls)?;
+            eprintln!("shoal daemon serving the API on tcp {addr} (TLS, client certificates)");
+            Some(tokio::spawn(shoal::api::serve(
+                state,
+                listener,
+                wait_stop(stop_rx),
+            )))
+        }
+    };
     eprintln!(
         "shoal daemon {} serving the Docker API on {}",
         shoal::VERSION,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod gojson;
+pub mod listen;
 pub mod logs;
 pub mod names;
 pub mod networks;
@@ -104,39 +105,26 @@ pub fn app(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on a unix socket (replacing a stale socket file) until `shutdown` resolves.
+/// Serves the API on a unix socket (owner-only, replacing a stale socket file) until
+/// `shutdown` resolves.
 pub async fn serve_unix(
     state: ApiState,
     path: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if path.exists() {
-        std::fs::remove_file(path)?;
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    let app = tower::Layer::layer(&axum::middleware::from_fn(version::versioned), app(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve(state, listen::bind_unix(path, None)?, shutdown).await
 }
 
-/// Serves the API on TCP until `shutdown` resolves.
-pub async fn serve_tcp(
+/// Serves the API on `listener` (see [`listen`] for the kinds and who may reach them) until
+/// `shutdown` resolves.
+pub async fn serve<L: axum::serve::Listener>(
     state: ApiState,
-    addr: &str,
+    listener: L,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Nagle off, as dockerd: small responses must not wait for the client's delayed ACK.
-    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+) -> std::io::Result<()>
+where
+    L::Addr: std::fmt::Debug,
+{
     let app = tower::Layer::layer(&axum::middleware::from_fn(version::versioned), app(state));
     axum::serve(
         listener,

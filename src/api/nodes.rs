@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 use shoal_store::model::{
-    Kind, Node, NodeAvailability, NodeRole, NodeSpec, NodeState, Task, TaskState, TaskStatus,
-    Timestamp,
+    Cluster, Kind, Node, NodeAvailability, NodeRole, NodeSpec, NodeState, Task, TaskState,
+    TaskStatus, Timestamp,
 };
 use shoal_store::{Assessment, Txn, VoterChange};
 
@@ -206,7 +206,8 @@ pub async fn update(
 }
 
 /// `DELETE /nodes/{id}?force=`: refused for a manager still in the Raft group and, without
-/// `force`, for a node that is not down. The node's tasks are orphaned in the same transaction.
+/// `force`, for a node that is not down. The node's tasks are orphaned and its id recorded as
+/// removed (refused by every inter-node RPC, see `net::authz`) in the same transaction.
 pub async fn remove(
     State(state): State<ApiState>,
     Path(key): Path<String>,
@@ -249,6 +250,12 @@ pub async fn remove(
             txn = txn.update(orphan);
         }
         txn = txn.delete(Kind::Node, id.clone(), Some(node.meta.version.index));
+        // Refused by every inter-node RPC from this commit on, whatever its certificate says.
+        if let Some(cluster) = view.list::<Cluster>().next() {
+            let mut cluster = cluster.to_owned_value();
+            cluster.record_removed_node(&id, now);
+            txn = txn.update(cluster);
+        }
         match store.submit(txn).await {
             Err(e) if e.is_out_of_sequence() && attempts < 10 => attempts += 1,
             Err(e) => return Err(e.into()),

@@ -22,6 +22,7 @@ pub fn render_cluster(c: &Cluster) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("RootCA");
         o.remove("UnlockKey");
+        o.remove("RemovedNodes");
         o.insert("TLSInfo".into(), json!({"TrustRoot": c.root_ca.cert_pem}));
         o.entry("RootRotationInProgress")
             .or_insert(Value::Bool(false));

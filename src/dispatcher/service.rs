@@ -24,6 +24,7 @@ use super::logs::{entry, leader_addr, options};
 use super::term::Term;
 use super::Shared;
 use crate::ca::require_role;
+use crate::net::authz::{check_store, Needs};
 
 /// Response metadata key naming the leader's address when a follower refuses a session.
 pub const LEADER_METADATA: &str = "shoal-leader";
@@ -170,6 +171,7 @@ impl DispatcherRpc for DispatcherService {
             )
         };
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Node)?;
         let registered = term.register(&who.node_id, addr, description).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(registered.rx))))
     }
@@ -180,6 +182,7 @@ impl DispatcherRpc for DispatcherService {
     ) -> Result<Response<Self::NetworkStateStream>, Status> {
         let who = require_role(&request, &[NodeRole::Worker, NodeRole::Manager])?;
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Node)?;
         term.check_session(&who.node_id, &request.get_ref().session_id)?;
         let feed = self.shared.network_state_feed();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -193,6 +196,7 @@ impl DispatcherRpc for DispatcherService {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let who = require_role(&request, &[NodeRole::Worker, NodeRole::Manager])?;
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Node)?;
         let period = term.heartbeat(&who.node_id, &request.get_ref().session_id)?;
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
@@ -205,6 +209,7 @@ impl DispatcherRpc for DispatcherService {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let who = require_role(&request, &[NodeRole::Worker, NodeRole::Manager])?;
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Node)?;
         let rx = term.assignments(&who.node_id, &request.get_ref().session_id)?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -215,6 +220,7 @@ impl DispatcherRpc for DispatcherService {
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         let who = require_role(&request, &[NodeRole::Worker, NodeRole::Manager])?;
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Node)?;
         let req = request.into_inner();
         term.check_session(&who.node_id, &req.session_id)?;
         let view = term.store().view();
@@ -244,6 +250,7 @@ impl DispatcherRpc for DispatcherService {
     ) -> Result<Response<PublishLogsResponse>, Status> {
         let who = require_role(&request, &[NodeRole::Worker, NodeRole::Manager])?;
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Node)?;
         let broker = self.shared.broker.clone();
         let mut stream = request.into_inner();
         let mut checked = false;
@@ -269,8 +276,9 @@ impl DispatcherRpc for DispatcherService {
         &self,
         request: Request<SubscribeLogsRequest>,
     ) -> Result<Response<Self::SubscribeLogsStream>, Status> {
-        require_role(&request, &[NodeRole::Manager])?;
+        let who = require_role(&request, &[NodeRole::Manager])?;
         let term = self.term().await?;
+        check_store(&who, term.store(), Needs::Manager)?;
         let req = request.into_inner();
         let opts = options(&req.selector.unwrap_or_default());
         let lines = self

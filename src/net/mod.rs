@@ -1,5 +1,7 @@
-//! Sockets between nodes: the store's peer transport (gRPC over mutual TLS).
+//! Sockets between nodes: the store's peer transport (gRPC over mutual TLS) and the
+//! authorization of every inter-node RPC ([`authz`]).
 
+pub mod authz;
 pub mod store_peer;
 
 use tokio::net::{TcpListener, TcpStream};

@@ -244,8 +244,11 @@ impl StorePeerService {
     }
 }
 
-fn authorize<T>(req: &Request<T>) -> Result<(), Status> {
-    crate::ca::require_role(req, &[shoal_store::model::NodeRole::Manager]).map(|_| ())
+impl StorePeerService {
+    /// A manager of this swarm that is neither removed nor demoted (see `net::authz`).
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        super::authz::authorize(req, &self.store()?, super::authz::Needs::Manager).map(|_| ())
+    }
 }
 
 #[tonic::async_trait]
@@ -256,7 +259,7 @@ impl StorePeer for StorePeerService {
         &self,
         request: Request<Streaming<PeerMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        authorize(&request)?;
+        self.authorize(&request)?;
         let name = request
             .metadata()
             .get(STREAM_RPC_KEY)
@@ -282,7 +285,7 @@ impl StorePeer for StorePeerService {
     }
 
     async fn call(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        authorize(&request)?;
+        self.authorize(&request)?;
         let req = request.into_inner();
         let rpc = Rpc::parse(&req.rpc)
             .ok_or_else(|| Status::invalid_argument(format!("unknown store rpc {:?}", req.rpc)))?;
@@ -294,7 +297,7 @@ impl StorePeer for StorePeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<PeerReply>, Status> {
-        authorize(&request)?;
+        self.authorize(&request)?;
         let mut stream = request.into_inner();
         // Not held while the chunks arrive: a stalled sender must not keep the member open.
         let path = self.store()?.snapshot_receive_path();

@@ -12,7 +12,8 @@ use shoal_store::model::{
 use shoal_store::{Assessment, PeerNode, Store, StoreError, Txn, VoterChange};
 use tonic::{Request, Response, Status};
 
-use crate::ca::{require_role, JoinToken, NodeCertSpec, RootCa};
+use crate::ca::{JoinToken, NodeCertSpec, RootCa};
+use crate::net::authz::{authorize, Needs};
 
 /// Serves joins and certificate requests from this manager's replica of the store.
 pub struct SwarmService {
@@ -180,7 +181,7 @@ impl Swarm for SwarmService {
         &self,
         request: Request<JoinRaftRequest>,
     ) -> Result<Response<JoinRaftResponse>, Status> {
-        let identity = require_role(&request, &[NodeRole::Manager])?;
+        let identity = authorize(&request, &self.store, Needs::Manager)?;
         let req = request.into_inner();
         let node = PeerNode {
             addr: req.addr,
@@ -197,7 +198,7 @@ impl Swarm for SwarmService {
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let identity = require_role(&request, &[NodeRole::Manager, NodeRole::Worker])?;
+        let identity = authorize(&request, &self.store, Needs::Node)?;
         let req = request.into_inner();
         let (cluster, ca) = cluster_and_ca(&self.store)?;
         let node = self

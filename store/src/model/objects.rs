@@ -47,6 +47,30 @@ pub struct Cluster {
         skip_serializing_if = "String::is_empty"
     )]
     pub unlock_key: String,
+    /// Internal: nodes removed from the swarm, refused by every inter-node RPC even with a
+    /// certificate that still verifies (SwarmKit's blacklisted certificates): node id -> until
+    /// when (the removal time plus the node certificate validity; no certificate issued before
+    /// the removal is valid after that).
+    #[serde(
+        rename = "RemovedNodes",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub removed_nodes: std::collections::BTreeMap<String, Timestamp>,
+}
+
+impl Cluster {
+    /// Records node `id` as removed now, and forgets removals whose certificates have all
+    /// expired.
+    pub fn record_removed_node(&mut self, id: &str, now: Timestamp) {
+        let validity = self.spec.node_cert_expiry_or_default().as_nanos() as i64;
+        self.removed_nodes
+            .retain(|_, until| until.unix_nanos() > now.unix_nanos());
+        self.removed_nodes.insert(
+            id.to_string(),
+            Timestamp::from_unix_nanos(now.unix_nanos().saturating_add(validity)),
+        );
+    }
 }
 
 /// The swarm's root certificate authority. The key lives in the replicated store, as in SwarmKit.
