@@ -681,3 +681,95 @@ services:
         out.stdout.is_empty().then_some(())
     });
 }
+
+#[test]
+fn plan_reports_services_that_would_not_find_a_node_and_why() {
+    let d = common::swarm("apply-feasible");
+    // Another service holds host port 8089 on the only node.
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "holder",
+        "--publish",
+        "mode=host,published=8089,target=80",
+        "shoal-test/busybox:1",
+        "sleep",
+        "100000",
+    ]);
+    all_running(&d, "holder", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        r#"
+services:
+  fits:
+    image: shoal-test/busybox:1
+    command: ["sleep", "100000"]
+  port:
+    image: shoal-test/busybox:1
+    command: ["sleep", "100000"]
+    ports:
+      - mode: host
+        published: 8089
+        target: 80
+  huge:
+    image: shoal-test/busybox:1
+    command: ["sleep", "100000"]
+    deploy:
+      resources:
+        reservations:
+          memory: 100000G
+  nowhere:
+    image: shoal-test/busybox:1
+    command: ["sleep", "100000"]
+    deploy:
+      placement:
+        constraints: ["node.labels.zone==mars"]
+"#,
+    )
+    .unwrap();
+    let out = shoal(
+        &d,
+        &[
+            "plan",
+            "-f",
+            file.to_str().unwrap(),
+            "--stack",
+            "fz",
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unschedulable = |name: &str| -> Option<String> {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {plan}"))["unschedulable"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(unschedulable("fz_fits"), None, "{plan}");
+    for (name, why) in [
+        ("fz_port", "port"),
+        ("fz_huge", "resources"),
+        ("fz_nowhere", "constraint"),
+    ] {
+        let reason = unschedulable(name).unwrap_or_else(|| panic!("{name} fits: {plan}"));
+        assert!(reason.contains(why), "{name}: {reason}");
+    }
+    // The table says so too.
+    let out = shoal(
+        &d,
+        &["plan", "-f", file.to_str().unwrap(), "--stack", "fz"],
+        &[],
+    );
+    assert!(text(&out).contains("fz_port"), "{}", text(&out));
+}

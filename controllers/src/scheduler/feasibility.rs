@@ -3,18 +3,18 @@
 //! the fewest of them, taking its reservations, so too few nodes, too little memory or a
 //! `max_replicas_per_node` that cannot be met are reported before anything is written.
 //!
-//! What other services' tasks reserve is subtracted (they keep running); the service's own
-//! current tasks are not (a rollout replaces them). Host-mode ports count only the service's
-//! own replicas, one per node.
+//! What other services' tasks hold is charged as the scheduler charges it (they keep running):
+//! resources, the generic resources assigned to them and their host-mode ports; the service's
+//! own current tasks are not (a rollout replaces them). Host-mode ports allow one of the
+//! service's own replicas per node.
 
 use std::collections::HashMap;
 
-use shoal_store::model::{Node, ServiceSpec, Task, TaskState};
+use shoal_store::model::{Node, Service, ServiceSpec, Task, TaskState};
 use shoal_store::{Obj, View};
 
 use super::filter::Pipeline;
-use super::nodes::NodeInfo;
-use super::resources::{Capacity, Request};
+use super::nodes::{host_ports, NodeInfo};
 
 /// Why not every task of a service would be placed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,14 @@ pub fn check(view: &View, service_id: &str, spec: &ServiceSpec) -> Result<(), In
         .map(|(i, n)| NodeInfo::new(n.clone(), i as u32))
         .collect();
     for info in &mut infos {
-        info.available = reserved_elsewhere(view, &info.node.meta.id, service_id);
+        let node_id = info.node.meta.id.clone();
+        for t in view.tasks_on_node(&node_id) {
+            if t.service_id == service_id || !holds_node(&t) {
+                continue;
+            }
+            let ports = host_ports(view.get::<Service>(&t.service_id).as_deref());
+            info.charge_task(&t, ports);
+        }
     }
     let template = &spec.task_template;
     let mut pipeline = Pipeline::new(service_id, template, spec.endpoint_spec.as_ref());
@@ -105,22 +112,6 @@ pub fn check(view: &View, service_id: &str, spec: &ServiceSpec) -> Result<(), In
         wanted,
         reason,
     })
-}
-
-/// What `node_id` has left once the live tasks of other services are charged.
-fn reserved_elsewhere(view: &View, node_id: &str, service_id: &str) -> Capacity {
-    let node = view.get::<Node>(node_id);
-    let mut capacity = node
-        .map(|n| Capacity::of(&n.description.resources))
-        .unwrap_or_default();
-    for t in view.tasks_on_node(node_id) {
-        if t.service_id == service_id || !holds_node(&t) {
-            continue;
-        }
-        let r = Request::of(&t.spec);
-        capacity.take(r.cpu, r.mem, &[]);
-    }
-    capacity
 }
 
 fn holds_node(t: &Task) -> bool {

@@ -96,6 +96,23 @@ impl NodeInfo {
             })
     }
 
+    /// Charges a task that holds this node (its resources, generic resources and host
+    /// ports), as the scheduler's books do: for dry runs that start from the store.
+    pub fn charge_task(&mut self, t: &Task, ports: Vec<HostPort>) {
+        let req = Request::of(&t.spec);
+        self.add(
+            &t.meta.id,
+            Charge {
+                service_id: t.service_id.clone(),
+                cpu: req.cpu,
+                mem: req.mem,
+                generic: t.generic_resources.clone(),
+                ports,
+                optimistic: None,
+            },
+        );
+    }
+
     fn add(&mut self, task_id: &str, charge: Charge) {
         self.available.take(charge.cpu, charge.mem, &charge.generic);
         *self
