@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::ca::ClientTls;
 
 /// Connect timeout for a manager.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,30 +111,39 @@ impl Managers {
     }
 }
 
-/// Connections to managers, reused across sessions until one fails.
+/// Connections to managers, reused across sessions until one fails or the node's certificate
+/// is renewed (then new sessions dial anew; a session already open carries on).
 pub struct Connections {
-    tls: ClientTlsConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    tls: ClientTls,
+    channels: Mutex<HashMap<String, (u64, Channel)>>,
 }
 
 impl Connections {
     /// Connections authenticated with `tls` (the node's certificate; servers must be managers).
-    pub fn new(tls: ClientTlsConfig) -> Self {
+    pub fn new(tls: impl Into<ClientTls>) -> Self {
         Connections {
-            tls,
+            tls: tls.into(),
             channels: Mutex::new(HashMap::new()),
         }
     }
 
     /// A client for `addr`, connecting if needed.
     pub async fn client(&self, addr: &str) -> Result<DispatcherClient<Channel>, String> {
-        let cached = self.channels.lock().unwrap().get(addr).cloned();
+        let generation = self.tls.generation();
+        let cached = self
+            .channels
+            .lock()
+            .unwrap()
+            .get(addr)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, c)| c.clone());
         let channel = match cached {
             Some(c) => c,
             None => {
+                let (generation, tls) = self.tls.current().map_err(|e| e.to_string())?;
                 let c = Endpoint::from_shared(format!("https://{addr}"))
                     .map_err(|e| format!("bad manager address {addr}: {e}"))?
-                    .tls_config(self.tls.clone())
+                    .tls_config(tls)
                     .map_err(|e| e.to_string())?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
@@ -145,7 +156,7 @@ impl Connections {
                 self.channels
                     .lock()
                     .unwrap()
-                    .insert(addr.to_string(), c.clone());
+                    .insert(addr.to_string(), (generation, c.clone()));
                 c
             }
         };

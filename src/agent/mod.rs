@@ -41,7 +41,7 @@ use shoal_store::model::NodeDescription;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::ca::{manager_client_tls_config, NodeCredentials};
+use crate::ca::ClientTls;
 use crate::exec::Executor;
 pub use executor::{ExecutorChoice, ExecutorKind};
 pub use session::Connection;
@@ -53,8 +53,9 @@ pub struct AgentConfig {
     pub node_id: String,
     /// Managers to dial first (`host:port`).
     pub managers: Vec<String>,
-    /// The node's credentials.
-    pub creds: NodeCredentials,
+    /// How the agent authenticates to managers: the node's certificate (live: renewed
+    /// certificates apply to the next connection).
+    pub tls: ClientTls,
     /// Runs the tasks.
     pub executor: Arc<dyn Executor>,
     /// Records the tasks.
@@ -100,7 +101,7 @@ impl Agent {
         let ctx = Arc::new(session::SessionContext {
             description_json: serde_json::to_vec(&description)?,
             managers: connect::Managers::new(&config.managers),
-            connections: connect::Connections::new(manager_client_tls_config(&config.creds)?),
+            connections: connect::Connections::new(config.tls.clone()),
             worker: worker.clone(),
             reporter,
             logs: logs::LogPublishers::default(),

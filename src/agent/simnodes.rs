@@ -132,7 +132,7 @@ async fn start_node(
     let agent = Agent::start(AgentConfig {
         node_id: node_id.clone(),
         managers: dial,
-        creds,
+        tls: crate::ca::LiveCredentials::new(&creds)?.into(),
         executor: Arc::new(SimExecutor::new(description, cfg.sim)),
         store: Arc::new(MemoryTaskStore::default()),
         hostname: None,

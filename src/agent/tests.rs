@@ -34,7 +34,7 @@ async fn agent(
     Agent::start(AgentConfig {
         node_id: node_id.to_string(),
         managers: vec![s.addr.clone()],
-        creds,
+        tls: crate::ca::LiveCredentials::new(&creds).unwrap().into(),
         executor,
         store,
         hostname: Some("agent-test".into()),
@@ -113,7 +113,7 @@ async fn a_redirected_agent_keeps_no_connection_to_the_follower() {
     let a = Agent::start(AgentConfig {
         node_id: node.clone(),
         managers: vec![follower.addr.clone()],
-        creds,
+        tls: crate::ca::LiveCredentials::new(&creds).unwrap().into(),
         executor: sim(),
         store: Arc::new(MemoryTaskStore::default()),
         hostname: None,

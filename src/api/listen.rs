@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,13 +24,8 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
-/// How long a TCP client has to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Completed handshakes waiting for the server to take them.
-const ACCEPT_QUEUE: usize = 64;
+use crate::net::tls_accept::{spawn_acceptor, Accepted};
 
 /// Binds the API's unix socket at `path` (replacing a stale one): mode `0600`, or `0660` and
 /// owned by `group` (a name or a numeric gid) when one is given.
@@ -144,55 +138,16 @@ impl TlsFiles {
 
 /// A TCP listener whose connections are TLS sessions with a verified client certificate.
 pub struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    handshaken: mpsc::Receiver<Accepted>,
     local: SocketAddr,
-    acceptor: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
     /// Listens on `tcp`; each connection's handshake runs in its own task.
     pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
         let local = tcp.local_addr()?;
-        let (tx, handshaken) = mpsc::channel(ACCEPT_QUEUE);
-        let tls = TlsAcceptor::from(config);
-        let acceptor = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        tracing::warn!(error = %e, "API: accepting a TCP connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let tls = tls.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(session)) => {
-                            let _ = tx.send((session, peer)).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "API: TLS handshake refused")
-                        }
-                        Err(_) => tracing::info!(%peer, "API: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            handshaken,
-            local,
-            acceptor,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
+        let handshaken = spawn_acceptor(tcp, move || Some(config.clone()), "API");
+        Ok(TlsListener { handshaken, local })
     }
 }
 

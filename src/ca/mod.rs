@@ -31,6 +31,7 @@
 
 mod error;
 pub mod key_file;
+mod live;
 mod node_cert;
 mod pem;
 mod root;
@@ -39,6 +40,7 @@ mod token;
 mod verify;
 
 pub use error::{CaError, CaResult};
+pub use live::{ClientTls, LiveCredentials};
 pub use node_cert::{
     role_from_ou, role_ou, NodeCertInfo, NodeCredentials, NodeIdentity, NodeKeyRequest, NodeRole,
     CERTIFICATES_DIR, MANAGER_ROLE_OU, NODE_CERT_FILE, NODE_KEY_FILE, NODE_SAN, ROOT_CA_FILE,

@@ -21,7 +21,9 @@ use shoal_proto::dispatcher::{
 use shoal_store::model::{Task, Timestamp};
 use shoal_store::{Leadership, Store};
 use tokio::sync::{mpsc, watch};
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::ca::ClientTls;
 
 use super::term::Term;
 use crate::exec::{LogLine, LogOptions, LogStream};
@@ -74,7 +76,7 @@ pub struct LogBroker {
     store: Store,
     term: watch::Receiver<Option<Arc<Term>>>,
     subs: Arc<Mutex<Subscriptions>>,
-    leader_tls: Option<ClientTlsConfig>,
+    leader_tls: Option<ClientTls>,
 }
 
 /// Converts [`LogOptions`] to the wire selector.
@@ -150,7 +152,7 @@ impl LogBroker {
     pub(crate) fn new(
         store: Store,
         term: watch::Receiver<Option<Arc<Term>>>,
-        leader_tls: Option<ClientTlsConfig>,
+        leader_tls: Option<ClientTls>,
     ) -> Self {
         LogBroker {
             store,
@@ -263,6 +265,7 @@ impl LogBroker {
             LogError::Unavailable("this manager cannot reach the leader's log broker".into())
         })?;
         let unavailable = |e: String| LogError::Unavailable(format!("leader {leader}: {e}"));
+        let (_, tls) = tls.current().map_err(|e| unavailable(e.to_string()))?;
         let channel = Endpoint::from_shared(format!("https://{leader}"))
             .map_err(|e| unavailable(e.to_string()))?
             .tls_config(tls)

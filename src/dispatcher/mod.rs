@@ -56,10 +56,10 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ca::ClientTls;
 use shoal_store::{Leadership, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::ClientTlsConfig;
 
 pub use logs::{LogBroker, LogError, LogSubscriptionStream, TaskLogLine};
 pub use service::{DispatcherService, LEADER_METADATA};
@@ -84,7 +84,7 @@ pub struct DispatcherConfig {
     /// How often expired heartbeats are looked for.
     pub sweep_interval: Duration,
     /// TLS to reach the leader's dispatcher (a follower forwards log subscriptions).
-    pub leader_client_tls: Option<ClientTlsConfig>,
+    pub leader_client_tls: Option<ClientTls>,
 }
 
 impl Default for DispatcherConfig {

@@ -94,7 +94,7 @@ fn serve(
             .with_ips(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
         )
         .unwrap();
-    config.leader_client_tls = Some(manager_client_tls_config(&manager).unwrap());
+    config.leader_client_tls = Some(manager_client_tls_config(&manager).unwrap().into());
     let dispatcher = Dispatcher::start(store.clone(), config);
     let (stop, rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()

@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod store_peer;
+pub mod tls_accept;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::{Stream, StreamExt};

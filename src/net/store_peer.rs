@@ -13,7 +13,9 @@ use shoal_proto::raft::store_peer_server::{StorePeer, StorePeerServer};
 use shoal_proto::raft::{PeerMessage, PeerReply, PeerRequest, SnapshotChunk};
 use shoal_store::{ReplyStream, RequestStream, Rpc, Store, Transport, TransportError, WeakStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::ca::ClientTls;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Snapshot chunk size on the wire.
@@ -43,33 +45,39 @@ impl futures::Stream for OutboundMessages {
     }
 }
 
-/// Client side: one lazily connected channel per peer address.
+/// Client side: one lazily connected channel per peer address, replaced for new calls once the
+/// node's certificate is renewed (calls and streams already under way keep theirs).
 pub struct GrpcTransport {
-    tls: ClientTlsConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    tls: ClientTls,
+    channels: Mutex<HashMap<String, (u64, Channel)>>,
 }
 
 impl GrpcTransport {
     /// A transport presenting this node's certificate (`tls`) to its peers.
-    pub fn new(tls: ClientTlsConfig) -> Self {
+    pub fn new(tls: impl Into<ClientTls>) -> Self {
         GrpcTransport {
-            tls,
+            tls: tls.into(),
             channels: Mutex::new(HashMap::new()),
         }
     }
 
     fn client(&self, addr: &str) -> Result<StorePeerClient<Channel>, TransportError> {
         let mut channels = self.channels.lock().expect("channel cache lock");
-        if let Some(ch) = channels.get(addr) {
+        let generation = self.tls.generation();
+        if let Some((_, ch)) = channels.get(addr).filter(|(g, _)| *g == generation) {
             return Ok(StorePeerClient::new(ch.clone()).max_decoding_message_size(usize::MAX));
         }
         let unreachable = |reason: String| TransportError::Unreachable {
             addr: addr.to_string(),
             reason,
         };
+        let (generation, tls) = self
+            .tls
+            .current()
+            .map_err(|e| unreachable(format!("TLS configuration: {e}")))?;
         let endpoint = Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| unreachable(format!("bad address: {e}")))?
-            .tls_config(self.tls.clone())
+            .tls_config(tls)
             .map_err(|e| unreachable(format!("TLS configuration: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
@@ -78,7 +86,7 @@ impl GrpcTransport {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let ch = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), ch.clone());
+        channels.insert(addr.to_string(), (generation, ch.clone()));
         Ok(StorePeerClient::new(ch).max_decoding_message_size(usize::MAX))
     }
 }

@@ -45,14 +45,16 @@ pub(super) fn wanted_unlock_key(store: &Store) -> Option<UnlockKey> {
 }
 
 impl NodeRuntime {
-    /// Saves `creds` with the keys held in memory (the data key, sealed with the unlock key).
+    /// Saves `creds` with the keys held in memory (the data key, sealed with the unlock key)
+    /// and makes them the ones new connections present.
     pub(super) fn save_credentials(&self, creds: &NodeCredentials) -> Result<(), CaError> {
         let held = self.inner.keys.lock().unwrap();
         creds.save_with(
             self.inner.dir.root(),
             held.data_key.as_ref(),
             held.unlock.as_ref(),
-        )
+        )?;
+        self.inner.live.replace(creds)
     }
 
     /// Loads this node's credentials, opening its key file with the unlock key held in memory.

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use shoal_store::{DataKey, Store, StoreConfig};
 use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
 
 use super::membership::{SwarmDir, SwarmMembership};
 use super::swarm_service::SwarmService;
-use crate::ca::{manager_client_tls_config, server_tls_config, NodeCredentials};
+use crate::ca::LiveCredentials;
 use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::net::store_peer::{GrpcTransport, StorePeerService};
 
@@ -32,7 +33,7 @@ impl Manager {
     /// Opens the store (sealed with `data_key`) and starts serving the swarm listener.
     pub async fn start(
         dir: &SwarmDir,
-        creds: &NodeCredentials,
+        live: &LiveCredentials,
         membership: SwarmMembership,
         data_key: DataKey,
     ) -> anyhow::Result<Arc<Manager>> {
@@ -44,7 +45,9 @@ impl Manager {
                     membership.listen_addr
                 )
             })?;
-        let transport = Arc::new(GrpcTransport::new(manager_client_tls_config(creds)?));
+        // Certificates are read per connection: a renewal applies to the next one.
+        live.server_config()?;
+        let transport = Arc::new(GrpcTransport::new(live.clone()));
         let mut cfg = StoreConfig::new(
             membership.raft_id,
             membership.advertise_addr.clone(),
@@ -58,16 +61,21 @@ impl Manager {
         let dispatcher = Dispatcher::start(
             store.clone(),
             DispatcherConfig {
-                leader_client_tls: Some(manager_client_tls_config(creds)?),
+                leader_client_tls: Some(live.clone().into()),
                 ..DispatcherConfig::default()
             },
         );
         let controllers = shoal_controllers::Controllers::start(store.clone(), Default::default());
-        let tls = server_tls_config(creds)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let incoming = crate::net::nodelay_incoming(listener);
+        let server_live = live.clone();
+        let handshaken = crate::net::tls_accept::spawn_acceptor(
+            listener,
+            move || server_live.server_config().ok(),
+            "swarm listener",
+        );
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(handshaken)
+            .map(|(session, _)| Ok::<_, std::io::Error>(session));
         let router = crate::net::peer_server()
-            .tls_config(tls)?
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(StorePeerService::server(store.clone()))
             .add_service(SwarmService::server(store.clone()))

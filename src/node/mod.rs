@@ -214,6 +214,9 @@ struct Inner {
     lifecycle: Mutex<()>,
     /// What the key file is sealed with, and the store's data key.
     keys: std::sync::Mutex<autolock::HeldKeys>,
+    /// The node's certificate as it is now (what `save_credentials` last saved): read by every
+    /// new connection of the agent and the manager, so a renewal needs no restart.
+    live: crate::ca::LiveCredentials,
 }
 
 /// A node. Cheap to clone.
@@ -302,6 +305,7 @@ impl NodeRuntime {
                 state: RwLock::new(SwarmState::Inactive),
                 lifecycle: Mutex::new(()),
                 keys: Default::default(),
+                live: Default::default(),
             }),
         };
         if let Some(membership) = dir.load()? {
@@ -326,11 +330,17 @@ impl NodeRuntime {
         membership: SwarmMembership,
         creds: NodeCredentials,
     ) -> anyhow::Result<SwarmState> {
+        self.inner.live.replace(&creds)?;
         Ok(match membership.role {
             NodeRole::Manager => {
                 let data_key = self.manager_data_key(&creds)?;
-                let manager =
-                    Manager::start(&self.inner.dir, &creds, membership.clone(), data_key).await?;
+                let manager = Manager::start(
+                    &self.inner.dir,
+                    &self.inner.live,
+                    membership.clone(),
+                    data_key,
+                )
+                .await?;
                 self.spawn_key_follower(&manager.store);
                 SwarmState::Manager {
                     membership,
@@ -446,7 +456,7 @@ impl NodeRuntime {
         self.save_credentials(&creds)
             .map_err(SwarmError::internal)?;
 
-        let manager = Manager::start(dir, &creds, membership.clone(), data_key)
+        let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key)
             .await
             .map_err(|e| {
                 let _ = dir.wipe();
@@ -682,7 +692,7 @@ impl NodeRuntime {
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
         match (role, data_key) {
             (NodeRole::Manager, Some(data_key)) => {
-                let manager = Manager::start(dir, &creds, membership.clone(), data_key)
+                let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key)
                     .await
                     .map_err(|e| JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}"))))?;
                 let (remote, creds, advertise) =
@@ -771,10 +781,12 @@ impl NodeRuntime {
                 managers.retain(|m| *m != membership.advertise_addr);
                 managers.insert(0, membership.advertise_addr.clone());
             }
+            // The certificate on disk is the one in use (see `save_credentials`).
+            self.inner.live.replace(&creds)?;
             Agent::start(AgentConfig {
                 node_id: membership.node_id.clone(),
                 managers,
-                creds,
+                tls: self.inner.live.clone().into(),
                 executor: self.inner.executor.clone(),
                 store: Arc::new(FileTaskStore::open(dir.worker().join("tasks"))?),
                 hostname: self.inner.config.hostname.clone(),

@@ -83,7 +83,7 @@ impl NodeRuntime {
         self.save_credentials(&new_creds)?;
         membership.role = NodeRole::Manager;
         membership.raft_id = raft_id;
-        let manager = Manager::start(dir, &new_creds, membership.clone(), data_key).await?;
+        let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key).await?;
         if let Err(e) = join_raft(&via, &new_creds, raft_id, &membership.advertise_addr).await {
             manager.stop().await;
             let _ = std::fs::remove_dir_all(dir.raft());
