@@ -99,6 +99,8 @@ pub async fn update(
     // The caller's version guards the update: a stale one is "update out of sequence".
     cluster.meta.version.index = version;
     cluster.spec = spec.merged_onto(&SwarmSpec::swarm_default());
+    crate::ca::check_ca_config(&cluster.spec.ca_config, Some(&current.spec.ca_config))
+        .map_err(ApiError::bad_request)?;
     if rotate_worker || rotate_manager {
         let ca = RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)
             .map_err(|e| ApiError::internal(format!("swarm CA unusable: {e}")))?;

@@ -2,6 +2,9 @@
 //! the data key its store seals everything with. One file, written atomically, so a key
 //! rotation never leaves the two under different keys.
 //!
+//! A copy of the node certificate is kept in it too (`SHOAL NODE CERTIFICATE`): key and
+//! certificate change together at every renewal, and one atomic write keeps them a pair.
+//!
 //! In clear (no autolock) it is the PKCS#8 PEM of the TLS key, followed on managers by a
 //! `SHOAL DATA KEY` block, as swarmkit keeps its DEK in clear in the key's PEM headers when the
 //! swarm is not locked. Under autolock both are sealed with the unlock key (XChaCha20-Poly1305)
@@ -20,6 +23,7 @@ use super::error::{CaError, CaResult};
 use super::token::UnlockKey;
 
 const DATA_KEY_LABEL: &str = "SHOAL DATA KEY";
+const CERT_LABEL: &str = "SHOAL NODE CERTIFICATE";
 const LOCKED_LABEL: &str = "SHOAL LOCKED NODE KEY";
 const NONCE_LEN: usize = 24;
 
@@ -30,6 +34,10 @@ pub struct NodeKeys {
     pub key_pem: String,
     /// The store's data key (managers).
     pub data_key: Option<DataKey>,
+    /// The certificate of `key_pem` (PEM), written with it in one file so a renewal that
+    /// changes both can never leave a key beside another key's certificate (files written
+    /// before it was kept here have none).
+    pub cert_pem: Option<String>,
 }
 
 impl std::fmt::Debug for NodeKeys {
@@ -46,6 +54,8 @@ impl std::fmt::Debug for NodeKeys {
 struct Sealed {
     key_pem: String,
     data_key: Option<String>,
+    #[serde(default)]
+    cert_pem: Option<String>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -93,12 +103,16 @@ pub fn encode(keys: &NodeKeys, unlock: Option<&UnlockKey>) -> String {
             if let Some(dk) = &keys.data_key {
                 text.push_str(&pem_block(DATA_KEY_LABEL, dk.as_bytes()));
             }
+            if let Some(cert) = &keys.cert_pem {
+                text.push_str(&pem_block(CERT_LABEL, cert.as_bytes()));
+            }
             text
         }
         Some(unlock) => {
             let plain = serde_json::to_vec(&Sealed {
                 key_pem: keys.key_pem.clone(),
                 data_key: keys.data_key.as_ref().map(|k| b64().encode(k.as_bytes())),
+                cert_pem: keys.cert_pem.clone(),
             })
             .expect("key material encodes");
             let cipher = XChaCha20Poly1305::new(unlock.as_bytes().into());
@@ -143,16 +157,32 @@ pub fn decode(text: &str, unlock: Option<&UnlockKey>) -> CaResult<NodeKeys> {
         return Ok(NodeKeys {
             key_pem: sealed.key_pem,
             data_key,
+            cert_pem: sealed.cert_pem,
         });
     }
     let data_key = pem_body(text, DATA_KEY_LABEL)?
         .map(|b| data_key(&b))
         .transpose()?;
-    let key_pem = match text.find(&format!("-----BEGIN {DATA_KEY_LABEL}-----")) {
+    let cert_pem = pem_body(text, CERT_LABEL)?
+        .map(|b| {
+            String::from_utf8(b).map_err(|_| {
+                CaError::InvalidCertificate("the key file's certificate is not text".into())
+            })
+        })
+        .transpose()?;
+    let key_end = [DATA_KEY_LABEL, CERT_LABEL]
+        .iter()
+        .filter_map(|l| text.find(&format!("-----BEGIN {l}-----")))
+        .min();
+    let key_pem = match key_end {
         Some(at) => text[..at].to_string(),
         None => text.to_string(),
     };
-    Ok(NodeKeys { key_pem, data_key })
+    Ok(NodeKeys {
+        key_pem,
+        data_key,
+        cert_pem,
+    })
 }
 
 fn data_key(bytes: &[u8]) -> CaResult<DataKey> {
@@ -177,6 +207,7 @@ mod tests {
         NodeKeys {
             key_pem: "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n".into(),
             data_key: with_data_key.then(DataKey::generate),
+            cert_pem: None,
         }
     }
 

@@ -13,12 +13,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
-use tonic::transport::ClientTlsConfig;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use super::error::{CaError, CaResult};
-use super::node_cert::NodeCredentials;
+use super::node_cert::{check_key_matches_cert, NodeCredentials};
 use super::pem::certs_from_pem;
-use super::tls::{install_crypto_provider, manager_client_tls_config};
+use super::tls::{install_crypto_provider, MANAGER_SERVER_NAME};
 use super::verify::{ring_provider, root_store};
 
 /// One generation of credentials with the TLS configurations made from them (built once).
@@ -51,16 +51,26 @@ impl LiveCredentials {
         Ok(live)
     }
 
-    /// Makes `creds` the current credentials (checked first: certificate, key and CA must
-    /// belong together); connections made from now on use them.
+    /// Makes `creds` the current credentials (the key must be the certificate's); connections
+    /// made from now on use them. An expired certificate is taken too: the node must still
+    /// start, say why its connections fail and be able to join again.
     pub fn replace(&self, creds: &NodeCredentials) -> CaResult<()> {
-        creds.verify()?;
+        let chain = certs_from_pem(&creds.cert_pem)?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| CaError::InvalidCertificate("no node certificate".into()))?;
+        check_key_matches_cert(&creds.key_pem, leaf.as_ref())?;
+        install_crypto_provider();
+        let client = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&creds.ca_pem))
+            .identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem))
+            .domain_name(MANAGER_SERVER_NAME);
         let mut current = self.current.write().unwrap();
         let number = current.as_ref().map_or(1, |g| g.number + 1);
         *current = Some(Arc::new(Generation {
             number,
             creds: Arc::new(creds.clone()),
-            client: manager_client_tls_config(creds)?,
+            client,
             server: server_config(creds)?,
         }));
         Ok(())

@@ -48,8 +48,8 @@ pub use node_cert::{
 };
 pub use pem::ca_bundle_digest;
 pub use root::{
-    NodeCertSpec, NodeCertificate, RootCa, CERT_BACKDATE, DEFAULT_NODE_CERT_VALIDITY, ROOT_CA_CN,
-    ROOT_CA_VALIDITY,
+    check_ca_config, min_node_cert_expiry, NodeCertSpec, NodeCertificate, RootCa, CERT_BACKDATE,
+    DEFAULT_NODE_CERT_VALIDITY, ROOT_CA_CN, ROOT_CA_VALIDITY,
 };
 pub use tls::{
     authorize, client_tls_config, fetch_root_ca, fetch_root_ca_unverified, install_crypto_provider,

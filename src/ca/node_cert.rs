@@ -255,12 +255,17 @@ impl NodeCredentials {
             })
         };
         let keys = key_file::read(&dir.join(NODE_KEY_FILE), unlock)?;
+        // The key file's copy of the certificate is the one written with the key.
+        let cert_pem = match keys.cert_pem {
+            Some(cert) => cert,
+            None => read(NODE_CERT_FILE)?,
+        };
         let creds = Self {
-            cert_pem: read(NODE_CERT_FILE)?,
+            cert_pem,
             key_pem: keys.key_pem,
             ca_pem: read(ROOT_CA_FILE)?,
         };
-        creds.verify()?;
+        creds.verify_ignoring_expiry()?;
         Ok((creds, keys.data_key))
     }
 
@@ -291,6 +296,7 @@ impl NodeCredentials {
         let keys = key_file::NodeKeys {
             key_pem: self.key_pem.clone(),
             data_key: data_key.cloned(),
+            cert_pem: Some(self.cert_pem.clone()),
         };
         write_atomic(&dir.join(ROOT_CA_FILE), self.ca_pem.as_bytes(), 0o644)?;
         write_atomic(
@@ -310,6 +316,26 @@ impl NodeCredentials {
     /// Identity, validity and serial of the node certificate.
     pub fn info(&self) -> CaResult<NodeCertInfo> {
         NodeCertInfo::from_pem(&self.cert_pem)
+    }
+
+    /// [`NodeCredentials::verify`] as of the middle of the certificate's life: the CA signed
+    /// it and the key is its key, whether or not it has expired since (a node must load an
+    /// expired certificate to start, say why it cannot reach its swarm, and join again).
+    pub fn verify_ignoring_expiry(&self) -> CaResult<NodeIdentity> {
+        let chain = certs_from_pem(&self.cert_pem)?;
+        let info = self.info()?;
+        let life = info
+            .not_after
+            .duration_since(info.not_before)
+            .unwrap_or_default();
+        let middle = rustls::pki_types::UnixTime::since_unix_epoch(
+            (info.not_before + life / 2)
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        let identity = super::verify::verify_node_chain_at(&chain, &self.ca_pem, middle)?;
+        check_key_matches_cert(&self.key_pem, chain[0].as_ref())?;
+        Ok(identity)
     }
 
     /// Checks that the certificate chains to `ca_pem` (signature, validity period, client+server

@@ -31,6 +31,58 @@ pub const DEFAULT_NODE_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3
 /// Every certificate's `notBefore` is set this far in the past, to tolerate clock skew.
 pub const CERT_BACKDATE: Duration = Duration::from_secs(3600);
 
+/// The shortest node certificate validity a swarm may ask for: 1 h, as SwarmKit's
+/// `MinNodeCertExpiration`. Debug builds (the test suite) honour `SHOAL_TEST_MIN_CERT_EXPIRY`
+/// (seconds) instead, so renewals can be watched in seconds; release builds ignore it.
+pub fn min_node_cert_expiry() -> Duration {
+    if cfg!(debug_assertions) {
+        if let Some(secs) = std::env::var("SHOAL_TEST_MIN_CERT_EXPIRY")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            return Duration::from_secs(secs);
+        }
+    }
+    Duration::from_secs(3600)
+}
+
+/// Checks a swarm's CA settings (`new`, replacing `old` on an update) against what this CA
+/// does; the error says what is wrong and what to do.
+pub fn check_ca_config(
+    new: &shoal_store::model::CAConfig,
+    old: Option<&shoal_store::model::CAConfig>,
+) -> Result<(), String> {
+    let min = min_node_cert_expiry();
+    if new.node_cert_expiry != 0
+        && (new.node_cert_expiry < 0 || (new.node_cert_expiry as u128) < min.as_nanos())
+    {
+        return Err(format!(
+            "minimum certificate expiry time is: {}",
+            go_duration(min)
+        ));
+    }
+    if !new.external_cas.is_empty() {
+        return Err("external CAs are not supported: node certificates are signed by the swarm's own root CA; remove --external-ca".into());
+    }
+    let rotation_asked = !new.signing_ca_cert.is_empty()
+        || !new.signing_ca_key.is_empty()
+        || new.force_rotate != old.map_or(0, |o| o.force_rotate);
+    if rotation_asked {
+        return Err("rotating the root CA (docker swarm ca --rotate, --ca-cert, --ca-key) is not supported yet: the swarm keeps its current root CA".into());
+    }
+    Ok(())
+}
+
+/// A duration as Go prints it (`1h0m0s`, `30s`), as dockerd's messages show them.
+fn go_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
 /// What the CA puts in a node certificate. The CA decides all of it; nothing comes from the CSR
 /// except the public key.
 #[derive(Clone, Debug, PartialEq, Eq)]

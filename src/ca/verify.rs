@@ -36,6 +36,15 @@ pub(crate) fn verify_node_chain(
     chain: &[CertificateDer<'static>],
     ca_pem: &str,
 ) -> CaResult<NodeIdentity> {
+    verify_node_chain_at(chain, ca_pem, UnixTime::now())
+}
+
+/// [`verify_node_chain`] as of `at` (to check what signed a certificate that may have expired).
+pub(crate) fn verify_node_chain_at(
+    chain: &[CertificateDer<'static>],
+    ca_pem: &str,
+    at: UnixTime,
+) -> CaResult<NodeIdentity> {
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or_else(|| CaError::InvalidCertificate("empty certificate chain".into()))?;
@@ -44,7 +53,7 @@ pub(crate) fn verify_node_chain(
             .build()
             .map_err(|e| CaError::Tls(format!("building client verifier: {e}")))?;
     verifier
-        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .verify_client_cert(leaf, intermediates, at)
         .map_err(|e| CaError::Verification(e.to_string()))?;
     NodeIdentity::from_cert_der(leaf.as_ref())
 }

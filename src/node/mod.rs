@@ -7,6 +7,7 @@ pub mod description;
 pub mod join;
 pub mod manager;
 pub mod membership;
+mod renewal;
 mod role;
 pub mod swarm_service;
 
@@ -395,6 +396,12 @@ impl NodeRuntime {
         }
         let listen = parse_listen_addr(&req.listen_addr)?;
         let advertise = advertise_addr(&req.advertise_addr, listen, None)?;
+        let mut spec = req
+            .spec
+            .clone()
+            .unwrap_or_default()
+            .merged_onto(&SwarmSpec::swarm_default());
+        ca::check_ca_config(&spec.ca_config, None).map_err(SwarmError::bad_request)?;
         let data_path_port = match req.data_path_port {
             0 => 4789,
             p if (1024..=49151).contains(&p) => p,
@@ -420,11 +427,10 @@ impl NodeRuntime {
         let raft_id = (rand::random::<u64>() >> 1) | 1;
         let ca = RootCa::generate().map_err(SwarmError::internal)?;
         let creds = ca
-            .issue_credentials(&NodeCertSpec::for_node(
-                &node_id,
-                NodeRole::Manager,
-                &cluster_id,
-            ))
+            .issue_credentials(
+                &NodeCertSpec::for_node(&node_id, NodeRole::Manager, &cluster_id)
+                    .with_validity(spec.node_cert_expiry_or_default()),
+            )
             .map_err(SwarmError::internal)?;
         let tokens = ca::JoinTokens::generate(&ca).map_err(SwarmError::internal)?;
         let membership = SwarmMembership {
@@ -473,11 +479,6 @@ impl NodeRuntime {
                 .map_err(|_| {
                     SwarmError::unavailable("the new swarm's store did not elect this node in time")
                 })?;
-            let mut spec = req
-                .spec
-                .clone()
-                .unwrap_or_default()
-                .merged_onto(&SwarmSpec::swarm_default());
             if spec.name.is_empty() {
                 spec.name = "default".into();
             }
@@ -565,8 +566,24 @@ impl NodeRuntime {
     /// `POST /swarm/join`.
     pub async fn join(&self, req: JoinSwarmRequest) -> Result<(), SwarmError> {
         let _guard = self.inner.lifecycle.lock().await;
-        if !matches!(*self.inner.state.read().await, SwarmState::Inactive) {
-            return Err(SwarmError::unavailable(texts::ALREADY_IN_SWARM));
+        let state = self.inner.state.read().await.clone();
+        match &state {
+            SwarmState::Inactive => {}
+            // A worker that was offline past its certificate's expiry cannot reach the swarm
+            // any more; a fresh join token lets it in again as a new node.
+            SwarmState::Worker { membership } if self.certificate_expired() => {
+                tracing::warn!(
+                    node = membership.node_id,
+                    "this node's certificate expired while it was away: leaving the old membership to join again"
+                );
+                self.forget_swarm(Some(membership.node_id.clone())).await?;
+            }
+            SwarmState::Manager { .. } if self.certificate_expired() => {
+                return Err(SwarmError::unavailable(
+                    "this manager's certificate expired while it was away and it cannot rejoin as itself: on another manager, `docker node demote` and `docker node rm` it; here, `docker swarm leave --force`, then join with a manager token",
+                ));
+            }
+            _ => return Err(SwarmError::unavailable(texts::ALREADY_IN_SWARM)),
         }
         let remotes = req.remote_addrs.clone().unwrap_or_default();
         if remotes.is_empty() {
@@ -797,6 +814,7 @@ impl NodeRuntime {
         match started {
             Ok(agent) => {
                 tokio::spawn(self.clone().follow_role(agent.connection()));
+                tokio::spawn(self.clone().renew_certificates(agent.stopping()));
                 // The data plane follows what the leader streams to the agent, on every node.
                 if let (Some(dataplane), Ok(Some(m))) =
                     (self.inner.executor.dataplane(), dir.load())
@@ -879,6 +897,12 @@ impl NodeRuntime {
             }
             SwarmState::Locked { .. } => {}
         }
+        self.forget_swarm(node_id).await
+    }
+
+    /// The local part of leaving: the agent removes the tasks, the data plane its networks,
+    /// and the swarm's state on disk goes. The caller holds the lifecycle lock.
+    async fn forget_swarm(&self, node_id: Option<String>) -> Result<(), SwarmError> {
         if let Some(agent) = self.inner.agent.lock().await.take() {
             agent.leave().await;
         }
@@ -890,6 +914,15 @@ impl NodeRuntime {
         *self.inner.keys.lock().unwrap() = Default::default();
         *self.inner.state.write().await = SwarmState::Inactive;
         Ok(())
+    }
+
+    /// Whether this node's certificate has expired (it can no longer reach its swarm).
+    fn certificate_expired(&self) -> bool {
+        self.inner
+            .live
+            .get()
+            .and_then(|c| c.info())
+            .is_ok_and(|i| i.is_expired_at(std::time::SystemTime::now()))
     }
 
     /// Stops everything (daemon shutdown); swarm state stays on disk.

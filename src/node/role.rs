@@ -143,7 +143,7 @@ impl NodeRuntime {
 
 /// Renews this node's certificate with one of `managers`: returns the credentials, the role and
 /// Raft id granted, and the manager that answered.
-async fn renew(
+pub(super) async fn renew(
     creds: &NodeCredentials,
     managers: &[String],
     own_addr: &str,

@@ -163,7 +163,8 @@ impl Swarm for SwarmService {
         let cert = ca
             .issue(
                 &req.csr_pem,
-                &NodeCertSpec::for_node(&node_id, role, &cluster.meta.id),
+                &NodeCertSpec::for_node(&node_id, role, &cluster.meta.id)
+                    .with_validity(cluster.spec.node_cert_expiry_or_default()),
             )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(JoinResponse {
@@ -221,7 +222,8 @@ impl Swarm for SwarmService {
         let cert = ca
             .issue(
                 &req.csr_pem,
-                &NodeCertSpec::for_node(&identity.node_id, role, &cluster.meta.id),
+                &NodeCertSpec::for_node(&identity.node_id, role, &cluster.meta.id)
+                    .with_validity(cluster.spec.node_cert_expiry_or_default()),
             )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(RenewResponse {

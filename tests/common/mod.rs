@@ -60,6 +60,8 @@ pub struct Daemon {
     pub swarm_port: u16,
     /// How its tasks run: the `--executor` and `--docker-host` arguments.
     executor_args: Vec<String>,
+    /// Extra environment of the daemon process.
+    env: Vec<(String, String)>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -81,6 +83,11 @@ impl Daemon {
     /// Like [`Daemon::start`] with these executor arguments instead of `--executor sim` (none:
     /// the default executor).
     pub fn start_with_args(hostname: &str, executor_args: &[&str]) -> Daemon {
+        Self::start_with_env(hostname, executor_args, &[])
+    }
+
+    /// Like [`Daemon::start_with_args`], with extra environment variables for the daemon.
+    pub fn start_with_env(hostname: &str, executor_args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("shoal-test-")
             .tempdir()
@@ -91,6 +98,10 @@ impl Daemon {
             socket: dir.path().join("api.sock"),
             swarm_port: free_port(),
             executor_args: executor_args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             child: None,
         };
@@ -114,6 +125,7 @@ impl Daemon {
             .arg(&self.hostname)
             .args(&self.executor_args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

@@ -1,0 +1,184 @@
+//! Certificate lifecycle: node certificates are valid for the swarm's `NodeCertExpiry` and
+//! renewed before they expire, on every node, without a node going down or a task restarting;
+//! CA settings this swarm cannot honour are refused with a clear error.
+//!
+//! The daemons run with `SHOAL_TEST_MIN_CERT_EXPIRY` (debug builds only) so a swarm can ask for
+//! certificates that live seconds instead of the 1 h minimum.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{wait_for, Daemon};
+use shoal::ca::NodeCredentials;
+
+const SHORT_CERTS: &[(&str, &str)] = &[("SHOAL_TEST_MIN_CERT_EXPIRY", "2")];
+
+fn credentials(d: &Daemon) -> NodeCredentials {
+    NodeCredentials::load(&d.dir().join("data").join("swarm")).expect("node credentials")
+}
+
+fn states(d: &Daemon) -> Vec<String> {
+    d.lines(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"])
+}
+
+#[test]
+fn certificates_renew_before_they_expire_and_nothing_notices() {
+    let a = Daemon::start_with_env("cr-a", &["--executor", "sim"], SHORT_CERTS);
+    let addr = format!("127.0.0.1:{}", a.swarm_port);
+    a.ok(&[
+        "swarm",
+        "init",
+        "--listen-addr",
+        &addr,
+        "--advertise-addr",
+        &addr,
+        "--cert-expiry",
+        "6s",
+    ]);
+    let b = Daemon::start_with_env("cr-b", &["--executor", "sim"], SHORT_CERTS);
+    let w = Daemon::start_with_env("cr-w", &["--executor", "sim"], SHORT_CERTS);
+    let manager_token = a.ok(&["swarm", "join-token", "-q", "manager"]);
+    let worker_token = a.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(b.join(&a, manager_token.trim()).ok);
+    assert!(w.join(&a, worker_token.trim()).ok);
+    wait_for(Duration::from_secs(30), "three ready nodes", || {
+        let s = states(&a);
+        (s.len() == 3 && s.iter().all(|l| l.ends_with(" Ready"))).then_some(())
+    });
+    a.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "shoal-test/busybox:1",
+        "sleep",
+        "100000",
+    ]);
+    let tasks = |d: &Daemon| -> BTreeSet<String> {
+        d.lines(&[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            "web",
+        ])
+        .into_iter()
+        .collect()
+    };
+    wait_for(Duration::from_secs(30), "six running tasks", || {
+        let running = a.lines(&["service", "ps", "--format", "{{.CurrentState}}", "web"]);
+        (running.iter().filter(|s| s.starts_with("Running")).count() == 6).then_some(())
+    });
+    let before = tasks(&a);
+
+    // Certificates live 6 s: watch every node renew at least twice, and nothing else change.
+    let nodes = [&a, &b, &w];
+    let mut serials: Vec<BTreeSet<String>> = nodes
+        .iter()
+        .map(|d| BTreeSet::from([credentials(d).info().unwrap().serial_hex]))
+        .collect();
+    let first = credentials(&w).info().unwrap();
+    let life = first.not_after.duration_since(SystemTime::now()).unwrap();
+    assert!(life <= Duration::from_secs(6), "issued for {life:?}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while serials.iter().any(|s| s.len() < 3) {
+        assert!(
+            Instant::now() < deadline,
+            "not every node renewed twice: {serials:?}"
+        );
+        for (d, seen) in nodes.iter().zip(serials.iter_mut()) {
+            let info = credentials(d).info().unwrap();
+            assert!(
+                info.not_after > SystemTime::now(),
+                "{}'s certificate expired",
+                d.hostname
+            );
+            seen.insert(info.serial_hex);
+        }
+        let s = states(&a);
+        assert!(
+            s.iter().all(|l| l.ends_with(" Ready")),
+            "a node is not ready: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(tasks(&a), before, "tasks were replaced");
+    // The managers still agree (the Raft peers reconnected with new certificates as needed).
+    assert_eq!(b.lines(&["node", "ls", "-q"]).len(), 3);
+
+    // The renewed certificate on disk is the one a restart uses.
+    let mut w = w;
+    w.restart();
+    let w_id = w.node_id();
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted worker ready",
+        || {
+            let s = a.ok(&["node", "inspect", &w_id, "--format", "{{.Status.State}}"]);
+            (s.trim() == "ready").then_some(())
+        },
+    );
+
+    // Offline past its certificate's expiry, a worker cannot come back as itself; a fresh join
+    // token lets it in again, without touching the rest of the swarm.
+    w.kill9();
+    std::thread::sleep(Duration::from_secs(7));
+    w.restart();
+    assert!(credentials(&w)
+        .info()
+        .unwrap()
+        .is_expired_at(SystemTime::now()));
+    let out = w.join(&a, worker_token.trim());
+    assert!(out.ok, "rejoin: {}", out.stderr);
+    let new_id = w.node_id();
+    assert_ne!(new_id, w_id);
+    wait_for(Duration::from_secs(30), "the rejoined worker ready", || {
+        let s = a.ok(&["node", "inspect", &new_id, "--format", "{{.Status.State}}"]);
+        (s.trim() == "ready").then_some(())
+    });
+}
+
+#[test]
+fn ca_settings_the_swarm_cannot_honour_are_refused() {
+    let d = common::swarm("cr-refuse");
+    let err = d.fails(&["swarm", "update", "--cert-expiry", "30m"]);
+    assert!(
+        err.contains("minimum certificate expiry time is: 1h0m0s"),
+        "{err}"
+    );
+    let err = d.fails(&[
+        "swarm",
+        "update",
+        "--external-ca",
+        "protocol=cfssl,url=https://ca.example:8888",
+    ]);
+    assert!(err.contains("external CAs are not supported"), "{err}");
+    let err = d.fails(&["swarm", "ca", "--rotate", "--detach"]);
+    assert!(err.contains("not supported yet"), "{err}");
+    // Nothing changed.
+    let spec = d.get_json("/swarm")["Spec"]["CAConfig"].clone();
+    assert!(spec.get("ExternalCAs").is_none(), "{spec}");
+    // A valid expiry is taken, and certificates issued from then on get it.
+    d.ok(&["swarm", "update", "--cert-expiry", "2h"]);
+    let spec = d.get_json("/swarm")["Spec"]["CAConfig"].clone();
+    assert_eq!(
+        spec["NodeCertExpiry"],
+        2 * 3600 * 1_000_000_000u64,
+        "{spec}"
+    );
+    let w = Daemon::start("cr-refuse-w");
+    let token = d.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(w.join(&d, token.trim()).ok);
+    let info = credentials(&w).info().unwrap();
+    let left = info.not_after.duration_since(SystemTime::now()).unwrap();
+    assert!(
+        left > Duration::from_secs(7000) && left <= Duration::from_secs(7200),
+        "a worker joining now got a certificate for {left:?}"
+    );
+}
