@@ -45,6 +45,11 @@ enum Command {
     History(shoal::cli::stacks::HistoryArgs),
     /// Health on the server: every service's, or one stack's with its conditions.
     Status(shoal::cli::stacks::StatusArgs),
+    /// Save a manager's store to a file (a consistent snapshot, checked by its checksum).
+    Backup(shoal::cli::backup::BackupArgs),
+    /// Make a new manager's data dir from a backup (its only manager; start it with
+    /// `shoal daemon --data-dir`).
+    Restore(shoal::cli::backup::RestoreArgs),
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
@@ -253,6 +258,11 @@ struct DaemonArgs {
     /// controls the swarm
     #[arg(long, conflicts_with = "tlsverify")]
     insecure_tcp: bool,
+    /// Make this manager the only manager of its swarm as it starts, keeping everything it
+    /// knows (its swarm lost its quorum for good; `docker swarm init --force-new-cluster` does
+    /// the same on a running manager)
+    #[arg(long)]
+    force_new_cluster: bool,
     /// Host name this node reports (several nodes on one machine need distinct names).
     #[arg(long)]
     hostname: Option<String>,
@@ -342,6 +352,7 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
             docker_host: args.docker_host.clone(),
             run_dir: args.exec_root.clone(),
         },
+        force_new_cluster: args.force_new_cluster,
     })
     .await?;
     // One socket, like dockerd: pass the engine's own routes through when it runs our tasks.
@@ -480,6 +491,12 @@ fn main() -> anyhow::Result<()> {
             }
             Command::History(args) => {
                 shoal::cli::exit_with_status(shoal::cli::stacks::history(args).await)
+            }
+            Command::Backup(args) => {
+                shoal::cli::exit_with_status(shoal::cli::backup::backup(args).await)
+            }
+            Command::Restore(args) => {
+                shoal::cli::exit_with_status(shoal::cli::backup::restore(args).await)
             }
             Command::Status(args) => {
                 shoal::cli::exit_with_status(shoal::cli::stacks::status(args).await)

@@ -79,6 +79,7 @@ async fn start_manager(base: &Path, i: usize) -> anyhow::Result<Manager> {
             kind: Some(ExecutorKind::Sim),
             ..ExecutorChoice::default()
         },
+        force_new_cluster: false,
     })
     .await?;
     let socket = base.join(format!("manager-{i}.sock"));

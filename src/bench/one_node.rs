@@ -103,6 +103,7 @@ impl OneNode {
             data_dir: dir.path().join("data"),
             hostname: Some(hostname.into()),
             executor,
+            force_new_cluster: false,
         })
         .await?;
         let socket = dir.path().join("api.sock");

@@ -64,9 +64,10 @@ pub fn check_ca_config(
     if !new.external_cas.is_empty() {
         return Err("external CAs are not supported: node certificates are signed by the swarm's own root CA; remove --external-ca".into());
     }
+    // At init the root is being made: a ForceRotate value is only recorded (as dockerd does).
     let rotation_asked = !new.signing_ca_cert.is_empty()
         || !new.signing_ca_key.is_empty()
-        || new.force_rotate != old.map_or(0, |o| o.force_rotate);
+        || old.is_some_and(|o| o.force_rotate != new.force_rotate);
     if rotation_asked {
         return Err("rotating the root CA (docker swarm ca --rotate, --ca-cert, --ca-key) is not supported yet: the swarm keeps its current root CA".into());
     }

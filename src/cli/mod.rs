@@ -3,6 +3,7 @@
 //! that say what to do next.
 
 pub mod apply;
+pub mod backup;
 pub mod stack_input;
 pub mod stacks;
 pub mod wait;

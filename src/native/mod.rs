@@ -20,6 +20,7 @@
 //! Adding a route: add it to [`http_routes`] and describe it in `openapi/openapi.json`; a test
 //! checks that every route is documented and every documented path is served.
 
+pub mod backup;
 pub mod grpc;
 pub mod health;
 pub mod stacks;
@@ -163,6 +164,11 @@ pub fn http_routes<S: NativeState>() -> Vec<Route<S>> {
             method: Method::GET,
             path: "/shoal/v1/openapi.json",
             handler: get(openapi),
+        },
+        Route {
+            method: Method::GET,
+            path: "/shoal/v1/backup",
+            handler: get(backup::backup::<S>),
         },
         Route {
             method: Method::GET,

@@ -124,6 +124,8 @@ pub mod code {
     pub const NOT_FOUND: &str = "not_found";
     /// Another owner, a concurrent change or a stale plan token (409).
     pub const CONFLICT: &str = "conflict";
+    /// The manager failed to do what was asked (a storage error).
+    pub const INTERNAL: &str = "internal";
 }
 
 impl WireError {

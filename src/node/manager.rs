@@ -29,6 +29,39 @@ pub struct Manager {
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// The store configuration of a manager with `membership`, sealed with `data_key`.
+pub fn store_config(
+    dir: &SwarmDir,
+    membership: &SwarmMembership,
+    data_key: DataKey,
+) -> StoreConfig {
+    let mut cfg = StoreConfig::new(
+        membership.raft_id,
+        membership.advertise_addr.clone(),
+        dir.raft(),
+    );
+    cfg.node_id = membership.node_id.clone();
+    cfg.data_key = Some(data_key);
+    cfg
+}
+
+/// Binds the swarm listener, waiting a little while the address is still held by a listener
+/// of this process that is shutting down (a manager restarted in place).
+async fn bind_listener(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Manager {
     /// Opens the store (sealed with `data_key`) and starts serving the swarm listener.
     pub async fn start(
@@ -37,7 +70,7 @@ impl Manager {
         membership: SwarmMembership,
         data_key: DataKey,
     ) -> anyhow::Result<Arc<Manager>> {
-        let listener = tokio::net::TcpListener::bind(&membership.listen_addr)
+        let listener = bind_listener(&membership.listen_addr)
             .await
             .with_context(|| {
                 format!(
@@ -48,13 +81,7 @@ impl Manager {
         // Certificates are read per connection: a renewal applies to the next one.
         live.server_config()?;
         let transport = Arc::new(GrpcTransport::new(live.clone()));
-        let mut cfg = StoreConfig::new(
-            membership.raft_id,
-            membership.advertise_addr.clone(),
-            dir.raft(),
-        );
-        cfg.node_id = membership.node_id.clone();
-        cfg.data_key = Some(data_key);
+        let cfg = store_config(dir, &membership, data_key);
         let store = Store::open(cfg, transport)
             .await
             .context("opening the store")?;

@@ -7,7 +7,9 @@ pub mod description;
 pub mod join;
 pub mod manager;
 pub mod membership;
+mod recovery;
 mod renewal;
+pub mod restore;
 mod role;
 pub mod swarm_service;
 
@@ -47,6 +49,9 @@ pub struct NodeConfig {
     pub hostname: Option<String>,
     /// Which executor runs this node's tasks.
     pub executor: ExecutorChoice,
+    /// Make this manager the only manager of its swarm as it starts (`--force-new-cluster`:
+    /// the swarm lost its quorum for good).
+    pub force_new_cluster: bool,
 }
 
 /// Why a swarm lifecycle operation failed; carries the HTTP status Docker uses for it.
@@ -311,15 +316,43 @@ impl NodeRuntime {
         };
         if let Some(membership) = dir.load()? {
             if NodeCredentials::is_locked(dir.root()) {
+                if node.inner.config.force_new_cluster {
+                    anyhow::bail!("--force-new-cluster: this manager is locked; start it without the flag, unlock it (docker swarm unlock), then run docker swarm init --force-new-cluster");
+                }
                 tracing::warn!("this manager's swarm is locked: run `docker swarm unlock` with the swarm's unlock key");
                 *node.inner.state.write().await = SwarmState::Locked { membership };
                 return Ok(node);
             }
             let (creds, data_key) = NodeCredentials::load_with(dir.root(), None)?;
             node.inner.keys.lock().unwrap().data_key = data_key;
+            let membership = if node.inner.config.force_new_cluster {
+                if membership.role != NodeRole::Manager {
+                    anyhow::bail!("--force-new-cluster recovers a manager of a swarm that lost its quorum; this node is a worker");
+                }
+                node.recover_store(membership).await?
+            } else {
+                membership
+            };
             let state = node.resume(membership, creds).await?;
+            if let SwarmState::Manager {
+                membership,
+                manager,
+            } = &state
+            {
+                if node.take_recovery_marker() {
+                    tokio::spawn(recovery::retire_other_managers(
+                        manager.store.clone(),
+                        membership.node_id.clone(),
+                    ));
+                }
+            }
             *node.inner.state.write().await = state;
             node.start_agent().await;
+        } else if node.inner.config.force_new_cluster {
+            anyhow::bail!(
+                "--force-new-cluster: this node is not in a swarm (nothing to recover in {})",
+                node.inner.config.data_dir.display()
+            );
         }
         Ok(node)
     }
@@ -388,11 +421,11 @@ impl NodeRuntime {
     /// `POST /swarm/init`.
     pub async fn init(&self, req: InitRequest) -> Result<String, SwarmError> {
         let _guard = self.inner.lifecycle.lock().await;
+        if req.force_new_cluster {
+            return self.force_new_cluster().await;
+        }
         if !matches!(*self.inner.state.read().await, SwarmState::Inactive) {
             return Err(SwarmError::unavailable(texts::ALREADY_IN_SWARM));
-        }
-        if req.force_new_cluster {
-            return Err(SwarmError::unavailable(texts::NOT_A_MANAGER));
         }
         let listen = parse_listen_addr(&req.listen_addr)?;
         let advertise = advertise_addr(&req.advertise_addr, listen, None)?;

@@ -4,6 +4,7 @@
 //! Layering: controllers and the binary use [`Store`] (transactions, views, watches, membership)
 //! and never see RocksDB or Raft; the binary supplies a [`Transport`] and serves [`Store::handle`].
 
+pub mod backup;
 pub mod config;
 pub mod dedup;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod local_transport;
 pub mod model;
 pub mod quorum;
 pub mod raft;
+pub mod recovery;
 pub mod replica;
 pub mod state;
 pub mod transport;

@@ -188,7 +188,7 @@ fn raft_config(c: &StoreConfig) -> Result<Config, StoreError> {
 /// (flushes, background jobs) has finished when this returns, whichever thread let go last.
 /// Returns false if other handles are still held after [`CLOSE_DEADLINE`] (it closes when
 /// they let go).
-async fn close_database(db: Arc<rocksdb::DB>) -> bool {
+pub(crate) async fn close_database(db: Arc<rocksdb::DB>) -> bool {
     let deadline = Instant::now() + CLOSE_DEADLINE;
     while Arc::strong_count(&db) > 1 {
         if Instant::now() > deadline {
@@ -838,6 +838,37 @@ impl Store {
             }
         }
         Ok(BatchResponse { results })
+    }
+
+    /// The newest snapshot if it covers log index `index`: its transfer header (what a member
+    /// receiving it is sent: the vote, the metadata and the file key), its file and the store
+    /// revision of its state.
+    pub(crate) async fn current_snapshot(
+        &self,
+        index: u64,
+    ) -> Result<Option<(Vec<u8>, PathBuf, u64)>, StoreError> {
+        let Some(snapshot) = self
+            .inner
+            .raft
+            .get_snapshot()
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        if snapshot.meta.last_log_id.as_ref().map_or(0, |l| l.index) < index {
+            return Ok(None);
+        }
+        let vote = self.inner.raft.metrics().borrow_watched().vote;
+        let key = snapshot
+            .snapshot
+            .key
+            .as_ref()
+            .map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_bytes()));
+        let header = encode(&(vote, snapshot.meta.clone(), key));
+        let revision = crate::raft::snapshot::revision_of(&snapshot.snapshot.path)
+            .map_err(|e| StoreError::Storage(format!("reading the snapshot: {e}")))?;
+        Ok(Some((header, snapshot.snapshot.path.clone(), revision)))
     }
 
     /// A fresh path to receive a snapshot into (the transport's server writes the chunks there).

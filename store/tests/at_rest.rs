@@ -1,5 +1,5 @@
-//! Encryption at rest: what users write (a secret's bytes, object names) never lies in clear in
-//! a member's directory, through the Raft log, the state machine, watch history and snapshots,
+//! Encryption at rest: what users write (a secret's bytes, object names) and the swarm's root CA
+//! key never lie in clear in a member's directory, through the Raft log, the state machine, watch history and snapshots,
 //! and the members read it all back after restarts.
 
 mod common;
@@ -15,7 +15,7 @@ use shoal_store::model::{Kind, Meta, Secret, SecretSpec};
 use shoal_store::{DataKey, Store, Txn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_is_sealed_in_the_log_the_state_history_and_snapshots() {
+async fn a_secret_and_the_root_ca_key_are_sealed_in_the_log_the_state_history_and_snapshots() {
     // Snapshots every 20 entries, so the secret ends up in snapshot files too.
     let mut c = Cluster::start_with(3, |cfg| {
         cfg.snapshot_every = 20;
@@ -31,9 +31,22 @@ async fn a_secret_is_sealed_in_the_log_the_state_history_and_snapshots() {
             ..Default::default()
         },
     };
+    // The cluster object keeps the root CA's key, as managers keep it.
+    let ca_marker = format!("root-ca-key-{}", shoal_store::model::new_id());
+    let cluster = shoal_store::model::Cluster {
+        meta: Meta::with_id(shoal_store::model::new_id()),
+        root_ca: shoal_store::model::RootCa {
+            cert_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+            key_pem: format!(
+                "-----BEGIN PRIVATE KEY-----\n{ca_marker}\n-----END PRIVATE KEY-----\n"
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let leader = c.leader().await;
     c.store(leader)
-        .submit(Txn::new().create(secret.clone()))
+        .submit(Txn::new().create(secret.clone()).create(cluster))
         .await
         .unwrap();
     for i in 0..60 {
@@ -55,7 +68,13 @@ async fn a_secret_is_sealed_in_the_log_the_state_history_and_snapshots() {
     let snapshots = files_containing(c.dir.path(), b"\"revision\"");
     assert!(!snapshots.is_empty(), "no snapshot was written");
     let encoded = base64::engine::general_purpose::STANDARD.encode(&marker);
-    for needle in [marker.as_bytes(), encoded.as_bytes()] {
+    let ca_encoded = base64::engine::general_purpose::STANDARD.encode(&ca_marker);
+    for needle in [
+        marker.as_bytes(),
+        encoded.as_bytes(),
+        ca_marker.as_bytes(),
+        ca_encoded.as_bytes(),
+    ] {
         let found = files_containing(c.dir.path(), needle);
         assert!(
             found.is_empty(),

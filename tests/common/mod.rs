@@ -62,6 +62,8 @@ pub struct Daemon {
     executor_args: Vec<String>,
     /// Extra environment of the daemon process.
     env: Vec<(String, String)>,
+    /// Extra arguments of the next start only (see [`Daemon::restart_with_extra_args`]).
+    extra_args: Vec<String>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -102,6 +104,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            extra_args: Vec::new(),
             dir,
             child: None,
         };
@@ -124,6 +127,7 @@ impl Daemon {
             .arg("--hostname")
             .arg(&self.hostname)
             .args(&self.executor_args)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -155,6 +159,13 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Starts the daemon again with `args` added to its command line (this start only).
+    pub fn restart_with_extra_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+        self.extra_args.clear();
     }
 
     /// Starts the daemon again on the same data dir and socket.

@@ -155,6 +155,11 @@ pub fn write(
     Ok(final_path)
 }
 
+/// The store revision of the state in the snapshot file at `path`.
+pub fn revision_of(path: &Path) -> io::Result<u64> {
+    Ok(read_header(&mut BufReader::new(File::open(path)?))?.revision)
+}
+
 fn read_header(r: &mut impl BufRead) -> io::Result<Header> {
     let mut first = String::new();
     if r.read_line(&mut first)? == 0 {
