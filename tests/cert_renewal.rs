@@ -182,3 +182,31 @@ fn ca_settings_the_swarm_cannot_honour_are_refused() {
         "a worker joining now got a certificate for {left:?}"
     );
 }
+
+#[test]
+fn tls_info_shows_the_root_ca_and_the_issuer_of_each_node() {
+    let d = common::swarm("cr-tlsinfo");
+    let swarm = d.get_json("/swarm");
+    let info = &swarm["TLSInfo"];
+    let root = info["TrustRoot"].as_str().unwrap();
+    assert!(root.contains("BEGIN CERTIFICATE"), "{info}");
+    assert!(
+        !info["CertIssuerSubject"].as_str().unwrap_or("").is_empty(),
+        "{info}"
+    );
+    assert!(
+        !info["CertIssuerPublicKey"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{info}"
+    );
+    assert_eq!(swarm["RootRotationInProgress"], false);
+    // The node reports the same root and issuer (its certificate comes from that root).
+    let id = d.node_id();
+    let node = wait_for(Duration::from_secs(20), "the node's TLSInfo", || {
+        let n = d.get_json(&format!("/nodes/{id}"));
+        (n["Description"]["TLSInfo"]["TrustRoot"].as_str() == Some(root)).then_some(n)
+    });
+    assert_eq!(node["Description"]["TLSInfo"], *info);
+}

@@ -89,6 +89,12 @@ impl Agent {
         if let Some(h) = &config.hostname {
             description.hostname = h.clone();
         }
+        // The trust root and issuer of the certificate this node presents.
+        if let crate::ca::ClientTls::Live(live) = &config.tls {
+            if let Ok(info) = live.get().and_then(|c| crate::ca::tls_info(&c.ca_pem)) {
+                description.tls_info = info;
+            }
+        }
         let reporter = reporter::Reporter::new();
         let worker = worker::Worker::start(
             &config.node_id,

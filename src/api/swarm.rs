@@ -23,7 +23,17 @@ pub fn render_cluster(c: &Cluster) -> Value {
         o.remove("RootCA");
         o.remove("UnlockKey");
         o.remove("RemovedNodes");
-        o.insert("TLSInfo".into(), json!({"TrustRoot": c.root_ca.cert_pem}));
+        // The root as it is: its certificate, subject and key (dockerd's values).
+        let info = crate::ca::tls_info(&c.root_ca.cert_pem).unwrap_or_else(|_| {
+            shoal_store::model::TLSInfo {
+                trust_root: c.root_ca.cert_pem.clone(),
+                ..Default::default()
+            }
+        });
+        o.insert(
+            "TLSInfo".into(),
+            serde_json::to_value(info).unwrap_or(Value::Null),
+        );
         o.entry("RootRotationInProgress")
             .or_insert(Value::Bool(false));
     }

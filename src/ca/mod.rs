@@ -42,9 +42,9 @@ mod verify;
 pub use error::{CaError, CaResult};
 pub use live::{ClientTls, LiveCredentials};
 pub use node_cert::{
-    role_from_ou, role_ou, NodeCertInfo, NodeCredentials, NodeIdentity, NodeKeyRequest, NodeRole,
-    CERTIFICATES_DIR, MANAGER_ROLE_OU, NODE_CERT_FILE, NODE_KEY_FILE, NODE_SAN, ROOT_CA_FILE,
-    WORKER_ROLE_OU,
+    role_from_ou, role_ou, tls_info, NodeCertInfo, NodeCredentials, NodeIdentity, NodeKeyRequest,
+    NodeRole, CERTIFICATES_DIR, MANAGER_ROLE_OU, NODE_CERT_FILE, NODE_KEY_FILE, NODE_SAN,
+    ROOT_CA_FILE, WORKER_ROLE_OU,
 };
 pub use pem::ca_bundle_digest;
 pub use root::{

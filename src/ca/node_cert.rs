@@ -152,6 +152,20 @@ impl NodeCertInfo {
     }
 }
 
+/// What `docker info` and `docker node inspect` show as `TLSInfo`: the trust root (PEM) and the
+/// subject and public key (DER) of the CA that issues certificates, read from its certificate
+/// (the first of `root_pem`).
+pub fn tls_info(root_pem: &str) -> CaResult<shoal_store::model::TLSInfo> {
+    let der = first_cert_from_pem(root_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| CaError::InvalidCertificate(format!("cannot parse X.509: {e}")))?;
+    Ok(shoal_store::model::TLSInfo {
+        trust_root: root_pem.to_string(),
+        cert_issuer_subject: cert.subject().as_raw().to_vec(),
+        cert_issuer_public_key: cert.public_key().raw.to_vec(),
+    })
+}
+
 fn unix_to_system_time(secs: i64) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
