@@ -159,8 +159,24 @@ fn ca_settings_the_swarm_cannot_honour_are_refused() {
         "protocol=cfssl,url=https://ca.example:8888",
     ]);
     assert!(err.contains("external CAs are not supported"), "{err}");
-    let err = d.fails(&["swarm", "ca", "--rotate", "--detach"]);
-    assert!(err.contains("not supported yet"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("ca.pem");
+    std::fs::write(&cert, d.ok(&["swarm", "ca"])).unwrap();
+    // A root certificate with a key that is not its own is refused.
+    let key = dir.path().join("ca-key.pem");
+    std::fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let err = d.fails(&[
+        "swarm",
+        "ca",
+        "--rotate",
+        "--detach",
+        "--ca-cert",
+        cert.to_str().unwrap(),
+        "--ca-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(err.contains("the new root CA"), "{err}");
+    assert_eq!(d.get_json("/swarm")["RootRotationInProgress"], false);
     // Nothing changed.
     let spec = d.get_json("/swarm")["Spec"]["CAConfig"].clone();
     assert!(spec.get("ExternalCAs").is_none(), "{spec}");
@@ -209,4 +225,86 @@ fn tls_info_shows_the_root_ca_and_the_issuer_of_each_node() {
         (n["Description"]["TLSInfo"]["TrustRoot"].as_str() == Some(root)).then_some(n)
     });
     assert_eq!(node["Description"]["TLSInfo"], *info);
+}
+
+#[test]
+fn a_root_ca_rotation_completes_without_a_node_going_down_or_a_task_restarting() {
+    let a = common::swarm("rot-a");
+    let b = Daemon::start("rot-b");
+    let w = Daemon::start("rot-w");
+    let manager_token = a.ok(&["swarm", "join-token", "-q", "manager"]);
+    let worker_token = a.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(b.join(&a, manager_token.trim()).ok);
+    assert!(w.join(&a, worker_token.trim()).ok);
+    wait_for(Duration::from_secs(30), "three ready nodes", || {
+        let s = states(&a);
+        (s.len() == 3 && s.iter().all(|l| l.ends_with(" Ready"))).then_some(())
+    });
+    a.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "4",
+        "shoal-test/busybox:1",
+        "sleep",
+        "100000",
+    ]);
+    let running = |d: &Daemon| -> BTreeSet<String> {
+        d.lines(&[
+            "service",
+            "ps",
+            "--format",
+            "{{.ID}} {{.CurrentState}}",
+            "web",
+        ])
+        .into_iter()
+        .filter(|l| l.contains("Running"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+    };
+    let before = wait_for(Duration::from_secs(30), "four running tasks", || {
+        let r = running(&a);
+        (r.len() == 4).then_some(r)
+    });
+    let old_root = a.ok(&["swarm", "ca"]);
+    let old_info = a.get_json("/swarm")["TLSInfo"].clone();
+
+    a.ok(&["swarm", "ca", "--rotate", "--detach"]);
+    let swarm = wait_for(Duration::from_secs(60), "the rotation complete", || {
+        let s = states(&a);
+        assert!(
+            s.iter().all(|l| l.ends_with(" Ready")),
+            "a node is not ready during the rotation: {s:?}"
+        );
+        let swarm = a.get_json("/swarm");
+        (swarm["RootRotationInProgress"] == false && swarm["TLSInfo"] != old_info).then_some(swarm)
+    });
+    let new_root = a.ok(&["swarm", "ca"]);
+    assert_ne!(new_root, old_root);
+    assert_eq!(
+        swarm["TLSInfo"]["TrustRoot"].as_str().unwrap().trim(),
+        new_root.trim()
+    );
+    // Every node ends up trusting only the new root, with a certificate it signed.
+    for d in [&a, &b, &w] {
+        wait_for(Duration::from_secs(30), "the node on the new root", || {
+            let creds = credentials(d);
+            (creds.ca_pem.trim() == new_root.trim()
+                && shoal::ca::verify_node_certificate(&creds.cert_pem, &new_root).is_ok())
+            .then_some(())
+        });
+    }
+    let s = states(&a);
+    assert!(s.iter().all(|l| l.ends_with(" Ready")), "{s:?}");
+    assert_eq!(running(&a), before, "tasks were replaced");
+    // The join tokens pin the new root: a node joins with the new token.
+    let token = a.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(token.trim(), worker_token.trim());
+    let late = Daemon::start("rot-late");
+    let out = late.join(&a, token.trim());
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(credentials(&late).ca_pem.trim(), new_root.trim());
 }

@@ -89,7 +89,8 @@ impl Agent {
         if let Some(h) = &config.hostname {
             description.hostname = h.clone();
         }
-        // The trust root and issuer of the certificate this node presents.
+        // The trust root and issuer of the certificate this node presents, until the CA
+        // records them as it signs the next one.
         if let crate::ca::ClientTls::Live(live) = &config.tls {
             if let Ok(info) = live.get().and_then(|c| crate::ca::tls_info(&c.ca_pem)) {
                 description.tls_info = info;

@@ -41,10 +41,20 @@ pub struct Connection {
     /// The role the swarm gives this node (its Node object's observed role, as last sent by
     /// the dispatcher): the node runtime follows it to promote or demote itself.
     pub role: Option<shoal_store::model::NodeRole>,
+    /// The roots the swarm trusts (PEM), as last sent by the dispatcher: the node renews its
+    /// certificate when they change (a root rotation).
+    pub trust_bundle: Option<String>,
 }
 
-/// Publishes the role carried by a session state message, if it changed.
-fn note_role(ctx: &SessionContext, node_json: &[u8]) {
+/// Publishes the role and the trust bundle carried by a session state message, if they changed.
+fn note_role(ctx: &SessionContext, node_json: &[u8], trust_bundle: &str) {
+    if !trust_bundle.is_empty() {
+        ctx.connection.send_if_modified(|c| {
+            let changed = c.trust_bundle.as_deref() != Some(trust_bundle);
+            c.trust_bundle = Some(trust_bundle.to_string());
+            changed
+        });
+    }
     let Ok(node) = serde_json::from_slice::<shoal_store::model::Node>(node_json) else {
         return;
     };
@@ -169,7 +179,7 @@ async fn session(
         Ok(Some(msg)) => match msg.kind {
             Some(SessionKind::State(state)) => {
                 set_managers(ctx, &state.managers);
-                note_role(ctx, &state.node_json);
+                note_role(ctx, &state.node_json, &state.root_ca_pem);
                 state.session_id
             }
             _ => return End::Failed("the session did not start with its state".into()),
@@ -190,7 +200,7 @@ async fn session(
                 Ok(Some(msg)) => match msg.kind {
                     Some(SessionKind::State(state)) => {
                         set_managers(ctx, &state.managers);
-                        note_role(ctx, &state.node_json);
+                        note_role(ctx, &state.node_json, &state.root_ca_pem);
                     }
                     Some(SessionKind::SubscribeLogs(sub)) => {
                         ctx.logs

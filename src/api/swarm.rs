@@ -111,6 +111,18 @@ pub async fn update(
     cluster.spec = spec.merged_onto(&SwarmSpec::swarm_default());
     crate::ca::check_ca_config(&cluster.spec.ca_config, Some(&current.spec.ca_config))
         .map_err(ApiError::bad_request)?;
+    if crate::ca::rotation_requested(&cluster.spec.ca_config, &current.spec.ca_config) {
+        let ca_config = &mut cluster.spec.ca_config;
+        let given = (!ca_config.signing_ca_cert.is_empty())
+            .then(|| RootCa::from_pem(&ca_config.signing_ca_cert, &ca_config.signing_ca_key))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("the new root CA: {e}")))?;
+        // The key never stays in the spec (which the API shows); the root keeps it.
+        ca_config.signing_ca_key.clear();
+        ca_config.signing_ca_cert.clear();
+        crate::ca::rotation::start(&mut cluster, given)
+            .map_err(|e| ApiError::internal(format!("starting the root rotation: {e}")))?;
+    }
     if rotate_worker || rotate_manager {
         let ca = RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)
             .map_err(|e| ApiError::internal(format!("swarm CA unusable: {e}")))?;

@@ -35,6 +35,7 @@ mod live;
 mod node_cert;
 mod pem;
 mod root;
+pub mod rotation;
 mod tls;
 mod token;
 mod verify;
@@ -48,8 +49,8 @@ pub use node_cert::{
 };
 pub use pem::ca_bundle_digest;
 pub use root::{
-    check_ca_config, min_node_cert_expiry, NodeCertSpec, NodeCertificate, RootCa, CERT_BACKDATE,
-    DEFAULT_NODE_CERT_VALIDITY, ROOT_CA_CN, ROOT_CA_VALIDITY,
+    check_ca_config, min_node_cert_expiry, rotation_requested, NodeCertSpec, NodeCertificate,
+    RootCa, CERT_BACKDATE, DEFAULT_NODE_CERT_VALIDITY, ROOT_CA_CN, ROOT_CA_VALIDITY,
 };
 pub use tls::{
     authorize, client_tls_config, fetch_root_ca, fetch_root_ca_unverified, install_crypto_provider,

@@ -64,14 +64,32 @@ pub fn check_ca_config(
     if !new.external_cas.is_empty() {
         return Err("external CAs are not supported: node certificates are signed by the swarm's own root CA; remove --external-ca".into());
     }
-    // At init the root is being made: a ForceRotate value is only recorded (as dockerd does).
-    let rotation_asked = !new.signing_ca_cert.is_empty()
-        || !new.signing_ca_key.is_empty()
-        || old.is_some_and(|o| o.force_rotate != new.force_rotate);
-    if rotation_asked {
-        return Err("rotating the root CA (docker swarm ca --rotate, --ca-cert, --ca-key) is not supported yet: the swarm keeps its current root CA".into());
+    let given = (
+        !new.signing_ca_cert.is_empty(),
+        !new.signing_ca_key.is_empty(),
+    );
+    if old.is_none() && (given.0 || given.1) {
+        return Err("a root CA of your own is set with `docker swarm ca --rotate --ca-cert --ca-key` once the swarm exists; `swarm init` makes one".into());
+    }
+    match given {
+        (true, false) => return Err("--ca-cert without --ca-key: an external signer is not supported, give the root CA's key too".into()),
+        (false, true) => return Err("--ca-key without --ca-cert: give the root CA's certificate too".into()),
+        (true, true) => {
+            RootCa::from_pem(&new.signing_ca_cert, &new.signing_ca_key)
+                .map_err(|e| format!("the new root CA (--ca-cert, --ca-key): {e}"))?;
+        }
+        (false, false) => {}
     }
     Ok(())
+}
+
+/// Whether an update of the swarm's CA settings from `old` to `new` asks for a root rotation
+/// (`docker swarm ca --rotate` bumps `ForceRotate`; `--ca-cert --ca-key` give the new root).
+pub fn rotation_requested(
+    new: &shoal_store::model::CAConfig,
+    old: &shoal_store::model::CAConfig,
+) -> bool {
+    !new.signing_ca_cert.is_empty() || new.force_rotate != old.force_rotate
 }
 
 /// A duration as Go prints it (`1h0m0s`, `30s`), as dockerd's messages show them.
@@ -338,6 +356,46 @@ impl RootCa {
         verify_node_certificate(cert_pem, &self.cert_pem)
     }
 
+    /// `new`'s certificate signed by this root: the same subject and key as `new`'s, issued by
+    /// this root. During a rotation it goes with every certificate `new` signs, so a node that
+    /// trusts only this root still accepts them (leaf, then this, then this root).
+    pub fn cross_sign(&self, new: &RootCa) -> CaResult<String> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(new.cert_der.as_ref())
+            .map_err(|e| CaError::InvalidCertificate(format!("cannot parse X.509: {e}")))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for attr in parsed.subject().iter_attributes() {
+            let oid: Vec<u64> = attr
+                .attr_type()
+                .iter()
+                .map(|arcs| arcs.collect())
+                .unwrap_or_default();
+            let value = attr
+                .as_str()
+                .map_err(|e| CaError::InvalidCertificate(format!("the new root's subject: {e}")))?;
+            dn.push(DnType::from_oid(&oid), value);
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = parsed.validity().not_before.to_datetime();
+        // Not past the signing root's own end: nothing it signs is valid after that.
+        params.not_after = parsed
+            .validity()
+            .not_after
+            .to_datetime()
+            .min(self.not_after);
+        params.serial_number = Some(random_serial()?);
+        let key =
+            KeyPair::from_pem(&new.key_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(cert.pem())
+    }
+
     fn sign(
         &self,
         public_key: &impl PublicKeyData,
@@ -577,5 +635,34 @@ mod tests {
             .with_validity(Duration::from_secs(100 * 365 * 24 * 3600));
         let cert = ca.issue_credentials(&spec).unwrap();
         assert!(cert.info().unwrap().not_after <= ca.not_after());
+    }
+
+    #[test]
+    fn certificates_of_a_new_root_verify_against_the_old_root_through_the_cross_signed_one() {
+        let old = RootCa::generate().unwrap();
+        let new = RootCa::generate().unwrap();
+        let cross = old.cross_sign(&new).unwrap();
+        let key = NodeKeyRequest::generate().unwrap();
+        let leaf = new
+            .issue(
+                &key.csr_pem,
+                &NodeCertSpec::for_node("n1", NodeRole::Worker, "c1"),
+            )
+            .unwrap();
+        let chain = format!("{}{}", leaf.cert_pem, cross);
+        // A node that trusts only the old root, one that trusts only the new, one that trusts both.
+        for roots in [
+            old.cert_pem().to_string(),
+            new.cert_pem().to_string(),
+            format!("{}{}", old.cert_pem(), new.cert_pem()),
+        ] {
+            let id = verify_node_certificate(&chain, &roots).unwrap();
+            assert_eq!(id.node_id, "n1");
+        }
+        // Without the cross-signed certificate, the old root does not accept it.
+        assert!(verify_node_certificate(&leaf.cert_pem, old.cert_pem()).is_err());
+        // A third root accepts neither.
+        let other = RootCa::generate().unwrap();
+        assert!(verify_node_certificate(&chain, other.cert_pem()).is_err());
     }
 }

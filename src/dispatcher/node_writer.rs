@@ -39,7 +39,13 @@ impl NodeUpdate {
             next.status.addr = addr.clone();
         }
         if let Some(d) = &self.description {
+            // The certificate's issuer is recorded by the CA as it signs (see
+            // `swarm_service`); what an agent says of it is not taken over that.
+            let tls_info = next.description.tls_info.clone();
             next.description = d.clone();
+            if !tls_info.trust_root.is_empty() {
+                next.description.tls_info = tls_info;
+            }
         }
         (next != *node).then_some(next)
     }

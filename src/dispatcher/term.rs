@@ -331,7 +331,7 @@ impl Term {
         let ca = view
             .list::<Cluster>()
             .next()
-            .map(|c| c.root_ca.cert_pem.clone())
+            .map(|c| c.root_ca.trust_bundle())
             .unwrap_or_default();
         let next = (ca, self.managers_list(&view));
         let mut current = self.shared_state.lock().unwrap();

@@ -146,6 +146,7 @@ impl TestSwarm {
                 cert_pem: ca.cert_pem().to_string(),
                 key_pem: ca.key_pem().to_string(),
                 cert_digest: ca.digest(),
+                rotation: None,
             },
             ..Default::default()
         };

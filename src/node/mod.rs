@@ -534,6 +534,7 @@ impl NodeRuntime {
                     cert_pem: ca.cert_pem().to_string(),
                     key_pem: ca.key_pem().to_string(),
                     cert_digest: ca.digest(),
+                    rotation: None,
                 },
                 unlock_key: unlock_key
                     .as_ref()
@@ -847,7 +848,10 @@ impl NodeRuntime {
         match started {
             Ok(agent) => {
                 tokio::spawn(self.clone().follow_role(agent.connection()));
-                tokio::spawn(self.clone().renew_certificates(agent.stopping()));
+                tokio::spawn(
+                    self.clone()
+                        .renew_certificates(agent.stopping(), agent.connection()),
+                );
                 // The data plane follows what the leader streams to the agent, on every node.
                 if let (Some(dataplane), Ok(Some(m))) =
                     (self.inner.executor.dataplane(), dir.load())

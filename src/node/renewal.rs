@@ -11,6 +11,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use super::{role, NodeRuntime, SwarmState};
+use crate::agent::Connection;
 use crate::ca::{NodeCertInfo, CERT_BACKDATE};
 
 /// The earliest and latest point of a certificate's life at which it is renewed.
@@ -48,9 +49,16 @@ fn retry_delay(info: &NodeCertInfo, now: SystemTime) -> Duration {
 }
 
 impl NodeRuntime {
-    /// Renews this node's certificate whenever it is due, until `stopping` turns true (the
-    /// agent stopped: the node left the swarm or shuts down).
-    pub(super) async fn renew_certificates(self, mut stopping: watch::Receiver<bool>) {
+    /// Renews this node's certificate whenever it is due, or at once when the roots the swarm
+    /// trusts (sent with every session, `connection`) differ from this node's (a root
+    /// rotation), until `stopping` turns true (the agent stopped: the node left the swarm or
+    /// shuts down).
+    pub(super) async fn renew_certificates(
+        self,
+        mut stopping: watch::Receiver<bool>,
+        mut connection: watch::Receiver<Connection>,
+    ) {
+        let mut planned: Option<(u64, f64)> = None;
         loop {
             let Ok(creds) = self.inner.live.get() else {
                 return;
@@ -63,11 +71,35 @@ impl NodeRuntime {
                     return;
                 }
             };
-            let fraction = rand::rng().random_range(RENEW_WINDOW.0..RENEW_WINDOW.1);
-            let wait = renewal_delay(&info, SystemTime::now(), fraction);
+            // One random point per certificate, kept while other things change.
+            let fraction = match planned {
+                Some((g, f)) if g == generation => f,
+                _ => {
+                    let f = rand::rng().random_range(RENEW_WINDOW.0..RENEW_WINDOW.1);
+                    planned = Some((generation, f));
+                    f
+                }
+            };
+            let roots_changed = connection
+                .borrow_and_update()
+                .trust_bundle
+                .as_deref()
+                .is_some_and(|b| b.trim() != creds.ca_pem.trim());
+            let wait = if roots_changed {
+                tracing::info!("the swarm's root CA changed: renewing this node's certificate");
+                Duration::ZERO
+            } else {
+                renewal_delay(&info, SystemTime::now(), fraction)
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopping.wait_for(|s| *s) => return,
+                changed = connection.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
             }
             // Renewed meanwhile (a role change): plan from the new certificate.
             if self.inner.live.generation() != generation {

@@ -173,7 +173,13 @@ pub(super) async fn renew(
                 .map_err(|s| anyhow::anyhow!("{addr}: {}", s.message()))?
                 .into_inner();
             let role: NodeRole = resp.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-            let new_creds = key.into_credentials(resp.cert_pem, creds.ca_pem.clone())?;
+            // The roots to trust from now on (a rotation adds one, and later drops the old).
+            let ca_pem = if resp.ca_pem.is_empty() {
+                creds.ca_pem.clone()
+            } else {
+                resp.ca_pem
+            };
+            let new_creds = key.into_credentials(resp.cert_pem, ca_pem)?;
             anyhow::Ok((new_creds, role, resp.raft_id, addr.clone()))
         };
         match attempt.await {

@@ -12,7 +12,8 @@ use shoal_store::model::{
 use shoal_store::{Assessment, PeerNode, Store, StoreError, Txn, VoterChange};
 use tonic::{Request, Response, Status};
 
-use crate::ca::{JoinToken, NodeCertSpec, RootCa};
+use crate::ca::rotation::Signer;
+use crate::ca::{JoinToken, NodeCertSpec};
 use crate::net::authz::{authorize, Needs};
 
 /// Serves joins and certificate requests from this manager's replica of the store.
@@ -27,8 +28,9 @@ impl SwarmService {
     }
 }
 
-/// The cluster object and its CA, or an error saying the swarm is not ready.
-fn cluster_and_ca(store: &Store) -> Result<(Cluster, RootCa), Status> {
+/// The cluster object and what signs certificates now, or an error saying the swarm is not
+/// ready.
+fn cluster_and_signer(store: &Store) -> Result<(Cluster, Signer), Status> {
     let view = store.view();
     let cluster = view
         .list::<Cluster>()
@@ -37,9 +39,66 @@ fn cluster_and_ca(store: &Store) -> Result<(Cluster, RootCa), Status> {
             Status::unavailable("the swarm is not initialised yet on this manager; retry")
         })?
         .to_owned_value();
-    let ca = RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)
-        .map_err(|e| Status::internal(format!("swarm CA unusable: {e}")))?;
-    Ok((cluster, ca))
+    let signer =
+        Signer::of(&cluster).map_err(|e| Status::internal(format!("swarm CA unusable: {e}")))?;
+    Ok((cluster, signer))
+}
+
+/// Records that node `node_id` now holds a certificate from the root that signs today: its
+/// `TLSInfo`, and during a root rotation its place among the converged nodes (the rotation
+/// ends with the last one).
+async fn record_issued(store: &Store, node_id: &str) -> Result<(), Status> {
+    for _ in 0..10 {
+        let view = store.view();
+        let Some(cluster) = view.list::<Cluster>().next() else {
+            return Ok(());
+        };
+        let Some(node) = view.get::<Node>(node_id) else {
+            return Ok(());
+        };
+        let issuing_root = match &cluster.root_ca.rotation {
+            Some(r) => r.cert_pem.clone(),
+            None => cluster.root_ca.cert_pem.clone(),
+        };
+        let info = crate::ca::tls_info(&issuing_root)
+            .map_err(|e| Status::internal(format!("swarm CA unusable: {e}")))?;
+        let mut txn = Txn::new();
+        if node.description.tls_info != info {
+            let mut updated = node.to_owned_value();
+            updated.description.tls_info = info;
+            txn = txn.update(updated);
+        }
+        if let Some(rotation) = &cluster.root_ca.rotation {
+            if !rotation.issued.contains(node_id) {
+                let mut updated = cluster.to_owned_value();
+                if let Some(r) = updated.root_ca.rotation.as_mut() {
+                    r.issued.insert(node_id.to_string());
+                }
+                let nodes: Vec<String> = view.list::<Node>().map(|n| n.meta.id.clone()).collect();
+                let finished = crate::ca::rotation::finish_if_converged(
+                    &mut updated,
+                    nodes.iter().map(String::as_str),
+                )
+                .map_err(|e| Status::internal(format!("finishing the root rotation: {e}")))?;
+                if finished {
+                    tracing::info!("root CA rotation complete: every node holds a certificate from the new root");
+                }
+                txn = txn.update(updated);
+            }
+        }
+        drop(view);
+        if txn.ops.is_empty() {
+            return Ok(());
+        }
+        match store.submit(txn).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_out_of_sequence() => continue,
+            Err(e) => return Err(store_status(e)),
+        }
+    }
+    Err(Status::unavailable(
+        "recording the certificate kept conflicting with other changes; retry",
+    ))
 }
 
 /// Manager addresses as recorded in the node objects.
@@ -97,7 +156,7 @@ async fn refuse_risky_manager_join(store: &Store, hostname: &str) -> Result<(), 
 impl Swarm for SwarmService {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let req = request.into_inner();
-        let (cluster, ca) = cluster_and_ca(&self.store)?;
+        let (cluster, signer) = cluster_and_signer(&self.store)?;
         let presented =
             JoinToken::parse(&req.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let role = [NodeRole::Manager, NodeRole::Worker]
@@ -156,22 +215,25 @@ impl Swarm for SwarmService {
             // Recorded by the leader as the store admits it.
             raft_membership: RaftMembership::None,
         };
-        self.store
-            .submit(Txn::new().create(node))
-            .await
-            .map_err(store_status)?;
-        let cert = ca
+        // Signed before the node is recorded: a CSR that cannot be signed refuses the join
+        // without leaving a node behind.
+        let cert = signer
             .issue(
                 &req.csr_pem,
                 &NodeCertSpec::for_node(&node_id, role, &cluster.meta.id)
                     .with_validity(cluster.spec.node_cert_expiry_or_default()),
             )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.store
+            .submit(Txn::new().create(node))
+            .await
+            .map_err(store_status)?;
+        record_issued(&self.store, &node_id).await?;
         Ok(Response::new(JoinResponse {
             node_id,
             cluster_id: cluster.meta.id.clone(),
             cert_pem: cert.cert_pem,
-            ca_pem: ca.cert_pem().to_string(),
+            ca_pem: cluster.root_ca.trust_bundle(),
             role: role.as_str().to_string(),
             raft_id,
             managers: manager_addrs(&self.store),
@@ -201,13 +263,21 @@ impl Swarm for SwarmService {
     ) -> Result<Response<RenewResponse>, Status> {
         let identity = authorize(&request, &self.store, Needs::Node)?;
         let req = request.into_inner();
-        let (cluster, ca) = cluster_and_ca(&self.store)?;
+        let (cluster, signer) = cluster_and_signer(&self.store)?;
         let node = self
             .store
             .view()
             .get::<Node>(&identity.node_id)
             .ok_or_else(|| Status::not_found(format!("node {} not found", identity.node_id)))?;
         let role = node.role;
+        // Signed before anything is written: a CSR that cannot be signed changes nothing.
+        let cert = signer
+            .issue(
+                &req.csr_pem,
+                &NodeCertSpec::for_node(&identity.node_id, role, &cluster.meta.id)
+                    .with_validity(cluster.spec.node_cert_expiry_or_default()),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut raft_id = node.raft_id;
         if role == NodeRole::Manager && raft_id == 0 {
             // Promoted: give it a Raft id before it joins the Raft group.
@@ -219,17 +289,12 @@ impl Swarm for SwarmService {
                 .await
                 .map_err(store_status)?;
         }
-        let cert = ca
-            .issue(
-                &req.csr_pem,
-                &NodeCertSpec::for_node(&identity.node_id, role, &cluster.meta.id)
-                    .with_validity(cluster.spec.node_cert_expiry_or_default()),
-            )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        record_issued(&self.store, &identity.node_id).await?;
         Ok(Response::new(RenewResponse {
             cert_pem: cert.cert_pem,
             role: role.as_str().to_string(),
             raft_id,
+            ca_pem: cluster.root_ca.trust_bundle(),
         }))
     }
 }

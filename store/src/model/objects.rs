@@ -85,6 +85,46 @@ pub struct RootCa {
     /// SHA-256 digest of the CA certificate (DER), hex; pinned by join tokens.
     #[serde(rename = "CACertHash", default)]
     pub cert_digest: String,
+    /// A root rotation under way (`docker swarm ca --rotate`), until every node holds a
+    /// certificate from the new root.
+    #[serde(rename = "Rotation", default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RootRotation>,
+}
+
+/// A root CA rotation under way: the new root signs every certificate, with its certificate
+/// cross-signed by the current root as intermediate, so nodes that still trust only the
+/// current root accept the new certificates; nodes trust both roots meanwhile.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootRotation {
+    /// The new root's certificate, PEM.
+    #[serde(rename = "CACert", default)]
+    pub cert_pem: String,
+    /// The new root's key, PEM.
+    #[serde(rename = "CAKey", default)]
+    pub key_pem: String,
+    /// The new root's certificate signed by the current root, PEM.
+    #[serde(rename = "CrossSignedCACert", default)]
+    pub cross_signed_pem: String,
+    /// Nodes that hold a certificate from the new root.
+    #[serde(rename = "Issued", default)]
+    pub issued: std::collections::BTreeSet<String>,
+}
+
+impl RootCa {
+    /// The roots a node trusts: the current one, and the new one during a rotation.
+    pub fn trust_bundle(&self) -> String {
+        match &self.rotation {
+            None => self.cert_pem.clone(),
+            Some(r) => {
+                let mut bundle = self.cert_pem.clone();
+                if !bundle.ends_with('\n') {
+                    bundle.push('\n');
+                }
+                bundle.push_str(&r.cert_pem);
+                bundle
+            }
+        }
+    }
 }
 
 /// Tokens that let a node join as a worker or a manager (`SWMTKN-1-<ca digest>-<secret>`).
