@@ -308,3 +308,24 @@ fn a_root_ca_rotation_completes_without_a_node_going_down_or_a_task_restarting()
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(credentials(&late).ca_pem.trim(), new_root.trim());
 }
+
+#[test]
+fn a_down_node_holds_up_a_rotation_until_it_is_removed() {
+    let a = common::swarm("rot-down-a");
+    let mut w = Daemon::start("rot-down-w");
+    let token = a.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(w.join(&a, token.trim()).ok);
+    let w_id = w.node_id();
+    w.kill9();
+    wait_for(Duration::from_secs(30), "the worker down", || {
+        let st = a.ok(&["node", "inspect", &w_id, "--format", "{{.Status.State}}"]);
+        (st.trim() == "down").then_some(())
+    });
+    a.ok(&["swarm", "ca", "--rotate", "--detach"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(a.get_json("/swarm")["RootRotationInProgress"], true);
+    a.ok(&["node", "rm", "--force", &w_id]);
+    wait_for(Duration::from_secs(30), "the rotation complete", || {
+        (a.get_json("/swarm")["RootRotationInProgress"] == false).then_some(())
+    });
+}

@@ -254,6 +254,14 @@ pub async fn remove(
         if let Some(cluster) = view.list::<Cluster>().next() {
             let mut cluster = cluster.to_owned_value();
             cluster.record_removed_node(&id, now);
+            // A root rotation no longer waits for it.
+            let rest: Vec<String> = view
+                .list::<Node>()
+                .filter(|n| n.meta.id != id)
+                .map(|n| n.meta.id.clone())
+                .collect();
+            crate::ca::rotation::finish_if_converged(&mut cluster, rest.iter().map(String::as_str))
+                .map_err(|e| ApiError::internal(format!("finishing the root rotation: {e}")))?;
             txn = txn.update(cluster);
         }
         match store.submit(txn).await {
