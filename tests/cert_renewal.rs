@@ -19,6 +19,20 @@ fn credentials(d: &Daemon) -> NodeCredentials {
     NodeCredentials::load(&d.dir().join("data").join("swarm")).expect("node credentials")
 }
 
+/// Joins `manager` and `worker` to `a`'s swarm and waits until the three are ready; returns
+/// the worker join token.
+fn join_manager_and_worker(a: &Daemon, manager: &Daemon, worker: &Daemon) -> String {
+    let manager_token = a.ok(&["swarm", "join-token", "-q", "manager"]);
+    let worker_token = a.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(manager.join(a, manager_token.trim()).ok);
+    assert!(worker.join(a, worker_token.trim()).ok);
+    wait_for(Duration::from_secs(30), "three ready nodes", || {
+        let s = states(a);
+        (s.len() == 3 && s.iter().all(|l| l.ends_with(" Ready"))).then_some(())
+    });
+    worker_token.trim().to_string()
+}
+
 fn states(d: &Daemon) -> Vec<String> {
     d.lines(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"])
 }
@@ -39,14 +53,7 @@ fn certificates_renew_before_they_expire_and_nothing_notices() {
     ]);
     let b = Daemon::start_with_env("cr-b", &["--executor", "sim"], SHORT_CERTS);
     let w = Daemon::start_with_env("cr-w", &["--executor", "sim"], SHORT_CERTS);
-    let manager_token = a.ok(&["swarm", "join-token", "-q", "manager"]);
-    let worker_token = a.ok(&["swarm", "join-token", "-q", "worker"]);
-    assert!(b.join(&a, manager_token.trim()).ok);
-    assert!(w.join(&a, worker_token.trim()).ok);
-    wait_for(Duration::from_secs(30), "three ready nodes", || {
-        let s = states(&a);
-        (s.len() == 3 && s.iter().all(|l| l.ends_with(" Ready"))).then_some(())
-    });
+    let worker_token = join_manager_and_worker(&a, &b, &w);
     a.ok(&[
         "service",
         "create",
@@ -232,14 +239,7 @@ fn a_root_ca_rotation_completes_without_a_node_going_down_or_a_task_restarting()
     let a = common::swarm("rot-a");
     let b = Daemon::start("rot-b");
     let w = Daemon::start("rot-w");
-    let manager_token = a.ok(&["swarm", "join-token", "-q", "manager"]);
-    let worker_token = a.ok(&["swarm", "join-token", "-q", "worker"]);
-    assert!(b.join(&a, manager_token.trim()).ok);
-    assert!(w.join(&a, worker_token.trim()).ok);
-    wait_for(Duration::from_secs(30), "three ready nodes", || {
-        let s = states(&a);
-        (s.len() == 3 && s.iter().all(|l| l.ends_with(" Ready"))).then_some(())
-    });
+    let worker_token = join_manager_and_worker(&a, &b, &w);
     a.ok(&[
         "service",
         "create",

@@ -218,6 +218,27 @@ fn sub_duration(t: OffsetDateTime, d: Duration) -> CaResult<OffsetDateTime> {
         .ok_or_else(|| CaError::InvalidCertificate(format!("backdate {d:?} is out of range")))
 }
 
+/// What a root CA certificate says of itself: a CA for anything below it, signing
+/// certificates and revocation lists, valid from `not_before` to `not_after`, a random serial.
+fn root_params(
+    dn: DistinguishedName,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CaResult<CertificateParams> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
+}
+
 fn check_id(what: &str, id: &str) -> CaResult<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -239,19 +260,13 @@ impl RootCa {
     pub fn generate() -> CaResult<Self> {
         let key = KeyPair::generate()?;
         let now = now_utc();
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, ROOT_CA_CN);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = sub_duration(now, CERT_BACKDATE)?;
-        params.not_after = add_duration(now, ROOT_CA_VALIDITY)?;
-        params.serial_number = Some(random_serial()?);
+        let params = root_params(
+            dn,
+            sub_duration(now, CERT_BACKDATE)?,
+            add_duration(now, ROOT_CA_VALIDITY)?,
+        )?;
         let cert = params.self_signed(&key)?;
         Self::from_pem(&cert.pem(), &key.serialize_pem())
     }
@@ -362,7 +377,6 @@ impl RootCa {
     pub fn cross_sign(&self, new: &RootCa) -> CaResult<String> {
         let (_, parsed) = x509_parser::parse_x509_certificate(new.cert_der.as_ref())
             .map_err(|e| CaError::InvalidCertificate(format!("cannot parse X.509: {e}")))?;
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         for attr in parsed.subject().iter_attributes() {
             let oid: Vec<u64> = attr
@@ -375,21 +389,16 @@ impl RootCa {
                 .map_err(|e| CaError::InvalidCertificate(format!("the new root's subject: {e}")))?;
             dn.push(DnType::from_oid(&oid), value);
         }
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = parsed.validity().not_before.to_datetime();
         // Not past the signing root's own end: nothing it signs is valid after that.
-        params.not_after = parsed
-            .validity()
-            .not_after
-            .to_datetime()
-            .min(self.not_after);
-        params.serial_number = Some(random_serial()?);
+        let params = root_params(
+            dn,
+            parsed.validity().not_before.to_datetime(),
+            parsed
+                .validity()
+                .not_after
+                .to_datetime()
+                .min(self.not_after),
+        )?;
         let key =
             KeyPair::from_pem(&new.key_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         let cert = params.signed_by(&key, &self.issuer)?;
