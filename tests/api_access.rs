@@ -1,6 +1,6 @@
 //! Who may reach the API: the unix socket is owner-only (or a named group's), a TCP listener
 //! requires TLS and a client certificate signed by the configured CA, and plain TCP is refused
-//! unless asked for explicitly.
+//! unless asked for explicitly; TLS listeners speak TLS 1.2+ with forward-secret AEAD suites only.
 
 mod common;
 
@@ -280,4 +280,40 @@ fn the_tcp_api_requires_a_client_certificate_signed_by_its_ca() {
         .output()
         .unwrap();
     assert!(!no_cert.status.success());
+}
+
+/// `openssl s_client` against `addr` with `args`: whether the handshake completed.
+fn handshake(addr: &str, args: &[&str]) -> bool {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", addr])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success() && !text.contains("Cipher is (NONE)")
+}
+
+#[test]
+fn tls_listeners_speak_tls_1_2_or_newer_with_forward_secret_aead_suites_only() {
+    let d = common::swarm("acc-tls-versions");
+    let swarm = format!("127.0.0.1:{}", d.swarm_port);
+    // The swarm listener takes clients without a certificate at the TLS level (joining nodes):
+    // a handshake is possible at all, with TLS 1.3 and with TLS 1.2 and an AEAD suite.
+    assert!(handshake(&swarm, &["-tls1_3"]));
+    assert!(handshake(
+        &swarm,
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+    ));
+    // Older protocols and CBC or static-key suites are refused.
+    assert!(!handshake(
+        &swarm,
+        &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]
+    ));
+    for cipher in ["ECDHE-ECDSA-AES128-SHA", "AES128-GCM-SHA256", "AES256-SHA"] {
+        assert!(
+            !handshake(&swarm, &["-tls1_2", "-cipher", cipher]),
+            "{cipher} accepted"
+        );
+    }
 }
