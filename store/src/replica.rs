@@ -34,7 +34,7 @@ use base64::Engine as _;
 
 use crate::raft::log_store::{self, LogStore};
 use crate::raft::network::NetworkFactory;
-use crate::raft::seal::{DataKey, Sealer};
+use crate::raft::seal::{self, DataKey, Sealer};
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::types::*;
@@ -221,7 +221,11 @@ impl Store {
                 config.data_dir.display()
             ))
         })?;
-        let database = db::open(&config.data_dir.join("db")).map_err(|e| {
+        let db_dir = config.data_dir.join("db");
+        let fresh = !db_dir.try_exists().unwrap_or(true);
+        seal::check_mode(&config.data_dir, config.seal_at_rest, fresh)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let database = db::open(&db_dir).map_err(|e| {
             StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
         })?;
         let own_handle = database.clone();
@@ -244,12 +248,16 @@ impl Store {
         database: Arc<rocksdb::DB>,
         own_handle: Arc<rocksdb::DB>,
     ) -> Result<Store, StoreError> {
-        let data_key = match &config.data_key {
-            Some(key) => key.clone(),
-            None => DataKey::load_or_create(&config.data_dir.join("data.key"))
-                .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
+        let sealer = if config.seal_at_rest {
+            let data_key = match &config.data_key {
+                Some(key) => key.clone(),
+                None => DataKey::load_or_create(&config.data_dir.join("data.key"))
+                    .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
+            };
+            Arc::new(Sealer::new(&data_key))
+        } else {
+            Arc::new(Sealer::clear())
         };
-        let sealer = Arc::new(Sealer::new(&data_key));
         let restore_to = log_store::saved_commit(&database)
             .map(|c| c.map(|l| l.index))
             .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;
