@@ -201,6 +201,10 @@ enum Bench {
         /// Kill the leader this many times during the run and report write unavailability.
         #[arg(long, default_value_t = 0)]
         leader_kills: usize,
+        /// Run the same workload again on stores that do not seal at rest and report what
+        /// sealing costs (`encryption_cost_pct`); the bench then takes twice as long.
+        #[arg(long)]
+        compare_encryption: bool,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
@@ -606,6 +610,7 @@ fn main() -> anyhow::Result<()> {
                     value_bytes,
                     dir,
                     leader_kills,
+                    compare_encryption,
                     json,
                 } => {
                     let report = shoal::bench::store::run(shoal::bench::store::StoreBench {
@@ -615,6 +620,7 @@ fn main() -> anyhow::Result<()> {
                         value_bytes,
                         dir,
                         leader_kills,
+                        compare_encryption,
                     })
                     .await?;
                     if !json {

@@ -1,7 +1,9 @@
 //! `shoal bench store`: managers on loopback (gRPC over mutual TLS, synced RocksDB in a real
 //! directory), N clients each updating its own object in a loop; reports throughput and latency,
 //! the disk's fdatasync p50 measured in the same run, and optionally write unavailability after
-//! killing the leader.
+//! killing the leader. The store seals everything at rest, as a manager's does; with
+//! `--compare-encryption` the same workload runs a second time on stores that write in clear,
+//! and the report says what sealing costs.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -34,6 +36,8 @@ pub struct StoreBench {
     pub dir: Option<PathBuf>,
     /// Kill the leader this many times during the run (evenly spaced) and measure unavailability.
     pub leader_kills: usize,
+    /// Run the workload a second time with sealing at rest off, and report the difference.
+    pub compare_encryption: bool,
 }
 
 /// A running store peer server.
@@ -66,6 +70,8 @@ pub(super) struct Member {
     /// locked and it cannot be reopened.
     store: std::sync::RwLock<Option<Store>>,
     server: std::sync::Mutex<Option<Server>>,
+    /// Whether its store seals at rest (false only to measure what sealing costs).
+    seal_at_rest: bool,
 }
 
 /// Opens a manager's store from `dir` and serves it on `listener`.
@@ -75,6 +81,7 @@ async fn open_member(
     raft_id: u64,
     dir: &std::path::Path,
     listener: tokio::net::TcpListener,
+    seal_at_rest: bool,
 ) -> anyhow::Result<(Store, Server)> {
     let addr = listener.local_addr()?.to_string();
     let identity = NodeIdentity::new(
@@ -91,6 +98,7 @@ async fn open_member(
     // Clients give up an attempt well before an election would end, then retry elsewhere.
     cfg.attempt_timeout = Duration::from_millis(300);
     cfg.write_deadline = Duration::from_secs(10);
+    cfg.seal_at_rest = seal_at_rest;
     let store = Store::open(cfg, transport).await?;
     let (tx, rx) = oneshot::channel::<()>();
     let tls = server_tls_config(&creds)?;
@@ -113,20 +121,33 @@ async fn open_member(
     ))
 }
 
+/// Starts a manager whose store seals at rest, as every manager's does.
 pub(super) async fn start_member(
     ca: &RootCa,
     cluster: &str,
     raft_id: u64,
     dir: &std::path::Path,
 ) -> anyhow::Result<Arc<Member>> {
+    start_member_with(ca, cluster, raft_id, dir, true).await
+}
+
+/// Starts a manager, its store sealing at rest or (to measure what sealing costs) not.
+async fn start_member_with(
+    ca: &RootCa,
+    cluster: &str,
+    raft_id: u64,
+    dir: &std::path::Path,
+    seal_at_rest: bool,
+) -> anyhow::Result<Arc<Member>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let (store, server) = open_member(ca, cluster, raft_id, dir, listener).await?;
+    let (store, server) = open_member(ca, cluster, raft_id, dir, listener, seal_at_rest).await?;
     Ok(Arc::new(Member {
         raft_id,
         addr,
         store: std::sync::RwLock::new(Some(store)),
         server: std::sync::Mutex::new(Some(server)),
+        seal_at_rest,
     }))
 }
 
@@ -169,7 +190,7 @@ impl Member {
                 let listener = tokio::net::TcpListener::bind(&self.addr)
                     .await
                     .with_context(|| format!("rebinding {}", self.addr))?;
-                open_member(ca, cluster, self.raft_id, dir, listener).await
+                open_member(ca, cluster, self.raft_id, dir, listener, self.seal_at_rest).await
             };
             match attempt.await {
                 Ok(opened) => break opened,
@@ -192,6 +213,23 @@ fn payload(value_bytes: usize, counter: u64) -> Vec<u8> {
     v
 }
 
+/// What one run of the workload measured.
+struct Outcome {
+    elapsed: Duration,
+    lat: Latencies,
+    errors: u64,
+    /// Time from each leader kill to the first write started after it that committed.
+    unavailable: Latencies,
+    each_kill_ms: Vec<f64>,
+    elected_ms: Vec<f64>,
+}
+
+impl Outcome {
+    fn ops_per_s(&self) -> f64 {
+        self.lat.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 /// Runs the benchmark; returns the JSON report.
 pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     if b.managers == 0 || b.clients == 0 {
@@ -204,10 +242,63 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     let fsync_p50 = fsync_p50_ms(base.path(), 300).context("measuring fdatasync")?;
     crate::ca::install_crypto_provider();
     let ca = RootCa::generate()?;
+    let mut sealed = drive(&b, &ca, base.path(), true).await?;
+    let ops = sealed.lat.len();
+    let mut report = json!({
+        "bench": "store",
+        "managers": b.managers,
+        "clients": b.clients,
+        "value_bytes": b.value_bytes,
+        "duration_s": round3(sealed.elapsed.as_secs_f64()),
+        "ops": ops,
+        "ops_per_s": round3(sealed.ops_per_s()),
+        "p50_ms": round3(sealed.lat.quantile_ms(0.5)),
+        "p99_ms": round3(sealed.lat.quantile_ms(0.99)),
+        "max_ms": round3(sealed.lat.max_ms()),
+        "fsync_p50_ms": round3(fsync_p50),
+        "errors": sealed.errors,
+    });
+    if b.leader_kills > 0 {
+        report["leader_kills"] = json!(sealed.unavailable.len());
+        report["unavailable_p50_ms"] = json!(round3(sealed.unavailable.quantile_ms(0.5)));
+        report["unavailable_max_ms"] = json!(round3(sealed.unavailable.max_ms()));
+        report["unavailable_ms"] = json!(sealed.each_kill_ms);
+        report["new_leader_ms"] = json!(sealed.elected_ms);
+    }
+    if b.compare_encryption {
+        // The same workload on fresh stores that write in clear, right after the sealed run.
+        let mut clear = drive(&b, &ca, &base.path().join("unsealed"), false).await?;
+        let (with, without) = (sealed.ops_per_s(), clear.ops_per_s());
+        report["sealed_ops_per_s"] = json!(round3(with));
+        report["unsealed_ops_per_s"] = json!(round3(without));
+        report["unsealed_p50_ms"] = json!(round3(clear.lat.quantile_ms(0.5)));
+        report["unsealed_p99_ms"] = json!(round3(clear.lat.quantile_ms(0.99)));
+        report["unsealed_errors"] = json!(clear.errors);
+        // Throughput lost to sealing, in percent of the throughput in clear (negative when the
+        // sealed run happened to be faster: the difference is then within run-to-run noise).
+        let cost = if without > 0.0 {
+            (without - with) / without * 100.0
+        } else {
+            0.0
+        };
+        report["encryption_cost_pct"] = json!((cost * 10.0).round() / 10.0);
+    }
+    Ok(report)
+}
+
+/// Starts `b.managers` managers in `dir` (sealing at rest or not), drives the workload on them
+/// and stops them.
+async fn drive(
+    b: &StoreBench,
+    ca: &RootCa,
+    dir: &std::path::Path,
+    seal_at_rest: bool,
+) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cluster = new_id();
     let mut members = Vec::new();
     for id in 1..=b.managers {
-        members.push(start_member(&ca, &cluster, id, base.path()).await?);
+        members.push(start_member_with(ca, &cluster, id, dir, seal_at_rest).await?);
     }
     members[0].store().initialize().await?;
     wait_for(|| members[0].store().is_leader(), Duration::from_secs(10)).await?;
@@ -322,7 +413,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
-                if let Err(e) = leader.restart(&ca, &cluster, base.path()).await {
+                if let Err(e) = leader.restart(ca, &cluster, dir).await {
                     // In one process the killed member's RocksDB can stay locked by handles its
                     // connections still hold; measure what was killed so far and stop killing.
                     tracing::warn!("restarting a killed manager: {e:#}; no further kills");
@@ -346,7 +437,6 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         lat.merge(l);
         completions.extend(comp);
     }
-    let ops = lat.len();
     // Unavailability after each kill: time until the first write that started after the kill
     // has committed.
     let mut unavailable = Latencies::default();
@@ -367,28 +457,14 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
             m.kill().await;
         }
     }
-    let mut report = json!({
-        "bench": "store",
-        "managers": b.managers,
-        "clients": b.clients,
-        "value_bytes": b.value_bytes,
-        "duration_s": round3(elapsed.as_secs_f64()),
-        "ops": ops,
-        "ops_per_s": round3(ops as f64 / elapsed.as_secs_f64()),
-        "p50_ms": round3(lat.quantile_ms(0.5)),
-        "p99_ms": round3(lat.quantile_ms(0.99)),
-        "max_ms": round3(lat.max_ms()),
-        "fsync_p50_ms": round3(fsync_p50),
-        "errors": errors.load(Ordering::Relaxed),
-    });
-    if b.leader_kills > 0 {
-        report["leader_kills"] = json!(unavailable.len());
-        report["unavailable_p50_ms"] = json!(round3(unavailable.quantile_ms(0.5)));
-        report["unavailable_max_ms"] = json!(round3(unavailable.max_ms()));
-        report["unavailable_ms"] = json!(each_kill_ms);
-        report["new_leader_ms"] = json!(elected_ms);
-    }
-    Ok(report)
+    Ok(Outcome {
+        elapsed,
+        lat,
+        errors: errors.load(Ordering::Relaxed),
+        unavailable,
+        each_kill_ms,
+        elected_ms,
+    })
 }
 
 pub(super) async fn wait_for(

@@ -44,6 +44,12 @@ pub struct StoreConfig {
     /// key of its own in clear beside its data (`data.key`); a node that protects the key
     /// itself (autolock) passes it here.
     pub data_key: Option<DataKey>,
+    /// Whether values are sealed at rest (default true). False only for benchmarks that measure
+    /// what sealing costs (`shoal bench store --compare-encryption`): the store then writes its
+    /// Raft log, watch history and snapshots in clear. No `shoal daemon` flag or setting reaches
+    /// it, and a manager must never run with it off. A data directory opens only in the mode it
+    /// was written in (a directory written in clear is marked, and refused by a sealing store).
+    pub seal_at_rest: bool,
 }
 
 impl StoreConfig {
@@ -69,6 +75,7 @@ impl StoreConfig {
             max_txn_bytes: 4 << 20,
             max_inflight_batches: 8,
             data_key: None,
+            seal_at_rest: true,
         }
     }
 }

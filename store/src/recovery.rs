@@ -21,7 +21,6 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::raft::db;
 use crate::raft::log_store::LogStore;
-use crate::raft::seal::{DataKey, Sealer};
 use crate::raft::types::{Entry, LogId, PeerNode, TypeConfig, Vote};
 use openraft::type_config::TypeConfigExt;
 
@@ -59,12 +58,7 @@ async fn append_membership(
     config: &StoreConfig,
     database: Arc<rocksdb::DB>,
 ) -> Result<Recovered, StoreError> {
-    let data_key = match &config.data_key {
-        Some(key) => key.clone(),
-        None => DataKey::load_or_create(&config.data_dir.join("data.key"))
-            .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
-    };
-    let mut log = LogStore::new(database, Arc::new(Sealer::new(&data_key)));
+    let mut log = LogStore::new(database, crate::replica::sealer_for(config)?);
     let state = log
         .get_log_state()
         .await

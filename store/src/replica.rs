@@ -34,7 +34,7 @@ use base64::Engine as _;
 
 use crate::raft::log_store::{self, LogStore};
 use crate::raft::network::NetworkFactory;
-use crate::raft::seal::{DataKey, Sealer};
+use crate::raft::seal::{self, DataKey, Sealer};
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::types::*;
@@ -188,6 +188,20 @@ fn raft_config(c: &StoreConfig) -> Result<Config, StoreError> {
 /// (flushes, background jobs) has finished when this returns, whichever thread let go last.
 /// Returns false if other handles are still held after [`CLOSE_DEADLINE`] (it closes when
 /// they let go).
+/// What seals the values of the store of `config`: its data key (given, or kept beside the
+/// data), or nothing for a benchmark store written in clear.
+pub(crate) fn sealer_for(config: &StoreConfig) -> Result<Arc<Sealer>, StoreError> {
+    if !config.seal_at_rest {
+        return Ok(Arc::new(Sealer::clear()));
+    }
+    let data_key = match &config.data_key {
+        Some(key) => key.clone(),
+        None => DataKey::load_or_create(&config.data_dir.join("data.key"))
+            .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
+    };
+    Ok(Arc::new(Sealer::new(&data_key)))
+}
+
 pub(crate) async fn close_database(db: Arc<rocksdb::DB>) -> bool {
     let deadline = Instant::now() + CLOSE_DEADLINE;
     while Arc::strong_count(&db) > 1 {
@@ -221,7 +235,11 @@ impl Store {
                 config.data_dir.display()
             ))
         })?;
-        let database = db::open(&config.data_dir.join("db")).map_err(|e| {
+        let db_dir = config.data_dir.join("db");
+        let fresh = !db_dir.try_exists().unwrap_or(true);
+        seal::check_mode(&config.data_dir, config.seal_at_rest, fresh)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let database = db::open(&db_dir).map_err(|e| {
             StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
         })?;
         let own_handle = database.clone();
@@ -244,12 +262,7 @@ impl Store {
         database: Arc<rocksdb::DB>,
         own_handle: Arc<rocksdb::DB>,
     ) -> Result<Store, StoreError> {
-        let data_key = match &config.data_key {
-            Some(key) => key.clone(),
-            None => DataKey::load_or_create(&config.data_dir.join("data.key"))
-                .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
-        };
-        let sealer = Arc::new(Sealer::new(&data_key));
+        let sealer = sealer_for(&config)?;
         let restore_to = log_store::saved_commit(&database)
             .map(|c| c.map(|l| l.index))
             .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;

@@ -1,6 +1,8 @@
 //! Encryption at rest: what users write (a secret's bytes, object names) and the swarm's root CA
-//! key never lie in clear in a member's directory, through the Raft log, the state machine, watch history and snapshots,
-//! and the members read it all back after restarts.
+//! key never lie in clear in a member's directory, through the Raft log, the state machine,
+//! watch history and snapshots, and the members read it all back after restarts. A store opened
+//! with sealing off (only `shoal bench store` does, to measure what sealing costs) writes in
+//! clear, and a data directory never opens in the other mode.
 
 mod common;
 #[path = "../../tests/disk_scan/mod.rs"]
@@ -114,4 +116,82 @@ async fn a_member_does_not_open_with_another_data_key() {
         err.to_string().contains("data key"),
         "the error says what is wrong: {err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_sealing_writes_in_clear_and_its_directory_never_opens_sealed() {
+    let unsealed = |cfg: &mut shoal_store::StoreConfig| {
+        cfg.seal_at_rest = false;
+        cfg.snapshot_every = 20;
+        cfg.logs_kept_after_snapshot = 5;
+    };
+    let mut c = Cluster::start_with(3, unsealed).await;
+    let marker = format!("in-clear-{}", shoal_store::model::new_id());
+    let leader = c.leader().await;
+    for i in 0..60 {
+        c.store(leader)
+            .submit(Txn::new().create(config_object(&format!("{marker}-{i}"))))
+            .await
+            .unwrap();
+    }
+    let rev = c.store(leader).current_revision();
+    for id in 1..=3 {
+        c.store(id)
+            .wait_for_revision(rev, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    for id in 1..=3 {
+        c.kill(id).await;
+    }
+    assert!(
+        !files_containing(c.dir.path(), marker.as_bytes()).is_empty(),
+        "with sealing off the names are written as they are"
+    );
+    for id in 1..=3 {
+        let snapshots = member_dir(c.dir.path(), id).join("snapshots");
+        assert!(
+            !files_containing(&snapshots, marker.as_bytes()).is_empty(),
+            "member {id} wrote a snapshot in clear"
+        );
+    }
+
+    let err = Store::open(config(c.dir.path(), 1), c.net.transport(&addr(1)))
+        .await
+        .err()
+        .expect("a sealing store must not open a directory written in clear");
+    assert!(
+        err.to_string().contains("without sealing at rest"),
+        "the error says what is wrong: {err}"
+    );
+
+    for id in 1..=3 {
+        c.restart_with(id, unsealed).await;
+    }
+    c.leader().await;
+    for id in 1..=3 {
+        assert_eq!(c.store(id).view().count(Kind::Config), 60);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_cannot_be_turned_off_for_a_sealed_directory() {
+    let mut c = Cluster::start(1).await;
+    c.store(1)
+        .submit(Txn::new().create(config_object("sealed")))
+        .await
+        .unwrap();
+    c.kill(1).await;
+    let mut cfg = config(c.dir.path(), 1);
+    cfg.seal_at_rest = false;
+    let err = Store::open(cfg, c.net.transport(&addr(1)))
+        .await
+        .err()
+        .expect("a sealed directory must not open in clear");
+    assert!(
+        err.to_string().contains("sealing cannot be turned off"),
+        "the error says what is wrong: {err}"
+    );
+    c.restart(1).await;
+    assert_eq!(c.store(1).view().count(Kind::Config), 1);
 }

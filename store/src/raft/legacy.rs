@@ -75,8 +75,8 @@ pub fn convert(
 ) -> io::Result<CurrentSnapshot> {
     let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
     let name = snapshot_name(index);
-    let key = DataKey::generate();
-    let path = snapshot::write(snapshot_dir, &name, meta, state, dedup, &key)?;
+    let key = sealer.seals().then(DataKey::generate);
+    let path = snapshot::write(snapshot_dir, &name, meta, state, dedup, key.as_ref())?;
     let mut wb = WriteBatch::default();
     wb.delete_range_cf(cf(db, CF_OBJECTS), [0u8].as_slice(), [255u8].as_slice());
     wb.delete_range_cf(
@@ -88,7 +88,10 @@ pub fn convert(
     wb.delete_cf(sm, KEY_APPLIED);
     wb.delete_cf(sm, KEY_MEMBERSHIP);
     wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
-    wb.put_cf(sm, KEY_SNAPSHOT_KEY, sealer.seal(key.as_bytes()));
+    match &key {
+        Some(key) => wb.put_cf(sm, KEY_SNAPSHOT_KEY, sealer.seal(key.as_bytes())),
+        None => wb.delete_cf(sm, KEY_SNAPSHOT_KEY),
+    }
     db.write(wb).map_err(io_err)?;
     db.flush_wal(true).map_err(io_err)?;
     remove_older_snapshots(snapshot_dir, &path);
@@ -100,7 +103,7 @@ pub fn convert(
     Ok(CurrentSnapshot {
         meta: meta.clone(),
         path,
-        key: Some(key),
+        key,
     })
 }
 

@@ -10,6 +10,9 @@
 //!
 //! A sealed value starts with a version byte that no JSON document starts with, so values
 //! written before the store sealed anything are still read.
+//!
+//! [`Sealer::clear`] seals nothing: it exists only so that `shoal bench store` can measure what
+//! sealing costs against the same store writing in clear (`StoreConfig::seal_at_rest`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -80,14 +83,19 @@ impl DataKey {
     }
 }
 
-/// Seals and opens values with one data key.
+/// Seals and opens values with one data key, or (benchmarks only) keeps them in clear.
 pub struct Sealer {
-    cipher: XChaCha20Poly1305,
+    /// `None`: values are written in clear ([`Sealer::clear`]).
+    cipher: Option<XChaCha20Poly1305>,
 }
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sealer")
+        f.write_str(if self.seals() {
+            "Sealer"
+        } else {
+            "Sealer(clear)"
+        })
     }
 }
 
@@ -95,18 +103,32 @@ impl Sealer {
     /// A sealer for `key`.
     pub fn new(key: &DataKey) -> Self {
         Sealer {
-            cipher: XChaCha20Poly1305::new(key.as_bytes().into()),
+            cipher: Some(XChaCha20Poly1305::new(key.as_bytes().into())),
         }
+    }
+
+    /// A sealer that writes values as they are and refuses to open sealed ones: the store of a
+    /// benchmark that measures what sealing costs. Never for a store that holds real data.
+    pub fn clear() -> Self {
+        Sealer { cipher: None }
+    }
+
+    /// Whether values are sealed (false only for [`Sealer::clear`]).
+    pub fn seals(&self) -> bool {
+        self.cipher.is_some()
     }
 
     /// `plain`, sealed: version byte, nonce, ciphertext with its tag. The 192-bit nonce comes
     /// from the thread's CSPRNG (seeded from the OS): random nonces of that size never repeat
     /// in practice, and a system call per value showed in the store's write throughput.
+    /// A [`Sealer::clear`] returns `plain` as it is.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let Some(cipher) = &self.cipher else {
+            return plain.to_vec();
+        };
         let mut nonce = XNonce::default();
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-        let sealed = self
-            .cipher
+        let sealed = cipher
             .encrypt(&nonce, plain)
             .expect("XChaCha20-Poly1305 encrypts any length that fits in memory");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
@@ -118,12 +140,18 @@ impl Sealer {
 
     /// The plain bytes of a stored value: opened if sealed, as they are if written in clear
     /// before the store sealed anything (JSON). A value sealed with another key, or altered, is
-    /// an error.
+    /// an error, and so is any sealed value for a [`Sealer::clear`].
     pub fn open<'a>(&self, stored: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
         match stored.first() {
             Some(&SEALED_V1) if stored.len() > NONCE_LEN => {
+                let Some(cipher) = &self.cipher else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a stored value is sealed but this store was opened without sealing at rest (a benchmark's setting); open it with sealing on",
+                    ));
+                };
                 let nonce = XNonce::from_slice(&stored[1..1 + NONCE_LEN]);
-                self.cipher
+                cipher
                     .decrypt(nonce, &stored[1 + NONCE_LEN..])
                     .map(Cow::Owned)
                     .map_err(|_| {
@@ -140,6 +168,46 @@ impl Sealer {
                 io::ErrorKind::InvalidData,
                 format!("a stored value has an unknown format (first byte {other:#04x})"),
             )),
+        }
+    }
+}
+
+/// The file that marks a data directory as written without sealing at rest.
+const CLEAR_MARKER: &str = "UNSEALED";
+
+/// Checks, before a store opens its database in `data_dir`, that the directory was written in
+/// the mode it is opened in: a sealed store never opens a directory written in clear (it would
+/// read the clear values as if written before sealing existed, and go on mixing the two), and
+/// a store with sealing off never opens a sealed one. A directory written in clear carries a
+/// marker file, created before its database; `fresh` says the database does not exist yet.
+pub fn check_mode(data_dir: &Path, seal_at_rest: bool, fresh: bool) -> io::Result<()> {
+    let marker = data_dir.join(CLEAR_MARKER);
+    let marked = marker.try_exists()?;
+    match (seal_at_rest, marked) {
+        (true, false) | (false, true) => Ok(()),
+        (true, true) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} was written without sealing at rest (a benchmark's store, see {}); a store that seals cannot open it: use another data directory",
+                data_dir.display(),
+                marker.display()
+            ),
+        )),
+        (false, false) if !fresh => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} holds a store sealed at rest; sealing cannot be turned off for it: use a new data directory",
+                data_dir.display()
+            ),
+        )),
+        (false, false) => {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&marker)?;
+            f.write_all(
+                b"This store writes its data in clear (sealing at rest off, a benchmark's setting).\n",
+            )?;
+            f.sync_all()?;
+            std::fs::File::open(data_dir)?.sync_all()
         }
     }
 }
@@ -173,6 +241,40 @@ mod tests {
             br#"{"legacy":1}"#
         );
         assert!(sealer.open(&[0x7f, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_clear_sealer_writes_as_is_and_refuses_sealed_values() {
+        let clear = Sealer::clear();
+        assert!(!clear.seals());
+        let plain = br#"{"Spec":{"Data":"c2VjcmV0"}}"#;
+        assert_eq!(clear.seal(plain), plain);
+        assert_eq!(&*clear.open(plain).unwrap(), plain);
+        let sealed = Sealer::new(&DataKey::generate()).seal(plain);
+        let err = clear.open(&sealed).unwrap_err();
+        assert!(err.to_string().contains("sealed"), "{err}");
+    }
+
+    #[test]
+    fn a_data_directory_opens_only_in_the_mode_it_was_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = dir.path().join("sealed");
+        std::fs::create_dir_all(&sealed).unwrap();
+        check_mode(&sealed, true, true).unwrap();
+        check_mode(&sealed, true, false).unwrap();
+        let err = check_mode(&sealed, false, false).unwrap_err();
+        assert!(
+            err.to_string().contains("sealing cannot be turned off"),
+            "{err}"
+        );
+
+        let clear = dir.path().join("clear");
+        std::fs::create_dir_all(&clear).unwrap();
+        check_mode(&clear, false, true).unwrap();
+        assert!(clear.join(CLEAR_MARKER).exists());
+        check_mode(&clear, false, false).unwrap();
+        let err = check_mode(&clear, true, false).unwrap_err();
+        assert!(err.to_string().contains("without sealing at rest"), "{err}");
     }
 
     #[test]

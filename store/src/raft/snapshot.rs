@@ -5,6 +5,8 @@
 //! travels with the snapshot (kept sealed by the member's data key at rest, sent with the
 //! snapshot to a peer over its mutually authenticated link), so a snapshot is streamed to
 //! another member as it lies on disk. Formats 1 and 2 (JSON lines in clear) are still read.
+//! A store that does not seal at rest (benchmarks only) writes format 3 frames in clear, says
+//! so in the header, and has no file key; a sealing member refuses such a snapshot.
 //!
 //! Written to a temporary file, synced, then renamed, so a snapshot on disk is always complete;
 //! streamed in chunks, so there is no size ceiling.
@@ -51,6 +53,9 @@ struct Header {
     format: u32,
     meta: SnapshotMeta,
     revision: u64,
+    /// Frames in clear: written by a store that does not seal at rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    clear: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,14 +109,14 @@ impl FrameWriter {
 }
 
 /// Writes `state` and `dedup` (taken at `meta.last_log_id`) to `dir/name`, atomically, sealed
-/// with `key`.
+/// with `key` (`None`: in clear, for a store that does not seal at rest).
 pub fn write(
     dir: &Path,
     name: &str,
     meta: &SnapshotMeta,
     state: &State,
     dedup: &DedupTable,
-    key: &DataKey,
+    key: Option<&DataKey>,
 ) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let final_path = dir.join(name);
@@ -122,12 +127,13 @@ pub fn write(
             format: FORMAT,
             meta: meta.clone(),
             revision: state.revision,
+            clear: key.is_none(),
         };
         serde_json::to_writer(&mut out, &header).map_err(io_err)?;
         out.write_all(b"\n")?;
         let mut w = FrameWriter {
             out,
-            sealer: Sealer::new(key),
+            sealer: key.map_or_else(Sealer::clear, Sealer::new),
             unsynced: 0,
         };
         for o in state.all_objects() {
@@ -195,8 +201,14 @@ fn next_frame(r: &mut impl Read, sealer: &Sealer) -> io::Result<Option<Vec<u8>>>
 }
 
 /// Reads a snapshot file back into its metadata, state and deduplication table; `key` is the
-/// file key it was sealed with (files of formats 1 and 2 need none).
-pub fn read(path: &Path, key: Option<&DataKey>) -> io::Result<(SnapshotMeta, State, DedupTable)> {
+/// file key it was sealed with (files of formats 1 and 2 need none). `member_seals` says
+/// whether the reading member seals at rest: a snapshot written in clear by a store that does
+/// not is refused by one that does, and the other way round.
+pub fn read(
+    path: &Path,
+    key: Option<&DataKey>,
+    member_seals: bool,
+) -> io::Result<(SnapshotMeta, State, DedupTable)> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let header = read_header(&mut r)?;
     let mut records: Vec<Record> = Vec::new();
@@ -219,16 +231,36 @@ pub fn read(path: &Path, key: Option<&DataKey>) -> io::Result<(SnapshotMeta, Sta
         }
     };
     if header.format >= SEALED_FORMAT {
-        let key = key.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "snapshot {} is sealed and no key came with it",
-                    path.display()
-                ),
-            )
-        })?;
-        let sealer = Sealer::new(key);
+        let sealer = match (header.clear, member_seals) {
+            (true, true) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "snapshot {} was written in clear by a store that does not seal at rest (a benchmark's); this member seals and refuses it",
+                        path.display()
+                    ),
+                ))
+            }
+            (false, false) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "snapshot {} is sealed and this member does not seal at rest (a benchmark's setting); open it with sealing on",
+                        path.display()
+                    ),
+                ))
+            }
+            (true, false) => Sealer::clear(),
+            (false, true) => Sealer::new(key.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "snapshot {} is sealed and no key came with it",
+                        path.display()
+                    ),
+                )
+            })?),
+        };
         while let Some(plain) = next_frame(&mut r, &sealer)? {
             take(serde_json::from_slice(&plain).map_err(io_err)?);
         }
@@ -296,7 +328,7 @@ mod tests {
             &meta,
             &state,
             &dedup,
-            &key,
+            Some(&key),
         )
         .unwrap();
         // Sealed: neither the object's name nor its id is on disk in clear.
@@ -304,12 +336,16 @@ mod tests {
         let id = state.all_objects().next().unwrap().id().to_string();
         assert!(!on_disk.windows(id.len()).any(|w| w == id.as_bytes()));
         assert!(
-            read(&path, None).is_err(),
+            read(&path, None, true).is_err(),
             "a sealed snapshot needs its key"
         );
-        assert!(read(&path, Some(&DataKey::generate())).is_err());
+        assert!(read(&path, Some(&DataKey::generate()), true).is_err());
+        assert!(
+            read(&path, Some(&key), false).is_err(),
+            "a member that does not seal refuses a sealed snapshot"
+        );
 
-        let (_, back, back_dedup) = read(&path, Some(&key)).unwrap();
+        let (_, back, back_dedup) = read(&path, Some(&key), true).unwrap();
         assert_eq!(back.revision, 9_000);
         assert_eq!(back.len(), 1);
         assert_eq!(back_dedup.len(), dedup.len());
@@ -340,9 +376,33 @@ mod tests {
             serde_json::to_string(&Record::C(vec![(1, 2, 5)])).unwrap(),
         );
         std::fs::write(&path, legacy).unwrap();
-        let (_, state, dedup) = read(&path, None).unwrap();
+        let (_, state, dedup) = read(&path, None, true).unwrap();
         assert_eq!(state.revision, 5);
         assert_eq!(state.len(), 1);
         assert_eq!(dedup.len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_written_in_clear_is_read_only_by_a_member_that_does_not_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::default();
+        state.revision = 12;
+        state.put(Arc::new(Object::Config(Config {
+            meta: Meta::with_id(crate::model::new_id()),
+            spec: ConfigSpec {
+                name: "in-clear".into(),
+                ..Default::default()
+            },
+        })));
+        let meta = SnapshotMeta::default();
+        let dedup = DedupTable::default();
+        let path = write(dir.path(), "snapshot-12.jsonl", &meta, &state, &dedup, None).unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk.windows(8).any(|w| w == b"in-clear"));
+        let err = read(&path, None, true).unwrap_err();
+        assert!(err.to_string().contains("written in clear"), "{err}");
+        let (_, back, _) = read(&path, None, false).unwrap();
+        assert_eq!(back.revision, 12);
+        assert_eq!(back.len(), 1);
     }
 }

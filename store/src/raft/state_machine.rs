@@ -269,16 +269,18 @@ impl StateMachine {
             )?);
             (state, dedup, meta.last_log_id, meta.last_membership)
         } else if let Some(current) = &current_snapshot {
-            let (_, mut state, dedup) = snapshot::read(&current.path, current.key.as_ref())
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "reading the store's snapshot {}: {e}",
-                            current.path.display()
-                        ),
-                    )
-                })?;
+            let (_, mut state, dedup) =
+                snapshot::read(&current.path, current.key.as_ref(), sealer.seals()).map_err(
+                    |e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "reading the store's snapshot {}: {e}",
+                                current.path.display()
+                            ),
+                        )
+                    },
+                )?;
             let meta = current.meta.clone();
             state.revision = meta.last_log_id.map(|l| l.index).unwrap_or(0);
             (state, dedup, meta.last_log_id, meta.last_membership)
@@ -537,7 +539,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (state, dedup) =
             tokio::task::spawn_blocking(move || -> io::Result<(State, DedupTable)> {
                 let (_file_meta, mut state, dedup) =
-                    snapshot::read(&snapshot.path, snapshot.key.as_ref())?;
+                    snapshot::read(&snapshot.path, snapshot.key.as_ref(), shared.sealer.seals())?;
                 let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
                 state.revision = index;
                 let db = &shared.db()?;
@@ -642,28 +644,36 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
             let name = snapshot_name(index);
             // Every snapshot gets a key of its own: it travels with the file to a member that
-            // installs it, while the data key never leaves this member.
-            let key = DataKey::generate();
-            let path = snapshot::write(&shared.snapshot_dir, &name, &meta, &state, &dedup, &key)?;
+            // installs it, while the data key never leaves this member. A store that does not
+            // seal at rest writes it in clear, with no key.
+            let key = shared.sealer.seals().then(DataKey::generate);
+            let path = snapshot::write(
+                &shared.snapshot_dir,
+                &name,
+                &meta,
+                &state,
+                &dedup,
+                key.as_ref(),
+            )?;
             let mut wb = WriteBatch::default();
             let sm = cf(&db, CF_SM);
             wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
-            wb.put_cf(sm, KEY_SNAPSHOT_KEY, shared.sealer.seal(key.as_bytes()));
+            match &key {
+                Some(key) => wb.put_cf(sm, KEY_SNAPSHOT_KEY, shared.sealer.seal(key.as_bytes())),
+                None => wb.delete_cf(sm, KEY_SNAPSHOT_KEY),
+            }
             db.write(wb).map_err(io_err)?;
             *shared.current_snapshot.lock().expect("snapshot lock") = Some(CurrentSnapshot {
                 meta: meta.clone(),
                 path: path.clone(),
-                key: Some(key.clone()),
+                key: key.clone(),
             });
             remove_older_snapshots(&shared.snapshot_dir, &path);
             shared.bytes_since_snapshot.store(0, Ordering::Release);
             tracing::debug!(index, objects = state.len(), "built snapshot");
             Ok(Snapshot {
                 meta,
-                snapshot: SnapshotFile {
-                    path,
-                    key: Some(key),
-                },
+                snapshot: SnapshotFile { path, key },
             })
         })
         .await

@@ -124,9 +124,15 @@ impl Cluster {
     /// stays locked until the last task that held a handle to it has wound down (a replication
     /// stream notices only at its next message), so opening is retried for a while.
     pub async fn restart(&mut self, raft_id: u64) {
+        self.restart_with(raft_id, |_| {}).await
+    }
+
+    /// [`Cluster::restart`] with the member's configuration changed by `tweak`.
+    pub async fn restart_with(&mut self, raft_id: u64, tweak: impl Fn(&mut StoreConfig)) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let s = loop {
-            let cfg = config(self.dir.path(), raft_id);
+            let mut cfg = config(self.dir.path(), raft_id);
+            tweak(&mut cfg);
             let a = cfg.advertise_addr.clone();
             match Store::open(cfg, self.net.transport(&a)).await {
                 Ok(s) => {
