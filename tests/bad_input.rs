@@ -282,7 +282,7 @@ fn build(
     let base_body = base_body(*base, case.suffix, target_name.as_deref());
     let body = match (*base, &case.body) {
         // Compose files travel inside the apply body: half of the mutations are the file's.
-        (Base::Apply, b @ BodyGen::Plausible(_)) if case.suffix % 2 == 0 => {
+        (Base::Apply, b @ BodyGen::Plausible(_)) if case.suffix.is_multiple_of(2) => {
             apply_body(b, &base_body, case.suffix)
         }
         (_, b) => b.render(&base_body),
@@ -308,7 +308,7 @@ fn build(
 fn apply_body(file: &BodyGen, base: &Value, suffix: u16) -> Vec<u8> {
     let compose = compose_base(suffix);
     let content = match file.value(&compose) {
-        Some(doc) if suffix % 3 != 0 => {
+        Some(doc) if !suffix.is_multiple_of(3) => {
             let mut doc = doc;
             gen::clamp_counts(&mut doc);
             doc.to_string()
@@ -700,7 +700,7 @@ enum NativeCase {
 fn the_native_api_survives_bad_input_and_refusals_write_nothing() {
     let h = Harness::start();
     let routes = native_routes();
-    let mut runner = harness::runner(harness::cases(256));
+    let mut runner = harness::runner(harness::cases(512));
     let strategy = prop_oneof![
         4 => http_case(routes.clone(), false).prop_map(NativeCase::Http),
         1 => grpc_case().prop_map(NativeCase::Grpc),
@@ -808,7 +808,16 @@ fn the_bodies_the_mutations_start_from_are_accepted() {
 fn malformed_paths_bodies_queries_and_methods_get_json_errors() {
     let h = Harness::start();
     seed(&h);
-    let cases: &[(&str, &str, Option<&str>, &[u8], u16, bool)] = &[
+    // Method, path, content type, body, the status expected, whether the native API answers.
+    type Expected = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        &'static [u8],
+        u16,
+        bool,
+    );
+    let cases: &[Expected] = &[
         ("GET", "/tasks/%ff", None, b"", 400, false),
         (
             "GET",
@@ -878,4 +887,23 @@ fn malformed_paths_bodies_queries_and_methods_get_json_errors() {
         );
     }
     h.stop();
+}
+
+/// The panic oracle sees a panic in a task the server spawned (tokio would swallow it).
+#[test]
+fn a_panic_in_a_spawned_task_is_seen() {
+    harness::record_panics();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("panic-selftest")
+        .enable_all()
+        .build()
+        .unwrap();
+    let task = rt.spawn(async { panic!("a handler's task panics") });
+    assert!(rt.block_on(task).is_err());
+    let seen = harness::take_panics(|t| t == "panic-selftest");
+    assert!(
+        seen.iter().any(|p| p.contains("a handler's task panics")),
+        "{seen:?}"
+    );
 }

@@ -53,7 +53,8 @@ use crate::node::swarm_service::SwarmService;
 /// Threads of this test's runtime (servers and clients alike).
 const THREADS: &str = "bad-input-grpc";
 
-static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Panics on threads whose name starts with [`THREADS`], with the thread's name.
+static PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 /// Records panics on [`THREADS`] (other tests in this process may panic on purpose).
 fn record_panics() {
@@ -62,12 +63,23 @@ fn record_panics() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let thread = std::thread::current();
-            if thread.name().is_some_and(|n| n.starts_with(THREADS)) {
-                PANICS.lock().unwrap().push(info.to_string());
+            if let Some(name) = thread.name().filter(|n| n.starts_with(THREADS)) {
+                PANICS
+                    .lock()
+                    .unwrap()
+                    .push((name.to_string(), info.to_string()));
             }
             previous(info);
         }));
     });
+}
+
+/// Takes the recorded panics of the threads named `name`.
+fn take_panics(name: &str) -> Vec<String> {
+    let mut all = PANICS.lock().unwrap();
+    let (mine, others): (Vec<_>, Vec<_>) = all.drain(..).partition(|(t, _)| t == name);
+    *all = others;
+    mine.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Who calls.
@@ -307,14 +319,16 @@ fn token() -> impl Strategy<Value = Token> {
     ]
 }
 
-/// One call.
+/// One call to make.
+#[allow(clippy::type_complexity)] // Plain tuples print as the minimal failing input.
 #[derive(Clone, Debug)]
-enum Call {
+enum Attempt {
     Session(Who, JsonBytes),
     Heartbeat(Who, SessionPick),
     Assignments(Who, SessionPick),
     NetworkState(Who, SessionPick),
     UpdateTaskStatus(Who, SessionPick, Vec<(TaskPick, JsonBytes)>),
+    /// Messages: session, subscription id, entries (task, line, time), close, error.
     PublishLogs(
         Who,
         Vec<(
@@ -349,34 +363,34 @@ fn rpc_name() -> impl Strategy<Value = String> {
     ]
 }
 
-fn call() -> impl Strategy<Value = Call> {
+fn attempt() -> impl Strategy<Value = Attempt> {
     let log_entries = proptest::collection::vec((task_pick(), text(), any::<i64>()), 0..3);
     prop_oneof![
-        2 => (who(), json_bytes()).prop_map(|(w, d)| Call::Session(w, d)),
-        2 => (who(), session_pick()).prop_map(|(w, s)| Call::Heartbeat(w, s)),
-        1 => (who(), session_pick()).prop_map(|(w, s)| Call::Assignments(w, s)),
-        1 => (who(), session_pick()).prop_map(|(w, s)| Call::NetworkState(w, s)),
+        2 => (who(), json_bytes()).prop_map(|(w, d)| Attempt::Session(w, d)),
+        2 => (who(), session_pick()).prop_map(|(w, s)| Attempt::Heartbeat(w, s)),
+        1 => (who(), session_pick()).prop_map(|(w, s)| Attempt::Assignments(w, s)),
+        1 => (who(), session_pick()).prop_map(|(w, s)| Attempt::NetworkState(w, s)),
         4 => (who(), session_pick(), proptest::collection::vec((task_pick(), json_bytes()), 0..4))
-            .prop_map(|(w, s, u)| Call::UpdateTaskStatus(w, s, u)),
+            .prop_map(|(w, s, u)| Attempt::UpdateTaskStatus(w, s, u)),
         2 => (who(), proptest::collection::vec(
                 (session_pick(), text(), log_entries, any::<bool>(), text()), 0..3))
-            .prop_map(|(w, m)| Call::PublishLogs(w, m)),
+            .prop_map(|(w, m)| Attempt::PublishLogs(w, m)),
         1 => (who(), proptest::collection::vec(task_pick(), 0..3),
               proptest::option::of((any::<bool>(), any::<bool>(), any::<bool>(), any::<i64>(), any::<i64>())))
-            .prop_map(|(w, t, s)| Call::SubscribeLogs(w, t, s)),
+            .prop_map(|(w, t, s)| Attempt::SubscribeLogs(w, t, s)),
         4 => (token(), csr(), text(), json_bytes(), text()).prop_map(
-            |(token, csr, advertise_addr, description, availability)| Call::Join {
+            |(token, csr, advertise_addr, description, availability)| Attempt::Join {
                 token, csr, advertise_addr, description, availability,
             }),
         1 => (who(), prop_oneof![Just(0u64), Just(1u64)], text())
-            .prop_map(|(w, id, addr)| Call::JoinRaft(w, id, addr)),
-        3 => (who(), csr()).prop_map(|(w, c)| Call::Renew(w, c)),
-        3 => (who(), rpc_name(), json_bytes()).prop_map(|(w, r, b)| Call::PeerCall(w, r, b)),
+            .prop_map(|(w, id, addr)| Attempt::JoinRaft(w, id, addr)),
+        3 => (who(), csr()).prop_map(|(w, c)| Attempt::Renew(w, c)),
+        3 => (who(), rpc_name(), json_bytes()).prop_map(|(w, r, b)| Attempt::PeerCall(w, r, b)),
         1 => (who(), rpc_name(), proptest::collection::vec(json_bytes(), 0..3))
-            .prop_map(|(w, r, b)| Call::PeerStream(w, r, b)),
+            .prop_map(|(w, r, b)| Attempt::PeerStream(w, r, b)),
         1 => (who(), proptest::collection::vec(
                 (proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(any::<u8>(), 0..40)), 0..3))
-            .prop_map(|(w, c)| Call::InstallSnapshot(w, c)),
+            .prop_map(|(w, c)| Attempt::InstallSnapshot(w, c)),
     ]
 }
 
@@ -566,7 +580,7 @@ impl Fixture {
     }
 
     /// Makes `call`: `Ok(Ok(()))` if it was accepted, `Ok(Err(why))` if refused.
-    async fn make(&self, call: &Call) -> Result<Verdict, String> {
+    async fn make(&self, call: &Attempt) -> Result<Verdict, String> {
         let valid_status = serde_json::to_value(TaskStatus::new(
             TaskState::Running,
             Timestamp::now(),
@@ -586,7 +600,7 @@ impl Fixture {
                 .and_then(|m| m.ok().flatten())
         }
         match call {
-            Call::Session(who, description) => {
+            Attempt::Session(who, description) => {
                 let req = SessionRequest {
                     description_json: description.render(&valid_description),
                 };
@@ -604,7 +618,7 @@ impl Fixture {
                 }
                 Ok(Ok(()))
             }
-            Call::Heartbeat(who, s) => {
+            Attempt::Heartbeat(who, s) => {
                 let req = HeartbeatRequest {
                     session_id: self.session(*who, s),
                 };
@@ -616,7 +630,7 @@ impl Fixture {
                     .map(drop)
                     .map_err(code))
             }
-            Call::Assignments(who, s) => {
+            Attempt::Assignments(who, s) => {
                 let req = AssignmentsRequest {
                     session_id: self.session(*who, s),
                 };
@@ -628,7 +642,7 @@ impl Fixture {
                     Err(e) => Ok(refused(e)),
                 }
             }
-            Call::NetworkState(who, s) => {
+            Attempt::NetworkState(who, s) => {
                 let req = NetworkStateRequest {
                     session_id: self.session(*who, s),
                 };
@@ -640,7 +654,7 @@ impl Fixture {
                     Err(e) => Ok(refused(e)),
                 }
             }
-            Call::UpdateTaskStatus(who, s, updates) => {
+            Attempt::UpdateTaskStatus(who, s, updates) => {
                 let req = UpdateTaskStatusRequest {
                     session_id: self.session(*who, s),
                     updates: updates
@@ -659,7 +673,7 @@ impl Fixture {
                     .map(drop)
                     .map_err(code))
             }
-            Call::PublishLogs(who, messages) => {
+            Attempt::PublishLogs(who, messages) => {
                 let msgs: Vec<PublishLogsMessage> = messages
                     .iter()
                     .map(|(s, sub, entries, close, error)| PublishLogsMessage {
@@ -686,7 +700,7 @@ impl Fixture {
                     .map(drop)
                     .map_err(code))
             }
-            Call::SubscribeLogs(who, tasks, selector) => {
+            Attempt::SubscribeLogs(who, tasks, selector) => {
                 let req = SubscribeLogsRequest {
                     task_ids: tasks.iter().map(|t| self.task(t)).collect(),
                     selector: selector.map(|(stdout, stderr, follow, tail, since)| LogSelector {
@@ -705,7 +719,7 @@ impl Fixture {
                     Err(e) => Ok(refused(e)),
                 }
             }
-            Call::Join {
+            Attempt::Join {
                 token,
                 csr,
                 advertise_addr,
@@ -732,7 +746,7 @@ impl Fixture {
                     .map(drop)
                     .map_err(code))
             }
-            Call::JoinRaft(who, raft_id, addr) => {
+            Attempt::JoinRaft(who, raft_id, addr) => {
                 let req = JoinRaftRequest {
                     raft_id: *raft_id,
                     addr: addr.clone(),
@@ -745,7 +759,7 @@ impl Fixture {
                     .map(drop)
                     .map_err(code))
             }
-            Call::Renew(who, csr) => {
+            Attempt::Renew(who, csr) => {
                 let req = RenewRequest {
                     csr_pem: csr.render(),
                 };
@@ -757,7 +771,7 @@ impl Fixture {
                     .map(drop)
                     .map_err(code))
             }
-            Call::PeerCall(who, rpc, body) => {
+            Attempt::PeerCall(who, rpc, body) => {
                 let req = PeerRequest {
                     rpc: rpc.clone(),
                     body: body.render(&json!([])),
@@ -768,7 +782,7 @@ impl Fixture {
                     Err(e) => Ok(refused(e)),
                 }
             }
-            Call::PeerStream(who, rpc, bodies) => {
+            Attempt::PeerStream(who, rpc, bodies) => {
                 let msgs: Vec<PeerMessage> = bodies
                     .iter()
                     .map(|b| PeerMessage {
@@ -789,7 +803,7 @@ impl Fixture {
                     Err(e) => Ok(refused(e)),
                 }
             }
-            Call::InstallSnapshot(who, chunks) => {
+            Attempt::InstallSnapshot(who, chunks) => {
                 let msgs: Vec<SnapshotChunk> = chunks
                     .iter()
                     .map(|(header, data)| SnapshotChunk {
@@ -811,11 +825,11 @@ impl Fixture {
     }
 
     /// Makes `call` and checks the oracles.
-    async fn check(&self, call: &Call) -> Result<(), String> {
+    async fn check(&self, call: &Attempt) -> Result<(), String> {
         let before = self.s.store.current_revision();
-        PANICS.lock().unwrap().clear();
+        take_panics(THREADS);
         let outcome = tokio::time::timeout(Duration::from_secs(20), self.make(call)).await;
-        let panics = std::mem::take(&mut *PANICS.lock().unwrap());
+        let panics = take_panics(THREADS);
         if !panics.is_empty() {
             return Err(format!("panicked: {panics:#?}"));
         }
@@ -875,11 +889,11 @@ fn store_reply(body: &[u8]) -> Verdict {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime(name: &str) -> tokio::runtime::Runtime {
     record_panics();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name(THREADS)
+        .thread_name(name)
         .enable_all()
         .build()
         .unwrap()
@@ -887,12 +901,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn the_swarm_listener_survives_bad_input_and_refusals_write_nothing() {
-    let rt = runtime();
+    let rt = runtime(THREADS);
     let f = rt.block_on(Fixture::start());
     let cases = std::env::var("SHOAL_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(384);
+        .unwrap_or(1024);
     let seed = std::env::var("SHOAL_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -905,7 +919,7 @@ fn the_swarm_listener_survives_bad_input_and_refusals_write_nothing() {
         max_shrink_time: 60_000,
         ..Config::default()
     });
-    let result = runner.run(&call(), |c| {
+    let result = runner.run(&attempt(), |c| {
         rt.block_on(f.check(&c))
             .map_err(|e| TestCaseError::fail(format!("{e}\n  call: {c:?}")))
     });
@@ -916,8 +930,8 @@ fn the_swarm_listener_survives_bad_input_and_refusals_write_nothing() {
 }
 
 /// Makes `call` on a fresh fixture and asserts it is refused without a write.
-fn assert_refused_without_writes(call: Call) {
-    let rt = runtime();
+fn assert_refused_without_writes(call: Attempt) {
+    let rt = runtime(THREADS);
     rt.block_on(async {
         let f = Fixture::start().await;
         let before = f.s.store.current_revision();
@@ -940,7 +954,7 @@ fn assert_refused_without_writes(call: Call) {
 #[test]
 fn a_join_whose_csr_cannot_be_signed_records_no_node() {
     for csr in [Csr::Cut(0), Csr::Junk("worker".into()), Csr::Flipped(7)] {
-        assert_refused_without_writes(Call::Join {
+        assert_refused_without_writes(Attempt::Join {
             token: Token::Worker,
             csr,
             advertise_addr: "127.0.0.1:4242".into(),
@@ -953,12 +967,26 @@ fn a_join_whose_csr_cannot_be_signed_records_no_node() {
 /// Regression: a promoted manager's Raft id used to be written before its CSR was signed.
 #[test]
 fn a_renewal_whose_csr_cannot_be_signed_assigns_no_raft_id() {
-    assert_refused_without_writes(Call::Renew(Who::Promoted, Csr::Junk("worker".into())));
+    assert_refused_without_writes(Attempt::Renew(Who::Promoted, Csr::Junk("worker".into())));
 }
 
 /// Regression: Raft id 0 ("not a manager") used to be added as a learner, and the call then
 /// waited for that member to catch up until its deadline.
 #[test]
 fn joining_the_raft_group_as_member_0_is_refused() {
-    assert_refused_without_writes(Call::JoinRaft(Who::Promoted, 0, "127.0.0.1:1".into()));
+    assert_refused_without_writes(Attempt::JoinRaft(Who::Promoted, 0, "127.0.0.1:1".into()));
+}
+
+/// The panic oracle sees a panic in a task on this test's runtime (tokio would swallow it).
+#[test]
+fn a_panic_in_a_server_task_is_seen() {
+    let name = format!("{THREADS}-selftest");
+    let rt = runtime(&name);
+    let task = rt.spawn(async { panic!("a server task panics") });
+    assert!(rt.block_on(task).is_err());
+    let seen = take_panics(&name);
+    assert!(
+        seen.iter().any(|p| p.contains("a server task panics")),
+        "{seen:?}"
+    );
 }

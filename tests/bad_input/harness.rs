@@ -37,8 +37,11 @@ use shoal_store::{Store, View};
 use tower::util::BoxCloneService;
 use tower::ServiceExt;
 
-/// Panics seen on any thread since the last [`take_panics`].
-static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Panics seen since they were last taken, with the name of the thread each happened on.
+static PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// The name of the runtime threads the node and the router run on.
+pub const THREADS: &str = "bad-input";
 
 /// Records every panic (and still prints it as usual).
 pub fn record_panics() {
@@ -48,18 +51,30 @@ pub fn record_panics() {
         std::panic::set_hook(Box::new(move |info| {
             let thread = std::thread::current();
             let name = thread.name().unwrap_or("unnamed").to_string();
-            PANICS
-                .lock()
-                .unwrap()
-                .push(format!("thread {name}: {info}"));
+            PANICS.lock().unwrap().push((name, info.to_string()));
             previous(info);
         }));
     });
 }
 
-/// The panics recorded since the last call.
-pub fn take_panics() -> Vec<String> {
-    std::mem::take(&mut *PANICS.lock().unwrap())
+/// Takes the recorded panics of the threads `of` accepts (other tests in this process may
+/// panic on purpose on theirs).
+pub fn take_panics(of: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut all = PANICS.lock().unwrap();
+    let (mine, others): (Vec<_>, Vec<_>) = all.drain(..).partition(|(t, _)| of(t));
+    *all = others;
+    mine.into_iter()
+        .map(|(t, p)| format!("thread {t}: {p}"))
+        .collect()
+}
+
+/// Panics of the harness's runtime and of the calling thread (where requests are polled).
+fn our_panics() -> Vec<String> {
+    let me = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    take_panics(|t| t == THREADS || t == me)
 }
 
 /// Cases per test: `SHOAL_FUZZ_CASES` or `default`.
@@ -140,7 +155,7 @@ impl Harness {
         record_panics();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("bad-input")
+            .thread_name(THREADS)
             .enable_all()
             .build()
             .expect("a runtime");
@@ -239,7 +254,7 @@ impl Harness {
             .body(Body::from(call.body.clone()))
             .map_err(|e| format!("the test built an invalid request: {e}"))?;
         let patience = if call.may_wait {
-            Duration::from_secs(2)
+            Duration::from_secs(1)
         } else {
             Duration::from_secs(20)
         };
@@ -291,9 +306,9 @@ impl Harness {
     async fn check_async(&self, call: &Call) -> Result<(), String> {
         let store = self.manager_store().await;
         let before = store.view();
-        take_panics();
+        our_panics();
         let sent = self.send(call).await;
-        let panics = take_panics();
+        let panics = our_panics();
         if !panics.is_empty() {
             return Err(format!("panicked: {panics:#?}"));
         }
@@ -340,7 +355,7 @@ impl Harness {
                 }
                 *self.background_moves.lock().unwrap() += 1;
             }
-        } else if call.method != "GET" && call.method != "HEAD" {
+        } else if call.method != "GET" && call.method != "HEAD" && !call.grpc {
             self.settle(&store).await;
         }
         Ok(())
