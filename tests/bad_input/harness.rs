@@ -168,6 +168,7 @@ impl Harness {
                     kind: Some(ExecutorKind::Sim),
                     ..ExecutorChoice::default()
                 },
+                force_new_cluster: false,
             }))
             .expect("the node starts");
         let state = ApiState {

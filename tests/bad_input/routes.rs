@@ -69,6 +69,10 @@ pub const DOCKER_ROUTES: &[(&str, &str, Base)] = &[
     ("POST", "/{junk}", Base::None),
 ];
 
+/// Native routes left out: they take no input, and a backup writes a snapshot of the whole
+/// store per call (seconds each in a debug build).
+const NATIVE_SKIP: &[&str] = &["/shoal/v1/backup"];
+
 /// Paths under the native prefix that it does not serve (its routes come from
 /// `shoal::native::http_routes`).
 pub const NATIVE_EXTRA: &[(&str, &str, Base)] = &[
@@ -239,6 +243,7 @@ pub fn native_routes() -> Vec<(&'static str, String, Base)> {
     let mut routes: Vec<(&'static str, String, Base)> =
         shoal::native::http_routes::<shoal_store::Store>()
             .into_iter()
+            .filter(|r| !NATIVE_SKIP.contains(&r.path))
             .map(|r| {
                 let base = if r.path.ends_with("/plan") || r.path.ends_with("/apply") {
                     Base::Apply
