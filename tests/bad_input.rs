@@ -270,6 +270,8 @@ fn malformed_paths_bodies_queries_and_methods_get_json_errors() {
             true,
         ),
         ("POST", "/shoal/v1/openapi.json", None, b"", 404, true),
+        ("POST", "/shoal/", None, b"", 404, true),
+        ("GET", "/shoal", None, b"", 404, true),
     ];
     for (method, uri, content_type, body, status, native) in cases {
         let call = Call {

@@ -22,12 +22,14 @@ pub struct PathParams<T>(pub T);
 pub struct QueryParams<T>(pub T);
 
 fn invalid(status: StatusCode, message: String) -> NativeError {
-    let status = match status {
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
-        s if s.is_client_error() => StatusCode::BAD_REQUEST,
-        s => s,
-    };
-    NativeError::new(status, code::INVALID_ARGUMENT, message)
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            NativeError::new(status, code::INVALID_ARGUMENT, message)
+        }
+        s if s.is_client_error() => NativeError::invalid(message),
+        // A route whose parameters do not match its handler's: ours to fix, not the caller's.
+        s => NativeError::new(s, code::INTERNAL, message),
+    }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {

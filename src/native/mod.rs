@@ -224,6 +224,9 @@ pub fn router<S: NativeState, T: Clone + Send + Sync + 'static>(state: S) -> Rou
         router = router.route(route.path, route.handler.fallback(not_found));
     }
     router
+        // The prefix itself too: a wildcard matches one character at least.
+        .route("/shoal", any(not_found))
+        .route("/shoal/", any(not_found))
         .route("/shoal/{*rest}", any(not_found))
         .route_service(&grpc::route_path(), grpc::server(state.clone()))
         .with_state(state)
