@@ -1,10 +1,12 @@
 //! Request bodies the way dockerd reads them: `Content-Type` must be JSON when a body is present,
 //! an empty body is the zero value, keys match field names as Go's `encoding/json` matches them
 //! (exactly, else case-insensitively: see [`super::gojson`]), unknown fields are ignored,
-//! malformed JSON is a 400.
+//! malformed JSON is a 400. Path parameters ([`DockerPath`]) are refused the same way: a JSON
+//! error, never axum's plain-text one.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -56,4 +58,20 @@ pub fn decode<T: DeserializeOwned + Default>(
     }
     super::gojson::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Path parameters, refused as a Docker error (JSON with a message) when they do not decode, e.g.
+/// an id whose percent-escapes are not UTF-8 (`/tasks/%ff`): the Go client only reads error
+/// bodies that are JSON.
+pub struct DockerPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for DockerPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(DockerPath(v)),
+            Err(e) => Err(ApiError::new(e.status(), e.body_text())),
+        }
+    }
 }

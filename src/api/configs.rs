@@ -1,7 +1,7 @@
 //! `/configs`: create, inspect, list, update (labels only), remove. Unlike a secret's, a
 //! config's `Data` is returned (as dockerd does).
 
-use axum::extract::{Path, Query as QueryExtract, State};
+use axum::extract::{Query as QueryExtract, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,6 +10,7 @@ use shoal_store::model::{new_id, Config, ConfigSpec, Kind, Meta, Service};
 use shoal_store::{StoreError, Txn, TxnError};
 
 use super::body::DockerJson;
+use super::body::DockerPath as Path;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;

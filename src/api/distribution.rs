@@ -2,8 +2,7 @@
 //! `service create/update` and `stack deploy`. shoal does not talk to registries, so it answers
 //! with an error, which the CLI tolerates: it warns and lets each node resolve the image.
 
-use axum::extract::Path;
-
+use super::body::DockerPath as Path;
 use super::error::{ApiError, ApiResult};
 
 /// `GET /distribution/{*rest}` where `rest` is `<image>/json`.

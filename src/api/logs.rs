@@ -12,13 +12,14 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query as QueryExtract, State};
+use axum::extract::{Query as QueryExtract, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures::StreamExt;
 use shoal_store::model::{Service, Task, Timestamp};
 
+use super::body::DockerPath as Path;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::query::{bool_value, Query};

@@ -1,7 +1,7 @@
 //! `/networks`: swarm-scoped overlay networks (create, inspect by name or id, list, remove).
 //! shoal keeps no node-local networks: `bridge`, `host` and other local drivers are refused.
 
-use axum::extract::{Path, Query as QueryExtract, State};
+use axum::extract::{Query as QueryExtract, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -14,6 +14,7 @@ use shoal_store::model::{
 use shoal_store::{Txn, View};
 
 use super::body::DockerJson;
+use super::body::DockerPath as Path;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;

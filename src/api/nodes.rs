@@ -7,7 +7,7 @@
 //! unless the request says `force=1`, no change that leaves the swarm one manager failure from
 //! losing it.
 
-use axum::extract::{Path, Query as QueryExtract, State};
+use axum::extract::{Query as QueryExtract, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
@@ -18,6 +18,7 @@ use shoal_store::model::{
 use shoal_store::{Assessment, Txn, VoterChange};
 
 use super::body::DockerJson;
+use super::body::DockerPath as Path;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;

@@ -13,7 +13,7 @@
 //! on every update, the service's version before the update. So it differs for every spec the
 //! service ever had, `PreviousSpecVersion` travels with `PreviousSpec`, and rollbacks swap both.
 
-use axum::extract::{Path, Query as QueryExtract, State};
+use axum::extract::{Query as QueryExtract, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -25,6 +25,7 @@ use shoal_store::model::{
 use shoal_store::{Store, StoreError, Txn, TxnError, View};
 
 use super::body::DockerJson;
+use super::body::DockerPath as Path;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, Query as QueryExtract, State};
+use axum::extract::{Query as QueryExtract, State};
 use axum::{Extension, Json};
 use serde_json::Value;
 use shoal_controllers::orchestrator::dirty::is_task_dirty;
 use shoal_store::model::{Node, Service, Task, TaskSpec, TaskState};
 use shoal_store::View;
 
+use super::body::DockerPath as Path;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;

@@ -49,6 +49,8 @@ pub mod status;
 pub mod term;
 
 #[cfg(test)]
+mod bad_input_tests;
+#[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,12 @@
 //! `GET /shoal/v1/health`: every service's health as the health controller last wrote it
 //! (`observed_generation`, desired and running tasks, Ready / Progressing / Degraded).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use shoal_store::model::Health;
 
+use super::extract::QueryParams;
 use super::{NativeError, NativeState};
 
 /// Query of `health`.
@@ -19,7 +20,7 @@ pub struct HealthQuery {
 /// `GET /shoal/v1/health[?stack=NAME]`: the services' health, by service name.
 pub async fn list<S: NativeState>(
     State(state): State<S>,
-    Query(q): Query<HealthQuery>,
+    QueryParams(q): QueryParams<HealthQuery>,
 ) -> Result<Json<Vec<Health>>, NativeError> {
     let store = state.store().await?;
     let view = store.view();

@@ -21,6 +21,7 @@
 //! checks that every route is documented and every documented path is served.
 
 pub mod backup;
+pub mod extract;
 pub mod grpc;
 pub mod health;
 pub mod stacks;
@@ -30,7 +31,7 @@ pub mod wire;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, MethodRouter};
@@ -218,9 +219,14 @@ pub fn http_routes<S: NativeState>() -> Vec<Route<S>> {
 pub fn router<S: NativeState, T: Clone + Send + Sync + 'static>(state: S) -> Router<T> {
     let mut router = Router::new();
     for route in http_routes::<S>() {
-        router = router.route(route.path, route.handler);
+        // Another method on a native path is the native 404 (with its `code`), not the Docker
+        // API's method fallback.
+        router = router.route(route.path, route.handler.fallback(not_found));
     }
     router
+        // The prefix itself too: a wildcard matches one character at least.
+        .route("/shoal", any(not_found))
+        .route("/shoal/", any(not_found))
         .route("/shoal/{*rest}", any(not_found))
         .route_service(&grpc::route_path(), grpc::server(state.clone()))
         .with_state(state)
@@ -268,7 +274,7 @@ struct WaitQuery {
 /// (504 `timeout` if it has not within the timeout).
 async fn wait<S: NativeState>(
     State(state): State<S>,
-    Query(q): Query<WaitQuery>,
+    extract::QueryParams(q): extract::QueryParams<WaitQuery>,
 ) -> Result<Json<serde_json::Value>, NativeError> {
     let raw = q.revision.unwrap_or_default();
     let revision: u64 = raw.parse().map_err(|_| {

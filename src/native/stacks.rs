@@ -4,13 +4,14 @@
 //! 409 `conflict` (another owner, a concurrent change, a stale plan token) or 503 (not a
 //! manager, no quorum).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal_store::model::{Stack, StackRevision};
 
+use super::extract::{JsonBody, PathParams, QueryParams};
 use super::wire::code;
 use super::{NativeError, NativeState};
 use crate::stack::apply::{self, Applied, ApplyOptions};
@@ -34,8 +35,8 @@ type Answer<T> = Result<Json<T>, NativeError>;
 /// `POST /shoal/v1/stacks/{name}/plan`: what an apply of the body would do; writes nothing.
 pub async fn plan<S: NativeState>(
     State(state): State<S>,
-    Path(name): Path<String>,
-    Json(body): Json<ApplyBody>,
+    PathParams(name): PathParams<String>,
+    JsonBody(body): JsonBody<ApplyBody>,
 ) -> Answer<Plan> {
     let store = state.store().await?;
     let desired = source::desired(&name, &body)?;
@@ -45,8 +46,8 @@ pub async fn plan<S: NativeState>(
 /// `POST /shoal/v1/stacks/{name}/apply`: the whole stack in one transaction (or a dry run).
 pub async fn apply<S: NativeState>(
     State(state): State<S>,
-    Path(name): Path<String>,
-    Json(body): Json<ApplyBody>,
+    PathParams(name): PathParams<String>,
+    JsonBody(body): JsonBody<ApplyBody>,
 ) -> Answer<Applied> {
     let store = state.store().await?;
     let desired = source::desired(&name, &body)?;
@@ -75,8 +76,8 @@ pub struct RollbackBody {
 /// what it did not have), recorded as a new revision.
 pub async fn rollback<S: NativeState>(
     State(state): State<S>,
-    Path(name): Path<String>,
-    Json(body): Json<RollbackBody>,
+    PathParams(name): PathParams<String>,
+    JsonBody(body): JsonBody<RollbackBody>,
 ) -> Answer<Applied> {
     let store = state.store().await?;
     let view = store.linearizable_view().await.map_err(StackError::from)?;
@@ -126,7 +127,7 @@ pub async fn list<S: NativeState>(State(state): State<S>) -> Answer<Value> {
 /// `GET /shoal/v1/stacks/{name}`: the stack object (inventory, revision, status).
 pub async fn inspect<S: NativeState>(
     State(state): State<S>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Answer<Stack> {
     let store = state.store().await?;
     Ok(Json(apply::stack(&store.view(), &name)?))
@@ -157,8 +158,8 @@ fn revision_summary(r: &StackRevision) -> Value {
 /// `GET /shoal/v1/stacks/{name}/history[?diff=A,B]`.
 pub async fn history<S: NativeState>(
     State(state): State<S>,
-    Path(name): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    PathParams(name): PathParams<String>,
+    QueryParams(q): QueryParams<HistoryQuery>,
 ) -> Answer<Value> {
     let store = state.store().await?;
     let view = store.view();
@@ -193,7 +194,7 @@ pub async fn history<S: NativeState>(
 /// data left out).
 pub async fn revision<S: NativeState>(
     State(state): State<S>,
-    Path((name, number)): Path<(String, u64)>,
+    PathParams((name, number)): PathParams<(String, u64)>,
 ) -> Answer<StackRevision> {
     let store = state.store().await?;
     let r = apply::revision(&store.view(), &name, number)?;

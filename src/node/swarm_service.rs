@@ -116,6 +116,7 @@ fn store_status(e: StoreError) -> Status {
         StoreError::Unavailable(m) => Status::unavailable(m),
         StoreError::Shutdown => Status::unavailable("manager is shutting down"),
         StoreError::QuorumAtRisk(m) => Status::failed_precondition(m),
+        StoreError::Invalid(m) => Status::invalid_argument(m),
         other => Status::internal(other.to_string()),
     }
 }

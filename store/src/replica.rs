@@ -1024,6 +1024,13 @@ async fn add_member_on_leader(
     raft_id: RaftId,
     node: PeerNode,
 ) -> Result<(), StoreError> {
+    if raft_id == 0 {
+        // Else a learner 0 would be added that no manager is, and the caller would wait for it
+        // to catch up until the deadline.
+        return Err(StoreError::Invalid(
+            "Raft id 0 is not a member id (0 means \"not a manager\"): a manager gets its id when it joins or is promoted".into(),
+        ));
+    }
     let inner = inner.clone();
     tokio::spawn(async move { admit_member(inner, raft_id, node).await })
         .await
