@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoal_store::model::StoreObject;
 use shoal_store::model::{
-    new_id, ContainerSpec, InventoryItem, JobStatus, Kind, Meta, Network, NetworkSpec, PublishMode,
-    RevisionResult, Secret, Service, ServiceSpec, Stack, StackObjects, StackRevision, StackSpec,
-    Task, TaskState, Timestamp, Version, STACK_NAMESPACE_LABEL,
+    new_id, ContainerSpec, InventoryItem, JobStatus, Kind, Meta, Network, NetworkSpec, Object,
+    PublishMode, RevisionResult, Secret, Service, ServiceSpec, Stack, StackObjects, StackRevision,
+    StackSpec, Task, TaskState, Timestamp, Version, STACK_NAMESPACE_LABEL,
 };
 use shoal_store::{Obj, Txn, View};
 
@@ -212,8 +212,23 @@ struct Builder<'a> {
     new_networks: Vec<Network>,
     /// Ingress ports this transaction allocates.
     ports: BTreeSet<u32>,
-    /// `(id, version)` of every object read: part of the plan token.
+    /// `(id, what the plan depends on)` of every object read: part of the plan token.
     read: BTreeSet<(String, u64)>,
+}
+
+/// What a plan depends on in an object it read: the spec of a service, network, secret or
+/// config (their other fields move with every task: allocations, update status), the version
+/// of anything else.
+fn plan_input(o: &Object) -> u64 {
+    let spec = match o {
+        Object::Service(s) => serde_json::to_vec(&s.spec),
+        Object::Network(n) => serde_json::to_vec(&n.spec),
+        Object::Secret(s) => serde_json::to_vec(&s.spec),
+        Object::Config(c) => serde_json::to_vec(&c.spec),
+        other => return other.version(),
+    };
+    let digest = Sha256::digest(spec.unwrap_or_default());
+    u64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
 }
 
 impl<'a> Builder<'a> {
@@ -304,7 +319,7 @@ impl<'a> Builder<'a> {
         });
         let Some(obj) = found else { return Ok(None) };
         let id = obj.object().id().to_string();
-        self.read.insert((id.clone(), obj.object().version()));
+        self.read.insert((id.clone(), plan_input(obj.object())));
         match self.owners.get(&id) {
             Some(owner) if *owner == self.d.stack => Ok(Some((obj, false))),
             Some(owner) => Err(StackError::Conflict(format!(
@@ -581,7 +596,7 @@ impl<'a> Builder<'a> {
                 .or_else(|| self.view.get::<Network>(name));
             match found {
                 Some(n) => {
-                    self.read.insert((n.meta.id.clone(), n.meta.version.index));
+                    self.read.insert((n.meta.id.clone(), plan_input(n.object())));
                     self.networks.insert(
                         name.clone(),
                         Resolved {
@@ -861,7 +876,7 @@ impl<'a> Builder<'a> {
             let Some(obj) = self.view.get_object(item.kind, &item.id) else {
                 continue;
             };
-            self.read.insert((item.id.clone(), obj.version()));
+            self.read.insert((item.id.clone(), plan_input(&obj)));
             if !self.d.prune {
                 self.inventory.push(item.clone());
                 self.change(item.kind, item.spec_name(), Action::Orphaned)
