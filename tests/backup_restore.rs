@@ -106,6 +106,17 @@ fn a_backup_restored_into_a_fresh_data_dir_starts_a_manager_with_the_same_state(
         || b.docker(&["service", "ls"]).ok.then_some(()),
     );
     assert_eq!(b.node_id(), a_id, "the restored manager is the backup's");
+    // Its node records the Raft id it has now, and the Raft group agrees.
+    wait_for(Duration::from_secs(30), "one reachable leader", || {
+        let status = b.ok(&[
+            "node",
+            "inspect",
+            &a_id,
+            "--format",
+            "{{.ManagerStatus.Leader}}",
+        ]);
+        (status.trim() == "true").then_some(())
+    });
     assert_eq!(version(&b, "/services/web"), web_version);
     assert_eq!(
         b.lines(&["secret", "ls", "--format", "{{.Name}}"]),

@@ -149,3 +149,27 @@ async fn removed_nodes_and_demoted_managers_are_refused_at_once() {
     let swarm = a.get_json("/swarm");
     assert!(swarm.get("RemovedNodes").is_none(), "{swarm}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_joins_the_raft_group_only_with_the_raft_id_it_was_given() {
+    let a = common::swarm("authz-raftid-a");
+    let b = Daemon::start("authz-raftid-b");
+    let token = a.ok(&["swarm", "join-token", "-q", "manager"]);
+    assert!(b.join(&a, token.trim()).ok);
+    let members = || {
+        a.lines(&["node", "ls", "--filter", "role=manager", "-q"])
+            .len()
+    };
+    wait_for(Duration::from_secs(30), "two managers", || {
+        (members() == 2).then_some(())
+    });
+    let err = SwarmClient::new(channel(&a, &credentials(&b)).await)
+        .join_raft(JoinRaftRequest {
+            raft_id: 4242,
+            addr: "127.0.0.1:1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("Raft id"), "{err:?}");
+}

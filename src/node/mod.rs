@@ -343,6 +343,7 @@ impl NodeRuntime {
                     tokio::spawn(recovery::retire_other_managers(
                         manager.store.clone(),
                         membership.node_id.clone(),
+                        membership.raft_id,
                     ));
                 }
             }

@@ -92,6 +92,7 @@ impl NodeRuntime {
             tokio::spawn(retire_other_managers(
                 manager.store.clone(),
                 membership.node_id.clone(),
+                membership.raft_id,
             ));
         }
         let node_id = membership.node_id.clone();
@@ -110,8 +111,8 @@ pub(super) fn recovery_marker(dir: &super::membership::SwarmDir) -> std::path::P
 }
 
 /// Once `store` leads its group of one, records every other manager as a worker outside the
-/// Raft group.
-pub(super) async fn retire_other_managers(store: Store, own_id: String) {
+/// Raft group, and this node's own Raft id (a restored manager has a new one).
+pub(super) async fn retire_other_managers(store: Store, own_id: String, own_raft_id: u64) {
     let deadline = tokio::time::Instant::now() + ELECTION_WAIT;
     while !store.is_leader() {
         if tokio::time::Instant::now() > deadline || store.is_stopped() {
@@ -125,9 +126,16 @@ pub(super) async fn retire_other_managers(store: Store, own_id: String) {
         let mut txn = Txn::new();
         let mut any = false;
         for n in view.list::<Node>() {
-            if n.meta.id == own_id
-                || (n.role != NodeRole::Manager && n.spec.role != Some(NodeRole::Manager))
-            {
+            if n.meta.id == own_id {
+                if n.raft_id != own_raft_id {
+                    let mut own = n.to_owned_value();
+                    own.raft_id = own_raft_id;
+                    txn = txn.update(own);
+                    any = true;
+                }
+                continue;
+            }
+            if n.role != NodeRole::Manager && n.spec.role != Some(NodeRole::Manager) {
                 continue;
             }
             let mut retired = n.to_owned_value();

@@ -247,6 +247,20 @@ impl Swarm for SwarmService {
     ) -> Result<Response<JoinRaftResponse>, Status> {
         let identity = authorize(&request, &self.store, Needs::Manager)?;
         let req = request.into_inner();
+        // Only the Raft id the swarm gave this node (as it joined or was promoted): a manager's
+        // certificate does not let it add members of its choosing.
+        let view = self.store.linearizable_view().await.map_err(store_status)?;
+        let given = view
+            .get::<Node>(&identity.node_id)
+            .map(|n| n.raft_id)
+            .ok_or_else(|| Status::not_found(format!("node {} not found", identity.node_id)))?;
+        drop(view);
+        if given != req.raft_id {
+            return Err(Status::permission_denied(format!(
+                "permission denied: node {} was given Raft id {given}, not {}",
+                identity.node_id, req.raft_id
+            )));
+        }
         let node = PeerNode {
             addr: req.addr,
             node_id: identity.node_id,
