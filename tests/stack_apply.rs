@@ -556,7 +556,19 @@ fn a_plan_token_is_honoured_only_while_nothing_changed_and_secret_changes_make_r
 #[test]
 fn a_rollout_whose_image_cannot_start_ends_rolled_back_or_failed_with_its_exit_code() {
     let d = Daemon::start_with_args("apply-rollback", &[]);
-    d.init_swarm();
+    // Its own address pool: other tests' swarms share the engine, and engine networks with the
+    // same subnet refuse each other ("Pool overlaps").
+    let addr = format!("127.0.0.1:{}", d.swarm_port);
+    d.ok(&[
+        "swarm",
+        "init",
+        "--listen-addr",
+        &addr,
+        "--advertise-addr",
+        &addr,
+        "--default-addr-pool",
+        "10.231.0.0/16",
+    ]);
     let compose = |image: &str| {
         format!(
             r#"
