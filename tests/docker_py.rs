@@ -128,6 +128,19 @@ fn docker_py_swarm_service_and_node_tests_pass() {
     for id in leftovers.stdout.split_whitespace() {
         engine(&["rm", "-f", id]);
     }
+    // And the data planes of the swarms they made and left: each test inits its own (other
+    // tests' swarms on this host would meet their subnets and VNIs).
+    let nets = engine(&[
+        "network",
+        "ls",
+        "--filter",
+        "name=shoal_dockerpytest_",
+        "--format",
+        "{{.Label \"io.shoal.node.id\"}}",
+    ]);
+    for node_id in nets.stdout.split_whitespace() {
+        agents_common::remove_data_plane_leftovers(node_id);
+    }
 
     let summary = stdout
         .lines()
