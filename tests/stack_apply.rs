@@ -121,6 +121,19 @@ fn action_of(applied: &Value, name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is not in the plan: {applied}"))
 }
 
+/// The health of `service` in a list of health objects, if its Ready condition holds.
+fn ready_health<'a>(all: &'a Value, service: &str) -> Option<&'a Value> {
+    let h = all
+        .as_array()?
+        .iter()
+        .find(|h| h["ServiceName"] == service)?;
+    h["Conditions"]
+        .as_array()?
+        .iter()
+        .any(|c| c["Type"] == "Ready" && c["Status"] == true)
+        .then_some(h)
+}
+
 fn version(d: &Daemon, path: &str) -> u64 {
     d.get_json(path)["Version"]["Index"].as_u64().unwrap()
 }
@@ -498,16 +511,8 @@ fn a_plan_token_is_honoured_only_while_nothing_changed_and_secret_changes_make_r
     // once no task uses it.
     wait_for(Duration::from_secs(30), "tk_web on tk_token.v2", || {
         let h = d.get_json("/shoal/v1/health?stack=tk");
-        let web = h
-            .as_array()?
-            .iter()
-            .find(|h| h["ServiceName"] == "tk_web")?;
-        let ready = web["Conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["Type"] == "Ready" && c["Status"] == true);
-        (ready && web["ObservedGeneration"].as_u64()? >= version(&d, "/services/tk_web"))
-            .then_some(())
+        let web = ready_health(&h, "tk_web")?;
+        (web["ObservedGeneration"].as_u64()? >= version(&d, "/services/tk_web")).then_some(())
     });
     let secrets = d.lines(&["secret", "ls", "--format", "{{.Name}}"]);
     assert!(secrets.contains(&"tk_token".to_string()), "{secrets:?}");
@@ -652,19 +657,9 @@ services:
         || {
             let out = shoal(&d, &["status", "-o", "json"], &[]);
             let all: Value = serde_json::from_slice(&out.stdout).ok()?;
-            let loose = all
-                .as_array()?
-                .iter()
-                .find(|h| h["ServiceName"] == "loose")?;
-            let ready = loose["Conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["Type"] == "Ready" && c["Status"] == true);
-            (ready
-                && loose["Running"] == 2
-                && loose["Desired"] == 2
-                && loose.get("Stack").is_none())
-            .then_some(())
+            let loose = ready_health(&all, "loose")?;
+            (loose["Running"] == 2 && loose["Desired"] == 2 && loose.get("Stack").is_none())
+                .then_some(())
         },
     );
     let out = shoal(&d, &["status"], &[]);

@@ -16,6 +16,21 @@ use disk_scan::files_containing;
 use shoal_store::model::{Kind, Meta, Secret, SecretSpec};
 use shoal_store::{DataKey, Store, Txn};
 
+/// Waits until every member has what `leader` committed, then stops them all (their files
+/// are then complete for a scan).
+async fn stop_when_caught_up(c: &mut Cluster, leader: u64) {
+    let rev = c.store(leader).current_revision();
+    for id in 1..=3 {
+        c.store(id)
+            .wait_for_revision(rev, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    for id in 1..=3 {
+        c.kill(id).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_and_the_root_ca_key_are_sealed_in_the_log_the_state_history_and_snapshots() {
     // Snapshots every 20 entries, so the secret ends up in snapshot files too.
@@ -57,16 +72,7 @@ async fn a_secret_and_the_root_ca_key_are_sealed_in_the_log_the_state_history_an
             .await
             .unwrap();
     }
-    let rev = c.store(leader).current_revision();
-    for id in 1..=3 {
-        c.store(id)
-            .wait_for_revision(rev, Duration::from_secs(5))
-            .await
-            .unwrap();
-    }
-    for id in 1..=3 {
-        c.kill(id).await;
-    }
+    stop_when_caught_up(&mut c, leader).await;
     let snapshots = files_containing(c.dir.path(), b"\"revision\"");
     assert!(!snapshots.is_empty(), "no snapshot was written");
     let encoded = base64::engine::general_purpose::STANDARD.encode(&marker);
@@ -134,16 +140,7 @@ async fn a_store_without_sealing_writes_in_clear_and_its_directory_never_opens_s
             .await
             .unwrap();
     }
-    let rev = c.store(leader).current_revision();
-    for id in 1..=3 {
-        c.store(id)
-            .wait_for_revision(rev, Duration::from_secs(5))
-            .await
-            .unwrap();
-    }
-    for id in 1..=3 {
-        c.kill(id).await;
-    }
+    stop_when_caught_up(&mut c, leader).await;
     assert!(
         !files_containing(c.dir.path(), marker.as_bytes()).is_empty(),
         "with sealing off the names are written as they are"
