@@ -135,7 +135,16 @@ fn certificates_renew_before_they_expire_and_nothing_notices() {
     // Offline past its certificate's expiry, a worker cannot come back as itself; a fresh join
     // token lets it in again, without touching the rest of the swarm.
     w.kill9();
-    std::thread::sleep(Duration::from_secs(7));
+    let held = credentials(&w).info().unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the stopped worker's certificate expired",
+        // Certificates keep whole seconds: two seconds past, it has surely expired.
+        || {
+            held.is_expired_at(SystemTime::now() - Duration::from_secs(2))
+                .then_some(())
+        },
+    );
     w.restart();
     assert!(credentials(&w)
         .info()
