@@ -153,3 +153,50 @@ fn a_manager_joining_a_locked_swarm_seals_its_keys_too() {
         (ls.ok && ls.stdout.lines().count() == 2).then_some(())
     });
 }
+
+#[test]
+fn turning_autolock_on_rotates_the_data_key_and_the_old_one_opens_nothing() {
+    use shoal::ca::{key_file, UnlockKey};
+    let mut d = Daemon::start("rekey");
+    let addr = format!("127.0.0.1:{}", d.swarm_port);
+    d.ok(&[
+        "swarm",
+        "init",
+        "--listen-addr",
+        &addr,
+        "--advertise-addr",
+        &addr,
+    ]);
+    let file = d.write_file("pw", "rotated-secret");
+    d.ok(&["secret", "create", "db_pw", file.to_str().unwrap()]);
+    let before = key_file::decode(&key_file(&d), None).expect("a key file in clear");
+    let old = before.data.current.clone().expect("a manager's data key");
+
+    d.ok(&["swarm", "update", "--autolock=true"]);
+    let key = d.ok(&["swarm", "unlock-key", "-q"]).trim().to_string();
+    let unlock_key = UnlockKey::parse(&key).unwrap();
+    let after = wait_for(Duration::from_secs(30), "the data key rotated", || {
+        let keys = key_file::decode(&key_file(&d), Some(&unlock_key)).ok()?;
+        (keys.data.current.as_ref() != Some(&old)
+            && keys.data.retiring.is_none()
+            && keys.key_pem != before.key_pem)
+            .then_some(keys)
+    });
+    assert_eq!(d.lines(&["secret", "ls", "-q"]).len(), 1);
+    d.ok(&["secret", "create", "after", file.to_str().unwrap()]);
+
+    d.kill9();
+    let raft = d.dir().join("data/swarm/raft");
+    let (old_opens, sealed) = shoal_store::raft::db::values_opened_by(&raft, &old).unwrap();
+    assert!(sealed > 0, "the store has sealed values");
+    assert_eq!(old_opens, 0, "the old data key still opens stored values");
+    let new = after.data.current.expect("the new data key");
+    let (new_opens, _) = shoal_store::raft::db::values_opened_by(&raft, &new).unwrap();
+    assert_eq!(new_opens, sealed, "the new data key opens every value");
+
+    d.restart();
+    assert_eq!(state(&d), "locked");
+    let ok = unlock(&d, &key);
+    assert!(ok.ok, "{}", ok.stderr);
+    assert_eq!(d.lines(&["secret", "ls", "-q"]).len(), 2);
+}

@@ -7,7 +7,9 @@
 //!
 //! In clear (no autolock) it is the PKCS#8 PEM of the TLS key, followed on managers by a
 //! `SHOAL DATA KEY` block, as swarmkit keeps its DEK in clear in the key's PEM headers when the
-//! swarm is not locked. Under autolock both are sealed with the unlock key (XChaCha20-Poly1305)
+//! swarm is not locked. While the data key is rotated the retiring one is kept too
+//! (`SHOAL RETIRING DATA KEY`): a manager stopped in the middle of the rotation opens its store
+//! with both and finishes it. Under autolock both are sealed with the unlock key (XChaCha20-Poly1305)
 //! in one `SHOAL LOCKED NODE KEY` block: a manager restarted from its disk then has neither its
 //! identity nor its data until someone gives it the key (`docker swarm unlock`).
 
@@ -23,17 +25,37 @@ use super::error::{CaError, CaResult};
 use super::token::UnlockKey;
 
 const DATA_KEY_LABEL: &str = "SHOAL DATA KEY";
+const RETIRING_DATA_KEY_LABEL: &str = "SHOAL RETIRING DATA KEY";
 const CERT_LABEL: &str = "SHOAL NODE CERTIFICATE";
 const LOCKED_LABEL: &str = "SHOAL LOCKED NODE KEY";
 const NONCE_LEN: usize = 24;
+
+/// A manager's store keys (none on a worker).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreKeys {
+    /// What the store seals with.
+    pub current: Option<DataKey>,
+    /// The key a rotation in progress is replacing (it only opens values).
+    pub retiring: Option<DataKey>,
+}
+
+impl StoreKeys {
+    /// Just `key`, no rotation under way.
+    pub fn current(key: DataKey) -> Self {
+        StoreKeys {
+            current: Some(key),
+            retiring: None,
+        }
+    }
+}
 
 /// What the key file holds.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NodeKeys {
     /// The node's TLS private key (PKCS#8 PEM).
     pub key_pem: String,
-    /// The store's data key (managers).
-    pub data_key: Option<DataKey>,
+    /// The store's data keys (managers).
+    pub data: StoreKeys,
     /// The certificate of `key_pem` (PEM), written with it in one file so a renewal that
     /// changes both can never leave a key beside another key's certificate (files written
     /// before it was kept here have none).
@@ -44,7 +66,7 @@ impl std::fmt::Debug for NodeKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeKeys")
             .field("key_pem", &"<redacted>")
-            .field("data_key", &self.data_key)
+            .field("data", &self.data)
             .finish()
     }
 }
@@ -54,6 +76,8 @@ impl std::fmt::Debug for NodeKeys {
 struct Sealed {
     key_pem: String,
     data_key: Option<String>,
+    #[serde(default)]
+    retiring_data_key: Option<String>,
     #[serde(default)]
     cert_pem: Option<String>,
 }
@@ -100,8 +124,11 @@ pub fn encode(keys: &NodeKeys, unlock: Option<&UnlockKey>) -> String {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            if let Some(dk) = &keys.data_key {
+            if let Some(dk) = &keys.data.current {
                 text.push_str(&pem_block(DATA_KEY_LABEL, dk.as_bytes()));
+            }
+            if let Some(dk) = &keys.data.retiring {
+                text.push_str(&pem_block(RETIRING_DATA_KEY_LABEL, dk.as_bytes()));
             }
             if let Some(cert) = &keys.cert_pem {
                 text.push_str(&pem_block(CERT_LABEL, cert.as_bytes()));
@@ -111,7 +138,16 @@ pub fn encode(keys: &NodeKeys, unlock: Option<&UnlockKey>) -> String {
         Some(unlock) => {
             let plain = serde_json::to_vec(&Sealed {
                 key_pem: keys.key_pem.clone(),
-                data_key: keys.data_key.as_ref().map(|k| b64().encode(k.as_bytes())),
+                data_key: keys
+                    .data
+                    .current
+                    .as_ref()
+                    .map(|k| b64().encode(k.as_bytes())),
+                retiring_data_key: keys
+                    .data
+                    .retiring
+                    .as_ref()
+                    .map(|k| b64().encode(k.as_bytes())),
                 cert_pem: keys.cert_pem.clone(),
             })
             .expect("key material encodes");
@@ -146,21 +182,29 @@ pub fn decode(text: &str, unlock: Option<&UnlockKey>) -> CaResult<NodeKeys> {
             .map_err(|_| CaError::WrongUnlockKey)?;
         let sealed: Sealed = serde_json::from_slice(&plain)
             .map_err(|e| CaError::InvalidKey(format!("locked key block: {e}")))?;
-        let data_key = match sealed.data_key {
-            Some(k) => {
-                Some(data_key(&b64().decode(k).map_err(|e| {
-                    CaError::InvalidKey(format!("data key: {e}"))
-                })?)?)
-            }
-            None => None,
+        let decoded = |k: Option<String>| -> CaResult<Option<DataKey>> {
+            k.map(|k| {
+                data_key(
+                    &b64()
+                        .decode(k)
+                        .map_err(|e| CaError::InvalidKey(format!("data key: {e}")))?,
+                )
+            })
+            .transpose()
         };
         return Ok(NodeKeys {
             key_pem: sealed.key_pem,
-            data_key,
+            data: StoreKeys {
+                current: decoded(sealed.data_key)?,
+                retiring: decoded(sealed.retiring_data_key)?,
+            },
             cert_pem: sealed.cert_pem,
         });
     }
-    let data_key = pem_body(text, DATA_KEY_LABEL)?
+    let current = pem_body(text, DATA_KEY_LABEL)?
+        .map(|b| data_key(&b))
+        .transpose()?;
+    let retiring = pem_body(text, RETIRING_DATA_KEY_LABEL)?
         .map(|b| data_key(&b))
         .transpose()?;
     let cert_pem = pem_body(text, CERT_LABEL)?
@@ -170,7 +214,7 @@ pub fn decode(text: &str, unlock: Option<&UnlockKey>) -> CaResult<NodeKeys> {
             })
         })
         .transpose()?;
-    let key_end = [DATA_KEY_LABEL, CERT_LABEL]
+    let key_end = [DATA_KEY_LABEL, RETIRING_DATA_KEY_LABEL, CERT_LABEL]
         .iter()
         .filter_map(|l| text.find(&format!("-----BEGIN {l}-----")))
         .min();
@@ -180,7 +224,7 @@ pub fn decode(text: &str, unlock: Option<&UnlockKey>) -> CaResult<NodeKeys> {
     };
     Ok(NodeKeys {
         key_pem,
-        data_key,
+        data: StoreKeys { current, retiring },
         cert_pem,
     })
 }
@@ -206,9 +250,24 @@ mod tests {
     fn keys(with_data_key: bool) -> NodeKeys {
         NodeKeys {
             key_pem: "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n".into(),
-            data_key: with_data_key.then(DataKey::generate),
+            data: StoreKeys {
+                current: with_data_key.then(DataKey::generate),
+                retiring: None,
+            },
             cert_pem: None,
         }
+    }
+
+    #[test]
+    fn a_retiring_data_key_is_kept_in_clear_and_locked() {
+        let mut k = keys(true);
+        k.data.retiring = Some(DataKey::generate());
+        k.cert_pem = Some("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into());
+        assert_eq!(decode(&encode(&k, None), None).unwrap(), k);
+        let unlock = UnlockKey::generate().unwrap();
+        let locked = encode(&k, Some(&unlock));
+        assert!(!locked.contains(RETIRING_DATA_KEY_LABEL));
+        assert_eq!(decode(&locked, Some(&unlock)).unwrap(), k);
     }
 
     #[test]

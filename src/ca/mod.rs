@@ -41,6 +41,7 @@ mod token;
 mod verify;
 
 pub use error::{CaError, CaResult};
+pub use key_file::StoreKeys;
 pub use live::{ClientTls, LiveCredentials};
 pub use node_cert::{
     role_from_ou, role_ou, tls_info, NodeCertInfo, NodeCredentials, NodeIdentity, NodeKeyRequest,

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
-use shoal_store::DataKey;
 use x509_parser::certificate::X509Certificate;
 
 pub use shoal_store::model::NodeRole;
 
 use super::error::{CaError, CaResult};
-use super::key_file;
+use super::key_file::{self, StoreKeys};
 use super::pem::{certs_from_pem, first_cert_from_pem};
 use super::token::UnlockKey;
 use super::verify::verify_node_chain;
@@ -254,11 +253,8 @@ impl NodeCredentials {
     }
 
     /// Like [`NodeCredentials::load`], opening a sealed key file with `unlock`; also returns
-    /// the store's data key kept with the TLS key (managers).
-    pub fn load_with(
-        state_dir: &Path,
-        unlock: Option<&UnlockKey>,
-    ) -> CaResult<(Self, Option<DataKey>)> {
+    /// the store's data keys kept with the TLS key (managers).
+    pub fn load_with(state_dir: &Path, unlock: Option<&UnlockKey>) -> CaResult<(Self, StoreKeys)> {
         let dir = Self::dir(state_dir);
         let read = |name: &str| {
             let path = dir.join(name);
@@ -280,7 +276,7 @@ impl NodeCredentials {
             ca_pem: read(ROOT_CA_FILE)?,
         };
         creds.verify_ignoring_expiry()?;
-        Ok((creds, keys.data_key))
+        Ok((creds, keys.data))
     }
 
     /// Whether the key file under `state_dir` is sealed with an unlock key.
@@ -294,22 +290,22 @@ impl NodeCredentials {
     /// synced and renamed, so a crash leaves either the old or the new file. The key file has
     /// mode 0600.
     pub fn save(&self, state_dir: &Path) -> CaResult<()> {
-        self.save_with(state_dir, None, None)
+        self.save_with(state_dir, &StoreKeys::default(), None)
     }
 
-    /// Like [`NodeCredentials::save`], keeping the store's `data_key` in the key file and
+    /// Like [`NodeCredentials::save`], keeping the store's data keys in the key file and
     /// sealing the file with `unlock` when given (autolock).
     pub fn save_with(
         &self,
         state_dir: &Path,
-        data_key: Option<&DataKey>,
+        data: &StoreKeys,
         unlock: Option<&UnlockKey>,
     ) -> CaResult<()> {
         let dir = Self::dir(state_dir);
         create_private_dir(&dir)?;
         let keys = key_file::NodeKeys {
             key_pem: self.key_pem.clone(),
-            data_key: data_key.cloned(),
+            data: data.clone(),
             cert_pem: Some(self.cert_pem.clone()),
         };
         write_atomic(&dir.join(ROOT_CA_FILE), self.ca_pem.as_bytes(), 0o644)?;

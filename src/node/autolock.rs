@@ -7,7 +7,8 @@
 //! The unlock key itself lives in the Cluster object (in the store, sealed at rest like
 //! everything else). Every manager follows it: when autolock is turned on or off or the key is
 //! rotated, it rewrites its own key file under the new key. A manager keeps the key it was
-//! sealed with in memory only.
+//! sealed with in memory only. Turning autolock on also rotates the manager's data key (see
+//! [`NodeRuntime::reconcile_keys`]).
 
 use std::time::Duration;
 
@@ -15,17 +16,17 @@ use shoal_store::model::{Cluster, Kind};
 use shoal_store::{DataKey, Store, WatchFilter, WatchRequest, WatchStart};
 
 use super::{NodeRuntime, SwarmError, SwarmState};
-use crate::ca::{CaError, NodeCredentials, UnlockKey};
+use crate::ca::{CaError, NodeCredentials, StoreKeys, UnlockKey};
 
 /// Pause before following the unlock key again after the watch ended.
 const REWATCH: Duration = Duration::from_secs(1);
 
 /// The keys a node holds in memory while it runs: what its key file is sealed with, and its
-/// store's data key (managers).
+/// store's data keys (managers).
 #[derive(Default)]
 pub(super) struct HeldKeys {
     pub unlock: Option<UnlockKey>,
-    pub data_key: Option<DataKey>,
+    pub data: StoreKeys,
 }
 
 /// The unlock key the swarm wants managers sealed with: the Cluster's key while autolock is on.
@@ -45,15 +46,11 @@ pub(super) fn wanted_unlock_key(store: &Store) -> Option<UnlockKey> {
 }
 
 impl NodeRuntime {
-    /// Saves `creds` with the keys held in memory (the data key, sealed with the unlock key)
+    /// Saves `creds` with the keys held in memory (the data keys, sealed with the unlock key)
     /// and makes them the ones new connections present.
     pub(super) fn save_credentials(&self, creds: &NodeCredentials) -> Result<(), CaError> {
         let held = self.inner.keys.lock().unwrap();
-        creds.save_with(
-            self.inner.dir.root(),
-            held.data_key.as_ref(),
-            held.unlock.as_ref(),
-        )?;
+        creds.save_with(self.inner.dir.root(), &held.data, held.unlock.as_ref())?;
         self.inner.live.replace(creds)
     }
 
@@ -63,55 +60,123 @@ impl NodeRuntime {
         Ok(NodeCredentials::load_with(self.inner.dir.root(), held.unlock.as_ref())?.0)
     }
 
-    /// Rewrites this manager's key file under `wanted` if that is not what it is sealed with.
-    fn reseal(&self, wanted: Option<UnlockKey>) -> Result<(), CaError> {
-        let mut held = self.inner.keys.lock().unwrap();
-        if held.unlock == wanted {
-            return Ok(());
-        }
+    /// Rewrites this manager's key file with `data` under `unlock`, and holds them.
+    fn rewrite_keys(
+        &self,
+        held: &mut HeldKeys,
+        data: StoreKeys,
+        unlock: Option<UnlockKey>,
+    ) -> Result<(), CaError> {
         let root = self.inner.dir.root();
         let (creds, _) = NodeCredentials::load_with(root, held.unlock.as_ref())?;
-        creds.save_with(root, held.data_key.as_ref(), wanted.as_ref())?;
-        tracing::info!(
-            locked = wanted.is_some(),
-            "this manager's keys are now sealed with the swarm's current unlock key"
-        );
-        held.unlock = wanted;
+        creds.save_with(root, &data, unlock.as_ref())?;
+        held.data = data;
+        held.unlock = unlock;
         Ok(())
     }
 
-    /// Keeps this manager's key file sealed with the swarm's unlock key for as long as `store`
-    /// runs: reconciles on every change of the Cluster object.
-    pub(super) async fn follow_unlock_key(self, store: Store) {
-        loop {
-            let req = WatchRequest {
-                start: WatchStart::Snapshot,
-                filter: WatchFilter::kinds([Kind::Cluster]),
-                min_revision: None,
-                buffer: 16,
-                progress_interval: Duration::from_secs(60),
-            };
-            let mut watch = match store.watch(req).await {
-                Ok(w) => w,
-                Err(_) if store.is_stopped() => return,
-                Err(e) => {
-                    tracing::debug!("following the unlock key: {e}");
-                    tokio::time::sleep(REWATCH).await;
-                    continue;
+    /// Brings this manager's keys in line with the swarm: its key file sealed with the swarm's
+    /// unlock key while autolock is on, in clear otherwise. Turning autolock on also rotates
+    /// the store's data key, as swarmkit does: the old one lay on disk in clear until then. The
+    /// new key and the retiring one are both kept in the key file until the store has sealed
+    /// everything again, so a manager stopped in the middle finishes the rotation when it
+    /// starts; then its TLS key, which lay in clear too, is replaced by a renewal.
+    async fn reconcile_keys(&self, store: &Store) -> anyhow::Result<()> {
+        let wanted = wanted_unlock_key(store);
+        let rotation = {
+            let mut held = self.inner.keys.lock().unwrap();
+            if held.unlock != wanted {
+                let mut data = held.data.clone();
+                let locking = held.unlock.is_none() && wanted.is_some();
+                if locking && data.retiring.is_none() {
+                    data.retiring = data.current.replace(DataKey::generate());
                 }
-            };
-            while let Some(msg) = watch.next().await {
-                if msg.is_err() {
-                    break;
-                }
-                if let Err(e) = self.reseal(wanted_unlock_key(&store)) {
-                    tracing::error!("re-sealing this manager's keys: {e}");
-                }
+                self.rewrite_keys(&mut held, data, wanted.clone())?;
+                tracing::info!(
+                    locked = wanted.is_some(),
+                    "this manager's keys are now sealed with the swarm's current unlock key"
+                );
             }
+            match (&held.data.current, &held.data.retiring) {
+                (Some(current), Some(_)) => Some(current.clone()),
+                _ => None,
+            }
+        };
+        let Some(new_key) = rotation else {
+            return Ok(());
+        };
+        if store.rotating_data_key() {
+            // Opened with both keys: it stopped in the middle of the rotation.
+            store.finish_data_key_rotation().await?;
+        } else {
+            store.rotate_data_key(new_key).await?;
+        }
+        {
+            let mut held = self.inner.keys.lock().unwrap();
+            let data = StoreKeys {
+                retiring: None,
+                ..held.data.clone()
+            };
+            let unlock = held.unlock.clone();
+            self.rewrite_keys(&mut held, data, unlock)?;
+        }
+        tracing::info!("this manager's data key is rotated; the old one is forgotten");
+        if let Err(e) = self
+            .renew_certificate_now(self.inner.live.generation())
+            .await
+        {
+            tracing::warn!("replacing this manager's TLS key after the data key rotation: {e:#}; it is replaced at its next renewal");
+        }
+        Ok(())
+    }
+
+    /// Keeps this manager's keys in line with the swarm ([`NodeRuntime::reconcile_keys`]) for
+    /// as long as `store` runs: on every change of the Cluster object, and again after a
+    /// failure.
+    pub(super) async fn follow_unlock_key(self, store: Store) {
+        let mut watch = None;
+        loop {
             if store.is_stopped() {
                 return;
             }
-            tokio::time::sleep(REWATCH).await;
+            if let Err(e) = self.reconcile_keys(&store).await {
+                if store.is_stopped() {
+                    return;
+                }
+                tracing::error!("bringing this manager's keys in line with the swarm: {e:#}");
+                tokio::time::sleep(REWATCH).await;
+                continue;
+            }
+            let w = match watch.as_mut() {
+                Some(w) => w,
+                None => {
+                    let req = WatchRequest {
+                        start: WatchStart::Snapshot,
+                        filter: WatchFilter::kinds([Kind::Cluster]),
+                        min_revision: None,
+                        buffer: 16,
+                        progress_interval: Duration::from_secs(60),
+                    };
+                    match store.watch(req).await {
+                        Ok(w) => watch.insert(w),
+                        Err(e) => {
+                            if store.is_stopped() {
+                                return;
+                            }
+                            tracing::debug!("following the unlock key: {e}");
+                            tokio::time::sleep(REWATCH).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match w.next().await {
+                Some(Ok(_)) => {}
+                _ => {
+                    watch = None;
+                    tokio::time::sleep(REWATCH).await;
+                }
+            }
         }
     }
 
@@ -134,7 +199,7 @@ impl NodeRuntime {
         };
         let key =
             UnlockKey::parse(key).map_err(|_| SwarmError::bad_request("invalid key string"))?;
-        let (creds, data_key) = match NodeCredentials::load_with(self.inner.dir.root(), Some(&key))
+        let (creds, data_keys) = match NodeCredentials::load_with(self.inner.dir.root(), Some(&key))
         {
             Ok(opened) => opened,
             Err(CaError::WrongUnlockKey) => {
@@ -147,7 +212,7 @@ impl NodeRuntime {
         {
             let mut held = self.inner.keys.lock().unwrap();
             held.unlock = Some(key);
-            held.data_key = data_key;
+            held.data = data_keys;
         }
         let state = self.resume(membership, creds).await.map_err(|e| {
             SwarmError::internal(format!("swarm component could not be started: {e:#}"))

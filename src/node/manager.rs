@@ -63,12 +63,14 @@ async fn bind_listener(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 impl Manager {
-    /// Opens the store (sealed with `data_key`) and starts serving the swarm listener.
+    /// Opens the store (sealed with `data_key`; values still sealed with `retiring` are opened
+    /// too, a data key rotation under way) and starts serving the swarm listener.
     pub async fn start(
         dir: &SwarmDir,
         live: &LiveCredentials,
         membership: SwarmMembership,
         data_key: DataKey,
+        retiring: Option<DataKey>,
     ) -> anyhow::Result<Arc<Manager>> {
         let listener = bind_listener(&membership.listen_addr)
             .await
@@ -81,7 +83,8 @@ impl Manager {
         // Certificates are read per connection: a renewal applies to the next one.
         live.server_config()?;
         let transport = Arc::new(GrpcTransport::new(live.clone()));
-        let cfg = store_config(dir, &membership, data_key);
+        let mut cfg = store_config(dir, &membership, data_key);
+        cfg.retiring_data_key = retiring;
         let store = Store::open(cfg, transport)
             .await
             .context("opening the store")?;

@@ -33,7 +33,7 @@ use tonic::transport::Endpoint;
 
 use crate::agent::storage::FileTaskStore;
 use crate::agent::{executor, Agent, AgentConfig, ExecutorChoice};
-use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, RootCa, UnlockKey};
+use crate::ca::{self, JoinToken, NodeCertSpec, NodeCredentials, RootCa, StoreKeys, UnlockKey};
 use crate::exec::Executor;
 use join::JoinFailure;
 use manager::Manager;
@@ -323,8 +323,8 @@ impl NodeRuntime {
                 *node.inner.state.write().await = SwarmState::Locked { membership };
                 return Ok(node);
             }
-            let (creds, data_key) = NodeCredentials::load_with(dir.root(), None)?;
-            node.inner.keys.lock().unwrap().data_key = data_key;
+            let (creds, data_keys) = NodeCredentials::load_with(dir.root(), None)?;
+            node.inner.keys.lock().unwrap().data = data_keys;
             let membership = if node.inner.config.force_new_cluster {
                 if membership.role != NodeRole::Manager {
                     anyhow::bail!("--force-new-cluster recovers a manager of a swarm that lost its quorum; this node is a worker");
@@ -369,11 +369,13 @@ impl NodeRuntime {
         Ok(match membership.role {
             NodeRole::Manager => {
                 let data_key = self.manager_data_key(&creds)?;
+                let retiring = self.inner.keys.lock().unwrap().data.retiring.clone();
                 let manager = Manager::start(
                     &self.inner.dir,
                     &self.inner.live,
                     membership.clone(),
                     data_key,
+                    retiring,
                 )
                 .await?;
                 self.spawn_key_follower(&manager.store);
@@ -390,12 +392,12 @@ impl NodeRuntime {
     /// keys were kept there) adopts the one its store kept beside its data, or a new one, and
     /// keeps it in the key file from then on: never in clear beside the data.
     fn manager_data_key(&self, creds: &NodeCredentials) -> anyhow::Result<shoal_store::DataKey> {
-        if let Some(key) = self.inner.keys.lock().unwrap().data_key.clone() {
+        if let Some(key) = self.inner.keys.lock().unwrap().data.current.clone() {
             return Ok(key);
         }
         let raft = self.inner.dir.raft();
         let key = autolock::adopt_data_key(&raft)?;
-        self.inner.keys.lock().unwrap().data_key = Some(key.clone());
+        self.inner.keys.lock().unwrap().data = StoreKeys::current(key.clone());
         self.save_credentials(creds)?;
         match std::fs::remove_file(raft.join("data.key")) {
             Ok(()) => {}
@@ -491,12 +493,12 @@ impl NodeRuntime {
         let data_key = shoal_store::DataKey::generate();
         *self.inner.keys.lock().unwrap() = autolock::HeldKeys {
             unlock: unlock_key.clone(),
-            data_key: Some(data_key.clone()),
+            data: StoreKeys::current(data_key.clone()),
         };
         self.save_credentials(&creds)
             .map_err(SwarmError::internal)?;
 
-        let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key)
+        let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key, None)
             .await
             .map_err(|e| {
                 let _ = dir.wipe();
@@ -738,15 +740,21 @@ impl NodeRuntime {
         let data_key = (role == NodeRole::Manager).then(shoal_store::DataKey::generate);
         *self.inner.keys.lock().unwrap() = autolock::HeldKeys {
             unlock: None,
-            data_key: data_key.clone(),
+            data: StoreKeys {
+                current: data_key.clone(),
+                retiring: None,
+            },
         };
         self.save_credentials(&creds)
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
         match (role, data_key) {
             (NodeRole::Manager, Some(data_key)) => {
-                let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key)
-                    .await
-                    .map_err(|e| JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}"))))?;
+                let manager =
+                    Manager::start(dir, &self.inner.live, membership.clone(), data_key, None)
+                        .await
+                        .map_err(|e| {
+                            JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}")))
+                        })?;
                 let (remote, creds, advertise) =
                     (remote.to_string(), creds.clone(), advertise.to_string());
                 let raft_id = membership.raft_id;

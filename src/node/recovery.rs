@@ -28,7 +28,7 @@ impl NodeRuntime {
         &self,
         mut membership: SwarmMembership,
     ) -> Result<SwarmMembership, SwarmError> {
-        let data_key = self.inner.keys.lock().unwrap().data_key.clone();
+        let data_key = self.inner.keys.lock().unwrap().data.current.clone();
         let data_key = match data_key {
             Some(k) => k,
             None => super::autolock::adopt_data_key(&self.inner.dir.raft())
@@ -76,14 +76,16 @@ impl NodeRuntime {
         };
         old.stop().await;
         let membership = self.recover_store(membership).await?;
-        let data_key = self.inner.keys.lock().unwrap().data_key.clone();
-        let data_key =
-            data_key.ok_or_else(|| SwarmError::internal("the store's data key is gone"))?;
+        let keys = self.inner.keys.lock().unwrap().data.clone();
+        let data_key = keys
+            .current
+            .ok_or_else(|| SwarmError::internal("the store's data key is gone"))?;
         let manager = Manager::start(
             &self.inner.dir,
             &self.inner.live,
             membership.clone(),
             data_key,
+            keys.retiring,
         )
         .await
         .map_err(|e| SwarmError::internal(format!("{e:#}")))?;

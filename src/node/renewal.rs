@@ -119,7 +119,7 @@ impl NodeRuntime {
     }
 
     /// One renewal, under the lifecycle lock (no join, leave or role change meanwhile).
-    async fn renew_certificate_now(&self, generation: u64) -> anyhow::Result<()> {
+    pub(super) async fn renew_certificate_now(&self, generation: u64) -> anyhow::Result<()> {
         let _guard = self.inner.lifecycle.lock().await;
         if self.inner.live.generation() != generation {
             return Ok(());

@@ -89,7 +89,11 @@ pub async fn restore(
         "" => None,
         key => Some(UnlockKey::parse(key).context("the backup's unlock key")?),
     };
-    creds.save_with(dir.root(), Some(&data_key), unlock.as_ref())?;
+    creds.save_with(
+        dir.root(),
+        &crate::ca::StoreKeys::current(data_key),
+        unlock.as_ref(),
+    )?;
     dir.save(&membership)?;
     std::fs::write(recovery_marker(&dir), b"")?;
     Ok(Restored {

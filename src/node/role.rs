@@ -23,7 +23,7 @@ use super::manager::Manager;
 use super::membership::SwarmMembership;
 use super::{join_raft, NodeRuntime, SwarmState};
 use crate::agent::Connection;
-use crate::ca::{self, NodeCredentials, NodeKeyRequest};
+use crate::ca::{self, NodeCredentials, NodeKeyRequest, StoreKeys};
 
 /// Retry delay after a failed role change.
 const RETRY: Duration = Duration::from_secs(2);
@@ -79,11 +79,12 @@ impl NodeRuntime {
         // The new store's data key; sealed with the swarm's unlock key once the store has the
         // Cluster object (see `autolock`).
         let data_key = shoal_store::DataKey::generate();
-        self.inner.keys.lock().unwrap().data_key = Some(data_key.clone());
+        self.inner.keys.lock().unwrap().data = StoreKeys::current(data_key.clone());
         self.save_credentials(&new_creds)?;
         membership.role = NodeRole::Manager;
         membership.raft_id = raft_id;
-        let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key).await?;
+        let manager =
+            Manager::start(dir, &self.inner.live, membership.clone(), data_key, None).await?;
         if let Err(e) = join_raft(&via, &new_creds, raft_id, &membership.advertise_addr).await {
             manager.stop().await;
             let _ = std::fs::remove_dir_all(dir.raft());

@@ -44,6 +44,10 @@ pub struct StoreConfig {
     /// key of its own in clear beside its data (`data.key`); a node that protects the key
     /// itself (autolock) passes it here.
     pub data_key: Option<DataKey>,
+    /// The data key being rotated out, when the member stopped in the middle of a rotation:
+    /// values still sealed with it are opened, and sealed again with `data_key` when the owner
+    /// calls `Store::finish_data_key_rotation`.
+    pub retiring_data_key: Option<DataKey>,
     /// Whether values are sealed at rest (default true). False only for benchmarks that measure
     /// what sealing costs (`shoal bench store --compare-encryption`): the store then writes its
     /// Raft log, watch history and snapshots in clear. No `shoal daemon` flag or setting reaches
@@ -75,6 +79,7 @@ impl StoreConfig {
             max_txn_bytes: 4 << 20,
             max_inflight_batches: 8,
             data_key: None,
+            retiring_data_key: None,
             seal_at_rest: true,
         }
     }

@@ -125,6 +125,11 @@ struct Inner {
     /// Held around each membership change this member proposes as leader (openraft takes one
     /// at a time; concurrent joins and removals wait their turn instead of failing).
     membership_changes: tokio::sync::Mutex<()>,
+    /// A handle to the Raft log (data key rotations seal its entries again), taken by
+    /// `shutdown` so that it does not keep the database open.
+    log: std::sync::Mutex<Option<LogStore>>,
+    /// One data key rotation at a time.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 /// How long a restarted member may take to apply its log again from its last snapshot.
@@ -199,7 +204,10 @@ pub(crate) fn sealer_for(config: &StoreConfig) -> Result<Arc<Sealer>, StoreError
         None => DataKey::load_or_create(&config.data_dir.join("data.key"))
             .map_err(|e| StoreError::Storage(format!("the store's data key: {e}")))?,
     };
-    Ok(Arc::new(Sealer::new(&data_key)))
+    Ok(Arc::new(Sealer::rotating(
+        &data_key,
+        config.retiring_data_key.as_ref(),
+    )))
 }
 
 pub(crate) async fn close_database(db: Arc<rocksdb::DB>) -> bool {
@@ -267,6 +275,7 @@ impl Store {
             .map(|c| c.map(|l| l.index))
             .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;
         let log_store = LogStore::new(database.clone(), sealer.clone());
+        let log_handle = log_store.clone();
         let sm = StateMachine::open(
             database,
             sealer,
@@ -316,6 +325,8 @@ impl Store {
             database: std::sync::Mutex::new(Some(own_handle)),
             closed: AtomicBool::new(false),
             membership_changes: tokio::sync::Mutex::new(()),
+            log: std::sync::Mutex::new(Some(log_handle)),
+            rotation: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(track_leadership(raft, lead_tx));
         tokio::spawn(snapshot_by_size(Arc::downgrade(&inner)));
@@ -375,6 +386,7 @@ impl Store {
         // they end; the state machine's shared part is kept alive by every store handle, so it
         // lets go explicitly.
         self.inner.shared.close();
+        self.inner.log.lock().expect("log handle lock").take();
         let Some(db) = self.inner.database.lock().expect("database lock").take() else {
             return; // another shutdown closes it
         };
@@ -676,6 +688,76 @@ impl Store {
             .await
             .map_err(|e| StoreError::Storage(e.to_string()))?
             .map_err(|e| StoreError::Storage(format!("compacting the database: {e}")))
+    }
+
+    /// Rotates this member's data key to `new` (swarmkit does when autolock is turned on: the
+    /// old key lay on disk in clear). Values are sealed with `new` at once; a snapshot is built
+    /// under it and the log behind it dropped; every value still sealed with the old key is
+    /// sealed again and the database compacted, so the old versions leave the disk; then the
+    /// old key is forgotten. The owner keeps both keys (`StoreConfig::retiring_data_key`) until
+    /// this returns: a member stopped in the middle opens with both and finishes with
+    /// [`Store::finish_data_key_rotation`].
+    pub async fn rotate_data_key(&self, new: DataKey) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.rotation.lock().await;
+        let sealer = self.inner.shared.sealer().clone();
+        tokio::task::spawn_blocking(move || sealer.rotate(&new))
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))?
+            .map_err(|e| StoreError::Invalid(format!("rotating the data key: {e}")))?;
+        self.reseal_with_current_key().await
+    }
+
+    /// Finishes a data key rotation this member was stopped in the middle of (it was opened
+    /// with a `retiring_data_key`); does nothing otherwise.
+    pub async fn finish_data_key_rotation(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.rotation.lock().await;
+        if !self.inner.shared.rotating_data_key() {
+            return Ok(());
+        }
+        self.reseal_with_current_key().await
+    }
+
+    /// Whether values may still be sealed with a retiring data key.
+    pub fn rotating_data_key(&self) -> bool {
+        self.inner.shared.rotating_data_key()
+    }
+
+    async fn reseal_with_current_key(&self) -> Result<(), StoreError> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Storage(format!("rotating the data key: {what}: {e}"))
+        };
+        // A snapshot whose file key is sealed with the new data key; the log behind it goes.
+        if self.is_initialized().await {
+            snapshot_and_drop_log(&self.inner.raft)
+                .await
+                .map_err(|e| failed("building a snapshot", &e))?;
+        }
+        let log = self
+            .inner
+            .log
+            .lock()
+            .expect("log handle lock")
+            .clone()
+            .ok_or(StoreError::Shutdown)?;
+        log.reseal()
+            .await
+            .map_err(|e| failed("sealing the Raft log again", &e))?;
+        let shared = self.inner.shared.clone();
+        let resealed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let resealed = shared.reseal_at_rest()?;
+            // Rewrites every table file: the versions sealed with the old key leave the disk.
+            shared.compact_database()?;
+            shared.sealer().retire();
+            Ok(resealed)
+        })
+        .await
+        .map_err(|e| StoreError::Storage(e.to_string()))?
+        .map_err(|e| failed("sealing stored values again", &e))?;
+        tracing::info!(
+            resealed,
+            "the store's data key is rotated; the old key opens nothing on disk"
+        );
+        Ok(())
     }
 
     /// Raft metrics (for status pages and tests).

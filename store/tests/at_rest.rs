@@ -192,3 +192,212 @@ async fn sealing_cannot_be_turned_off_for_a_sealed_directory() {
     c.restart(1).await;
     assert_eq!(c.store(1).view().count(Kind::Config), 1);
 }
+
+/// A fixed data key per member and generation, so a test can reopen members with either.
+fn key(member: u64, generation: u8) -> DataKey {
+    DataKey::from_bytes(&[member as u8 + generation * 16; 32]).unwrap()
+}
+
+/// How many values under member `id`'s directory `key` opens, and how many are sealed.
+fn opened_by(c: &Cluster, id: u64, key: &DataKey) -> (u64, u64) {
+    shoal_store::raft::db::values_opened_by(&member_dir(c.dir.path(), id), key).unwrap()
+}
+
+/// Every sealed value in member `id`'s database, read-only.
+fn sealed_values(c: &Cluster, id: u64) -> Vec<Vec<u8>> {
+    let path = member_dir(c.dir.path(), id).join("db");
+    let db = rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        path,
+        shoal_store::raft::db::ALL,
+        false,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for name in shoal_store::raft::db::ALL {
+        let family = db.cf_handle(name).unwrap();
+        for item in db.iterator_cf(family, rocksdb::IteratorMode::Start) {
+            let (_, v) = item.unwrap();
+            if v.first() == Some(&1) && v.len() > 40 {
+                out.push(v.to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// The files under member `id`'s directory that still hold one of `values` (by its nonce and
+/// the start of its ciphertext). RocksDB's write-ahead log files (`*.log`) are left out: they
+/// are recycled, and a recycled file's stale tail is never read again but stays on disk until
+/// overwritten, as the blocks of a deleted file do.
+fn old_values_on_disk(c: &Cluster, id: u64, values: &[Vec<u8>]) -> Vec<String> {
+    let needles: std::collections::HashSet<&[u8]> = values.iter().map(|v| &v[1..41]).collect();
+    let mut found = Vec::new();
+    let mut stack = vec![member_dir(c.dir.path(), id)];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_some_and(|x| x == "log") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes.windows(40).any(|w| needles.contains(w)) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_data_key_rotation_under_writes_the_old_key_opens_nothing() {
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.data_key = Some(key(cfg.raft_id, 0));
+        cfg.snapshot_every = 20;
+        cfg.logs_kept_after_snapshot = 5;
+    })
+    .await;
+    let secret = Secret {
+        meta: Meta::with_id(shoal_store::model::new_id()),
+        spec: SecretSpec {
+            name: "rotated".into(),
+            data: b"kept across the rotation".to_vec(),
+            ..Default::default()
+        },
+    };
+    let leader = c.leader().await;
+    c.store(leader)
+        .submit(Txn::new().create(secret.clone()))
+        .await
+        .unwrap();
+    for i in 0..60 {
+        c.store(leader)
+            .submit(Txn::new().create(config_object(&format!("before-{i}"))))
+            .await
+            .unwrap();
+    }
+    // Everything so far into table files, to see the rotation rewrite them; what the old key
+    // sealed, read from a running member's database (read-only opens take no lock).
+    let mut old_sealed = Vec::new();
+    for id in 1..=3 {
+        c.store(id).compact().await.unwrap();
+        old_sealed.push(sealed_values(&c, id));
+        assert!(!old_sealed[id as usize - 1].is_empty());
+    }
+    // Writes go on while every member rotates.
+    let writer = {
+        let store = c.store(leader).clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                store
+                    .submit(Txn::new().create(config_object(&format!("during-{i}"))))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let rotations: Vec<_> = (1..=3)
+        .map(|id| {
+            let store = c.store(id).clone();
+            tokio::spawn(async move { store.rotate_data_key(key(id, 1)).await })
+        })
+        .collect();
+    for r in rotations {
+        r.await.unwrap().expect("the rotation completes");
+    }
+    writer.await.unwrap();
+    for id in 1..=3 {
+        assert!(!c.store(id).rotating_data_key());
+    }
+    stop_when_caught_up(&mut c, leader).await;
+
+    for id in 1..=3 {
+        let (old_opens, sealed) = opened_by(&c, id, &key(id, 0));
+        assert!(sealed > 0, "member {id} has sealed values");
+        assert_eq!(
+            old_opens, 0,
+            "member {id}: the old data key still opens values"
+        );
+        let (new_opens, _) = opened_by(&c, id, &key(id, 1));
+        assert_eq!(
+            new_opens, sealed,
+            "member {id}: the new key opens every value"
+        );
+    }
+    for id in 1..=3 {
+        let left = old_values_on_disk(&c, id, &old_sealed[id as usize - 1]);
+        assert!(
+            left.is_empty(),
+            "member {id}: values sealed with the old key remain in {left:?}"
+        );
+    }
+    let err = Store::open(
+        {
+            let mut cfg = config(c.dir.path(), 1);
+            cfg.data_key = Some(key(1, 0));
+            cfg
+        },
+        c.net.transport(&addr(1)),
+    )
+    .await
+    .err()
+    .expect("the old key must not open the store");
+    assert!(err.to_string().contains("data key"), "{err}");
+
+    for id in 1..=3 {
+        c.restart_with(id, |cfg| cfg.data_key = Some(key(id, 1)))
+            .await;
+    }
+    c.leader().await;
+    for id in 1..=3 {
+        let v = c.store(id).view();
+        let back = v.get::<Secret>(&secret.meta.id).expect("the secret");
+        assert_eq!(back.spec.data, b"kept across the rotation");
+        assert_eq!(v.count(Kind::Config), 160);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_stopped_during_a_rotation_opens_with_both_keys_and_finishes_it() {
+    let mut c = Cluster::start_with(1, |cfg| {
+        cfg.data_key = Some(key(1, 0));
+        cfg.snapshot_every = 20;
+    })
+    .await;
+    for i in 0..30 {
+        c.store(1)
+            .submit(Txn::new().create(config_object(&format!("old-{i}"))))
+            .await
+            .unwrap();
+    }
+    c.kill(1).await;
+    // As a node reopens it when it stopped after switching keys, before the rotation ended.
+    c.restart_with(1, |cfg| {
+        cfg.data_key = Some(key(1, 1));
+        cfg.retiring_data_key = Some(key(1, 0));
+    })
+    .await;
+    c.leader().await;
+    assert!(c.store(1).rotating_data_key());
+    assert_eq!(c.store(1).view().count(Kind::Config), 30);
+    for i in 0..10 {
+        c.store(1)
+            .submit(Txn::new().create(config_object(&format!("new-{i}"))))
+            .await
+            .unwrap();
+    }
+    c.store(1).finish_data_key_rotation().await.unwrap();
+    assert!(!c.store(1).rotating_data_key());
+    c.kill(1).await;
+    let (old_opens, sealed) = opened_by(&c, 1, &key(1, 0));
+    assert!(sealed > 0);
+    assert_eq!(old_opens, 0, "the retired key still opens values");
+    c.restart_with(1, |cfg| cfg.data_key = Some(key(1, 1)))
+        .await;
+    c.leader().await;
+    assert_eq!(c.store(1).view().count(Kind::Config), 40);
+}

@@ -104,3 +104,28 @@ pub fn key_u64(k: &[u8]) -> u64 {
 pub fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+/// How many values in the stopped member's database under `data_dir` open with `key`, and how
+/// many values are sealed at all: what a data key rotation is checked by (afterwards the old
+/// key must open none). Opens the database read-only; the member must not be running.
+pub fn values_opened_by(
+    data_dir: &Path,
+    key: &super::seal::DataKey,
+) -> std::io::Result<(u64, u64)> {
+    let db = DB::open_cf_for_read_only(&Options::default(), data_dir.join("db"), ALL, false)
+        .map_err(io_err)?;
+    let sealer = super::seal::Sealer::new(key);
+    let (mut opened, mut sealed) = (0, 0);
+    for name in ALL {
+        for item in db.iterator_cf(cf(&db, name), rocksdb::IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            if v.first() == Some(&super::seal::SEALED_V1) {
+                sealed += 1;
+                if sealer.open(&v).is_ok() {
+                    opened += 1;
+                }
+            }
+        }
+    }
+    Ok((opened, sealed))
+}

@@ -149,6 +149,42 @@ enum LogIo {
     Written(tokio::sync::oneshot::Sender<io::Result<()>>),
     /// Say so once everything queued before is written and synced.
     Synced(tokio::sync::oneshot::Sender<io::Result<()>>),
+    /// Seal again with the current data key the entries from index `from` on that are sealed
+    /// with a retiring one, at most [`RESEAL_CHUNK`] of them; answer the index to go on from
+    /// (`None`: done). Done here, in order with every other write to the log, so no entry a
+    /// truncation replaced is ever written back.
+    Reseal {
+        from: u64,
+        reply: tokio::sync::oneshot::Sender<io::Result<Option<u64>>>,
+    },
+}
+
+/// How many log entries one [`LogIo::Reseal`] reads: appends wait behind it meanwhile.
+const RESEAL_CHUNK: usize = 512;
+
+/// Seals again the entries from `from` on that need it (see [`LogIo::Reseal`]).
+fn reseal_entries(db: &DB, sealer: &Sealer, from: u64) -> io::Result<Option<u64>> {
+    let log = cf(db, CF_LOG);
+    let start = u64_key(from);
+    let mut batch = WriteBatch::default();
+    let mut next = None;
+    for (read, item) in db
+        .iterator_cf(log, IteratorMode::From(&start, Direction::Forward))
+        .enumerate()
+    {
+        let (k, v) = item.map_err(io_err)?;
+        if read == RESEAL_CHUNK {
+            next = Some(key_u64(&k));
+            break;
+        }
+        if let Some(resealed) = sealer.reseal(&v)? {
+            batch.put_cf(log, &k, resealed);
+        }
+    }
+    if !batch.is_empty() {
+        db.write(batch).map_err(io_err)?;
+    }
+    Ok(next)
 }
 
 /// RocksDB-backed Raft log storage.
@@ -163,7 +199,7 @@ pub struct LogStore {
 
 /// The IO thread: writes what is queued, in order, and syncs the WAL once for every group of
 /// appends waiting (group commit). A failed write fails everything after it in the group.
-fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
+fn run_log_io(db: Arc<DB>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         group.extend(rx.try_iter());
@@ -181,6 +217,12 @@ fn run_log_io(db: Arc<DB>, rx: std_mpsc::Receiver<LogIo>) {
                 }
                 LogIo::Flushed(cb) => flushed.push(cb),
                 LogIo::Synced(tx) => synced.push(tx),
+                LogIo::Reseal { from, reply } => {
+                    let _ = reply.send(match &failed {
+                        None => reseal_entries(&db, &sealer, from),
+                        Some(e) => Err(io::Error::other(e.clone())),
+                    });
+                }
                 LogIo::Written(tx) => {
                     let _ = tx.send(match &failed {
                         None => Ok(()),
@@ -210,9 +252,10 @@ impl LogStore {
     pub fn new(db: Arc<DB>, sealer: Arc<Sealer>) -> Self {
         let (tx, rx) = std_mpsc::channel::<LogIo>();
         let io_db = db.clone();
+        let io_sealer = sealer.clone();
         std::thread::Builder::new()
             .name("raft-log-io".into())
-            .spawn(move || run_log_io(io_db, rx))
+            .spawn(move || run_log_io(io_db, io_sealer, rx))
             .expect("spawn the Raft log's IO thread");
         LogStore {
             db,
@@ -247,6 +290,23 @@ impl LogStore {
         self.queue(ask(tx))?;
         rx.await
             .map_err(|_| io::Error::other("the Raft log's IO thread has stopped"))?
+    }
+
+    /// Seals again with the current data key every entry sealed with a retiring one (a data
+    /// key rotation), in chunks queued behind the log's other writes.
+    pub async fn reseal(&self) -> io::Result<()> {
+        let mut from = 0;
+        loop {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.queue(LogIo::Reseal { from, reply })?;
+            match answer
+                .await
+                .map_err(|_| io::Error::other("the Raft log's IO thread has stopped"))??
+            {
+                Some(next) => from = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -385,6 +445,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // core, which must keep answering heartbeats).
         let entries: Vec<Entry> = entries.into_iter().collect();
         let large = super::entries_are_large(&entries);
+        // From the first value sealed until the batch is queued (see `Sealer::writing`): a key
+        // rotation then finds every value sealed with the old key already queued ahead of it.
+        let writing = self.sealer.writing();
         let (batch, appended) = super::off_runtime_if(large, || -> io::Result<_> {
             let mut batch = WriteBatch::default();
             let mut appended = Vec::new();
@@ -404,6 +467,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         self.queue(LogIo::Write(batch))?;
+        drop(writing);
         self.queue(LogIo::Flushed(callback))
     }
 

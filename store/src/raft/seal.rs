@@ -8,6 +8,11 @@
 //! beside the data (`<data dir>/data.key`, or in the node's key file), as swarmkit keeps its DEK
 //! in clear in the same case.
 //!
+//! The data key can be rotated in place (swarmkit rotates its DEK when autolock is turned on,
+//! since the old one lay on disk in clear): the store seals with the new key at once, seals
+//! every stored value again, and only then forgets the old one ([`Sealer::rotate`],
+//! `Store::rotate_data_key`).
+//!
 //! A sealed value starts with a version byte that no JSON document starts with, so values
 //! written before the store sealed anything are still read.
 //!
@@ -18,12 +23,13 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chacha20poly1305::aead::{Aead, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 /// The first byte of a sealed value.
-const SEALED_V1: u8 = 0x01;
+pub(crate) const SEALED_V1: u8 = 0x01;
 const NONCE_LEN: usize = 24;
 
 /// A 32-byte data encryption key.
@@ -83,10 +89,27 @@ impl DataKey {
     }
 }
 
-/// Seals and opens values with one data key, or (benchmarks only) keeps them in clear.
+/// Seals and opens values with the member's data key, or (benchmarks only) keeps them in clear.
+///
+/// While the data key is rotated ([`Sealer::rotate`]) it seals with the new key and still opens
+/// values sealed with the retiring one, until every stored value has been sealed again and the
+/// retiring key is dropped ([`Sealer::retire`]).
 pub struct Sealer {
     /// `None`: values are written in clear ([`Sealer::clear`]).
-    cipher: Option<XChaCha20Poly1305>,
+    keys: Option<RwLock<KeyRing>>,
+    /// Held shared by every writer from the moment it seals a value until the value is handed
+    /// to the database (or to the log's IO thread), and exclusively by a rotation while it
+    /// switches keys or seals stored values again: so no value sealed with the retiring key
+    /// can reach the disk after the sweep has passed it, and the sweep never writes back a
+    /// value a writer replaced meanwhile.
+    gate: RwLock<()>,
+}
+
+/// The keys of a sealing [`Sealer`].
+struct KeyRing {
+    current: XChaCha20Poly1305,
+    /// The key being rotated out: it opens values, never seals them.
+    retiring: Option<XChaCha20Poly1305>,
 }
 
 impl fmt::Debug for Sealer {
@@ -99,23 +122,88 @@ impl fmt::Debug for Sealer {
     }
 }
 
+fn cipher(key: &DataKey) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(key.as_bytes().into())
+}
+
 impl Sealer {
     /// A sealer for `key`.
     pub fn new(key: &DataKey) -> Self {
+        Self::rotating(key, None)
+    }
+
+    /// A sealer that seals with `key` and also opens values sealed with `retiring`: a store
+    /// reopened in the middle of a key rotation.
+    pub fn rotating(key: &DataKey, retiring: Option<&DataKey>) -> Self {
         Sealer {
-            cipher: Some(XChaCha20Poly1305::new(key.as_bytes().into())),
+            keys: Some(RwLock::new(KeyRing {
+                current: cipher(key),
+                retiring: retiring.map(cipher),
+            })),
+            gate: RwLock::new(()),
         }
     }
 
     /// A sealer that writes values as they are and refuses to open sealed ones: the store of a
     /// benchmark that measures what sealing costs. Never for a store that holds real data.
     pub fn clear() -> Self {
-        Sealer { cipher: None }
+        Sealer {
+            keys: None,
+            gate: RwLock::new(()),
+        }
     }
 
     /// Whether values are sealed (false only for [`Sealer::clear`]).
     pub fn seals(&self) -> bool {
-        self.cipher.is_some()
+        self.keys.is_some()
+    }
+
+    fn ring(&self) -> Option<RwLockReadGuard<'_, KeyRing>> {
+        self.keys.as_ref().map(|k| k.read().expect("key ring lock"))
+    }
+
+    /// Held by a writer from sealing values until they are handed to the database (see
+    /// [`Sealer::gate`]'s comment). Writers share it.
+    pub fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().expect("seal gate")
+    }
+
+    /// Held by a key rotation while no writer may be between sealing and writing.
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().expect("seal gate")
+    }
+
+    /// Starts a rotation to `new`: values are sealed with it from now on, and the current key
+    /// only opens them. Refused while an earlier rotation has not finished ([`Sealer::retire`]),
+    /// since values may still be sealed with its retiring key.
+    pub fn rotate(&self, new: &DataKey) -> io::Result<()> {
+        let Some(keys) = &self.keys else {
+            return Err(io::Error::other(
+                "this store does not seal at rest (a benchmark's store): it has no data key to rotate",
+            ));
+        };
+        let _no_writer_between_seal_and_write = self.exclusive();
+        let mut ring = keys.write().expect("key ring lock");
+        if ring.retiring.is_some() {
+            return Err(io::Error::other(
+                "a data key rotation is still under way; it must finish before another starts",
+            ));
+        }
+        let old = std::mem::replace(&mut ring.current, cipher(new));
+        ring.retiring = Some(old);
+        Ok(())
+    }
+
+    /// Whether a rotation has a retiring key.
+    pub fn is_rotating(&self) -> bool {
+        self.ring().is_some_and(|r| r.retiring.is_some())
+    }
+
+    /// Drops the retiring key: once no stored value is sealed with it.
+    pub fn retire(&self) {
+        if let Some(keys) = &self.keys {
+            keys.write().expect("key ring lock").retiring = None;
+        }
     }
 
     /// `plain`, sealed: version byte, nonce, ciphertext with its tag. The 192-bit nonce comes
@@ -123,53 +211,107 @@ impl Sealer {
     /// in practice, and a system call per value showed in the store's write throughput.
     /// A [`Sealer::clear`] returns `plain` as it is.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let Some(cipher) = &self.cipher else {
+        let Some(ring) = self.ring() else {
             return plain.to_vec();
         };
-        let mut nonce = XNonce::default();
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-        let sealed = cipher
-            .encrypt(&nonce, plain)
-            .expect("XChaCha20-Poly1305 encrypts any length that fits in memory");
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(SEALED_V1);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
+        seal_with(&ring.current, plain)
     }
 
     /// The plain bytes of a stored value: opened if sealed, as they are if written in clear
     /// before the store sealed anything (JSON). A value sealed with another key, or altered, is
     /// an error, and so is any sealed value for a [`Sealer::clear`].
     pub fn open<'a>(&self, stored: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
-        match stored.first() {
-            Some(&SEALED_V1) if stored.len() > NONCE_LEN => {
-                let Some(cipher) = &self.cipher else {
+        match classify(stored)? {
+            Stored::Clear => Ok(Cow::Borrowed(stored)),
+            Stored::Sealed { nonce, sealed } => {
+                let Some(ring) = self.ring() else {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "a stored value is sealed but this store was opened without sealing at rest (a benchmark's setting); open it with sealing on",
                     ));
                 };
-                let nonce = XNonce::from_slice(&stored[1..1 + NONCE_LEN]);
-                cipher
-                    .decrypt(nonce, &stored[1 + NONCE_LEN..])
-                    .map(Cow::Owned)
-                    .map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "a stored value does not open with this member's data key (wrong key, or the data was altered)",
-                        )
-                    })
+                open_with(&ring, nonce, sealed).map(|(plain, _)| Cow::Owned(plain))
             }
-            Some(b'{' | b'[' | b'"' | b'n' | b't' | b'f' | b'-' | b'0'..=b'9') | None => {
-                Ok(Cow::Borrowed(stored))
-            }
-            Some(other) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("a stored value has an unknown format (first byte {other:#04x})"),
-            )),
         }
     }
+
+    /// `stored` sealed again with the current key if it is sealed with the retiring one;
+    /// `None` if it needs nothing (in clear, or already sealed with the current key).
+    pub fn reseal(&self, stored: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        let Stored::Sealed { nonce, sealed } = classify(stored)? else {
+            return Ok(None);
+        };
+        let Some(ring) = self.ring() else {
+            return Ok(None);
+        };
+        if ring.retiring.is_none() {
+            return Ok(None);
+        }
+        match open_with(&ring, nonce, sealed)? {
+            (_, KeyUsed::Current) => Ok(None),
+            (plain, KeyUsed::Retiring) => Ok(Some(seal_with(&ring.current, &plain))),
+        }
+    }
+}
+
+/// What a stored value is.
+enum Stored<'a> {
+    /// JSON written in clear (before sealing existed, or by a benchmark's store).
+    Clear,
+    Sealed {
+        nonce: &'a XNonce,
+        sealed: &'a [u8],
+    },
+}
+
+fn classify(stored: &[u8]) -> io::Result<Stored<'_>> {
+    match stored.first() {
+        Some(&SEALED_V1) if stored.len() > NONCE_LEN => Ok(Stored::Sealed {
+            nonce: XNonce::from_slice(&stored[1..1 + NONCE_LEN]),
+            sealed: &stored[1 + NONCE_LEN..],
+        }),
+        Some(b'{' | b'[' | b'"' | b'n' | b't' | b'f' | b'-' | b'0'..=b'9') | None => {
+            Ok(Stored::Clear)
+        }
+        Some(other) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a stored value has an unknown format (first byte {other:#04x})"),
+        )),
+    }
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, plain: &[u8]) -> Vec<u8> {
+    let mut nonce = XNonce::default();
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+    let sealed = cipher
+        .encrypt(&nonce, plain)
+        .expect("XChaCha20-Poly1305 encrypts any length that fits in memory");
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    out.push(SEALED_V1);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Which key of a ring opened a value.
+enum KeyUsed {
+    Current,
+    Retiring,
+}
+
+fn open_with(ring: &KeyRing, nonce: &XNonce, sealed: &[u8]) -> io::Result<(Vec<u8>, KeyUsed)> {
+    if let Ok(plain) = ring.current.decrypt(nonce, sealed) {
+        return Ok((plain, KeyUsed::Current));
+    }
+    if let Some(retiring) = &ring.retiring {
+        if let Ok(plain) = retiring.decrypt(nonce, sealed) {
+            return Ok((plain, KeyUsed::Retiring));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a stored value does not open with this member's data key (wrong key, or the data was altered)",
+    ))
 }
 
 /// The file that marks a data directory as written without sealing at rest.
@@ -241,6 +383,41 @@ mod tests {
             br#"{"legacy":1}"#
         );
         assert!(sealer.open(&[0x7f, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_rotation_opens_both_keys_until_the_old_one_retires() {
+        let old = DataKey::generate();
+        let new = DataKey::generate();
+        let sealer = Sealer::new(&old);
+        let before = sealer.seal(b"{\"a\":1}");
+        assert!(
+            sealer.reseal(&before).unwrap().is_none(),
+            "nothing to do yet"
+        );
+        sealer.rotate(&new).unwrap();
+        assert!(sealer.is_rotating());
+        let err = sealer.rotate(&DataKey::generate()).unwrap_err();
+        assert!(err.to_string().contains("still under way"), "{err}");
+        let after = sealer.seal(b"{\"b\":2}");
+        assert_eq!(&*sealer.open(&before).unwrap(), b"{\"a\":1}");
+        assert!(
+            sealer.reseal(&after).unwrap().is_none(),
+            "already sealed with the new key"
+        );
+        assert!(sealer.reseal(b"{\"clear\":1}").unwrap().is_none());
+        let resealed = sealer.reseal(&before).unwrap().expect("sealed again");
+        sealer.retire();
+        assert!(!sealer.is_rotating());
+        assert_eq!(&*sealer.open(&resealed).unwrap(), b"{\"a\":1}");
+        assert!(
+            sealer.open(&before).is_err(),
+            "the retired key opens nothing"
+        );
+        assert!(Sealer::new(&old).open(&resealed).is_err());
+        assert!(Sealer::new(&old).open(&after).is_err());
+        let reopened = Sealer::rotating(&new, Some(&old));
+        assert_eq!(&*reopened.open(&before).unwrap(), b"{\"a\":1}");
     }
 
     #[test]

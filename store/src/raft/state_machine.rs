@@ -14,7 +14,9 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
-use super::db::{cf, io_err, key_u64, u64_key, CF_HISTORY, CF_SM};
+use super::db::{
+    cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_HISTORY_OBJECTS, CF_OBJECTS, CF_SM,
+};
 use super::history;
 use super::legacy;
 use super::seal::{DataKey, Sealer};
@@ -113,6 +115,55 @@ impl SmShared {
             db.compact_range_cf(family, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
+    }
+
+    /// Seals again with the current data key every value of the state machine's tables that
+    /// is sealed with a retiring one (a data key rotation); returns how many. Each chunk is read
+    /// and written while no writer is between sealing and writing (`Sealer::exclusive`), so a
+    /// row a writer replaced or deleted meanwhile is never written back.
+    pub fn reseal_at_rest(&self) -> io::Result<u64> {
+        const CHUNK: usize = 512;
+        let db = self.db()?;
+        let mut resealed = 0;
+        for name in [CF_SM, CF_HISTORY, CF_HISTORY_OBJECTS, CF_OBJECTS, CF_DEDUP] {
+            let family = cf(&db, name);
+            let mut from: Vec<u8> = Vec::new();
+            loop {
+                let _alone = self.sealer.exclusive();
+                let mut wb = WriteBatch::default();
+                let mut next = None;
+                let it = db.iterator_cf(family, IteratorMode::From(&from, Direction::Forward));
+                for (read, item) in it.enumerate() {
+                    let (k, v) = item.map_err(io_err)?;
+                    if read == CHUNK {
+                        next = Some(k.to_vec());
+                        break;
+                    }
+                    if let Some(sealed) = self.sealer.reseal(&v)? {
+                        wb.put_cf(family, &k, sealed);
+                        resealed += 1;
+                    }
+                }
+                if !wb.is_empty() {
+                    db.write(wb).map_err(io_err)?;
+                }
+                match next {
+                    Some(k) => from = k,
+                    None => break,
+                }
+            }
+        }
+        Ok(resealed)
+    }
+
+    /// Whether the data key is being rotated (values may be sealed with the retiring one).
+    pub fn rotating_data_key(&self) -> bool {
+        self.sealer.is_rotating()
+    }
+
+    /// The sealer of this member's values.
+    pub(crate) fn sealer(&self) -> &Arc<Sealer> {
+        &self.sealer
     }
 
     /// Lets go of the database: once openraft has stopped too, nothing holds it and it closes.
@@ -461,6 +512,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = super::entries_approx_len(received.iter().map(|(entry, _)| entry));
         let large = bytes > super::OFF_RUNTIME_BYTES;
         let (outcomes, applied, membership) = super::off_runtime_if(large, || -> io::Result<_> {
+            // From the first value sealed to the write (see `Sealer::writing`).
+            let _writing = sealer.writing();
             let mut wb = WriteBatch::default();
             let mut outcomes = Vec::with_capacity(received.len());
             for (entry, responder) in received {
@@ -543,6 +596,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
                 state.revision = index;
                 let db = &shared.db()?;
+                let _writing = shared.sealer.writing();
                 let mut wb = WriteBatch::default();
                 wb.delete_range_cf(cf(db, CF_HISTORY), u64_key(0), u64_key(u64::MAX));
                 history::clear_displaced(&mut wb, db);
@@ -655,6 +709,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 &dedup,
                 key.as_ref(),
             )?;
+            let _writing = shared.sealer.writing();
             let mut wb = WriteBatch::default();
             let sm = cf(&db, CF_SM);
             wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
