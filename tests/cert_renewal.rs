@@ -333,8 +333,33 @@ fn a_down_node_holds_up_a_rotation_until_it_is_removed() {
     a.ok(&["swarm", "ca", "--rotate", "--detach"]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(a.get_json("/swarm")["RootRotationInProgress"], true);
+    // A node joins in the middle of the rotation, with the token of the day.
+    let token_now = a.ok(&["swarm", "join-token", "-q", "worker"]);
+    let late = Daemon::start("rot-down-late");
+    let out = late.join(&a, token_now.trim());
+    assert!(out.ok, "joining during a rotation: {}", out.stderr);
+    let late_id = late.node_id();
+    wait_for(Duration::from_secs(30), "the new node ready", || {
+        let st = a.ok(&["node", "inspect", &late_id, "--format", "{{.Status.State}}"]);
+        (st.trim() == "ready").then_some(())
+    });
+    assert_eq!(a.get_json("/swarm")["RootRotationInProgress"], true);
     a.ok(&["node", "rm", "--force", &w_id]);
     wait_for(Duration::from_secs(30), "the rotation complete", || {
         (a.get_json("/swarm")["RootRotationInProgress"] == false).then_some(())
     });
+    // The node that joined during the rotation ends on the new root with the others.
+    let new_root = a.ok(&["swarm", "ca"]);
+    wait_for(
+        Duration::from_secs(30),
+        "the late node on the new root",
+        || {
+            let creds = credentials(&late);
+            (creds.ca_pem.trim() == new_root.trim()
+                && shoal::ca::verify_node_certificate(&creds.cert_pem, &new_root).is_ok())
+            .then_some(())
+        },
+    );
+    let st = a.ok(&["node", "inspect", &late_id, "--format", "{{.Status.State}}"]);
+    assert_eq!(st.trim(), "ready");
 }

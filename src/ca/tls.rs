@@ -226,6 +226,22 @@ fn roots_in_chain(chain: &[CertificateDer<'static>]) -> CaResult<String> {
     Ok(certs_to_pem(roots))
 }
 
+/// Of the roots a manager served, the ones `token` pins: all of them if the token pins the
+/// bundle, else the single root whose digest it is.
+fn pinned_roots(served: &str, token: &JoinToken) -> CaResult<String> {
+    let whole = token.verify_ca_pem(served);
+    if whole.is_ok() {
+        return Ok(served.to_string());
+    }
+    for root in certs_from_pem(served)? {
+        let one = certs_to_pem([&root]);
+        if token.verify_ca_pem(&one).is_ok() {
+            return Ok(one);
+        }
+    }
+    whole.map(|()| served.to_string())
+}
+
 /// Connects to the manager at `addr` (`host:port`) **without verifying it**, and returns the root
 /// CA certificate(s) (PEM) it presented after its own certificate (see [`server_tls_config`]).
 /// The result is untrusted: check it with [`JoinToken::verify_ca_pem`], or use [`fetch_root_ca`]
@@ -238,10 +254,15 @@ pub async fn fetch_root_ca_unverified(addr: &str) -> CaResult<String> {
 /// unverified TLS connection, accepts it only if its digest is the one pinned in `token`, and
 /// checks that the server's own certificate is a manager certificate issued by that CA.
 /// Returns the root CA PEM, to be used with [`pinned_ca_client_tls_config`].
+///
+/// During a root rotation a manager presents both roots; the token (made before the rotation
+/// ends) pins the old one, and only that one is trusted: the manager's certificate chains to it
+/// through the cross-signed certificate it presents, and the joining node learns the full trust
+/// bundle from the swarm once it is connected to the root it pinned.
 pub async fn fetch_root_ca(addr: &str, token: &JoinToken) -> CaResult<String> {
     let chain = fetch_server_chain(addr).await?;
-    let ca_pem = roots_in_chain(&chain)?;
-    token.verify_ca_pem(&ca_pem)?;
+    let served = roots_in_chain(&chain)?;
+    let ca_pem = pinned_roots(&served, token)?;
     let server = verify_manager_server_chain(&chain, &ca_pem)?;
     if server.role != NodeRole::Manager {
         return Err(CaError::Verification(format!("{server} is not a manager")));
