@@ -120,8 +120,22 @@ fn manager_changes_keep_a_quorum_margin_and_are_events() {
         "{body}"
     );
 
-    // Demoting the one that is down keeps what margin there is: allowed.
-    m1.ok(&["node", "demote", "q3"]);
+    // Demoting the one that is down keeps what margin there is: allowed. The CLI reads the
+    // node and writes it back with its version; the swarm marks the dead node down meanwhile,
+    // so wait for that first, and read again if it still raced (as a user would retry).
+    wait_for(Duration::from_secs(30), "q3 down", || {
+        let st = m1.ok(&["node", "inspect", "q3", "--format", "{{.Status.State}}"]);
+        (st.trim() == "down").then_some(())
+    });
+    wait_for(Duration::from_secs(10), "q3's demotion accepted", || {
+        let out = m1.docker(&["node", "demote", "q3"]);
+        assert!(
+            out.ok || out.stderr.contains("update out of sequence"),
+            "{}",
+            out.stderr
+        );
+        out.ok.then_some(())
+    });
     wait_for(Duration::from_secs(30), "q3 demoted", || {
         (manager_status(&m1, "q3").is_empty()).then_some(())
     });
