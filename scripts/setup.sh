@@ -25,7 +25,8 @@ readonly TEST_IMAGE_LATEST=shoal-test/busybox:latest
 readonly PEER_TEST_IMAGES=(alpine:3.10 busybox:latest)
 readonly PY_REQUIREMENTS=tests/peer/docker-py-requirements.txt
 readonly PY_VENV=${SHOAL_PY_VENV:-$HOME/.cache/shoal/docker-py-venv}
-readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry iproute2 nftables iptables curl containerd wrk ethtool openssl)
+# prometheus: for promtool (tests/metrics.rs lints every scrape with it).
+readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry iproute2 nftables iptables curl containerd wrk ethtool openssl prometheus)
 
 die() {
     echo "setup: $*" >&2

@@ -43,8 +43,15 @@ enum Command {
     Rollback(shoal::cli::stacks::RollbackArgs),
     /// A stack's revisions, or what changed between two of them.
     History(shoal::cli::stacks::HistoryArgs),
-    /// Health on the server: every service's, or one stack's with its conditions.
+    /// The swarm on one screen (managers, nodes, services' health, recent events; --watch keeps
+    /// it live), or one stack's health with its conditions.
     Status(shoal::cli::stacks::StatusArgs),
+    /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Save a manager's store to a file (a consistent snapshot, checked by its checksum).
     Backup(shoal::cli::backup::BackupArgs),
     /// Make a new manager's data dir from a backup (its only manager; start it with
@@ -262,6 +269,17 @@ struct DaemonArgs {
     /// controls the swarm
     #[arg(long, conflicts_with = "tlsverify")]
     insecure_tcp: bool,
+    /// What the daemon logs: a level (error, warn, info, debug, trace) or a tracing filter such
+    /// as "info,shoal_store=debug". Default: $SHOAL_LOG, else warn
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// How log lines are written to stderr: text, or json (one object per line, with the
+    /// fields of the spans it is in, such as an API call's request_id)
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Serve this node's metrics (Prometheus text format) at http://HOST:PORT/metrics
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
     /// Make this manager the only manager of its swarm as it starts, keeping everything it
     /// knows (its swarm lost its quorum for good; `docker swarm init --force-new-cluster` does
     /// the same on a running manager)
@@ -345,6 +363,14 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
             Some((addr, tcp, tls))
         }
     };
+    let metrics_listener = match &args.metrics_addr {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on --metrics-addr {addr}"))?,
+        ),
+    };
     let unix_listener =
         shoal::api::listen::bind_unix(&args.api_socket, args.api_socket_group.as_deref())
             .with_context(|| format!("binding the API socket {}", args.api_socket.display()))?;
@@ -374,6 +400,15 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr()?;
+        eprintln!("shoal daemon serving metrics on http://{addr}/metrics");
+        tokio::spawn(shoal::api::metrics::serve(
+            node.clone(),
+            listener,
+            wait_stop(stop_rx.clone()),
+        ));
+    }
     let unix_state = state.clone();
     let unix_stop = wait_stop(stop_rx.clone());
     let unix =
@@ -459,20 +494,50 @@ fn print_report(report: &serde_json::Value, json_only: bool) -> anyhow::Result<(
     Ok(())
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
-        // The DNS server library logs every query at info: one line per container lookup.
-        .add_directive("hickory_server=warn".parse().expect("a valid directive"));
-    tracing_subscriber::fmt()
+/// How the daemon writes its log lines.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up logging to stderr: `level` (a level or filter; else `$SHOAL_LOG`, else warn) in
+/// `format`.
+fn init_tracing(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l).map_err(|e| {
+            anyhow::anyhow!(
+                "--log-level {l:?} is not a level (error, warn, info, debug, trace) or a filter such as \"info,shoal_store=debug\": {e}"
+            )
+        })?,
+        None => tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    }
+    // The DNS server library logs every query at info: one line per container lookup.
+    .add_directive("hickory_server=warn".parse().expect("a valid directive"));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    match &cli.command {
+        Command::Daemon(args) => init_tracing(args.log_level.as_deref(), args.log_format)?,
+        _ => init_tracing(None, LogFormat::Text)?,
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -501,6 +566,15 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Restore(args) => {
                 shoal::cli::exit_with_status(shoal::cli::backup::restore(args).await)
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "shoal",
+                    &mut std::io::stdout(),
+                );
             }
             Command::Status(args) => {
                 shoal::cli::exit_with_status(shoal::cli::stacks::status(args).await)

@@ -657,7 +657,7 @@ services:
         || {
             let out = shoal(&d, &["status", "-o", "json"], &[]);
             let all: Value = serde_json::from_slice(&out.stdout).ok()?;
-            let loose = ready_health(&all, "loose")?;
+            let loose = ready_health(&all["services"], "loose")?;
             (loose["Running"] == 2 && loose["Desired"] == 2 && loose.get("Stack").is_none())
                 .then_some(())
         },
@@ -666,6 +666,17 @@ services:
     let shown = text(&out);
     assert!(
         shown.contains("loose") && shown.contains("2/2") && shown.contains("rb_app"),
+        "{shown}"
+    );
+    // The swarm's screen: its manager as leader, its node, and the services' events.
+    assert!(
+        shown.contains("1 managers (leader ")
+            && shown.contains("NODES")
+            && shown.contains("Leader"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("RECENT EVENTS") && shown.contains("service  create"),
         "{shown}"
     );
     // Removed with its service.

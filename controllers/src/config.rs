@@ -69,6 +69,8 @@ impl Default for Enabled {
 /// Settings of [`crate::Controllers`].
 #[derive(Clone, Debug)]
 pub struct ControllersConfig {
+    /// Where the controllers record what they do (the node's `/metrics`).
+    pub metrics: crate::runtime::ControllerMetrics,
     /// Which reconcilers run.
     pub enabled: Enabled,
     /// Reconciles (of distinct keys) running at once per controller.
@@ -97,6 +99,7 @@ pub struct ControllersConfig {
 impl Default for ControllersConfig {
     fn default() -> Self {
         ControllersConfig {
+            metrics: Default::default(),
             enabled: Enabled::ALL,
             concurrency: 4,
             backoff: Backoff::default(),

@@ -190,7 +190,7 @@ async fn lead_term(
 
 /// The runtime with the enabled controllers for one term.
 pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runtime {
-    let mut runtime = Runtime::new(store.clone(), term);
+    let mut runtime = Runtime::new(store.clone(), term).with_metrics(config.metrics.clone());
     let base = ControllerConfig {
         concurrency: config.concurrency,
         queue: QueueConfig {
@@ -227,7 +227,7 @@ pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runt
             },
             ..base
         };
-        runtime.add(Scheduler::new(), sched);
+        runtime.add(Scheduler::with_metrics(config.metrics.clone()), sched);
     }
     if enabled.task_reaper {
         let reaper = ControllerConfig {

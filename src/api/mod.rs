@@ -15,11 +15,13 @@ pub mod filters;
 pub mod gojson;
 pub mod listen;
 pub mod logs;
+pub mod metrics;
 pub mod names;
 pub mod networks;
 pub mod nodes;
 pub mod query;
 pub mod render;
+pub mod request_id;
 pub mod resolve;
 pub mod secrets;
 pub mod service_refs;
@@ -126,6 +128,8 @@ where
     L::Addr: std::fmt::Debug,
 {
     let app = tower::Layer::layer(&axum::middleware::from_fn(version::versioned), app(state));
+    // Outermost: the id covers the whole call, and its log line names the path as sent.
+    let app = tower::Layer::layer(&axum::middleware::from_fn(request_id::tag), app);
     axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),

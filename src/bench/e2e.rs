@@ -16,6 +16,9 @@
 //! `raft_terms_during_join` and `raft_terms_after_join` count the Raft terms that began while
 //! the nodes joined and after (0: the leader never changed).
 //!
+//! `metrics_scrape_p50_ms`/`metrics_scrape_p99_ms` time the leader's whole `/metrics` text
+//! (collected and encoded, without the HTTP hop) with every node and task in place, 20 times.
+//!
 //! With `SHOAL_BENCH_PROGRESS` set, the task counts per state are printed to stderr every second
 //! during the M-replica run (to see which stage limits the rate).
 
@@ -375,6 +378,21 @@ pub async fn run(b: E2eBench) -> anyhow::Result<Value> {
 
     let term_at_end = leader_term(&managers).await?;
 
+    // What a Prometheus scrape of the leader costs with every node and task in place: the
+    // node's whole `/metrics` text, collected and encoded (the HTTP hop left out).
+    let mut scrapes = Latencies::default();
+    let mut metrics_bytes = 0;
+    for m in &managers {
+        if m.store().await?.is_leader() {
+            for _ in 0..20 {
+                let t = Instant::now();
+                metrics_bytes = m.node.metrics_text().await?.len();
+                scrapes.record(t.elapsed());
+            }
+            break;
+        }
+    }
+
     sim_runtime
         .spawn(async move { sims.stop().await })
         .await
@@ -400,6 +418,9 @@ pub async fn run(b: E2eBench) -> anyhow::Result<Value> {
         "idle_secs": b.idle_secs,
         "idle_cpu_cores": round3(idle_cpu_cores),
         "managers_idle_cpu_cores": round3(managers_idle_cpu_cores),
+        "metrics_scrape_p50_ms": round3(scrapes.quantile_ms(0.5)),
+        "metrics_scrape_p99_ms": round3(scrapes.quantile_ms(0.99)),
+        "metrics_bytes": metrics_bytes,
         "nodes_not_ready": down,
         "nodes_down_while_idle": went_down.len(),
         "raft_terms_during_join": term_at_start.saturating_sub(term_before_join),

@@ -48,8 +48,11 @@ pub struct HistoryArgs {
 /// `shoal status [STACK]`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// The stack [default: every service's health]
+    /// The stack [default: the whole swarm: managers, nodes, services' health, recent events]
     stack: Option<String>,
+    /// Redraw the swarm's screen every 2 seconds until interrupted (without a stack)
+    #[arg(long, short = 'w')]
+    watch: bool,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     output: Output,
@@ -208,19 +211,11 @@ fn print_services<'a>(services: impl Iterator<Item = (&'a str, &'a Value)>) {
 pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let client = args.conn.client()?;
     let Some(stack_name) = &args.stack else {
-        let all: Value = client.get_json("/shoal/v1/health").await?;
-        if args.output != Output::Table {
-            print!("{}", args.output.render(&all));
-            return Ok(0);
-        }
-        print_services(
-            all.as_array()
-                .into_iter()
-                .flatten()
-                .map(|h| (h["ServiceName"].as_str().unwrap_or(""), h)),
-        );
-        return Ok(0);
+        return super::overview::run(&client, args.output, args.watch).await;
     };
+    if args.watch {
+        anyhow::bail!("--watch redraws the swarm's screen (shoal status without a stack); for a stack, follow it with `shoal watch --stack {stack_name}`");
+    }
     let stack: Value = client
         .get_json(&format!("/shoal/v1/stacks/{stack_name}"))
         .await?;

@@ -33,6 +33,15 @@ pub struct Desired {
     pub data_path_port: u16,
 }
 
+impl Desired {
+    /// Load-balancing endpoints in it: every backend of every VIP and published port.
+    pub fn endpoint_count(&self) -> usize {
+        let vips: usize = self.rules.vips.iter().map(|v| v.backends.len()).sum();
+        let ports: usize = self.rules.ports.iter().map(|p| p.backends.len()).sum();
+        vips + ports
+    }
+}
+
 /// A task that may carry traffic: running, and not on its way out (a task whose desired
 /// state passed RUNNING leaves the backends and DNS before its container is stopped).
 fn serving(t: &Task) -> bool {

@@ -23,7 +23,7 @@ pub mod state;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -185,6 +185,10 @@ struct Inner {
     removal_pending: std::sync::atomic::AtomicBool,
     /// The input of the last successful reconcile (what [`DataPlane::drained`] looks at).
     applied_state: watch::Sender<Option<Arc<NetState>>>,
+    /// Load-balancing endpoints the latest input wants on this node, and those the last
+    /// successful reconcile programmed (the node's `/metrics`).
+    endpoints_desired: AtomicU64,
+    endpoints_programmed: AtomicU64,
 }
 
 /// The data plane of this node. Cheap to clone.
@@ -217,8 +221,19 @@ impl DataPlane {
                 applied: Mutex::new(None),
                 applied_state: watch::channel(None).0,
                 removal_pending: Default::default(),
+                endpoints_desired: AtomicU64::new(0),
+                endpoints_programmed: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Load-balancing endpoints (VIP and published-port backends) the swarm wants on this
+    /// node, and those programmed by the last successful reconcile.
+    pub fn endpoints(&self) -> (u64, u64) {
+        (
+            self.inner.endpoints_desired.load(Ordering::Relaxed),
+            self.inner.endpoints_programmed.load(Ordering::Relaxed),
+        )
     }
 
     /// Gives the data plane the engine it plumbs containers into.
@@ -367,9 +382,22 @@ impl DataPlane {
             let full = last_full.elapsed() >= RESYNC;
             if let Some(current) = current {
                 let want = Desired::compute(&current, &node_id);
+                let endpoints = want.endpoint_count() as u64;
+                self.inner
+                    .endpoints_desired
+                    .store(endpoints, Ordering::Relaxed);
                 let applied = self.apply(&node_id, want, full).await;
                 if applied.is_ok() {
                     self.inner.applied_state.send_replace(Some(current.clone()));
+                    // Without an engine nothing is programmed (see `apply`).
+                    let programmed = if self.engine().is_some() {
+                        endpoints
+                    } else {
+                        0
+                    };
+                    self.inner
+                        .endpoints_programmed
+                        .store(programmed, Ordering::Relaxed);
                 }
                 match applied {
                     Ok(()) if full => last_full = tokio::time::Instant::now(),

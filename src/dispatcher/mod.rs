@@ -42,6 +42,7 @@
 
 pub mod assignments;
 pub mod logs;
+pub mod metrics;
 pub mod node_writer;
 pub mod registry;
 pub mod service;
@@ -64,6 +65,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use logs::{LogBroker, LogError, LogSubscriptionStream, TaskLogLine};
+pub use metrics::DispatcherMetrics;
 pub use service::{DispatcherService, LEADER_METADATA};
 pub use term::HEARTBEAT_FAILURE;
 
@@ -87,11 +89,14 @@ pub struct DispatcherConfig {
     pub sweep_interval: Duration,
     /// TLS to reach the leader's dispatcher (a follower forwards log subscriptions).
     pub leader_client_tls: Option<ClientTls>,
+    /// Where the dispatcher records what it does (the node's `/metrics`).
+    pub metrics: DispatcherMetrics,
 }
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
+            metrics: DispatcherMetrics::default(),
             heartbeat_multiplier: 3,
             grace_multiplier: 6,
             status_flush_interval: Duration::ZERO,
@@ -106,6 +111,7 @@ pub(crate) struct Shared {
     store: Store,
     term: watch::Sender<Option<Arc<Term>>>,
     broker: LogBroker,
+    metrics: DispatcherMetrics,
     /// The data plane input every node's `NetworkState` stream sends, computed once per change
     /// for all of them (started by the first stream).
     network_state:
@@ -130,6 +136,7 @@ impl Dispatcher {
             store,
             term: term_tx,
             broker,
+            metrics: config.metrics.clone(),
             network_state: std::sync::Mutex::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -149,6 +156,20 @@ impl Dispatcher {
     /// The log broker (`docker service logs`).
     pub fn log_broker(&self) -> LogBroker {
         self.shared.broker.clone()
+    }
+
+    /// The dispatcher's metrics.
+    pub fn metrics(&self) -> &DispatcherMetrics {
+        &self.shared.metrics
+    }
+
+    /// Agent sessions open now (none unless this manager leads).
+    pub fn session_count(&self) -> usize {
+        self.shared
+            .term
+            .borrow()
+            .as_ref()
+            .map_or(0, |t| t.session_count())
     }
 
     /// Whether this dispatcher currently serves sessions (this manager leads).

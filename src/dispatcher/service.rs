@@ -14,7 +14,7 @@ use shoal_proto::dispatcher::{
     SessionMessage, SessionRequest, SubscribeLogsMessage, SubscribeLogsRequest,
     UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
-use shoal_store::model::{NodeDescription, NodeRole, Task, TaskStatus};
+use shoal_store::model::{NodeDescription, NodeRole, Task, TaskState, TaskStatus};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -198,6 +198,7 @@ impl DispatcherRpc for DispatcherService {
         let term = self.term().await?;
         check_store(&who, term.store(), Needs::Node)?;
         let period = term.heartbeat(&who.node_id, &request.get_ref().session_id)?;
+        self.shared.metrics.heartbeats.inc();
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
         }))
@@ -231,7 +232,18 @@ impl DispatcherRpc for DispatcherService {
             })?;
             // Tasks that are gone, or (never, by construction) on another node, are ignored.
             match view.get::<Task>(&u.task_id) {
-                Some(t) if t.node_id == who.node_id => updates.push((u.task_id, status)),
+                Some(t) if t.node_id == who.node_id => {
+                    if status.state == TaskState::Running && t.status.state < TaskState::Running {
+                        let delay = status.timestamp.0 - t.meta.created_at.0;
+                        if let Ok(delay) = delay.to_std() {
+                            self.shared
+                                .metrics
+                                .scheduling_delay
+                                .observe(delay.as_secs_f64());
+                        }
+                    }
+                    updates.push((u.task_id, status))
+                }
                 Some(_) => tracing::warn!(
                     node = %who.node_id, task = %u.task_id,
                     "status report for a task of another node ignored"
@@ -240,6 +252,10 @@ impl DispatcherRpc for DispatcherService {
             }
         }
         drop(view);
+        self.shared
+            .metrics
+            .status_batch
+            .observe(updates.len() as f64);
         term.update_statuses(&who.node_id, updates).await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }

@@ -86,6 +86,15 @@ pub struct Term {
 }
 
 impl Term {
+    /// Agent sessions open with this term's dispatcher.
+    pub fn session_count(&self) -> usize {
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .sessions()
+            .count()
+    }
+
     /// Starts a term: the status batcher, the node writer, the watch consumer and the sweeper.
     /// The caller has made sure this replica has applied everything committed before the term.
     pub fn start(store: Store, term: u64, config: &DispatcherConfig) -> Arc<Term> {

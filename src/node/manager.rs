@@ -68,6 +68,7 @@ impl Manager {
     pub async fn start(
         dir: &SwarmDir,
         live: &LiveCredentials,
+        metrics: &super::metrics::NodeMetrics,
         membership: SwarmMembership,
         data_key: DataKey,
         retiring: Option<DataKey>,
@@ -92,10 +93,17 @@ impl Manager {
             store.clone(),
             DispatcherConfig {
                 leader_client_tls: Some(live.clone().into()),
+                metrics: metrics.dispatcher.clone(),
                 ..DispatcherConfig::default()
             },
         );
-        let controllers = shoal_controllers::Controllers::start(store.clone(), Default::default());
+        let controllers = shoal_controllers::Controllers::start(
+            store.clone(),
+            shoal_controllers::ControllersConfig {
+                metrics: metrics.controllers.clone(),
+                ..Default::default()
+            },
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let server_live = live.clone();
         let handshaken = crate::net::tls_accept::spawn_acceptor(

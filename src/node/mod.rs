@@ -7,6 +7,7 @@ pub mod description;
 pub mod join;
 pub mod manager;
 pub mod membership;
+pub mod metrics;
 mod recovery;
 mod renewal;
 pub mod restore;
@@ -220,6 +221,8 @@ struct Inner {
     lifecycle: Mutex<()>,
     /// What the key file is sealed with, and the store's data key.
     keys: std::sync::Mutex<autolock::HeldKeys>,
+    /// What the node's components measure (`/metrics`).
+    metrics: metrics::NodeMetrics,
     /// The node's certificate as it is now (what `save_credentials` last saved): read by every
     /// new connection of the agent and the manager, so a renewal needs no restart.
     live: crate::ca::LiveCredentials,
@@ -311,6 +314,7 @@ impl NodeRuntime {
                 state: RwLock::new(SwarmState::Inactive),
                 lifecycle: Mutex::new(()),
                 keys: Default::default(),
+                metrics: Default::default(),
                 live: Default::default(),
             }),
         };
@@ -373,6 +377,7 @@ impl NodeRuntime {
                 let manager = Manager::start(
                     &self.inner.dir,
                     &self.inner.live,
+                    &self.inner.metrics,
                     membership.clone(),
                     data_key,
                     retiring,
@@ -498,12 +503,19 @@ impl NodeRuntime {
         self.save_credentials(&creds)
             .map_err(SwarmError::internal)?;
 
-        let manager = Manager::start(dir, &self.inner.live, membership.clone(), data_key, None)
-            .await
-            .map_err(|e| {
-                let _ = dir.wipe();
-                SwarmError::bad_request(format!("{e:#}"))
-            })?;
+        let manager = Manager::start(
+            dir,
+            &self.inner.live,
+            &self.inner.metrics,
+            membership.clone(),
+            data_key,
+            None,
+        )
+        .await
+        .map_err(|e| {
+            let _ = dir.wipe();
+            SwarmError::bad_request(format!("{e:#}"))
+        })?;
         let result: Result<(), SwarmError> = async {
             manager
                 .store
@@ -749,12 +761,16 @@ impl NodeRuntime {
             .map_err(|e| JoinFailure::Retry(e.to_string()))?;
         match (role, data_key) {
             (NodeRole::Manager, Some(data_key)) => {
-                let manager =
-                    Manager::start(dir, &self.inner.live, membership.clone(), data_key, None)
-                        .await
-                        .map_err(|e| {
-                            JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}")))
-                        })?;
+                let manager = Manager::start(
+                    dir,
+                    &self.inner.live,
+                    &self.inner.metrics,
+                    membership.clone(),
+                    data_key,
+                    None,
+                )
+                .await
+                .map_err(|e| JoinFailure::Refused(SwarmError::bad_request(format!("{e:#}"))))?;
                 let (remote, creds, advertise) =
                     (remote.to_string(), creds.clone(), advertise.to_string());
                 let raft_id = membership.raft_id;

@@ -83,6 +83,7 @@ impl NodeRuntime {
         let manager = Manager::start(
             &self.inner.dir,
             &self.inner.live,
+            &self.inner.metrics,
             membership.clone(),
             data_key,
             keys.retiring,

@@ -83,8 +83,15 @@ impl NodeRuntime {
         self.save_credentials(&new_creds)?;
         membership.role = NodeRole::Manager;
         membership.raft_id = raft_id;
-        let manager =
-            Manager::start(dir, &self.inner.live, membership.clone(), data_key, None).await?;
+        let manager = Manager::start(
+            dir,
+            &self.inner.live,
+            &self.inner.metrics,
+            membership.clone(),
+            data_key,
+            None,
+        )
+        .await?;
         if let Err(e) = join_raft(&via, &new_creds, raft_id, &membership.advertise_addr).await {
             manager.stop().await;
             let _ = std::fs::remove_dir_all(dir.raft());

@@ -11,6 +11,7 @@ pub mod error;
 mod forward;
 pub mod hub;
 pub mod local_transport;
+pub mod metrics;
 pub mod model;
 pub mod quorum;
 pub mod raft;

@@ -130,6 +130,8 @@ struct Inner {
     log: std::sync::Mutex<Option<LogStore>>,
     /// One data key rotation at a time.
     rotation: tokio::sync::Mutex<()>,
+    /// Latencies and batch sizes (see [`crate::metrics`]).
+    metrics: crate::metrics::StoreMetrics,
 }
 
 /// How long a restarted member may take to apply its log again from its last snapshot.
@@ -307,6 +309,10 @@ impl Store {
                 })?;
         }
 
+        let metrics = crate::metrics::StoreMetrics {
+            snapshot_seconds: shared.snapshot_seconds.clone(),
+            ..Default::default()
+        };
         let (proposals_tx, proposals_rx) = mpsc::channel(65_536);
         let (lead_tx, lead_rx) = watch::channel(Leadership::Follower { leader: None });
         let forwarder = Forwarder::new(transport.clone(), config.attempt_timeout * 2);
@@ -327,6 +333,7 @@ impl Store {
             membership_changes: tokio::sync::Mutex::new(()),
             log: std::sync::Mutex::new(Some(log_handle)),
             rotation: tokio::sync::Mutex::new(()),
+            metrics,
         });
         tokio::spawn(track_leadership(raft, lead_tx));
         tokio::spawn(snapshot_by_size(Arc::downgrade(&inner)));
@@ -410,6 +417,7 @@ impl Store {
     /// Commits a transaction; returns what it wrote at which revision, or why it was rejected.
     /// Waits for a leader with a quorum for at most the configured write deadline.
     pub async fn submit(&self, txn: Txn) -> Result<Committed, StoreError> {
+        let _timer = self.inner.metrics.txn_seconds.start_timer();
         if txn.is_empty() {
             return Err(StoreError::Invalid("empty transaction".into()));
         }
@@ -758,6 +766,20 @@ impl Store {
             "the store's data key is rotated; the old key opens nothing on disk"
         );
         Ok(())
+    }
+
+    pub(crate) fn store_metrics(&self) -> &crate::metrics::StoreMetrics {
+        &self.inner.metrics
+    }
+
+    /// The size of this member's newest snapshot file (0 without one).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.inner.shared.snapshot_bytes()
+    }
+
+    /// Watches open on this member.
+    pub fn watcher_count(&self) -> usize {
+        self.inner.shared.hub.watcher_count()
     }
 
     /// Raft metrics (for status pages and tests).
@@ -1548,6 +1570,13 @@ async fn flush(inner: &Inner, mut proposals: Vec<Proposal>) {
     let started = std::time::Instant::now();
     let size = batch.txns.len();
     let outcome = commit_batch(inner, leader, batch).await;
+    inner.metrics.batch_transactions.observe(size as f64);
+    if outcome.is_ok() {
+        inner
+            .metrics
+            .proposal_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
     tracing::debug!(
         target: "shoal_store::proposer",
         member = inner.config.raft_id,

@@ -130,16 +130,22 @@ pub struct Controller<R: Reconciler> {
     queue: Mutex<WorkQueue<R::Key>>,
     wake: Notify,
     config: ControllerConfig,
+    metrics: super::ControllerMetrics,
 }
 
 impl<R: Reconciler> Controller<R> {
-    /// A controller for `reconciler`.
-    pub fn new(reconciler: R, config: ControllerConfig) -> Arc<Self> {
+    /// A controller for `reconciler`, recording what it does in `metrics`.
+    pub fn new(
+        reconciler: R,
+        config: ControllerConfig,
+        metrics: super::ControllerMetrics,
+    ) -> Arc<Self> {
         Arc::new(Controller {
             reconciler: Arc::new(reconciler),
             queue: Mutex::new(WorkQueue::new(config.queue)),
             wake: Notify::new(),
             config,
+            metrics,
         })
     }
 
@@ -173,6 +179,9 @@ impl<R: Reconciler> Controller<R> {
         mut stop: watch::Receiver<bool>,
     ) {
         let name = self.reconciler.name();
+        let reconcile_seconds = self.metrics.reconcile_seconds.with_label_values(&[name]);
+        let reconcile_errors = self.metrics.reconcile_errors.with_label_values(&[name]);
+        let queue_depth = self.metrics.queue_depth.with_label_values(&[name]);
         let mut running: JoinSet<(R::Key, Outcome, u64)> = JoinSet::new();
         loop {
             if *stop.borrow() {
@@ -190,11 +199,17 @@ impl<R: Reconciler> Controller<R> {
                     let ctx = Ctx::new(cache.borrow().clone(), writer.clone());
                     let reconciler = self.reconciler.clone();
                     let span = tracing::debug_span!("reconcile", controller = name, key = ?key, reasons = %reasons);
+                    let timer = reconcile_seconds.start_timer();
+                    let errors = reconcile_errors.clone();
                     running.spawn(
                         async move {
                             let result = AssertUnwindSafe(reconciler.reconcile(&key, &ctx))
                                 .catch_unwind()
                                 .await;
+                            timer.observe_duration();
+                            if !matches!(result, Ok(Ok(_))) {
+                                errors.inc();
+                            }
                             let outcome = match result {
                                 Ok(Ok(Action::Requeue(after))) => Outcome::Done(Some(after)),
                                 Ok(Ok(Action::AwaitChange)) => Outcome::Done(None),
@@ -219,6 +234,7 @@ impl<R: Reconciler> Controller<R> {
                         .instrument(span),
                     );
                 }
+                queue_depth.set(q.len() as i64);
                 // With every slot busy, only a finishing reconcile can let the next key run.
                 let full = running.len() >= self.config.concurrency.max(1);
                 (q.next_due().filter(|_| !full), q.has_held() && !full)

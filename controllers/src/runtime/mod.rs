@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cache;
 pub mod context;
 pub mod controller;
+pub mod metrics;
 pub mod queue;
 pub mod reflector;
 
@@ -24,6 +25,7 @@ pub use context::{Ctx, Writer};
 pub use controller::{
     Action, Change, Controller, ControllerConfig, Observer, ReconcileError, Reconciler,
 };
+pub use metrics::ControllerMetrics;
 pub use queue::{QueueConfig, Reasons};
 
 type Runner = Box<
@@ -37,6 +39,7 @@ pub struct Runtime {
     term: u64,
     observers: Vec<Arc<dyn Observer>>,
     runners: Vec<Runner>,
+    metrics: ControllerMetrics,
 }
 
 /// A running [`Runtime`]; stop it with [`RuntimeHandle::stop`].
@@ -54,7 +57,14 @@ impl Runtime {
             term,
             observers: Vec::new(),
             runners: Vec::new(),
+            metrics: ControllerMetrics::default(),
         }
+    }
+
+    /// Records what its controllers do in `metrics` (by default in a set of their own).
+    pub fn with_metrics(mut self, metrics: ControllerMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Adds a controller; returns it (tests and benchmarks inspect reconcilers through it).
@@ -63,7 +73,7 @@ impl Runtime {
         reconciler: R,
         config: ControllerConfig,
     ) -> Arc<Controller<R>> {
-        let controller = Controller::new(reconciler, config);
+        let controller = Controller::new(reconciler, config, self.metrics.clone());
         self.observers.push(controller.clone());
         let c = controller.clone();
         self.runners.push(Box::new(move |cache, writer, stop| {

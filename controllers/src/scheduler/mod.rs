@@ -47,6 +47,7 @@ const WRITES_IN_FLIGHT: usize = 32;
 pub struct Scheduler {
     state: Mutex<SchedState>,
     in_flight: Semaphore,
+    metrics: crate::runtime::ControllerMetrics,
 }
 
 impl Default for Scheduler {
@@ -54,6 +55,7 @@ impl Default for Scheduler {
         Scheduler {
             state: Mutex::default(),
             in_flight: Semaphore::new(WRITES_IN_FLIGHT),
+            metrics: Default::default(),
         }
     }
 }
@@ -63,6 +65,20 @@ impl Scheduler {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A scheduler counting its placements in `metrics`.
+    pub fn with_metrics(metrics: crate::runtime::ControllerMetrics) -> Self {
+        Scheduler {
+            metrics,
+            ..Self::default()
+        }
+    }
+}
+
+/// How many of `writes` place a task on a node, and how many leave it pending.
+fn decisions(writes: &[Write]) -> (u64, u64) {
+    let placed = writes.iter().filter(|w| w.node_id.is_some()).count() as u64;
+    (placed, writes.len() as u64 - placed)
 }
 
 /// A task update the scheduler wants to commit: the task as read, and what changes. The
@@ -412,7 +428,12 @@ impl Reconciler for Scheduler {
         let results: Vec<(Vec<Write>, Option<StoreError>)> = futures::stream::iter(chunks(writes))
             .map(|c| async {
                 let _permit = self.in_flight.acquire().await.expect("never closed");
-                commit_chunk(ctx, c).await
+                let (placed, pending) = decisions(&c);
+                let (dropped, err) = commit_chunk(ctx, c).await;
+                let (not_placed, not_pending) = decisions(&dropped);
+                self.metrics.placements.inc_by(placed - not_placed);
+                self.metrics.unschedulable.inc_by(pending - not_pending);
+                (dropped, err)
             })
             .buffer_unordered(WRITES_IN_FLIGHT)
             .collect()

@@ -70,6 +70,8 @@ pub struct SmShared {
     floor: AtomicU64,
     retention: HistoryRetention,
     bytes_since_snapshot: AtomicU64,
+    /// How long snapshots take to build (`shoal_raft_snapshot_duration_seconds`).
+    pub(crate) snapshot_seconds: prometheus::Histogram,
 }
 
 impl SmShared {
@@ -357,6 +359,7 @@ impl StateMachine {
                 floor: AtomicU64::new(floor),
                 retention,
                 bytes_since_snapshot: AtomicU64::new(0),
+                snapshot_seconds: crate::metrics::StoreMetrics::default().snapshot_seconds,
             }),
         })
     }
@@ -691,6 +694,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let dedup = self.dedup.clone();
         let meta = self.meta.clone();
         tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
+            let _timer = shared.snapshot_seconds.start_timer();
             // Make the state machine's own writes up to this point durable before openraft is
             // told the snapshot exists (it may then purge the log entries behind it).
             let db = shared.db()?;
