@@ -92,7 +92,15 @@ impl Manager {
                 ..DispatcherConfig::default()
             },
         );
-        let controllers = shoal_controllers::Controllers::start(store.clone(), Default::default());
+        // GitOps sources are fetched into the manager's data directory (any manager may lead).
+        let gitops = crate::gitops::sync::Syncer::new(store.clone(), dir.root().join("gitops"));
+        let controllers = shoal_controllers::Controllers::start(
+            store.clone(),
+            shoal_controllers::ControllersConfig {
+                gitops: Some(shoal_controllers::gitops::GitOpsBackend(Arc::new(gitops))),
+                ..Default::default()
+            },
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let server_live = live.clone();
         let handshaken = crate::net::tls_accept::spawn_acceptor(

@@ -1,0 +1,156 @@
+//! From a checked-out commit to the stacks it describes: the same compose loader and the same
+//! request `shoal apply` builds on a client, with the commit's files in place of the client's.
+//!
+//! Differences from `shoal apply`, because there is no user shell on the leader: compose
+//! variables take no value from an environment (a `${VAR:-default}` takes its default), and a
+//! file the compose file names must be inside the repository.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine;
+use shoal_store::model::GitSourceSpec;
+
+use crate::cli::stack_input::COMPOSE_NAMES;
+use crate::compose::{self, SourceFile};
+use crate::stack::plan::Desired;
+use crate::stack::source::{self, ApplyBody, FileBody};
+
+/// One stack of a commit.
+pub struct RenderedStack {
+    /// The stack's name.
+    pub name: String,
+    /// Its directory in the repository.
+    pub path: String,
+    /// What to apply, or why the commit's files for it cannot be applied.
+    pub desired: Result<Desired, String>,
+}
+
+/// The stacks of the commit checked out in `work_tree`; an error when the source's directory
+/// is not in the commit (then nothing of the source is touched: a typo in `--path` or a
+/// moved directory must not prune every stack).
+pub fn render(
+    work_tree: &Path,
+    spec: &GitSourceSpec,
+    commit: &str,
+) -> Result<Vec<RenderedStack>, String> {
+    let root = work_tree.join(&spec.path);
+    let shown = if spec.path.is_empty() {
+        "the repository's root".to_string()
+    } else {
+        format!("directory {}", spec.path)
+    };
+    if !root.is_dir() {
+        return Err(format!("{shown} is not in the commit"));
+    }
+    if !spec.stack_per_dir {
+        return Ok(vec![RenderedStack {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            desired: stack(work_tree, &spec.path, &spec.name, spec, commit),
+        }]);
+    }
+    let mut dirs: Vec<String> = std::fs::read_dir(&root)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .filter(|n| COMPOSE_NAMES.iter().any(|c| root.join(n).join(c).is_file()))
+        .collect();
+    dirs.sort();
+    Ok(dirs
+        .into_iter()
+        .map(|dir| {
+            let path = if spec.path.is_empty() {
+                dir.clone()
+            } else {
+                format!("{}/{dir}", spec.path)
+            };
+            RenderedStack {
+                name: dir.clone(),
+                desired: stack(work_tree, &path, &dir, spec, commit),
+                path,
+            }
+        })
+        .collect())
+}
+
+/// The desired state of stack `name` from the compose file in `path`.
+fn stack(
+    work_tree: &Path,
+    path: &str,
+    name: &str,
+    spec: &GitSourceSpec,
+    commit: &str,
+) -> Result<Desired, String> {
+    let dir = work_tree.join(path);
+    let file = COMPOSE_NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no compose file in {} (looked for {})",
+                if path.is_empty() { "." } else { path },
+                COMPOSE_NAMES.join(", ")
+            )
+        })?;
+    let shown_name = file
+        .strip_prefix(work_tree)
+        .unwrap_or(&file)
+        .display()
+        .to_string();
+    let content =
+        std::fs::read_to_string(&file).map_err(|e| format!("cannot read {shown_name}: {e}"))?;
+    let files = vec![SourceFile {
+        name: shown_name.clone(),
+        content,
+    }];
+    let no_env = BTreeMap::new();
+    let refs = compose::references(&files, &no_env).map_err(|e| e.to_string())?;
+    let top = work_tree
+        .canonicalize()
+        .map_err(|e| format!("cannot read the checkout: {e}"))?;
+    let mut attachments = BTreeMap::new();
+    for named in &refs.files {
+        let full = dir.join(named);
+        let real = full
+            .canonicalize()
+            .map_err(|e| format!("{named} (named by {shown_name}): {e}"))?;
+        if !real.starts_with(&top) {
+            return Err(format!(
+                "{named} (named by {shown_name}) is outside the repository"
+            ));
+        }
+        if named.ends_with(".age") {
+            return Err(format!(
+                "{named} (named by {shown_name}) is age-encrypted: decrypting files in git is not supported yet; nothing of this commit was applied to stack {name}"
+            ));
+        }
+        let bytes = std::fs::read(&real).map_err(|e| format!("cannot read {named}: {e}"))?;
+        attachments.insert(
+            named.clone(),
+            base64::engine::general_purpose::STANDARD.encode(&bytes),
+        );
+    }
+    let body = ApplyBody {
+        files: files
+            .into_iter()
+            .map(|f| FileBody {
+                name: f.name,
+                content: f.content,
+            })
+            .collect(),
+        attachments,
+        working_dir: dir.display().to_string(),
+        prune: spec.prune,
+        applied_by: format!("gitops/{}", spec.name),
+        ..Default::default()
+    };
+    let mut desired = source::desired(name, &body).map_err(|e| e.to_string())?;
+    desired.cause = format!("gitops {}", spec.name);
+    desired.git_source = spec.name.clone();
+    desired.git_commit = commit.to_string();
+    Ok(desired)
+}

@@ -1,0 +1,271 @@
+//! What `shoal gitops add` sends and how the server checks it: a source that would never
+//! sync is refused when it is added, with what is wrong and what to do, and nothing is
+//! written.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shoal_store::model::GitSourceSpec;
+
+/// Shortest interval between fetches.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest interval between fetches.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The body of `POST /shoal/v1/gitops` (snake_case, as the rest of the native API).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    /// The source's name (also the stack's name without `stack_per_dir`).
+    pub name: String,
+    /// An absolute path on the managers or a `file://` URL.
+    pub repo: String,
+    /// A branch, a tag or a commit id.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The directory in the repository (default: its root).
+    #[serde(default)]
+    pub path: String,
+    /// Between fetches: `30s`, `1m`, `2h` (default `1m`).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Remove what the repository no longer has.
+    #[serde(default)]
+    pub prune: bool,
+    /// Revert changes made outside git.
+    #[serde(default)]
+    pub self_heal: bool,
+    /// One stack per subdirectory of `path`.
+    #[serde(default)]
+    pub stack_per_dir: bool,
+    /// Service fields another writer owns (`replicas`, `TaskTemplate.ContainerSpec.Env`).
+    #[serde(default)]
+    pub ignore_fields: Vec<String>,
+    /// Start suspended.
+    #[serde(default)]
+    pub suspended: bool,
+    /// The swarm secret holding the webhook secret (empty: no webhook).
+    #[serde(default)]
+    pub webhook_secret: String,
+}
+
+/// The stored spec of an add request, or what is wrong with it.
+pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
+    let name = &body.name;
+    check_name(name)?;
+    let what = format!("gitops source {name}");
+    check_repo(&body.repo).map_err(|e| format!("{what}: --repo {:?}: {e}", body.repo))?;
+    check_ref(&body.git_ref).map_err(|e| format!("{what}: --ref {:?}: {e}", body.git_ref))?;
+    let path =
+        clean_path(&body.path).map_err(|e| format!("{what}: --path {:?}: {e}", body.path))?;
+    let interval = match &body.interval {
+        None => 0,
+        Some(s) => {
+            let d = crate::native::parse_duration(s)
+                .map_err(|e| format!("{what}: --interval {s:?}: {e}"))?;
+            if d < MIN_INTERVAL || d > MAX_INTERVAL {
+                return Err(format!(
+                    "{what}: --interval {s:?}: must be between {}s and {}h",
+                    MIN_INTERVAL.as_secs(),
+                    MAX_INTERVAL.as_secs() / 3600
+                ));
+            }
+            d.as_secs()
+        }
+    };
+    for f in &body.ignore_fields {
+        check_ignore_field(f).map_err(|e| format!("{what}: --ignore {f:?}: {e}"))?;
+    }
+    Ok(GitSourceSpec {
+        name: name.clone(),
+        repo: body.repo.clone(),
+        git_ref: body.git_ref.clone(),
+        path,
+        interval_secs: interval,
+        prune: body.prune,
+        self_heal: body.self_heal,
+        stack_per_dir: body.stack_per_dir,
+        suspended: body.suspended,
+        ignore_fields: body.ignore_fields.clone(),
+        webhook_secret: body.webhook_secret.clone(),
+        sync_request: 0,
+    })
+}
+
+/// Source names are stack names too (one stack per source): what `docker stack deploy`
+/// accepts.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "gitops source name {name:?} is invalid: use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        ))
+    }
+}
+
+/// Only repositories the leader reaches without credentials are supported today.
+fn check_repo(repo: &str) -> Result<(), String> {
+    if repo.is_empty() {
+        return Err("give the repository: an absolute path or a file:// URL".into());
+    }
+    if repo.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
+    let remote = ["https://", "http://", "ssh://", "git://"]
+        .iter()
+        .any(|p| repo.starts_with(p))
+        || (repo.contains('@') && repo.contains(':') && !repo.starts_with('/'));
+    if remote {
+        return Err(
+            "only local paths and file:// URLs are supported today; https with a token and ssh \
+             with a deploy key are not built yet (mirror the repository to a path the managers \
+             can read, e.g. with a cron `git fetch`)"
+                .into(),
+        );
+    }
+    let path = repo.strip_prefix("file://").unwrap_or(repo);
+    if !path.starts_with('/') {
+        return Err(
+            "give an absolute path or a file:// URL with one (the leader fetches it, not this client)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Refs are passed to git as arguments: nothing that git could take for an option or a range.
+fn check_ref(r: &str) -> Result<(), String> {
+    if r.is_empty() {
+        return Err("give a branch, a tag or a commit id".into());
+    }
+    let bad = r.starts_with('-')
+        || r.contains("..")
+        || r.ends_with('/')
+        || r.ends_with(".lock")
+        || r.starts_with('/')
+        || r.contains("//")
+        || r.contains("@{")
+        || r.chars().any(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        });
+    if bad {
+        return Err(
+            "not a valid branch, tag or commit id (see `git check-ref-format`)".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// A relative directory inside the repository, without `.` or `..` parts.
+fn clean_path(p: &str) -> Result<String, String> {
+    let trimmed = p.trim_matches('/');
+    if p.starts_with('/') {
+        return Err("give a directory relative to the repository's root".into());
+    }
+    let mut parts = Vec::new();
+    for part in trimmed.split('/').filter(|s| !s.is_empty()) {
+        match part {
+            "." => {}
+            ".." => return Err("'..' would leave the repository".into()),
+            _ if part.chars().any(char::is_control) => {
+                return Err("control characters are not allowed".into())
+            }
+            _ => parts.push(part),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// `replicas`, or a dotted path of the Docker API's ServiceSpec.
+fn check_ignore_field(f: &str) -> Result<(), String> {
+    if f == "replicas" {
+        return Ok(());
+    }
+    let ok = !f.is_empty()
+        && f.split('.').all(|part| {
+            !part.is_empty()
+                && part.as_bytes()[0].is_ascii_uppercase()
+                && part.bytes().all(|c| c.is_ascii_alphanumeric())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("give `replicas` or a dotted ServiceSpec path as the Docker API names it, e.g. TaskTemplate.ContainerSpec.Env".into())
+    }
+}
+
+/// The ServiceSpec path an ignore entry stands for.
+pub fn ignore_path(f: &str) -> &str {
+    if f == "replicas" {
+        "Mode.Replicated.Replicas"
+    } else {
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(repo: &str) -> AddBody {
+        AddBody {
+            name: "web".into(),
+            repo: repo.into(),
+            git_ref: "main".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn remote_urls_are_refused_with_what_works_today() {
+        for url in [
+            "https://github.com/o/r.git",
+            "ssh://git@github.com/o/r.git",
+            "git@github.com:o/r.git",
+        ] {
+            let e = spec_of(&body(url)).unwrap_err();
+            assert!(e.contains("only local paths and file:// URLs"), "{e}");
+            assert!(e.contains("gitops source web"), "{e}");
+        }
+        assert!(spec_of(&body("/srv/repo")).is_ok());
+        assert!(spec_of(&body("file:///srv/repo")).is_ok());
+        let e = spec_of(&body("repo")).unwrap_err();
+        assert!(e.contains("absolute path"), "{e}");
+    }
+
+    #[test]
+    fn refs_paths_intervals_and_ignores_are_checked() {
+        let mut b = body("/r");
+        b.git_ref = "--upload-pack=x".into();
+        assert!(spec_of(&b).unwrap_err().contains("--ref"));
+        let mut b = body("/r");
+        b.path = "../etc".into();
+        assert!(spec_of(&b).unwrap_err().contains("'..'"));
+        let mut b = body("/r");
+        b.path = "./stacks//web/".into();
+        assert_eq!(spec_of(&b).unwrap().path, "stacks/web");
+        let mut b = body("/r");
+        b.interval = Some("0s".into());
+        assert!(spec_of(&b).unwrap_err().contains("--interval"));
+        let mut b = body("/r");
+        b.interval = Some("2m".into());
+        assert_eq!(spec_of(&b).unwrap().interval_secs, 120);
+        let mut b = body("/r");
+        b.ignore_fields = vec!["replicas".into(), "TaskTemplate.ContainerSpec.Env".into()];
+        assert!(spec_of(&b).is_ok());
+        b.ignore_fields = vec!["env[FOO]".into()];
+        assert!(spec_of(&b).unwrap_err().contains("--ignore"));
+        let mut b = body("/r");
+        b.name = "-x".into();
+        assert!(spec_of(&b).unwrap_err().contains("name"));
+    }
+}
