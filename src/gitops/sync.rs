@@ -12,12 +12,18 @@
 //!
 //! A stack the source applied earlier whose directory is gone is removed with prune on, and
 //! reported `Orphaned` (left running) without it.
+//!
+//! An idle sync costs one `git fetch`: when the commit, the source's spec and every object its
+//! stacks own are as they were after the last sync that left nothing to retry, that sync's
+//! result stands without a checkout, a render or a plan (and the controller writes nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use shoal_controllers::gitops::{GitSync, SyncOutcome};
 use shoal_store::model::{
     DriftedField, GitSource, GitStackStatus, Service, ServiceSpec, Stack, StackRevision,
@@ -35,18 +41,74 @@ pub struct Syncer {
     store: Store,
     /// One cache repository per source, named by the source's id.
     cache_root: PathBuf,
+    /// Per source id, the last sync that left nothing to retry: what it looked at and what it
+    /// found. A sync that finds the same thing stops after its fetch.
+    settled: Mutex<HashMap<String, (String, SyncOutcome)>>,
 }
 
 impl Syncer {
     /// Syncs sources of `store`, keeping fetched repositories under `cache_root`.
     pub fn new(store: Store, cache_root: PathBuf) -> Self {
-        Syncer { store, cache_root }
+        Syncer {
+            store,
+            cache_root,
+            settled: Mutex::new(HashMap::new()),
+        }
     }
+}
+
+/// What a sync's result depends on besides the store's nodes: the commit, the source's spec
+/// (without its sync requests), and for each stack of the outcome its revision and the version
+/// of every object it owns (a `docker service update` moves a service's version).
+fn fingerprint(view: &View, source: &GitSource, commit: &str, outcome: &SyncOutcome) -> String {
+    let mut spec = source.spec.clone();
+    spec.sync_request = 0;
+    let mut h = Sha256::new();
+    h.update(commit.as_bytes());
+    h.update(serde_json::to_vec(&spec).unwrap_or_default());
+    for name in outcome.stacks.keys() {
+        h.update([0]);
+        h.update(name.as_bytes());
+        let Some(stack) = view
+            .get_by_name::<Stack>(name)
+            .filter(|s| s.spec.name == *name)
+        else {
+            continue;
+        };
+        h.update(stack.revision.to_le_bytes());
+        for item in &stack.inventory {
+            let version = view
+                .get_object(item.kind, &item.id)
+                .map(|o| o.version())
+                .unwrap_or(0);
+            h.update(item.id.as_bytes());
+            h.update(version.to_le_bytes());
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// Whether nothing of `outcome` is worth trying again.
+fn settled(outcome: &SyncOutcome) -> bool {
+    outcome.error.is_none() && outcome.stacks.values().all(|s| s.result != "Failed")
 }
 
 impl GitSync for Syncer {
     fn sync<'a>(&'a self, source: &'a GitSource) -> BoxFuture<'a, SyncOutcome> {
-        Box::pin(self.run(source))
+        Box::pin(async move {
+            let outcome = self.run(source).await;
+            if let Ok(commit) = &outcome.fetched {
+                let mut known = self.settled.lock().unwrap();
+                if settled(&outcome) {
+                    let view = self.store.view();
+                    let print = fingerprint(&view, source, commit, &outcome);
+                    known.insert(source.meta.id.clone(), (print, outcome.clone()));
+                } else {
+                    known.remove(&source.meta.id);
+                }
+            }
+            outcome
+        })
     }
 }
 
@@ -82,6 +144,16 @@ impl Syncer {
                 }
             }
         };
+        // Same commit, same spec, nothing of its stacks changed since a sync that settled:
+        // the same result, without a checkout or a plan.
+        let known = self.settled.lock().unwrap().get(&source.meta.id).cloned();
+        if let Some((print, outcome)) = known {
+            if outcome.fetched.as_ref() == Ok(&commit)
+                && fingerprint(&self.store.view(), source, &commit, &outcome) == print
+            {
+                return outcome;
+            }
+        }
         let rendered = match checkout.check_out(&commit).await {
             Ok(()) => render(checkout.work_tree(), spec, &commit),
             Err(e) => Err(e),
