@@ -204,6 +204,14 @@ pub async fn run(b: GitopsBench) -> anyhow::Result<Value> {
     tokio::time::sleep(b.idle).await;
     let (cpu1, child1) = (process_cpu_seconds(), children_cpu_seconds());
     let after = c.expect("GET", "/shoal/v1/gitops/bench", None, 200).await?;
+    // The same window with the source suspended: what the node costs without its syncs.
+    c.expect("POST", "/shoal/v1/gitops/bench/suspend", None, 200)
+        .await?;
+    let (base0, basechild0) = (process_cpu_seconds(), children_cpu_seconds());
+    tokio::time::sleep(b.idle).await;
+    let (base1, basechild1) = (process_cpu_seconds(), children_cpu_seconds());
+    let idle_cpu = cpu1 - cpu0 + child1 - child0;
+    let suspended_cpu = base1 - base0 + basechild1 - basechild0;
     let syncs = (b.idle.as_secs_f64() / b.interval.as_secs_f64())
         .floor()
         .max(1.0);
@@ -220,10 +228,12 @@ pub async fn run(b: GitopsBench) -> anyhow::Result<Value> {
         "polling_commit_to_applied_p99_ms": round3(polling.quantile_ms(0.99)),
         "idle_seconds": b.idle.as_secs_f64(),
         "idle_syncs_expected": syncs,
-        // The whole node's CPU (heartbeats and every controller too) plus the git programs'.
-        "idle_node_and_git_cpu_ms_total": round3((cpu1 - cpu0 + child1 - child0) * 1e3),
+        // The whole node's CPU (heartbeats and every controller too) plus the git programs',
+        // polling, then with the source suspended; their difference is what the syncs cost.
+        "idle_node_and_git_cpu_ms_total": round3(idle_cpu * 1e3),
+        "suspended_node_cpu_ms_total": round3(suspended_cpu * 1e3),
         "idle_git_cpu_ms_total": round3((child1 - child0) * 1e3),
-        "idle_node_and_git_cpu_ms_per_sync": round3((cpu1 - cpu0 + child1 - child0) * 1e3 / syncs),
+        "idle_sync_cpu_ms_per_sync": round3((idle_cpu - suspended_cpu) * 1e3 / syncs),
         "idle_source_writes": version(&after).saturating_sub(version(&before)) > 0,
         "idle_new_stack_revisions": revisions(&after) != revisions(&before),
     }))
