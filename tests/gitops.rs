@@ -524,7 +524,7 @@ fn a_deleted_directory_is_pruned_and_webhooks_sync_at_once_only_when_signed() {
 }
 
 #[test]
-fn bad_input_is_refused_with_nothing_written_and_unsupported_files_fail_their_commit() {
+fn bad_input_is_refused_with_nothing_written_and_undecryptable_files_fail_their_commit() {
     let d = common::swarm("gitops-4");
     let repo = Repo::new();
     repo.write("compose.yaml", &compose(1, "x"));
@@ -627,8 +627,8 @@ fn bad_input_is_refused_with_nothing_written_and_unsupported_files_fail_their_co
         "{s:#}"
     );
 
-    // age-encrypted files are not decrypted yet: the commit fails with that reason, nothing
-    // of it is applied.
+    // An age-encrypted file and no identity to decrypt it: the commit fails with that reason,
+    // nothing of it is applied.
     repo.write(
         "compose.yaml",
         "services:\n  app:\n    image: shoal-test/busybox:1\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./pw.age\n",

@@ -61,6 +61,10 @@ pub struct AddArgs {
     /// The swarm secret holding the webhook secret (enables POST /shoal/v1/gitops/NAME/webhook)
     #[arg(long, value_name = "SECRET")]
     webhook_secret: Option<String>,
+    /// The swarm secret holding the age identities (AGE-SECRET-KEY-1..., as age-keygen
+    /// writes them) that decrypt the repository's `.age` files
+    #[arg(long, value_name = "SECRET")]
+    age_identity_secret: Option<String>,
     /// Add it suspended
     #[arg(long)]
     suspended: bool,
@@ -176,6 +180,7 @@ async fn add(a: AddArgs) -> anyhow::Result<i32> {
         "stack_per_dir": a.stack_per_dir,
         "ignore_fields": a.ignore_fields,
         "webhook_secret": a.webhook_secret.unwrap_or_default(),
+        "age_identity_secret": a.age_identity_secret.unwrap_or_default(),
         "suspended": a.suspended,
     });
     let s = a

@@ -5,8 +5,10 @@
 //! it runs the `git` program ([`git`]), renders a commit's compose files exactly as
 //! `shoal apply` does ([`render`], [`crate::compose`]) and applies them through the
 //! server-side declarative apply ([`sync`], [`crate::stack`]). [`spec`] checks what
-//! `shoal gitops add` sends; [`webhook`] verifies push notifications.
+//! `shoal gitops add` sends; [`webhook`] verifies push notifications; [`age`] decrypts files
+//! encrypted in the repository.
 
+pub mod age;
 pub mod git;
 pub mod render;
 pub mod spec;

@@ -2,8 +2,9 @@
 //! request `shoal apply` builds on a client, with the commit's files in place of the client's.
 //!
 //! Differences from `shoal apply`, because there is no user shell on the leader: compose
-//! variables take no value from an environment (a `${VAR:-default}` takes its default), and a
-//! file the compose file names must be inside the repository.
+//! variables take no value from an environment (a `${VAR:-default}` takes its default), a
+//! file the compose file names must be inside the repository, and one whose name ends in `.age`
+//! is decrypted with the source's age identities (see [`super::age`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::path::Path;
 use base64::Engine;
 use shoal_store::model::GitSourceSpec;
 
+use super::age::{decrypt, Identities};
 use crate::cli::stack_input::COMPOSE_NAMES;
 use crate::compose::{self, SourceFile};
 use crate::stack::plan::Desired;
@@ -33,6 +35,7 @@ pub fn render(
     work_tree: &Path,
     spec: &GitSourceSpec,
     commit: &str,
+    ids: Option<&Identities>,
 ) -> Result<Vec<RenderedStack>, String> {
     let root = work_tree.join(&spec.path);
     let shown = if spec.path.is_empty() {
@@ -47,7 +50,7 @@ pub fn render(
         return Ok(vec![RenderedStack {
             name: spec.name.clone(),
             path: spec.path.clone(),
-            desired: stack(work_tree, &spec.path, &spec.name, spec, commit),
+            desired: stack(work_tree, &spec.path, &spec.name, spec, commit, ids),
         }]);
     }
     let mut dirs: Vec<String> = std::fs::read_dir(&root)
@@ -69,7 +72,7 @@ pub fn render(
             };
             RenderedStack {
                 name: dir.clone(),
-                desired: stack(work_tree, &path, &dir, spec, commit),
+                desired: stack(work_tree, &path, &dir, spec, commit, ids),
                 path,
             }
         })
@@ -83,6 +86,7 @@ fn stack(
     name: &str,
     spec: &GitSourceSpec,
     commit: &str,
+    ids: Option<&Identities>,
 ) -> Result<Desired, String> {
     let dir = work_tree.join(path);
     let file = COMPOSE_NAMES
@@ -123,12 +127,18 @@ fn stack(
                 "{named} (named by {shown_name}) is outside the repository"
             ));
         }
+        let mut bytes = std::fs::read(&real).map_err(|e| format!("cannot read {named}: {e}"))?;
         if named.ends_with(".age") {
-            return Err(format!(
-                "{named} (named by {shown_name}) is age-encrypted: decrypting files in git is not supported yet; nothing of this commit was applied to stack {name}"
-            ));
+            let Some(ids) = ids else {
+                return Err(format!(
+                    "{named} (named by {shown_name}) is age-encrypted and gitops source {} has no --age-identity-secret to decrypt it",
+                    spec.name
+                ));
+            };
+            bytes = decrypt(ids, &bytes).map_err(|e| {
+                format!("cannot decrypt {named} (named by {shown_name}) with the identities in swarm secret {}: {e}", spec.age_identity_secret)
+            })?;
         }
-        let bytes = std::fs::read(&real).map_err(|e| format!("cannot read {named}: {e}"))?;
         attachments.insert(
             named.clone(),
             base64::engine::general_purpose::STANDARD.encode(&bytes),

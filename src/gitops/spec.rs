@@ -47,6 +47,9 @@ pub struct AddBody {
     /// The swarm secret holding the webhook secret (empty: no webhook).
     #[serde(default)]
     pub webhook_secret: String,
+    /// The swarm secret holding the age identities for `.age` files (empty: none).
+    #[serde(default)]
+    pub age_identity_secret: String,
 }
 
 /// The stored spec of an add request, or what is wrong with it.
@@ -88,6 +91,7 @@ pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
         suspended: body.suspended,
         ignore_fields: body.ignore_fields.clone(),
         webhook_secret: body.webhook_secret.clone(),
+        age_identity_secret: body.age_identity_secret.clone(),
         sync_request: 0,
     })
 }

@@ -26,10 +26,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shoal_controllers::gitops::{GitSync, SyncOutcome};
 use shoal_store::model::{
-    DriftedField, GitSource, GitStackStatus, Service, ServiceSpec, Stack, StackRevision,
+    DriftedField, GitSource, GitSourceSpec, GitStackStatus, Secret, Service, ServiceSpec, Stack,
+    StackRevision,
 };
 use shoal_store::{Store, View};
 
+use super::age::{parse_identities, Identities};
 use super::git::Checkout;
 use super::render::{render, RenderedStack};
 use super::spec::ignore_path;
@@ -154,9 +156,9 @@ impl Syncer {
                 return outcome;
             }
         }
-        let rendered = match checkout.check_out(&commit).await {
-            Ok(()) => render(checkout.work_tree(), spec, &commit),
-            Err(e) => Err(e),
+        let rendered = match (checkout.check_out(&commit).await, self.identities(spec)) {
+            (Ok(()), Ok(ids)) => render(checkout.work_tree(), spec, &commit, ids.as_ref()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         let rendered = match rendered {
             Ok(r) => r,
@@ -187,6 +189,22 @@ impl Syncer {
             stacks,
             error: None,
         }
+    }
+
+    /// The source's age identities, read from its swarm secret at every sync (so a rotated
+    /// key takes effect at once).
+    fn identities(&self, spec: &GitSourceSpec) -> Result<Option<Identities>, String> {
+        if spec.age_identity_secret.is_empty() {
+            return Ok(None);
+        }
+        let name = &spec.age_identity_secret;
+        let view = self.store.view();
+        let data = view
+            .get_by_name::<Secret>(name)
+            .filter(|s| s.spec.name == *name)
+            .map(|s| s.spec.data.clone())
+            .ok_or_else(|| format!("the age identity secret {name} is not in the swarm"))?;
+        parse_identities(name, &data).map(Some)
     }
 
     async fn sync_stack(

@@ -64,6 +64,20 @@ pub async fn add<S: NativeState>(
             spec.name, spec.webhook_secret, spec.webhook_secret
         )));
     }
+    if !spec.age_identity_secret.is_empty() {
+        let Some(data) = secret(&view, &spec.age_identity_secret) else {
+            return Err(NativeError::invalid(format!(
+                "gitops source {}: --age-identity-secret {}: no such swarm secret; create it from the identity file first (`docker secret create {} key.txt`)",
+                spec.name, spec.age_identity_secret, spec.age_identity_secret
+            )));
+        };
+        crate::gitops::age::parse_identities(&spec.age_identity_secret, &data).map_err(|e| {
+            NativeError::invalid(format!(
+                "gitops source {}: --age-identity-secret: {e}",
+                spec.name
+            ))
+        })?;
+    }
     let created = GitSource {
         meta: Meta::with_id(new_id()),
         spec,

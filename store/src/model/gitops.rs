@@ -76,6 +76,14 @@ pub struct GitSourceSpec {
         skip_serializing_if = "String::is_empty"
     )]
     pub webhook_secret: String,
+    /// The swarm secret holding the age identities that decrypt the repository's `.age` files
+    /// (empty: such files fail their commit).
+    #[serde(
+        rename = "AgeIdentitySecret",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub age_identity_secret: String,
     /// Bumped by `shoal gitops sync` and by webhooks: a sync is due when it differs from the
     /// status's `ObservedSyncRequest` (kept in the store, so a leader change does not lose it).
     #[serde(rename = "SyncRequest", default)]
