@@ -538,12 +538,17 @@ fn bad_input_is_refused_with_nothing_written_and_undecryptable_files_fail_their_
     };
     let base = |url: &'static str| ["gitops", "add", "s", "--repo", url, "--ref", "main"];
     refused(
-        &base("https://github.com/o/r.git"),
-        "only local paths and file:// URLs are supported today",
+        &base("ssh://git@github.com/o/r.git"),
+        "only local paths, file:// and https:// URLs are supported today",
     );
     refused(
         &base("git@github.com:o/r.git"),
-        "only local paths and file:// URLs",
+        "ssh with a deploy key is not built yet",
+    );
+    refused(&base("http://example.com/r.git"), "plain http is refused");
+    refused(
+        &base("https://me:pw@example.com/r.git"),
+        "put the token in a swarm secret",
     );
     refused(
         &[

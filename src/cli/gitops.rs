@@ -32,8 +32,8 @@ pub enum GitopsCommand {
 pub struct AddArgs {
     /// The source's name (also the stack's name, without --stack-per-dir)
     name: String,
-    /// The repository: an absolute path on the managers or a file:// URL (a relative path is
-    /// made absolute here)
+    /// The repository: an absolute path on the managers, a file:// or an https:// URL (a
+    /// relative path is made absolute here)
     #[arg(long, value_name = "URL|PATH")]
     repo: String,
     /// A branch, a tag or a commit id
@@ -61,6 +61,10 @@ pub struct AddArgs {
     /// The swarm secret holding the webhook secret (enables POST /shoal/v1/gitops/NAME/webhook)
     #[arg(long, value_name = "SECRET")]
     webhook_secret: Option<String>,
+    /// The swarm secret holding the token sent to an https:// repository (a personal or
+    /// deploy token)
+    #[arg(long, value_name = "SECRET")]
+    token_secret: Option<String>,
     /// The swarm secret holding the age identities (AGE-SECRET-KEY-1..., as age-keygen
     /// writes them) that decrypt the repository's `.age` files
     #[arg(long, value_name = "SECRET")]
@@ -181,6 +185,7 @@ async fn add(a: AddArgs) -> anyhow::Result<i32> {
         "ignore_fields": a.ignore_fields,
         "webhook_secret": a.webhook_secret.unwrap_or_default(),
         "age_identity_secret": a.age_identity_secret.unwrap_or_default(),
+        "token_secret": a.token_secret.unwrap_or_default(),
         "suspended": a.suspended,
     });
     let s = a

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tokio::process::Command;
 
 /// Longest a git command may take before the sync counts it as failed.
@@ -22,10 +23,17 @@ pub struct Checkout {
 
 /// Runs `git args...` in `dir`; its stdout, or an error with git's own words.
 async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    git_with(dir, args, &[]).await
+}
+
+/// [`git`] with extra environment (credentials travel there, never in arguments, which any
+/// local user can read in the process list).
+async fn git_with(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<String, String> {
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("GIT_TERMINAL_PROMPT", "0")
         // No user or system configuration may change what a fetch does on the leader.
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -80,11 +88,29 @@ impl Checkout {
     }
 
     /// Fetches every branch and tag of `repo` (one `git fetch`) and resolves `git_ref`: a
-    /// branch, then a tag, then a commit id.
-    pub async fn fetch(&self, repo: &str, git_ref: &str) -> Result<String, String> {
+    /// branch, then a tag, then a commit id. With `token`, every HTTP request carries it
+    /// (`Authorization: Basic`, user `x-access-token`, which GitHub, Gitea and GitLab take
+    /// with a personal or deploy token as the password).
+    pub async fn fetch(
+        &self,
+        repo: &str,
+        git_ref: &str,
+        token: Option<&str>,
+    ) -> Result<String, String> {
         let heads = format!("+refs/heads/*:{REMOTE_HEADS}/*");
         let tags = format!("+refs/tags/*:{REMOTE_TAGS}/*");
-        git(
+        let mut env = Vec::new();
+        if let Some(token) = token {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+            env.push(("GIT_CONFIG_COUNT", "1".to_string()));
+            env.push(("GIT_CONFIG_KEY_0", "http.extraHeader".to_string()));
+            env.push((
+                "GIT_CONFIG_VALUE_0",
+                format!("Authorization: Basic {basic}"),
+            ));
+        }
+        git_with(
             &self.dir,
             &[
                 "fetch",
@@ -96,6 +122,7 @@ impl Checkout {
                 &heads,
                 &tags,
             ],
+            &env,
         )
         .await
         .map_err(|e| format!("cannot fetch {repo}: {e}"))?;
@@ -185,10 +212,10 @@ mod tests {
         let head = repo_with_commit(&origin).await;
         let c = Checkout::open(tmp.path().join("cache")).await.unwrap();
         let url = format!("file://{}", origin.display());
-        assert_eq!(c.fetch(&url, "main").await.unwrap(), head);
-        assert_eq!(c.fetch(&url, "v1").await.unwrap(), head);
-        assert_eq!(c.fetch(&url, &head[..10]).await.unwrap(), head);
-        let missing = c.fetch(&url, "nope").await.unwrap_err();
+        assert_eq!(c.fetch(&url, "main", None).await.unwrap(), head);
+        assert_eq!(c.fetch(&url, "v1", None).await.unwrap(), head);
+        assert_eq!(c.fetch(&url, &head[..10], None).await.unwrap(), head);
+        let missing = c.fetch(&url, "nope", None).await.unwrap_err();
         assert!(missing.contains("ref nope"), "{missing}");
         c.check_out(&head).await.unwrap();
         assert_eq!(
@@ -196,7 +223,7 @@ mod tests {
             "one"
         );
         let gone = c
-            .fetch(tmp.path().join("nowhere").to_str().unwrap(), "main")
+            .fetch(tmp.path().join("nowhere").to_str().unwrap(), "main", None)
             .await
             .unwrap_err();
         assert!(gone.starts_with("cannot fetch"), "{gone}");

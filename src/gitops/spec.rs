@@ -18,7 +18,7 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub struct AddBody {
     /// The source's name (also the stack's name without `stack_per_dir`).
     pub name: String,
-    /// An absolute path on the managers or a `file://` URL.
+    /// An absolute path on the managers, a `file://` or an `https://` URL.
     pub repo: String,
     /// A branch, a tag or a commit id.
     #[serde(rename = "ref")]
@@ -47,6 +47,9 @@ pub struct AddBody {
     /// The swarm secret holding the webhook secret (empty: no webhook).
     #[serde(default)]
     pub webhook_secret: String,
+    /// The swarm secret holding the token for an `https://` repository (empty: none).
+    #[serde(default)]
+    pub token_secret: String,
     /// The swarm secret holding the age identities for `.age` files (empty: none).
     #[serde(default)]
     pub age_identity_secret: String,
@@ -58,6 +61,12 @@ pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
     check_name(name)?;
     let what = format!("gitops source {name}");
     check_repo(&body.repo).map_err(|e| format!("{what}: --repo {:?}: {e}", body.repo))?;
+    if !body.token_secret.is_empty() && !body.repo.starts_with("https://") {
+        return Err(format!(
+            "{what}: --token-secret is sent to https:// repositories only; {:?} needs none",
+            body.repo
+        ));
+    }
     check_ref(&body.git_ref).map_err(|e| format!("{what}: --ref {:?}: {e}", body.git_ref))?;
     let path =
         clean_path(&body.path).map_err(|e| format!("{what}: --path {:?}: {e}", body.path))?;
@@ -91,6 +100,7 @@ pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
         suspended: body.suspended,
         ignore_fields: body.ignore_fields.clone(),
         webhook_secret: body.webhook_secret.clone(),
+        token_secret: body.token_secret.clone(),
         age_identity_secret: body.age_identity_secret.clone(),
         sync_request: 0,
     })
@@ -114,23 +124,42 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Only repositories the leader reaches without credentials are supported today.
+/// Local paths, `file://` and `https://` URLs; ssh is not supported yet, and plain http would
+/// send a token in clear.
 fn check_repo(repo: &str) -> Result<(), String> {
     if repo.is_empty() {
-        return Err("give the repository: an absolute path or a file:// URL".into());
+        return Err("give the repository: an absolute path, a file:// or an https:// URL".into());
     }
-    if repo.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
+    if repo.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("control characters and spaces are not allowed".into());
     }
-    let remote = ["https://", "http://", "ssh://", "git://"]
+    if repo.starts_with('-') {
+        return Err("a repository cannot start with '-'".into());
+    }
+    if let Some(rest) = repo.strip_prefix("https://") {
+        let authority = rest.split('/').next().unwrap_or("");
+        if authority.is_empty() {
+            return Err("no host in the URL".into());
+        }
+        if authority.contains('@') {
+            return Err(
+                "credentials in the URL would be stored in clear; put the token in a swarm secret and give it with --token-secret"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    if repo.starts_with("http://") {
+        return Err("plain http is refused (a token would travel in clear); use https://".into());
+    }
+    let ssh = ["ssh://", "git+ssh://", "ssh+git://"]
         .iter()
         .any(|p| repo.starts_with(p))
         || (repo.contains('@') && repo.contains(':') && !repo.starts_with('/'));
-    if remote {
+    if ssh || repo.contains("://") && !repo.starts_with("file://") {
         return Err(
-            "only local paths and file:// URLs are supported today; https with a token and ssh \
-             with a deploy key are not built yet (mirror the repository to a path the managers \
-             can read, e.g. with a cron `git fetch`)"
+            "only local paths, file:// and https:// URLs are supported today; ssh with a deploy key \
+             is not built yet (use https with a token in a swarm secret, --token-secret)"
                 .into(),
         );
     }
@@ -230,16 +259,29 @@ mod tests {
     }
 
     #[test]
-    fn remote_urls_are_refused_with_what_works_today() {
+    fn ssh_and_cleartext_urls_are_refused_with_what_works_today() {
         for url in [
-            "https://github.com/o/r.git",
             "ssh://git@github.com/o/r.git",
             "git@github.com:o/r.git",
+            "git://github.com/o/r.git",
         ] {
             let e = spec_of(&body(url)).unwrap_err();
-            assert!(e.contains("only local paths and file:// URLs"), "{e}");
+            assert!(
+                e.contains("only local paths, file:// and https:// URLs"),
+                "{e}"
+            );
             assert!(e.contains("gitops source web"), "{e}");
         }
+        let e = spec_of(&body("http://example.com/r.git")).unwrap_err();
+        assert!(e.contains("plain http"), "{e}");
+        let e = spec_of(&body("https://me:pw@example.com/r.git")).unwrap_err();
+        assert!(e.contains("--token-secret"), "{e}");
+        let mut b = body("/srv/repo");
+        b.token_secret = "t".into();
+        assert!(spec_of(&b)
+            .unwrap_err()
+            .contains("https:// repositories only"));
+        assert!(spec_of(&body("https://github.com/o/r.git")).is_ok());
         assert!(spec_of(&body("/srv/repo")).is_ok());
         assert!(spec_of(&body("file:///srv/repo")).is_ok());
         let e = spec_of(&body("repo")).unwrap_err();

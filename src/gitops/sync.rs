@@ -136,7 +136,20 @@ impl Syncer {
                 }
             }
         };
-        let commit = match checkout.fetch(&spec.repo, &spec.git_ref).await {
+        let token = match self.token(spec) {
+            Ok(t) => t,
+            Err(e) => {
+                return SyncOutcome {
+                    fetched: Err(e),
+                    stacks: unchanged_stacks(),
+                    error: None,
+                }
+            }
+        };
+        let commit = match checkout
+            .fetch(&spec.repo, &spec.git_ref, token.as_deref())
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 return SyncOutcome {
@@ -189,6 +202,24 @@ impl Syncer {
             stacks,
             error: None,
         }
+    }
+
+    /// The source's https token, read from its swarm secret at every sync (a rotated token
+    /// takes effect at once); surrounding whitespace (a trailing newline) is not part of it.
+    fn token(&self, spec: &GitSourceSpec) -> Result<Option<String>, String> {
+        if spec.token_secret.is_empty() {
+            return Ok(None);
+        }
+        let name = &spec.token_secret;
+        let view = self.store.view();
+        let data = view
+            .get_by_name::<Secret>(name)
+            .filter(|s| s.spec.name == *name)
+            .map(|s| s.spec.data.clone())
+            .ok_or_else(|| format!("the token secret {name} is not in the swarm"))?;
+        let token =
+            String::from_utf8(data).map_err(|_| format!("the token secret {name} is not text"))?;
+        Ok(Some(token.trim().to_string()))
     }
 
     /// The source's age identities, read from its swarm secret at every sync (so a rotated

@@ -64,6 +64,12 @@ pub async fn add<S: NativeState>(
             spec.name, spec.webhook_secret, spec.webhook_secret
         )));
     }
+    if !spec.token_secret.is_empty() && secret(&view, &spec.token_secret).is_none() {
+        return Err(NativeError::invalid(format!(
+            "gitops source {}: --token-secret {}: no such swarm secret; create it first (`printf %s TOKEN | docker secret create {} -`)",
+            spec.name, spec.token_secret, spec.token_secret
+        )));
+    }
     if !spec.age_identity_secret.is_empty() {
         let Some(data) = secret(&view, &spec.age_identity_secret) else {
             return Err(NativeError::invalid(format!(

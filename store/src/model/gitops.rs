@@ -33,7 +33,7 @@ pub struct GitSourceSpec {
     /// The source's name (unique).
     #[serde(rename = "Name")]
     pub name: String,
-    /// The repository: an absolute path on the leader or a `file://` URL.
+    /// The repository: an absolute path on the leader, a `file://` URL or an `https://` URL.
     #[serde(rename = "Repo")]
     pub repo: String,
     /// A branch, a tag or a commit id.
@@ -68,6 +68,14 @@ pub struct GitSourceSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub ignore_fields: Vec<String>,
+    /// The swarm secret holding the token sent with every request to an `https://` repository
+    /// (empty: none).
+    #[serde(
+        rename = "TokenSecret",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub token_secret: String,
     /// The swarm secret whose data is the webhook secret (HMAC key of GitHub and Gitea
     /// signatures, GitLab's token); empty: webhooks are refused.
     #[serde(
