@@ -223,8 +223,40 @@ fn commits_are_applied_and_recorded_and_a_broken_or_unreachable_repo_leaves_serv
     assert_eq!(s["Status"]["Stacks"]["web"]["Result"], "Unchanged", "{s:#}");
     assert_eq!(d.get_json("/shoal/v1/stacks/web")["Revision"], 2);
 
-    // A broken file: Degraded with the commit and the reason; the service is untouched.
-    let version = svc["Version"]["Index"].as_u64().unwrap();
+    // Idle: syncs keep fetching (FETCH_HEAD in the cache repository changes) and write nothing.
+    let s = wait_source(&d, "web", "web Ready at the docs commit", |s| {
+        holds(s, "Ready")
+    });
+    let version = s["Version"]["Index"].as_u64().unwrap();
+    let fetch_head = d
+        .dir()
+        .join("data/swarm/gitops")
+        .join(s["ID"].as_str().unwrap())
+        .join(".git/FETCH_HEAD");
+    let mtime = || {
+        std::fs::metadata(&fetch_head)
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut seen = vec![mtime().expect("the cache repository has fetched")];
+    wait_for(WAIT, "three more fetches", || {
+        let now = mtime()?;
+        if !seen.contains(&now) {
+            seen.push(now);
+        }
+        (seen.len() >= 4).then_some(())
+    });
+    let s = source(&d, "web");
+    assert_eq!(
+        s["Version"]["Index"].as_u64().unwrap(),
+        version,
+        "idle syncs wrote: {s:#}"
+    );
+    assert_eq!(d.get_json("/shoal/v1/stacks/web")["Revision"], 2);
+
+    // A broken file: Degraded with the commit and the reason; the service is untouched (its
+    // version read after the rollout ended: the update supervisor writes its status to it).
+    let version = service(&d, "web_app")["Version"]["Index"].as_u64().unwrap();
     repo.write(
         "web/compose.yaml",
         "services:\n  app:\n    image: [unclosed\n",
@@ -249,6 +281,24 @@ fn commits_are_applied_and_recorded_and_a_broken_or_unreachable_repo_leaves_serv
         "{svc:#}"
     );
     assert_eq!(d.get_json("/shoal/v1/stacks/web")["Revision"], 2);
+
+    // A commit whose service would find no node: Failed with the reason, nothing applied.
+    let placed = compose(2, "two")
+        + "      placement:\n        constraints: [\"node.labels.zone==nowhere\"]\n";
+    repo.write("web/compose.yaml", &placed);
+    let c3b = repo.commit("unschedulable");
+    let s = wait_source(&d, "web", "Degraded on the unschedulable commit", |s| {
+        s["Status"]["LastFetchedCommit"] == c3b.as_str() && holds(s, "Degraded")
+    });
+    let message = condition(&s, "Degraded")["Message"].as_str().unwrap();
+    assert!(message.contains("would not be scheduled"), "{message}");
+    assert!(message.contains(&c3b[..12]), "{message}");
+    let svc = service(&d, "web_app");
+    assert_eq!(
+        svc["Version"]["Index"].as_u64().unwrap(),
+        version,
+        "{svc:#}"
+    );
 
     // The next good commit recovers.
     repo.write("web/compose.yaml", &compose(3, "three"));
