@@ -2,8 +2,9 @@
 //! recorded with its id, a change rolled out, a broken commit reported without touching what
 //! runs, an unreachable repository (Stalled, last applied state kept), drift reported and
 //! reverted with self-heal (and ignored fields left alone), a deleted directory pruned,
-//! webhooks refused unless signed and syncing at once when they are, suspend and resume, and
-//! bad input refused with nothing written.
+//! webhooks refused unless signed and syncing at once when they are, suspend and resume, bad
+//! input refused with nothing written, idle syncs that write nothing, and a new leader taking
+//! over without applying a commit twice.
 
 mod common;
 
@@ -698,4 +699,54 @@ fn bad_input_is_refused_with_nothing_written_and_undecryptable_files_fail_their_
     let (status, _) = d.curl("GET", "/services/s_app", None);
     assert_eq!(status, 200);
     assert!(env_of(&service(&d, "s_app")).contains(&"MODE=x".to_string()));
+}
+
+#[test]
+fn a_new_leader_takes_over_the_sources_without_repeating_an_apply() {
+    let mut m1 = common::swarm("gitops-l1");
+    let token = m1
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let m2 = Daemon::start("gitops-l2");
+    let m3 = Daemon::start("gitops-l3");
+    for m in [&m2, &m3] {
+        let out = m.join(&m1, &token);
+        assert!(out.ok, "{} could not join: {}", m.hostname, out.stderr);
+        wait_for(WAIT, &format!("{} is a manager", m.hostname), || {
+            (m.ok(&["info", "--format", "{{.Swarm.ControlAvailable}}"])
+                .trim()
+                == "true")
+                .then_some(())
+        });
+    }
+    let repo = Repo::new();
+    repo.write("compose.yaml", &compose(1, "one"));
+    let c1 = repo.commit("one");
+    // An hour between polls: only a new leader's first pass or a sync request syncs.
+    add(&m1, "lead", repo.path(), &["--interval", "1h"]);
+    applied(&m1, "lead", &c1);
+
+    repo.write("compose.yaml", &compose(2, "two"));
+    let c2 = repo.commit("two");
+    m1.kill9();
+    // A surviving manager's controllers take over and sync every source once.
+    let s = applied(&m2, "lead", &c2);
+    assert_eq!(s["Status"]["Stacks"]["lead"]["Revision"], 2, "{s:#}");
+    // A sync request answered by the new leader finds nothing to do: no revision repeated.
+    shoal_ok(&m3, &["gitops", "sync", "lead"]);
+    let s = source(&m3, "lead");
+    assert_eq!(
+        s["Status"]["Stacks"]["lead"]["Result"], "Unchanged",
+        "{s:#}"
+    );
+    let history = m3.get_json("/shoal/v1/stacks/lead/history");
+    let commits: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["git_commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(commits, [c1.as_str(), c2.as_str()], "{history:#}");
+    assert_eq!(replicas(&service(&m3, "lead_app")), 2);
 }
