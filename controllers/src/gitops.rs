@@ -217,7 +217,12 @@ fn with_conditions(
         .stacks
         .iter()
         .filter_map(|(n, s)| {
-            holds(&s.health, "Degraded").map(|c| format!("stack {n}: {}", c.message))
+            holds(&s.health, "Degraded").map(|c| {
+                // The commit the stack's revision came from (a later commit that left the
+                // stack unchanged did not cause this).
+                let commit = revision_commit(cache, n, s.revision).unwrap_or(s.commit.clone());
+                format!("stack {n} at commit {}: {}", short(&commit), c.message)
+            })
         })
         .collect();
     let drifted: Vec<String> = status
@@ -368,6 +373,14 @@ fn stack_health(cache: &Cache, stack: &Stack, revision: u64) -> Vec<Condition> {
         }
     }
     conditions
+}
+
+/// The git commit revision `number` of stack `stack` was applied from.
+fn revision_commit(cache: &Cache, stack: &str, number: u64) -> Option<String> {
+    cache
+        .list::<StackRevision>()
+        .find(|r| r.stack == stack && r.number == number && !r.git_commit.is_empty())
+        .map(|r| r.git_commit.clone())
 }
 
 fn short(commit: &str) -> &str {
