@@ -105,17 +105,26 @@ fn stack(
         .unwrap_or(&file)
         .display()
         .to_string();
+    let top = work_tree
+        .canonicalize()
+        .map_err(|e| format!("cannot read the checkout: {e}"))?;
+    // A symbolic link in the repository must not make the leader read its own files.
+    let real = file
+        .canonicalize()
+        .map_err(|e| format!("cannot read {shown_name}: {e}"))?;
+    if !real.starts_with(&top) {
+        return Err(format!(
+            "{shown_name} is outside the repository (a symbolic link)"
+        ));
+    }
     let content =
-        std::fs::read_to_string(&file).map_err(|e| format!("cannot read {shown_name}: {e}"))?;
+        std::fs::read_to_string(&real).map_err(|e| format!("cannot read {shown_name}: {e}"))?;
     let files = vec![SourceFile {
         name: shown_name.clone(),
         content,
     }];
     let no_env = BTreeMap::new();
     let refs = compose::references(&files, &no_env).map_err(|e| e.to_string())?;
-    let top = work_tree
-        .canonicalize()
-        .map_err(|e| format!("cannot read the checkout: {e}"))?;
     let mut attachments = BTreeMap::new();
     for named in &refs.files {
         let full = dir.join(named);
@@ -163,4 +172,70 @@ fn stack(
     desired.git_source = spec.name.clone();
     desired.git_commit = commit.to_string();
     Ok(desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(stack_per_dir: bool) -> GitSourceSpec {
+        GitSourceSpec {
+            name: "src".into(),
+            stack_per_dir,
+            ..Default::default()
+        }
+    }
+
+    const COMPOSE: &str = "services:\n  app:\n    image: busybox\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./pw.txt\n";
+
+    #[test]
+    fn stacks_per_directory_with_their_files() {
+        let tree = tempfile::tempdir().unwrap();
+        for dir in ["a", "b"] {
+            std::fs::create_dir(tree.path().join(dir)).unwrap();
+            std::fs::write(tree.path().join(dir).join("compose.yaml"), COMPOSE).unwrap();
+            std::fs::write(tree.path().join(dir).join("pw.txt"), dir).unwrap();
+        }
+        std::fs::create_dir(tree.path().join("docs")).unwrap();
+        let stacks = render(tree.path(), &spec(true), "c0ffee", None).unwrap();
+        let names: Vec<&str> = stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let d = stacks[1].desired.as_ref().unwrap();
+        assert_eq!(d.git_commit, "c0ffee");
+        assert_eq!(d.git_source, "src");
+        assert_eq!(d.objects.secrets[0].data, b"b");
+    }
+
+    #[test]
+    fn files_outside_the_repository_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("pw.txt"), "leader's file").unwrap();
+        std::fs::write(outside.path().join("compose.yaml"), COMPOSE).unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("compose.yaml"),
+            tree.path().join("compose.yaml"),
+        )
+        .unwrap();
+        let stacks = render(tree.path(), &spec(false), "c", None).unwrap();
+        let e = stacks[0].desired.as_ref().unwrap_err();
+        assert!(e.contains("outside the repository"), "{e}");
+
+        std::fs::remove_file(tree.path().join("compose.yaml")).unwrap();
+        std::fs::write(tree.path().join("compose.yaml"), COMPOSE).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("pw.txt"), tree.path().join("pw.txt"))
+            .unwrap();
+        let stacks = render(tree.path(), &spec(false), "c", None).unwrap();
+        let e = stacks[0].desired.as_ref().unwrap_err();
+        assert!(e.contains("outside the repository"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_directory_fails_the_whole_commit() {
+        let tree = tempfile::tempdir().unwrap();
+        let mut s = spec(true);
+        s.path = "stacks".into();
+        let e = render(tree.path(), &s, "c", None).err().unwrap();
+        assert!(e.contains("directory stacks is not in the commit"), "{e}");
+    }
 }
