@@ -590,12 +590,10 @@ fn bad_input_is_refused_with_nothing_written_and_undecryptable_files_fail_their_
     let base = |url: &'static str| ["gitops", "add", "s", "--repo", url, "--ref", "main"];
     refused(
         &base("ssh://git@github.com/o/r.git"),
-        "only local paths, file:// and https:// URLs are supported today",
+        "an ssh repository needs --deploy-key-secret",
     );
-    refused(
-        &base("git@github.com:o/r.git"),
-        "ssh with a deploy key is not built yet",
-    );
+    refused(&base("git@github.com:o/r.git"), "host keys are pinned");
+    refused(&base("git://github.com/o/r.git"), "use a local path");
     refused(&base("http://example.com/r.git"), "plain http is refused");
     refused(
         &base("https://me:pw@example.com/r.git"),

@@ -12,7 +12,7 @@ use super::{Connection, Output};
 #[derive(clap::Subcommand, Debug)]
 pub enum GitopsCommand {
     /// Keep the stacks in a git directory applied
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the sources with their commits and conditions
     Ls(ListArgs),
     /// One source: spec, per-stack results, health and drift, conditions
@@ -32,8 +32,8 @@ pub enum GitopsCommand {
 pub struct AddArgs {
     /// The source's name (also the stack's name, without --stack-per-dir)
     name: String,
-    /// The repository: an absolute path on the managers, a file:// or an https:// URL (a
-    /// relative path is made absolute here)
+    /// The repository: an absolute path on the managers, a file://, https:// or ssh:// URL, or
+    /// user@host:path (a relative path is made absolute here)
     #[arg(long, value_name = "URL|PATH")]
     repo: String,
     /// A branch, a tag or a commit id
@@ -65,6 +65,13 @@ pub struct AddArgs {
     /// deploy token)
     #[arg(long, value_name = "SECRET")]
     token_secret: Option<String>,
+    /// The swarm secret holding the ssh private key (deploy key) for an ssh repository
+    #[arg(long, value_name = "SECRET")]
+    deploy_key_secret: Option<String>,
+    /// A known_hosts file with the ssh server's host keys (e.g. `ssh-keyscan HOST`): the only
+    /// keys accepted
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<std::path::PathBuf>,
     /// The swarm secret holding the age identities (AGE-SECRET-KEY-1..., as age-keygen
     /// writes them) that decrypt the repository's `.age` files
     #[arg(long, value_name = "SECRET")]
@@ -120,7 +127,7 @@ pub struct SyncArgs {
 /// Stalled).
 pub async fn run(cmd: GitopsCommand) -> anyhow::Result<i32> {
     match cmd {
-        GitopsCommand::Add(a) => add(a).await,
+        GitopsCommand::Add(a) => add(*a).await,
         GitopsCommand::Ls(a) => list(a).await,
         GitopsCommand::Inspect(a) => {
             let s: Value = a
@@ -166,12 +173,23 @@ pub async fn run(cmd: GitopsCommand) -> anyhow::Result<i32> {
 async fn add(a: AddArgs) -> anyhow::Result<i32> {
     // A relative path means this shell's directory; the leader needs it absolute.
     let repo = match std::path::Path::new(&a.repo) {
-        p if p.is_relative() && !a.repo.contains("://") && p.exists() => p
-            .canonicalize()
-            .with_context(|| format!("--repo {}", a.repo))?
-            .display()
-            .to_string(),
+        p if p.is_relative()
+            && !a.repo.contains("://")
+            && !crate::gitops::spec::is_ssh(&a.repo)
+            && p.exists() =>
+        {
+            p.canonicalize()
+                .with_context(|| format!("--repo {}", a.repo))?
+                .display()
+                .to_string()
+        }
         _ => a.repo.clone(),
+    };
+    let known_hosts = match &a.known_hosts {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("--known-hosts {}", p.display()))?
+        }
+        None => String::new(),
     };
     let body = json!({
         "name": a.name,
@@ -186,6 +204,8 @@ async fn add(a: AddArgs) -> anyhow::Result<i32> {
         "webhook_secret": a.webhook_secret.unwrap_or_default(),
         "age_identity_secret": a.age_identity_secret.unwrap_or_default(),
         "token_secret": a.token_secret.unwrap_or_default(),
+        "deploy_key_secret": a.deploy_key_secret.unwrap_or_default(),
+        "known_hosts": known_hosts,
         "suspended": a.suspended,
     });
     let s = a

@@ -15,6 +15,21 @@ const GIT_DEADLINE: Duration = Duration::from_secs(120);
 const REMOTE_HEADS: &str = "refs/shoal/heads";
 const REMOTE_TAGS: &str = "refs/shoal/tags";
 
+/// How a fetch proves who it is.
+pub enum Auth {
+    /// Nothing (local paths, public https repositories).
+    None,
+    /// A token sent with every https request.
+    Token(String),
+    /// An ssh private key (a deploy key) and the only host keys to accept.
+    Ssh {
+        /// The private key, as `ssh-keygen` writes it.
+        key: Vec<u8>,
+        /// `known_hosts` lines for the server.
+        known_hosts: String,
+    },
+}
+
 /// A source's cache repository (a non-bare repository whose work tree holds the last commit
 /// checked out).
 pub struct Checkout {
@@ -61,6 +76,49 @@ async fn git_with(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<S
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Writes the key (mode 0600) and the known hosts to a new private directory beside the cache
+/// repository; the directory (removed when dropped) and the `GIT_SSH_COMMAND` that uses them.
+fn ssh_files(
+    cache: &Path,
+    key: &[u8],
+    known_hosts: &str,
+) -> Result<(tempfile::TempDir, String), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let parent = cache.parent().unwrap_or(cache);
+    let dir = tempfile::Builder::new()
+        .prefix(".ssh-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot create a directory for the ssh key: {e}"))?;
+    let key_path = dir.path().join("key");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .map_err(|e| format!("cannot write the ssh key: {e}"))?;
+    f.write_all(key)
+        .and_then(|_| {
+            if key.ends_with(b"\n") {
+                Ok(())
+            } else {
+                f.write_all(b"\n")
+            }
+        })
+        .map_err(|e| format!("cannot write the ssh key: {e}"))?;
+    let hosts_path = dir.path().join("known_hosts");
+    std::fs::write(&hosts_path, known_hosts)
+        .map_err(|e| format!("cannot write the known hosts: {e}"))?;
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let command = format!(
+        "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
+         -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null",
+        quote(&key_path),
+        quote(&hosts_path)
+    );
+    Ok((dir, command))
+}
+
 /// A full commit id.
 fn is_full_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -88,19 +146,23 @@ impl Checkout {
     }
 
     /// Fetches every branch and tag of `repo` (one `git fetch`) and resolves `git_ref`: a
-    /// branch, then a tag, then a commit id. With `token`, every HTTP request carries it
+    /// branch, then a tag, then a commit id. With a token, every HTTP request carries it
     /// (`Authorization: Basic`, user `x-access-token`, which GitHub, Gitea and GitLab take
-    /// with a personal or deploy token as the password).
-    pub async fn fetch(
-        &self,
-        repo: &str,
-        git_ref: &str,
-        token: Option<&str>,
-    ) -> Result<String, String> {
+    /// with a personal or deploy token as the password); with an ssh key, ssh uses that key
+    /// only and accepts only the given host keys.
+    pub async fn fetch(&self, repo: &str, git_ref: &str, auth: &Auth) -> Result<String, String> {
         let heads = format!("+refs/heads/*:{REMOTE_HEADS}/*");
         let tags = format!("+refs/tags/*:{REMOTE_TAGS}/*");
         let mut env = Vec::new();
-        if let Some(token) = token {
+        // The key and host keys live in a private directory for the fetch only (ssh reads
+        // keys from files); it is removed when the fetch ends, whatever its outcome.
+        let mut _ssh_dir = None;
+        if let Auth::Ssh { key, known_hosts } = auth {
+            let (dir, command) = ssh_files(&self.dir, key, known_hosts)?;
+            env.push(("GIT_SSH_COMMAND", command));
+            _ssh_dir = Some(dir);
+        }
+        if let Auth::Token(token) = auth {
             let basic =
                 base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
             env.push(("GIT_CONFIG_COUNT", "1".to_string()));
@@ -126,10 +188,10 @@ impl Checkout {
         )
         .await
         .map_err(|e| format!("cannot fetch {repo}: {e}"))?;
-        self.resolve(git_ref).await
+        self.resolve_ref(git_ref).await
     }
 
-    async fn resolve(&self, git_ref: &str) -> Result<String, String> {
+    async fn resolve_ref(&self, git_ref: &str) -> Result<String, String> {
         let candidates = [
             format!("{REMOTE_HEADS}/{git_ref}^{{commit}}"),
             format!("{REMOTE_TAGS}/{git_ref}^{{commit}}"),
@@ -212,10 +274,10 @@ mod tests {
         let head = repo_with_commit(&origin).await;
         let c = Checkout::open(tmp.path().join("cache")).await.unwrap();
         let url = format!("file://{}", origin.display());
-        assert_eq!(c.fetch(&url, "main", None).await.unwrap(), head);
-        assert_eq!(c.fetch(&url, "v1", None).await.unwrap(), head);
-        assert_eq!(c.fetch(&url, &head[..10], None).await.unwrap(), head);
-        let missing = c.fetch(&url, "nope", None).await.unwrap_err();
+        assert_eq!(c.fetch(&url, "main", &Auth::None).await.unwrap(), head);
+        assert_eq!(c.fetch(&url, "v1", &Auth::None).await.unwrap(), head);
+        assert_eq!(c.fetch(&url, &head[..10], &Auth::None).await.unwrap(), head);
+        let missing = c.fetch(&url, "nope", &Auth::None).await.unwrap_err();
         assert!(missing.contains("ref nope"), "{missing}");
         c.check_out(&head).await.unwrap();
         assert_eq!(
@@ -223,7 +285,11 @@ mod tests {
             "one"
         );
         let gone = c
-            .fetch(tmp.path().join("nowhere").to_str().unwrap(), "main", None)
+            .fetch(
+                tmp.path().join("nowhere").to_str().unwrap(),
+                "main",
+                &Auth::None,
+            )
             .await
             .unwrap_err();
         assert!(gone.starts_with("cannot fetch"), "{gone}");

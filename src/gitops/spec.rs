@@ -50,6 +50,12 @@ pub struct AddBody {
     /// The swarm secret holding the token for an `https://` repository (empty: none).
     #[serde(default)]
     pub token_secret: String,
+    /// The swarm secret holding the ssh deploy key (ssh repositories).
+    #[serde(default)]
+    pub deploy_key_secret: String,
+    /// `known_hosts` lines pinning the ssh server's host keys (ssh repositories).
+    #[serde(default)]
+    pub known_hosts: String,
     /// The swarm secret holding the age identities for `.age` files (empty: none).
     #[serde(default)]
     pub age_identity_secret: String,
@@ -61,6 +67,26 @@ pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
     check_name(name)?;
     let what = format!("gitops source {name}");
     check_repo(&body.repo).map_err(|e| format!("{what}: --repo {:?}: {e}", body.repo))?;
+    let ssh = is_ssh(&body.repo);
+    if ssh && (body.deploy_key_secret.is_empty() || body.known_hosts.trim().is_empty()) {
+        return Err(format!(
+            "{what}: an ssh repository needs --deploy-key-secret (a swarm secret holding the private key) and --known-hosts (a file of the server's host keys, e.g. from `ssh-keyscan HOST`): host keys are pinned, never learned"
+        ));
+    }
+    if !ssh && (!body.deploy_key_secret.is_empty() || !body.known_hosts.is_empty()) {
+        return Err(format!(
+            "{what}: --deploy-key-secret and --known-hosts are for ssh repositories only"
+        ));
+    }
+    for (n, line) in body.known_hosts.lines().enumerate() {
+        let line = line.trim();
+        if !line.is_empty() && !line.starts_with('#') && line.split_whitespace().count() < 3 {
+            return Err(format!(
+                "{what}: --known-hosts line {}: not a known_hosts line (HOST KEYTYPE KEY)",
+                n + 1
+            ));
+        }
+    }
     if !body.token_secret.is_empty() && !body.repo.starts_with("https://") {
         return Err(format!(
             "{what}: --token-secret is sent to https:// repositories only; {:?} needs none",
@@ -101,6 +127,8 @@ pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
         ignore_fields: body.ignore_fields.clone(),
         webhook_secret: body.webhook_secret.clone(),
         token_secret: body.token_secret.clone(),
+        deploy_key_secret: body.deploy_key_secret.clone(),
+        known_hosts: body.known_hosts.clone(),
         age_identity_secret: body.age_identity_secret.clone(),
         sync_request: 0,
     })
@@ -124,8 +152,7 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Local paths, `file://` and `https://` URLs; ssh is not supported yet, and plain http would
-/// send a token in clear.
+/// Local paths, `file://`, `https://` and ssh URLs; plain http would send a token in clear.
 fn check_repo(repo: &str) -> Result<(), String> {
     if repo.is_empty() {
         return Err("give the repository: an absolute path, a file:// or an https:// URL".into());
@@ -152,15 +179,12 @@ fn check_repo(repo: &str) -> Result<(), String> {
     if repo.starts_with("http://") {
         return Err("plain http is refused (a token would travel in clear); use https://".into());
     }
-    let ssh = ["ssh://", "git+ssh://", "ssh+git://"]
-        .iter()
-        .any(|p| repo.starts_with(p))
-        || (repo.contains('@') && repo.contains(':') && !repo.starts_with('/'));
-    if ssh || repo.contains("://") && !repo.starts_with("file://") {
+    if is_ssh(repo) {
+        return Ok(());
+    }
+    if repo.contains("://") && !repo.starts_with("file://") {
         return Err(
-            "only local paths, file:// and https:// URLs are supported today; ssh with a deploy key \
-             is not built yet (use https with a token in a swarm secret, --token-secret)"
-                .into(),
+            "use a local path, a file://, https:// or ssh:// URL, or user@host:path".into(),
         );
     }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
@@ -171,6 +195,18 @@ fn check_repo(repo: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `ssh://...` or scp-like `user@host:path`.
+pub fn is_ssh(repo: &str) -> bool {
+    ["ssh://", "git+ssh://", "ssh+git://"]
+        .iter()
+        .any(|p| repo.starts_with(p))
+        || (!repo.contains("://")
+            && !repo.starts_with('/')
+            && repo
+                .split_once(':')
+                .is_some_and(|(host, _)| host.contains('@') && !host.contains('/')))
 }
 
 /// Refs are passed to git as arguments: nothing that git could take for an option or a range.
@@ -259,19 +295,23 @@ mod tests {
     }
 
     #[test]
-    fn ssh_and_cleartext_urls_are_refused_with_what_works_today() {
-        for url in [
-            "ssh://git@github.com/o/r.git",
-            "git@github.com:o/r.git",
-            "git://github.com/o/r.git",
-        ] {
+    fn ssh_needs_a_key_and_pinned_hosts_and_cleartext_urls_are_refused() {
+        for url in ["ssh://git@github.com/o/r.git", "git@github.com:o/r.git"] {
             let e = spec_of(&body(url)).unwrap_err();
-            assert!(
-                e.contains("only local paths, file:// and https:// URLs"),
-                "{e}"
-            );
+            assert!(e.contains("--deploy-key-secret"), "{e}");
             assert!(e.contains("gitops source web"), "{e}");
+            let mut b = body(url);
+            b.deploy_key_secret = "k".into();
+            b.known_hosts = "github.com ssh-ed25519 AAAAC3Nza\n".into();
+            assert!(spec_of(&b).is_ok());
+            b.known_hosts = "github.com\n".into();
+            assert!(spec_of(&b).unwrap_err().contains("--known-hosts line 1"));
         }
+        let e = spec_of(&body("git://github.com/o/r.git")).unwrap_err();
+        assert!(e.contains("ssh://"), "{e}");
+        let mut b = body("/srv/repo");
+        b.deploy_key_secret = "k".into();
+        assert!(spec_of(&b).unwrap_err().contains("ssh repositories only"));
         let e = spec_of(&body("http://example.com/r.git")).unwrap_err();
         assert!(e.contains("plain http"), "{e}");
         let e = spec_of(&body("https://me:pw@example.com/r.git")).unwrap_err();

@@ -32,7 +32,7 @@ use shoal_store::model::{
 use shoal_store::{Store, View};
 
 use super::age::{parse_identities, Identities};
-use super::git::Checkout;
+use super::git::{Auth, Checkout};
 use super::render::{render, RenderedStack};
 use super::spec::ignore_path;
 use crate::stack::apply::{self, ApplyOptions};
@@ -136,8 +136,8 @@ impl Syncer {
                 }
             }
         };
-        let token = match self.token(spec) {
-            Ok(t) => t,
+        let auth = match self.auth(spec) {
+            Ok(a) => a,
             Err(e) => {
                 return SyncOutcome {
                     fetched: Err(e),
@@ -146,10 +146,7 @@ impl Syncer {
                 }
             }
         };
-        let commit = match checkout
-            .fetch(&spec.repo, &spec.git_ref, token.as_deref())
-            .await
-        {
+        let commit = match checkout.fetch(&spec.repo, &spec.git_ref, &auth).await {
             Ok(c) => c,
             Err(e) => {
                 return SyncOutcome {
@@ -204,22 +201,30 @@ impl Syncer {
         }
     }
 
-    /// The source's https token, read from its swarm secret at every sync (a rotated token
-    /// takes effect at once); surrounding whitespace (a trailing newline) is not part of it.
-    fn token(&self, spec: &GitSourceSpec) -> Result<Option<String>, String> {
+    /// How the source's fetch authenticates, from its swarm secrets read at every sync (a
+    /// rotated token or key takes effect at once). A token's surrounding whitespace (a trailing
+    /// newline) is not part of it.
+    fn auth(&self, spec: &GitSourceSpec) -> Result<Auth, String> {
+        let view = self.store.view();
+        let secret = |name: &str, what: &str| {
+            view.get_by_name::<Secret>(name)
+                .filter(|s| s.spec.name == name)
+                .map(|s| s.spec.data.clone())
+                .ok_or_else(|| format!("the {what} secret {name} is not in the swarm"))
+        };
+        if !spec.deploy_key_secret.is_empty() {
+            return Ok(Auth::Ssh {
+                key: secret(&spec.deploy_key_secret, "deploy key")?,
+                known_hosts: spec.known_hosts.clone(),
+            });
+        }
         if spec.token_secret.is_empty() {
-            return Ok(None);
+            return Ok(Auth::None);
         }
         let name = &spec.token_secret;
-        let view = self.store.view();
-        let data = view
-            .get_by_name::<Secret>(name)
-            .filter(|s| s.spec.name == *name)
-            .map(|s| s.spec.data.clone())
-            .ok_or_else(|| format!("the token secret {name} is not in the swarm"))?;
-        let token =
-            String::from_utf8(data).map_err(|_| format!("the token secret {name} is not text"))?;
-        Ok(Some(token.trim().to_string()))
+        let token = String::from_utf8(secret(name, "token")?)
+            .map_err(|_| format!("the token secret {name} is not text"))?;
+        Ok(Auth::Token(token.trim().to_string()))
     }
 
     /// The source's age identities, read from its swarm secret at every sync (so a rotated

@@ -70,6 +70,12 @@ pub async fn add<S: NativeState>(
             spec.name, spec.token_secret, spec.token_secret
         )));
     }
+    if !spec.deploy_key_secret.is_empty() && secret(&view, &spec.deploy_key_secret).is_none() {
+        return Err(NativeError::invalid(format!(
+            "gitops source {}: --deploy-key-secret {}: no such swarm secret; create it from the private key first (`docker secret create {} deploy_key`)",
+            spec.name, spec.deploy_key_secret, spec.deploy_key_secret
+        )));
+    }
     if !spec.age_identity_secret.is_empty() {
         let Some(data) = secret(&view, &spec.age_identity_secret) else {
             return Err(NativeError::invalid(format!(

@@ -76,6 +76,20 @@ pub struct GitSourceSpec {
         skip_serializing_if = "String::is_empty"
     )]
     pub token_secret: String,
+    /// The swarm secret holding the ssh private key (a deploy key) for an ssh repository.
+    #[serde(
+        rename = "DeployKeySecret",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub deploy_key_secret: String,
+    /// The ssh server's host keys (`known_hosts` lines): the only ones accepted.
+    #[serde(
+        rename = "KnownHosts",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub known_hosts: String,
     /// The swarm secret whose data is the webhook secret (HMAC key of GitHub and Gitea
     /// signatures, GitLab's token); empty: webhooks are refused.
     #[serde(
