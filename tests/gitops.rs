@@ -748,3 +748,47 @@ fn a_new_leader_takes_over_the_sources_without_repeating_an_apply() {
     assert_eq!(commits, [c1.as_str(), c2.as_str()], "{history:#}");
     assert_eq!(replicas(&service(&m3, "lead_app")), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_and_their_status_are_on_the_watch_api_as_kind_gitsource() {
+    use futures::StreamExt;
+    use shoal::client::{Client, Host};
+    use shoal::native::watch::WatchParams;
+    use shoal::native::wire::WireMessage;
+
+    let d = common::swarm("gitops-5");
+    let client = Client::new(Host::Unix(d.socket.clone()));
+    let params = WatchParams {
+        kinds: vec!["gitsource".into()],
+        ..Default::default()
+    };
+    let mut s = client.watch_once(&params).await.expect("the watch starts");
+    async fn next(s: &mut shoal::client::MessageStream) -> WireMessage {
+        match tokio::time::timeout(Duration::from_secs(30), s.next()).await {
+            Ok(Some(Ok(m))) => m,
+            other => panic!("no watch message: {other:?}"),
+        }
+    }
+    assert!(matches!(next(&mut s).await, WireMessage::InitBegin { .. }));
+    assert!(matches!(next(&mut s).await, WireMessage::InitDone { .. }));
+
+    let repo = Repo::new();
+    repo.write("compose.yaml", &compose(1, "w"));
+    let c1 = repo.commit("one");
+    add(&d, "w", repo.path(), &["--interval", "1s"]);
+    let mut actions = Vec::new();
+    loop {
+        let WireMessage::Commit { events, .. } = next(&mut s).await else {
+            continue;
+        };
+        for e in events {
+            assert_eq!(e.kind, "gitsource", "{e:?}");
+            assert_eq!(e.name, "w");
+            actions.push(e.action.clone());
+            if e.object["Status"]["LastAppliedCommit"] == c1.as_str() {
+                assert_eq!(actions[0], "create", "{actions:?}");
+                return;
+            }
+        }
+    }
+}
