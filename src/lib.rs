@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod dispatcher;
 pub mod engine_proxy;
 pub mod exec;
+pub mod gitops;
 pub mod native;
 pub mod net;
 pub mod node;

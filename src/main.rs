@@ -57,6 +57,12 @@ enum Command {
     /// Make a new manager's data dir from a backup (its only manager; start it with
     /// `shoal daemon --data-dir`).
     Restore(shoal::cli::backup::RestoreArgs),
+    /// GitOps: keep stacks applied from git repositories (add, ls, inspect, rm, sync, suspend,
+    /// resume).
+    Gitops {
+        #[command(subcommand)]
+        command: shoal::cli::gitops::GitopsCommand,
+    },
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
@@ -106,6 +112,26 @@ enum Bench {
         /// The engine's address.
         #[arg(long, default_value = shoal::exec::docker::DEFAULT_DOCKER_HOST)]
         docker_host: String,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// GitOps on one node (sim executor): commit -> applied through a signed webhook and by
+    /// polling, for a repository of `--stacks` stacks with one changed per commit; the cost of
+    /// an idle source's syncs.
+    Gitops {
+        /// Stacks in the repository.
+        #[arg(long, default_value_t = 20)]
+        stacks: usize,
+        /// Commits timed per trigger (webhook, polling).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Polling interval in seconds (polling rounds and the idle window).
+        #[arg(long, default_value_t = 1)]
+        interval: u64,
+        /// Seconds the idle source is watched.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
@@ -579,6 +605,9 @@ fn main() -> anyhow::Result<()> {
             Command::Status(args) => {
                 shoal::cli::exit_with_status(shoal::cli::stacks::status(args).await)
             }
+            Command::Gitops { command } => {
+                shoal::cli::exit_with_status(shoal::cli::gitops::run(command).await)
+            }
             Command::Bench { bench } => match bench {
                 Bench::E2e {
                     nodes,
@@ -615,6 +644,22 @@ fn main() -> anyhow::Result<()> {
                         image,
                         docker_host,
                         compare: !no_dockerd,
+                    })
+                    .await?;
+                    print_report(&report, json)?;
+                }
+                Bench::Gitops {
+                    stacks,
+                    rounds,
+                    interval,
+                    idle_seconds,
+                    json,
+                } => {
+                    let report = shoal::bench::gitops::run(shoal::bench::gitops::GitopsBench {
+                        stacks,
+                        rounds,
+                        interval: std::time::Duration::from_secs(interval.max(1)),
+                        idle: std::time::Duration::from_secs(idle_seconds),
                     })
                     .await?;
                     print_report(&report, json)?;

@@ -94,6 +94,9 @@ pub struct ControllersConfig {
     pub role_retry: Duration,
     /// How long a stopping controller waits for running reconciles.
     pub shutdown_grace: Duration,
+    /// The GitOps controller's link to git and the stack apply (it runs only when set: the
+    /// binary provides it).
+    pub gitops: Option<crate::gitops::GitOpsBackend>,
 }
 
 impl Default for ControllersConfig {
@@ -110,6 +113,7 @@ impl Default for ControllersConfig {
             update_progress_deadline: Duration::from_secs(600),
             role_retry: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
+            gitops: None,
         }
     }
 }

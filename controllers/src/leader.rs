@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::allocator::Allocator;
 use crate::config::ControllersConfig;
 use crate::enforcer::ConstraintEnforcer;
+use crate::gitops::GitOpsController;
 use crate::health::HealthController;
 use crate::orchestrator::{
     GlobalOrchestrator, JobsOrchestrator, ReplicatedOrchestrator, TaskTimeline,
@@ -251,6 +252,9 @@ pub(crate) fn build(store: Store, term: u64, config: &ControllersConfig) -> Runt
     }
     if enabled.health {
         runtime.add(HealthController::new(), base);
+    }
+    if let Some(backend) = &config.gitops {
+        runtime.add(GitOpsController::new(backend.0.clone()), base);
     }
     if enabled.role_manager {
         runtime.add(RoleManager::new(store.clone(), config.role_retry), base);

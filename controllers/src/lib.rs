@@ -7,8 +7,8 @@
 //! - Reconcilers, with SwarmKit's names and defaults: the network [`allocator`], the
 //!   replicated, global and jobs
 //!   [`orchestrator`]s (with the restart and update supervisors), the [`scheduler`], the task
-//!   [`reaper`], the constraint [`enforcer`], the [`role_manager`], the [`stack`] controller and the
-//!   service [`health`] controller.
+//!   [`reaper`], the constraint [`enforcer`], the [`role_manager`], the [`stack`] controller, the
+//!   service [`health`] controller and the [`gitops`] controller.
 //! - [`Controllers::start`] runs them on whichever manager leads the store, fencing every write
 //!   to the leader's term.
 //! - [`bench`]: the scheduler benchmark behind `shoal bench scheduler`.
@@ -17,6 +17,7 @@ pub mod allocator;
 pub mod bench;
 pub mod config;
 pub mod enforcer;
+pub mod gitops;
 pub mod health;
 pub mod leader;
 pub mod orchestrator;

@@ -178,7 +178,8 @@ pub fn docker_event(e: &Event, committed_at: Timestamp) -> Option<Message> {
         | Object::Cluster(_)
         | Object::Stack(_)
         | Object::StackRevision(_)
-        | Object::Health(_) => return None,
+        | Object::Health(_)
+        | Object::GitSource(_) => return None,
     };
     attributes.insert("name".to_string(), name);
     if e.action == Action::Update {

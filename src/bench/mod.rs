@@ -8,6 +8,7 @@ pub mod docker;
 pub mod dockerd;
 pub mod e2e;
 pub mod etcd_join;
+pub mod gitops;
 pub mod hosts;
 pub mod join;
 pub mod net;

@@ -39,14 +39,29 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
+        let bytes = body.map(|b| Bytes::from(b.to_string()));
+        self.call_with_headers(method, path, &[], bytes).await
+    }
+
+    /// One call with extra headers and a raw JSON body (webhooks sign the exact bytes).
+    pub async fn call_with_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header("Host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         let bytes = match body {
             Some(b) => {
                 req = req.header("Content-Type", "application/json");
-                Bytes::from(b.to_string())
+                b
             }
             None => Bytes::new(),
         };

@@ -100,8 +100,20 @@ pub fn threads_cpu_seconds(prefix: &str) -> f64 {
         .sum()
 }
 
+/// CPU seconds (user + system) used so far by this process's children that have ended and been
+/// waited for (programs it ran, such as `git`).
+pub fn children_cpu_seconds() -> f64 {
+    stat_ticks("/proc/self/stat", &[13, 14])
+}
+
 /// utime + stime of a `/proc/.../stat` file, in seconds.
 fn stat_cpu_seconds(path: impl AsRef<Path>) -> f64 {
+    stat_ticks(path, &[11, 12])
+}
+
+/// The sum of fields `at` (counted after the command name and the state) of a `/proc/.../stat`
+/// file, in seconds.
+fn stat_ticks(path: impl AsRef<Path>, at: &[usize]) -> f64 {
     let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
@@ -110,7 +122,8 @@ fn stat_cpu_seconds(path: impl AsRef<Path>) -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after ')' and state.
+    // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after ')' and state;
+    // cutime and cstime follow.
     let ticks = |i: usize| {
         fields
             .get(i)
@@ -118,5 +131,5 @@ fn stat_cpu_seconds(path: impl AsRef<Path>) -> f64 {
             .unwrap_or(0.0)
     };
     let hz = 100.0; // Linux USER_HZ
-    (ticks(11) + ticks(12)) / hz
+    at.iter().map(|i| ticks(*i)).sum::<f64>() / hz
 }

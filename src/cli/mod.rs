@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod backup;
+pub mod gitops;
 pub mod overview;
 pub mod stack_input;
 pub mod stacks;

@@ -13,7 +13,7 @@ use crate::compose::{self, SourceFile};
 use crate::stack::source::{ApplyBody, FileBody};
 
 /// The names a directory's compose file may have, in the order they are looked for.
-const COMPOSE_NAMES: [&str; 4] = [
+pub(crate) const COMPOSE_NAMES: [&str; 4] = [
     "compose.yaml",
     "compose.yml",
     "docker-compose.yaml",

@@ -24,7 +24,7 @@ pub struct WatchArgs {
     #[command(flatten)]
     connection: Connection,
     /// Only objects of this kind (repeatable): service, task, node, network, secret, config,
-    /// cluster, stack, stackrevision, health.
+    /// cluster, stack, stackrevision, health, gitsource.
     #[arg(long = "kind", short = 'k', value_name = "KIND")]
     kinds: Vec<String>,
     /// Only these actions (repeatable): create, update, remove.

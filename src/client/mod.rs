@@ -227,6 +227,20 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("POST {path}: {e}")))
     }
 
+    /// `DELETE path`, the answer decoded as JSON; a non-2xx answer is [`ClientError::Api`].
+    pub async fn delete_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let body = self
+            .request(hyper::Method::DELETE, path, None)
+            .await?
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.transport(e))?
+            .to_bytes();
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Decode(format!("DELETE {path}: {e}")))
+    }
+
     /// One request; a non-2xx answer is [`ClientError::Api`].
     async fn request(
         &self,

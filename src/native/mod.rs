@@ -22,6 +22,7 @@
 
 pub mod backup;
 pub mod extract;
+pub mod gitops;
 pub mod grpc;
 pub mod health;
 pub mod stacks;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, MethodRouter};
+use axum::routing::{any, delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -211,17 +212,65 @@ pub fn http_routes<S: NativeState>() -> Vec<Route<S>> {
             path: "/shoal/v1/stacks/{name}/revisions/{number}",
             handler: get(stacks::revision::<S>),
         },
+        Route {
+            method: Method::GET,
+            path: "/shoal/v1/gitops",
+            handler: get(gitops::list::<S>),
+        },
+        Route {
+            method: Method::POST,
+            path: "/shoal/v1/gitops",
+            handler: post(gitops::add::<S>),
+        },
+        Route {
+            method: Method::GET,
+            path: "/shoal/v1/gitops/{name}",
+            handler: get(gitops::inspect::<S>),
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/shoal/v1/gitops/{name}",
+            handler: delete(gitops::remove::<S>),
+        },
+        Route {
+            method: Method::POST,
+            path: "/shoal/v1/gitops/{name}/sync",
+            handler: post(gitops::sync::<S>),
+        },
+        Route {
+            method: Method::POST,
+            path: "/shoal/v1/gitops/{name}/suspend",
+            handler: post(gitops::suspend::<S>),
+        },
+        Route {
+            method: Method::POST,
+            path: "/shoal/v1/gitops/{name}/resume",
+            handler: post(gitops::resume::<S>),
+        },
+        Route {
+            method: Method::POST,
+            path: "/shoal/v1/gitops/{name}/webhook",
+            handler: post(gitops::hook::<S>),
+        },
     ]
 }
 
 /// The native API for `state`, to merge into the app served on the API sockets: the HTTP
 /// routes, the gRPC watch service, and a 404 for any other path under `/shoal/`.
 pub fn router<S: NativeState, T: Clone + Send + Sync + 'static>(state: S) -> Router<T> {
-    let mut router = Router::new();
+    // One method router per path (a path may serve several methods).
+    let mut by_path: Vec<(&'static str, MethodRouter<S>)> = Vec::new();
     for route in http_routes::<S>() {
+        match by_path.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, handler)) => *handler = std::mem::take(handler).merge(route.handler),
+            None => by_path.push((route.path, route.handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
         // Another method on a native path is the native 404 (with its `code`), not the Docker
         // API's method fallback.
-        router = router.route(route.path, route.handler.fallback(not_found));
+        router = router.route(path, handler.fallback(not_found));
     }
     router
         // The prefix itself too: a wildcard matches one character at least.

@@ -149,6 +149,8 @@ fn revision_summary(r: &StackRevision) -> Value {
         "applied_by": r.applied_by,
         "cause": r.cause,
         "source_digest": r.source_digest,
+        "git_source": r.git_source,
+        "git_commit": r.git_commit,
         "services": r.objects.services.len(),
         "result": r.result,
         "store_revision": r.meta.version.index,

@@ -126,6 +126,8 @@ pub mod code {
     pub const CONFLICT: &str = "conflict";
     /// The manager failed to do what was asked (a storage error).
     pub const INTERNAL: &str = "internal";
+    /// A request that must be signed is not (webhooks).
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
 }
 
 impl WireError {
@@ -184,6 +186,7 @@ pub fn object_json(o: &Object) -> Value {
             serde_json::to_value(r.without_secret_data()).unwrap_or(Value::Null)
         }
         Object::Health(h) => serde_json::to_value(h).unwrap_or(Value::Null),
+        Object::GitSource(g) => serde_json::to_value(g).unwrap_or(Value::Null),
     }
 }
 

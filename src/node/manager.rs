@@ -97,10 +97,13 @@ impl Manager {
                 ..DispatcherConfig::default()
             },
         );
+        // GitOps sources are fetched into the manager's data directory (any manager may lead).
+        let gitops = crate::gitops::sync::Syncer::new(store.clone(), dir.root().join("gitops"));
         let controllers = shoal_controllers::Controllers::start(
             store.clone(),
             shoal_controllers::ControllersConfig {
                 metrics: metrics.controllers.clone(),
+                gitops: Some(shoal_controllers::gitops::GitOpsBackend(Arc::new(gitops))),
                 ..Default::default()
             },
         );

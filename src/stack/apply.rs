@@ -201,5 +201,56 @@ pub fn rollback_desired(
         prune: true,
         warnings: Vec::new(),
         history_limit: None,
+        git_source: String::new(),
+        git_commit: String::new(),
     })
+}
+
+/// Removes stack `name` for good: every object it owns (pruned through an apply of nothing,
+/// so tasks, networks and secrets go as a prune takes them), then the stack itself, its
+/// revisions and its retired secret and config revisions.
+pub async fn remove(
+    store: &Store,
+    name: &str,
+    applied_by: &str,
+    cause: &str,
+) -> Result<(), StackError> {
+    let empty = Desired {
+        stack: name.to_string(),
+        applied_by: applied_by.to_string(),
+        cause: cause.to_string(),
+        prune: true,
+        ..Default::default()
+    };
+    apply(store, &empty, &ApplyOptions::default()).await?;
+    let mut attempt = 1;
+    loop {
+        let view = store.linearizable_view().await?;
+        let s = stack(&view, name)?;
+        let mut txn = shoal_store::Txn::new().delete(
+            shoal_store::model::Kind::Stack,
+            s.meta.id.clone(),
+            Some(s.meta.version.index),
+        );
+        for r in view
+            .list::<StackRevision>()
+            .filter(|r| r.stack_id == s.meta.id)
+        {
+            txn = txn.delete(
+                shoal_store::model::Kind::StackRevision,
+                r.meta.id.clone(),
+                None,
+            );
+        }
+        for item in &s.retired {
+            txn = txn.delete(item.kind, item.id.clone(), None);
+        }
+        match store.submit(txn).await {
+            Ok(_) => break,
+            // The stack controller writes the emptied stack's status meanwhile.
+            Err(e) if e.is_out_of_sequence() && attempt < APPLY_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(StackError::Store(e)),
+        }
+    }
+    Ok(())
 }

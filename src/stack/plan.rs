@@ -47,6 +47,10 @@ pub struct Desired {
     pub warnings: Vec<String>,
     /// How many revisions the stack keeps from this revision on (`None`: as before).
     pub history_limit: Option<u32>,
+    /// The GitOps source applying it (empty: not one).
+    pub git_source: String,
+    /// The git commit it comes from (empty: not from git).
+    pub git_commit: String,
 }
 
 /// What happens to one object.
@@ -991,6 +995,8 @@ impl<'a> Builder<'a> {
             applied_by: self.d.applied_by.clone(),
             applied_at: Timestamp::now(),
             cause: self.d.cause.clone(),
+            git_source: self.d.git_source.clone(),
+            git_commit: self.d.git_commit.clone(),
             objects: self.d.objects.clone(),
             result: RevisionResult {
                 state: "Applied".into(),

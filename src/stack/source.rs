@@ -116,6 +116,8 @@ pub fn desired(stack: &str, body: &ApplyBody) -> Result<Desired, StackError> {
         prune: body.prune,
         warnings: loaded.warnings,
         history_limit: body.history_limit,
+        git_source: String::new(),
+        git_commit: String::new(),
     })
 }
 

@@ -487,6 +487,8 @@ pub fn fingerprint(view: &View) -> BTreeMap<String, Value> {
             Object::Secret(s) => json!(s.spec),
             Object::Config(c) => json!(c.spec),
             Object::Stack(s) => json!([s.spec, s.inventory, s.revision]),
+            // A GitOps source's status is the GitOps controller's.
+            Object::GitSource(g) => json!(g.spec),
             // Tasks and health are the controllers' and the agents'; stack revisions are pruned
             // by the stack controller (a new one shows in its stack's revision).
             Object::Task(_) | Object::Health(_) | Object::StackRevision(_) => continue,

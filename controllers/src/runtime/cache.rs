@@ -24,7 +24,7 @@ struct TaskEntry {
 }
 
 /// The kinds the controllers watch.
-pub const WATCHED_KINDS: [Kind; 10] = [
+pub const WATCHED_KINDS: [Kind; 11] = [
     Kind::Cluster,
     Kind::Node,
     Kind::Service,
@@ -35,6 +35,7 @@ pub const WATCHED_KINDS: [Kind; 10] = [
     Kind::Stack,
     Kind::StackRevision,
     Kind::Health,
+    Kind::GitSource,
 ];
 
 /// A consistent snapshot of the watched objects at [`Cache::revision`].
@@ -50,6 +51,7 @@ pub struct Cache {
     stacks: Objects,
     stack_revisions: Objects,
     healths: Objects,
+    git_sources: Objects,
     tasks: OrdMap<Arc<str>, TaskEntry>,
     tasks_by_service: OrdSet<(Arc<str>, Arc<str>)>,
     tasks_by_node: OrdSet<(Arc<str>, Arc<str>)>,
@@ -86,6 +88,7 @@ impl Cache {
             Kind::Stack => Some(&mut self.stacks),
             Kind::StackRevision => Some(&mut self.stack_revisions),
             Kind::Health => Some(&mut self.healths),
+            Kind::GitSource => Some(&mut self.git_sources),
             Kind::Task => None,
         }
     }
@@ -101,6 +104,7 @@ impl Cache {
             Kind::Stack => Some(&self.stacks),
             Kind::StackRevision => Some(&self.stack_revisions),
             Kind::Health => Some(&self.healths),
+            Kind::GitSource => Some(&self.git_sources),
             Kind::Task => None,
         }
     }

@@ -1,6 +1,7 @@
 //! The object model: the kinds the store keeps, their ids, versions and specs.
 
 pub mod enums;
+pub mod gitops;
 pub mod meta;
 pub mod objects;
 pub mod spec;
@@ -14,6 +15,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use enums::{NodeRole, TaskState};
+pub use gitops::*;
 pub use meta::{new_id, Meta, Timestamp, Version, ID_LEN};
 pub use objects::*;
 pub use spec::*;
@@ -43,11 +45,13 @@ pub enum Kind {
     StackRevision,
     /// A service's health, kept apart from the service (see [`Health`]).
     Health,
+    /// A git repository the GitOps controller keeps applied.
+    GitSource,
 }
 
 impl Kind {
     /// Every kind, in a fixed order (new kinds go at the end: the order gives storage tags).
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Cluster,
         Kind::Node,
         Kind::Service,
@@ -58,6 +62,7 @@ impl Kind {
         Kind::Stack,
         Kind::StackRevision,
         Kind::Health,
+        Kind::GitSource,
     ];
 
     /// Lowercase name (`service`), as used in errors and Docker events.
@@ -73,6 +78,7 @@ impl Kind {
             Kind::Stack => "stack",
             Kind::StackRevision => "stackrevision",
             Kind::Health => "health",
+            Kind::GitSource => "gitsource",
         }
     }
 
@@ -137,6 +143,8 @@ pub enum Object {
     StackRevision(StackRevision),
     /// A service's health.
     Health(Health),
+    /// A GitOps source.
+    GitSource(GitSource),
 }
 
 macro_rules! each_kind {
@@ -152,6 +160,7 @@ macro_rules! each_kind {
             Object::Stack($o) => $body,
             Object::StackRevision($o) => $body,
             Object::Health($o) => $body,
+            Object::GitSource($o) => $body,
         }
     };
 }
@@ -170,6 +179,7 @@ impl Object {
             Object::Stack(_) => Kind::Stack,
             Object::StackRevision(_) => Kind::StackRevision,
             Object::Health(_) => Kind::Health,
+            Object::GitSource(_) => Kind::GitSource,
         }
     }
 
@@ -204,6 +214,7 @@ impl Object {
             Object::Stack(o) => Some(&o.spec.name),
             Object::StackRevision(o) => Some(&o.name),
             Object::Health(o) => Some(&o.service_name),
+            Object::GitSource(o) => Some(&o.spec.name),
             Object::Node(_) | Object::Task(_) => None,
         }
     }
@@ -242,7 +253,7 @@ impl Object {
             Object::Secret(s) => &s.spec.labels,
             Object::Config(c) => &c.spec.labels,
             Object::Stack(s) => &s.spec.labels,
-            Object::StackRevision(_) => return None,
+            Object::StackRevision(_) | Object::GitSource(_) => return None,
             Object::Health(s) if key == STACK_NAMESPACE_LABEL && !s.stack.is_empty() => {
                 return Some(&s.stack)
             }
@@ -330,3 +341,4 @@ store_object!(Config);
 store_object!(Stack);
 store_object!(StackRevision);
 store_object!(Health);
+store_object!(GitSource);

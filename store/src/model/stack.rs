@@ -139,9 +139,23 @@ pub struct StackRevision {
     /// When.
     #[serde(rename = "AppliedAt")]
     pub applied_at: Timestamp,
-    /// How it came about (`apply`, `rollback to 3`).
+    /// How it came about (`apply`, `rollback to 3`, `gitops NAME`).
     #[serde(rename = "Cause", default)]
     pub cause: String,
+    /// The GitOps source that applied it, if one did.
+    #[serde(
+        rename = "GitSource",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub git_source: String,
+    /// The git commit it was applied from, if a GitOps source applied it.
+    #[serde(
+        rename = "GitCommit",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub git_commit: String,
     /// The objects as applied, before names were resolved to ids (so a rollback resolves
     /// them again against the store of its day).
     #[serde(rename = "Objects", default)]
