@@ -163,11 +163,11 @@ impl Reconciler for GitOpsController {
             // The stacks keep running as last applied; their status stays as it was.
             Err(e) => status.last_fetch_error = e.clone(),
         }
-        // The source may have changed during the sync (a new sync request, a spec edit): the
-        // write then fails on its version and the next reconcile syncs again.
-        let latest = ctx.cache().get::<GitSource>(key).unwrap_or(source);
-        let status = with_conditions(ctx.cache(), &latest, status, now);
-        write_status(ctx, &latest, status).await?;
+        // The source may have changed during the sync (a new sync request): the write is
+        // guarded by the version the sync started from, so it then fails and the next reconcile
+        // syncs again; nothing newer is overwritten.
+        let status = with_conditions(ctx.cache(), &source, status, now);
+        write_status(ctx, &source, status).await?;
         Ok(Action::Requeue(interval))
     }
 }
