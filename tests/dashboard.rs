@@ -261,7 +261,10 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
             .count();
         (ready == 5).then_some(())
     });
-    d.ok(&["service", "create", "-d", "--name", "web", "--replicas", "2", "-p", "8080:80", "nginx:1.27"]);
+    d.ok(&[
+        "service", "create", "-d", "--name", "web", "--replicas", "2", "-p", "8080:80",
+        "--reserve-cpu", "0.25", "--reserve-memory", "512M", "nginx:1.27",
+    ]);
     d.ok(&["service", "create", "-d", "--name", "api", "--replicas", "3", "busybox:1", "sleep", "1d"]);
     d.ok(&["service", "create", "-d", "--name", "agent", "--mode", "global", "busybox:1", "sleep", "1d"]);
     wait_for(Duration::from_secs(60), "web 2/2 and api 3/3", || {
