@@ -386,12 +386,9 @@ async fn dashboard_listener(
         .with_context(|| format!("listening on --dashboard-addr {addr}"))?;
     // The address actually bound decides (a host name may resolve to anything).
     let local = tcp.local_addr()?;
-    let access = shoal::dashboard::auth::Access::decide(
-        local,
-        tls,
-        args.dashboard_token_file.as_deref(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let access =
+        shoal::dashboard::auth::Access::decide(local, tls, args.dashboard_token_file.as_deref())
+            .map_err(anyhow::Error::msg)?;
     Ok(Some((tcp, access)))
 }
 
@@ -647,11 +644,12 @@ fn main() -> anyhow::Result<()> {
                     print_report(&report, json)?;
                 }
                 Bench::Dashboard { nodes, tasks, json } => {
-                    let report = shoal::bench::dashboard::run(shoal::bench::dashboard::DashboardBench {
-                        nodes,
-                        tasks,
-                    })
-                    .await?;
+                    let report =
+                        shoal::bench::dashboard::run(shoal::bench::dashboard::DashboardBench {
+                            nodes,
+                            tasks,
+                        })
+                        .await?;
                     print_report(&report, json)?;
                 }
                 Bench::Api {

@@ -98,12 +98,18 @@ impl Browser {
             _profile: profile,
         };
         let target = b.call("Target.createTarget", json!({"url": "about:blank"}));
-        let target_id = target["targetId"].as_str().expect("a target id").to_string();
+        let target_id = target["targetId"]
+            .as_str()
+            .expect("a target id")
+            .to_string();
         let attached = b.call(
             "Target.attachToTarget",
             json!({"targetId": target_id, "flatten": true}),
         );
-        b.session = attached["sessionId"].as_str().expect("a session").to_string();
+        b.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
         b.page(
             "Emulation.setDeviceMetricsOverride",
             json!({"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
@@ -125,7 +131,10 @@ impl Browser {
         self.to.write_all(&bytes).expect("write to chromium");
         loop {
             let mut buf = Vec::new();
-            let n = self.from.read_until(0, &mut buf).expect("read from chromium");
+            let n = self
+                .from
+                .read_until(0, &mut buf)
+                .expect("read from chromium");
             assert!(n > 0, "chromium closed its DevTools pipe");
             buf.pop();
             let v: Value = serde_json::from_slice(&buf).expect("DevTools JSON");
@@ -179,7 +188,10 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let text = self.eval("document.body ? document.body.innerText : ''");
-                panic!("timed out waiting for {what}; the page shows:\n{}", text.as_str().unwrap_or(""));
+                panic!(
+                    "timed out waiting for {what}; the page shows:\n{}",
+                    text.as_str().unwrap_or("")
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -230,20 +242,39 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
     let url = format!("http://127.0.0.1:{port}");
     let d = Daemon::start_with_args(
         "manager-1",
-        &["--executor", "sim", "--dashboard-addr", &format!("127.0.0.1:{port}")],
+        &[
+            "--executor",
+            "sim",
+            "--dashboard-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
     );
     d.init_swarm();
-    let token = d.ok(&["swarm", "join-token", "-q", "worker"]).trim().to_string();
+    let token = d
+        .ok(&["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
     let worker_port = free_port();
     let worker = Daemon::start_with_args(
         "worker-1",
-        &["--executor", "sim", "--dashboard-addr", &format!("127.0.0.1:{worker_port}")],
+        &[
+            "--executor",
+            "sim",
+            "--dashboard-addr",
+            &format!("127.0.0.1:{worker_port}"),
+        ],
     );
     let joined = worker.join(&d, &token);
     assert!(joined.ok, "{joined:?}");
     let _sim = SimNodes(
         Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["simnodes", "--count", "3", "--hostname-prefix", "sim-worker"])
+            .args([
+                "simnodes",
+                "--count",
+                "3",
+                "--hostname-prefix",
+                "sim-worker",
+            ])
             .arg("--managers")
             .arg(format!("127.0.0.1:{}", d.swarm_port))
             .arg("--join-token")
@@ -262,11 +293,45 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
         (ready == 5).then_some(())
     });
     d.ok(&[
-        "service", "create", "-d", "--name", "web", "--replicas", "2", "-p", "8080:80",
-        "--reserve-cpu", "0.25", "--reserve-memory", "512M", "nginx:1.27",
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "-p",
+        "8080:80",
+        "--reserve-cpu",
+        "0.25",
+        "--reserve-memory",
+        "512M",
+        "nginx:1.27",
     ]);
-    d.ok(&["service", "create", "-d", "--name", "api", "--replicas", "3", "busybox:1", "sleep", "1d"]);
-    d.ok(&["service", "create", "-d", "--name", "agent", "--mode", "global", "busybox:1", "sleep", "1d"]);
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "api",
+        "--replicas",
+        "3",
+        "busybox:1",
+        "sleep",
+        "1d",
+    ]);
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "agent",
+        "--mode",
+        "global",
+        "busybox:1",
+        "sleep",
+        "1d",
+    ]);
     wait_for(Duration::from_secs(60), "web 2/2 and api 3/3", || {
         let ls = d.lines(&["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]);
         (ls.contains(&"web 2/2".to_string()) && ls.contains(&"api 3/3".to_string())).then_some(())
@@ -275,10 +340,16 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
     // A worker holds no copy of the store: its dashboard says where to look.
     let (status, body) = http_get(worker_port, "/");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("The dashboard is served by managers"), "{body}");
+    assert!(
+        body.contains("The dashboard is served by managers"),
+        "{body}"
+    );
 
     let mut b = Browser::open(&format!("{url}/services"));
-    b.wait("web at 2/2", "document.querySelector('tr[data-name=\"web\"] .replicas') !== null");
+    b.wait(
+        "web at 2/2",
+        "document.querySelector('tr[data-name=\"web\"] .replicas') !== null",
+    );
     assert_eq!(replicas_of(&mut b, "web"), "2/2");
     assert_eq!(replicas_of(&mut b, "api"), "3/3");
     // A value that only lives as long as this page: a reload would lose it.
@@ -289,8 +360,15 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
         "web at 6/6 on the open page",
         "(function() { var r = document.querySelector('tr[data-name=\"web\"] .replicas'); return r !== null && r.textContent === '6/6'; })()",
     );
-    assert_eq!(b.eval("window.shoalMarker"), json!("same page"), "the page was not reloaded");
-    assert!(b.eval("window.shoalSwaps").as_u64().unwrap_or(0) >= 1, "a fragment was swapped in");
+    assert_eq!(
+        b.eval("window.shoalMarker"),
+        json!("same page"),
+        "the page was not reloaded"
+    );
+    assert!(
+        b.eval("window.shoalSwaps").as_u64().unwrap_or(0) >= 1,
+        "a fragment was swapped in"
+    );
     b.screenshot("services");
 
     // The service's page: its tasks, and new ones appearing live.
@@ -305,13 +383,20 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
         "9 running tasks of web on the open page",
         "Array.prototype.filter.call(document.querySelectorAll('#tasks tr.current'), function (r) { return r.textContent.indexOf('running') >= 0; }).length === 9",
     );
-    assert_eq!(b.eval("window.shoalMarker"), json!("service page"), "the page was not reloaded");
+    assert_eq!(
+        b.eval("window.shoalMarker"),
+        json!("service page"),
+        "the page was not reloaded"
+    );
     let names = b.eval(
         "Array.prototype.map.call(document.querySelectorAll('#tasks tr.current td:first-child'), function (c) { return c.textContent; }).join(' ')",
     );
     for slot in 1..=9 {
         assert!(
-            names.as_str().unwrap_or("").contains(&format!("web.{slot}")),
+            names
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("web.{slot}")),
             "task web.{slot} is listed: {names}"
         );
     }
@@ -320,7 +405,10 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
     b.goto(&format!("{url}/nodes"));
     let nodes = b.eval("document.body.innerText");
     for host in ["manager-1", "worker-1", "sim-worker-0", "sim-worker-2"] {
-        assert!(nodes.as_str().unwrap_or("").contains(host), "{host} is listed: {nodes}");
+        assert!(
+            nodes.as_str().unwrap_or("").contains(host),
+            "{host} is listed: {nodes}"
+        );
     }
     b.screenshot("nodes");
 
@@ -331,7 +419,10 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
     );
     let overview = b.eval("document.body.innerText");
     let text = overview.as_str().unwrap_or("");
-    assert!(text.contains("manager-1") && text.contains("leader"), "{text}");
+    assert!(
+        text.contains("manager-1") && text.contains("leader"),
+        "{text}"
+    );
     assert!(text.contains("5 ready"), "{text}");
     b.screenshot("overview");
 }
@@ -404,7 +495,10 @@ fn a_dashboard_off_loopback_needs_tls_or_a_token_and_the_daemon_refuses_to_start
         &format!("0.0.0.0:{port}"),
         "--dashboard-tlsverify",
     ]);
-    assert!(err.contains("--dashboard-tlsverify needs --tlscacert"), "{err}");
+    assert!(
+        err.contains("--dashboard-tlsverify needs --tlscacert"),
+        "{err}"
+    );
 
     // With a token, the same address is served: a login form, and pages only after it.
     let token = dir.path().join("token");

@@ -17,10 +17,10 @@ use http_body_util::{BodyExt, Empty};
 use serde_json::{json, Value};
 use shoal_store::local_transport::LocalNetwork;
 use shoal_store::model::{
-    ContainerSpec, Health, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription,
-    NodeRole, NodeSpec, NodeState, NodeStatus, Object, Reachability, ResourceRequirements,
-    Resources, Service, ServiceHealth, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
-    TaskStatus, Timestamp, Version,
+    ContainerSpec, Health, ManagerStatus, Meta, Node, NodeAvailability, NodeDescription, NodeRole,
+    NodeSpec, NodeState, NodeStatus, Object, Reachability, ResourceRequirements, Resources,
+    Service, ServiceHealth, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus,
+    Timestamp, Version,
 };
 use shoal_store::{Store, StoreConfig, Txn};
 
@@ -45,9 +45,12 @@ pub struct DashboardBench {
 pub async fn open_store(dir: &Path) -> anyhow::Result<Store> {
     let net = LocalNetwork::new();
     let addr = "dashboard-1";
-    let store = Store::open(StoreConfig::new(1, addr, dir.join("store")), net.transport(addr))
-        .await
-        .context("opening the store")?;
+    let store = Store::open(
+        StoreConfig::new(1, addr, dir.join("store")),
+        net.transport(addr),
+    )
+    .await
+    .context("opening the store")?;
     net.register(addr, store.clone());
     store.initialize().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -159,12 +162,21 @@ pub async fn populate(store: &Store, nodes: usize, tasks: usize) -> anyhow::Resu
     let services: Vec<Service> = (0..SERVICES)
         .map(|k| service(k, tasks / SERVICES + usize::from(k < tasks % SERVICES)))
         .collect();
-    create_all(store, services.iter().cloned().map(Object::Service).collect()).await?;
+    create_all(
+        store,
+        services.iter().cloned().map(Object::Service).collect(),
+    )
+    .await?;
     let mut all = Vec::with_capacity(tasks);
     let mut i = 0;
     for s in &services {
         for slot in 1..=s.spec.mode.replicas().unwrap_or(0) {
-            all.push(Object::Task(task(s, slot, &node_ids[i % nodes.max(1)], TaskState::Running)));
+            all.push(Object::Task(task(
+                s,
+                slot,
+                &node_ids[i % nodes.max(1)],
+                TaskState::Running,
+            )));
             i += 1;
         }
     }
@@ -219,7 +231,9 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16,
 pub async fn run(b: DashboardBench) -> anyhow::Result<Value> {
     let shm = Path::new("/dev/shm");
     let dir = if shm.is_dir() {
-        tempfile::Builder::new().prefix("shoal-bench-").tempdir_in(shm)?
+        tempfile::Builder::new()
+            .prefix("shoal-bench-")
+            .tempdir_in(shm)?
     } else {
         tempfile::Builder::new().prefix("shoal-bench-").tempdir()?
     };
@@ -240,7 +254,11 @@ pub async fn run(b: DashboardBench) -> anyhow::Result<Value> {
         "tasks": b.tasks,
         "services": SERVICES,
     });
-    for (name, path) in [("overview", "/"), ("services", "/services"), ("nodes", "/nodes")] {
+    for (name, path) in [
+        ("overview", "/"),
+        ("services", "/services"),
+        ("nodes", "/nodes"),
+    ] {
         let (status, body, first) = get(addr, path).await?;
         if status != 200 {
             bail!("GET {path}: {status}");
@@ -253,7 +271,11 @@ pub async fn run(b: DashboardBench) -> anyhow::Result<Value> {
         report[format!("{name}_render_p50_ms")] = json!(round3(again.quantile_ms(0.5)));
         report[format!("{name}_kib")] = json!(body.len() / 1024);
     }
-    let (status, _, took) = get(addr, &format!("/services/{}", populated.services[0].meta.id)).await?;
+    let (status, _, took) = get(
+        addr,
+        &format!("/services/{}", populated.services[0].meta.id),
+    )
+    .await?;
     if status != 200 {
         bail!("the service page answered {status}");
     }
@@ -296,7 +318,9 @@ async fn rollout_lag(
         tokio::spawn(async move {
             let mut text = String::new();
             while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 let at = Instant::now();
                 text.push_str(&String::from_utf8_lossy(&data));
                 while let Some(end) = text.find("\n\n") {
@@ -317,7 +341,11 @@ async fn rollout_lag(
     let old: Vec<Task> = populated
         .services
         .iter()
-        .flat_map(|s| view.tasks_of_service(&s.meta.id).map(|t| t.to_owned_value()).collect::<Vec<_>>())
+        .flat_map(|s| {
+            view.tasks_of_service(&s.meta.id)
+                .map(|t| t.to_owned_value())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let started = Instant::now();
     let mut commits: Vec<(u64, Instant)> = Vec::new();
@@ -334,7 +362,12 @@ async fn rollout_lag(
             stopped.status = TaskStatus::new(TaskState::Shutdown, Timestamp::now(), "shutdown");
             txn = txn.update(Object::Task(stopped));
             let s = services[t.service_id.as_str()];
-            txn = txn.create(Object::Task(task(s, t.slot, &t.node_id, TaskState::Running)));
+            txn = txn.create(Object::Task(task(
+                s,
+                t.slot,
+                &t.node_id,
+                TaskState::Running,
+            )));
         }
         let committed = store.submit(txn).await?;
         commits.push((committed.revision, Instant::now()));
@@ -343,11 +376,18 @@ async fn rollout_lag(
     let last = commits.last().map(|c| c.0).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if seen.lock().expect("lock").last().is_some_and(|(id, _)| *id >= last) {
+        if seen
+            .lock()
+            .expect("lock")
+            .last()
+            .is_some_and(|(id, _)| *id >= last)
+        {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the event stream did not reach revision {last} within 30 s of the rollout's end");
+            bail!(
+                "the event stream did not reach revision {last} within 30 s of the rollout's end"
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -93,7 +93,8 @@ impl Token {
     pub fn from_file(path: &Path) -> Result<Token, String> {
         let raw = std::fs::read_to_string(path)
             .map_err(|e| format!("--dashboard-token-file {}: {e}", path.display()))?;
-        Token::new(raw.trim()).map_err(|e| format!("--dashboard-token-file {}: {e}", path.display()))
+        Token::new(raw.trim())
+            .map_err(|e| format!("--dashboard-token-file {}: {e}", path.display()))
     }
 
     /// A token with this value.

@@ -51,12 +51,16 @@ fn task_tone(state: shoal_store::model::TaskState) -> &'static str {
     }
 }
 
+/// Task changes of one commit grouped by (service name, service id, from, to).
+type TaskKey = (String, String, String, String);
+/// How many, the line's tone, and the name of the first (shown when it is the only one).
+type TaskGroup = (usize, &'static str, Option<String>);
+
 /// The lines of one commit.
 pub fn summarise(commit: &Commit) -> Vec<EventRow> {
     let mut rows = Vec::new();
     // (service name, service id, from, to) -> count, in first-seen order by key.
-    let mut tasks: BTreeMap<(String, String, String, String), (usize, &'static str, Option<String>)> =
-        BTreeMap::new();
+    let mut tasks: BTreeMap<TaskKey, TaskGroup> = BTreeMap::new();
     for e in &commit.events {
         let action = e.action.to_string();
         match e.object.as_ref() {
@@ -104,7 +108,7 @@ pub fn summarise(commit: &Commit) -> Vec<EventRow> {
                 let (detail, tone) = detail(o, e.prev.as_deref(), e.action);
                 rows.push(EventRow {
                     revision: commit.revision,
-                    at: commit.at.clone(),
+                    at: commit.at,
                     kind: o.kind(),
                     action,
                     name: o.display_name().into_owned(),
@@ -130,7 +134,7 @@ pub fn summarise(commit: &Commit) -> Vec<EventRow> {
         };
         rows.push(EventRow {
             revision: commit.revision,
-            at: commit.at.clone(),
+            at: commit.at,
             kind: Kind::Task,
             action: "update".into(),
             name,

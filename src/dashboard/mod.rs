@@ -125,7 +125,10 @@ async fn style() -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Html(pages::message_page("Not found", "There is no such page on this dashboard.").into_string()),
+        Html(
+            pages::message_page("Not found", "There is no such page on this dashboard.")
+                .into_string(),
+        ),
     )
         .into_response()
 }
@@ -141,7 +144,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
         ),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     res
 }
@@ -212,7 +218,10 @@ async fn login_form<S: NativeState>(
     Html(pages::login_page(next, None).into_string()).into_response()
 }
 
-async fn login<S: NativeState>(State(d): State<Dashboard<S>>, Form(f): Form<LoginForm>) -> Response {
+async fn login<S: NativeState>(
+    State(d): State<Dashboard<S>>,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let Some(token) = &d.access.token else {
         return Redirect::to("/").into_response();
     };
@@ -221,7 +230,9 @@ async fn login<S: NativeState>(State(d): State<Dashboard<S>>, Form(f): Form<Logi
         tracing::warn!("dashboard: a login with a wrong token was refused");
         return (
             StatusCode::UNAUTHORIZED,
-            Html(pages::login_page(next, Some("That token is not this dashboard's.")).into_string()),
+            Html(
+                pages::login_page(next, Some("That token is not this dashboard's.")).into_string(),
+            ),
         )
             .into_response();
     }

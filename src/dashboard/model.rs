@@ -160,7 +160,9 @@ impl ServiceRow {
             .iter()
             .find(|c| c.kind == "Ready")
             .is_none_or(|c| c.status);
-        self.running >= self.desired && ready && self.update.as_ref().is_none_or(|(s, _)| !in_progress(s))
+        self.running >= self.desired
+            && ready
+            && self.update.as_ref().is_none_or(|(s, _)| !in_progress(s))
     }
 }
 
@@ -265,8 +267,11 @@ fn reachability(n: &Node) -> Option<String> {
 pub fn overview(view: &View, raft: RaftInfo) -> Overview {
     let cluster = view.list::<Cluster>().next();
     let mut o = Overview {
-        swarm_id: cluster.as_ref().map(|c| c.meta.id.clone()).unwrap_or_default(),
-        created: cluster.as_ref().map(|c| c.meta.created_at.clone()),
+        swarm_id: cluster
+            .as_ref()
+            .map(|c| c.meta.id.clone())
+            .unwrap_or_default(),
+        created: cluster.as_ref().map(|c| c.meta.created_at),
         revision: view.revision(),
         raft,
         ..Default::default()
@@ -337,7 +342,12 @@ fn node_row(view: &View, n: &Obj<Node>) -> NodeRow {
         if t.status.state == TaskState::Running {
             running += 1;
         }
-        if let Some(r) = t.spec.resources.as_ref().and_then(|r| r.reservations.as_ref()) {
+        if let Some(r) = t
+            .spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.reservations.as_ref())
+        {
             cpus += r.nano_cpus;
             mem += r.memory_bytes;
         }
@@ -490,7 +500,7 @@ pub fn service_row(view: &View, s: &Obj<Service>) -> ServiceRow {
         update,
         updated,
         conditions,
-        updated_at: s.meta.updated_at.clone(),
+        updated_at: s.meta.updated_at,
     }
 }
 
@@ -535,7 +545,7 @@ pub fn tasks(view: &View, service_id: &str) -> Vec<TaskRow> {
                 state: t.status.state,
                 message: t.status.message.clone(),
                 err: t.status.err.clone(),
-                since: t.status.timestamp.clone(),
+                since: t.status.timestamp,
                 image: t
                     .spec
                     .container_spec

@@ -246,7 +246,11 @@ fn event_rows(rows: &[super::events::EventRow]) -> Markup {
 pub fn overview_fragment(store: &Store, view: &View, recent: &[super::events::EventRow]) -> Markup {
     let o = model::overview(view, model::RaftInfo::of(store));
     let meant: usize = o.tasks_by_state.values().sum();
-    let running = o.tasks_by_state.get(&TaskState::Running).copied().unwrap_or(0);
+    let running = o
+        .tasks_by_state
+        .get(&TaskState::Running)
+        .copied()
+        .unwrap_or(0);
     let leader = o.managers.iter().find(|m| m.leader);
     html! {
         div.cards {
@@ -581,7 +585,13 @@ pub async fn overview<S: NativeState>(State(d): State<Dashboard<S>>) -> Response
         "overview events",
         overview_fragment(&store, &view, &d.recent.latest(OVERVIEW_EVENTS)),
     );
-    html_page(layout("Overview", "Overview", view.revision(), logout(&d), body))
+    html_page(layout(
+        "Overview",
+        "Overview",
+        view.revision(),
+        logout(&d),
+        body,
+    ))
 }
 
 /// `GET /nodes`.
@@ -603,7 +613,13 @@ pub async fn services<S: NativeState>(State(d): State<Dashboard<S>>) -> Response
     };
     let view = store.view();
     let body = live_section("/fragments/services", "services", services_fragment(&view));
-    html_page(layout("Services", "Services", view.revision(), logout(&d), body))
+    html_page(layout(
+        "Services",
+        "Services",
+        view.revision(),
+        logout(&d),
+        body,
+    ))
 }
 
 /// `GET /services/{id}` (an id or a name).
@@ -619,7 +635,10 @@ pub async fn service<S: NativeState>(
     let Some(s) = view.service_by_id_or_name(&id) else {
         return (
             StatusCode::NOT_FOUND,
-            html_page(message_page("No such service", &format!("There is no service {id} (it may have been removed)."))),
+            html_page(message_page(
+                "No such service",
+                &format!("There is no service {id} (it may have been removed)."),
+            )),
         )
             .into_response();
     };
@@ -628,7 +647,13 @@ pub async fn service<S: NativeState>(
         &format!("service:{}", s.meta.id),
         service_fragment_of(&view, &s),
     );
-    html_page(layout(&s.spec.name, "Services", view.revision(), logout(&d), body))
+    html_page(layout(
+        &s.spec.name,
+        "Services",
+        view.revision(),
+        logout(&d),
+        body,
+    ))
 }
 
 /// `GET /stacks`.
@@ -639,7 +664,13 @@ pub async fn stacks<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
     };
     let view = store.view();
     let body = live_section("/fragments/stacks", "stacks", stacks_fragment(&view));
-    html_page(layout("Stacks", "Stacks", view.revision(), logout(&d), body))
+    html_page(layout(
+        "Stacks",
+        "Stacks",
+        view.revision(),
+        logout(&d),
+        body,
+    ))
 }
 
 /// Query of a stack page: the two revisions to compare.
@@ -665,7 +696,11 @@ pub async fn stack<S: NativeState>(
     let diff = q.from.zip(q.to);
     match stack_body(&view, &name, diff) {
         Ok(body) => html_page(layout(&name, "Stacks", view.revision(), logout(&d), body)),
-        Err(e) => (StatusCode::NOT_FOUND, html_page(message_page("No such stack", &e))).into_response(),
+        Err(e) => (
+            StatusCode::NOT_FOUND,
+            html_page(message_page("No such stack", &e)),
+        )
+            .into_response(),
     }
 }
 
@@ -676,7 +711,13 @@ pub async fn events<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
         Err(r) => return r,
     };
     let body = live_section("/fragments/events", "events", events_fragment(&d));
-    html_page(layout("Events", "Events", store.current_revision(), logout(&d), body))
+    html_page(layout(
+        "Events",
+        "Events",
+        store.current_revision(),
+        logout(&d),
+        body,
+    ))
 }
 
 fn events_fragment<S>(d: &Dashboard<S>) -> Markup {

@@ -49,18 +49,30 @@ async fn fragments_show_the_stores_nodes_services_and_tasks() {
     for i in 0..5 {
         assert!(nodes.contains(&format!("node-{i:04}")), "{nodes}");
     }
-    assert!(nodes.contains(">leader<"), "the leading manager is marked: {nodes}");
+    assert!(
+        nodes.contains(">leader<"),
+        "the leading manager is marked: {nodes}"
+    );
 
     let svc = view
         .get::<shoal_store::model::Service>(&populated.services[0].meta.id)
         .expect("service");
     let detail = pages::service_fragment_of(&view, &svc).into_string();
-    assert!(detail.contains("svc-00.1") && detail.contains("svc-00.2"), "{detail}");
+    assert!(
+        detail.contains("svc-00.1") && detail.contains("svc-00.2"),
+        "{detail}"
+    );
     assert!(detail.contains("2 running"), "{detail}");
 
     let overview = pages::overview_fragment(&store, &view, &[]).into_string();
-    assert!(overview.contains("10<span class=\"muted\"> / 10</span>"), "10 of 10 services converged: {overview}");
-    assert!(overview.contains("20<span class=\"muted\"> / 20</span>"), "20 of 20 tasks running: {overview}");
+    assert!(
+        overview.contains("10<span class=\"muted\"> / 10</span>"),
+        "10 of 10 services converged: {overview}"
+    );
+    assert!(
+        overview.contains("20<span class=\"muted\"> / 20</span>"),
+        "20 of 20 tasks running: {overview}"
+    );
     store.shutdown().await;
 }
 
@@ -85,7 +97,10 @@ async fn a_failed_task_shows_its_error_and_its_service_is_not_converged() {
     let detail = pages::service_fragment_of(&view, &svc).into_string();
     assert!(detail.contains("task: non-zero exit (137)"), "{detail}");
     let overview = pages::overview_fragment(&store, &view, &[]).into_string();
-    assert!(overview.contains("svc-03"), "listed as not converged: {overview}");
+    assert!(
+        overview.contains("svc-03"),
+        "listed as not converged: {overview}"
+    );
     store.shutdown().await;
 }
 
@@ -122,23 +137,53 @@ async fn with_a_token_pages_need_a_session_and_only_the_right_token_opens_one() 
     assert_eq!(res.status(), StatusCode::OK);
     assert!(body_text(res).await.contains("type=\"password\""));
 
-    let res = app.clone().oneshot(login("the-wrong-token-0123")).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(login("the-wrong-token-0123"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().get(header::SET_COOKIE).is_none());
-    let res = app.clone().oneshot(get("/services", Some("shoal_dashboard_session=00ff"))).await.unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "a made-up cookie opens nothing");
+    let res = app
+        .clone()
+        .oneshot(get("/services", Some("shoal_dashboard_session=00ff")))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "a made-up cookie opens nothing"
+    );
 
-    let res = app.clone().oneshot(login("the-right-token-0123")).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(login("the-right-token-0123"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[header::LOCATION], "/services");
-    let set = res.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let set = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     let cookie = set.split(';').next().unwrap().to_string();
 
-    let res = app.clone().oneshot(get("/services", Some(&cookie))).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(get("/services", Some(&cookie)))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(body_text(res).await.contains("svc-00"));
-    let res = app.clone().oneshot(get("/fragments/nodes", Some(&cookie))).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(get("/fragments/nodes", Some(&cookie)))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 
     let logout = Request::post("/logout")
@@ -147,15 +192,25 @@ async fn with_a_token_pages_need_a_session_and_only_the_right_token_opens_one() 
         .unwrap();
     let res = app.clone().oneshot(logout).await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let res = app.clone().oneshot(get("/services", Some(&cookie))).await.unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the session ended with the logout");
+    let res = app
+        .clone()
+        .oneshot(get("/services", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the session ended with the logout"
+    );
     // A redirect after login never leaves the site.
     let res = app
         .clone()
         .oneshot(
             Request::post("/login")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from("token=the-right-token-0123&next=%2F%2Fevil.example"))
+                .body(Body::from(
+                    "token=the-right-token-0123&next=%2F%2Fevil.example",
+                ))
                 .unwrap(),
         )
         .await
@@ -220,9 +275,18 @@ async fn the_event_stream_names_what_a_commit_made_stale_and_resumes_after_its_i
     .await
     .expect("an event within 20 s");
     assert!(message.contains("event: change"), "{message}");
-    assert!(message.contains(&format!("id: {}", committed.revision)), "{message}");
-    assert!(message.contains(&format!("service:{}", s.meta.id)), "{message}");
-    assert!(message.contains("\"services\"") && message.contains("\"nodes\""), "{message}");
+    assert!(
+        message.contains(&format!("id: {}", committed.revision)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("service:{}", s.meta.id)),
+        "{message}"
+    );
+    assert!(
+        message.contains("\"services\"") && message.contains("\"nodes\""),
+        "{message}"
+    );
     server.abort();
     store.shutdown().await;
 }
