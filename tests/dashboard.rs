@@ -522,3 +522,133 @@ fn a_dashboard_off_loopback_needs_tls_or_a_token_and_the_daemon_refuses_to_start
     assert_eq!(status, 200);
     assert!(body.contains("Log in to the dashboard"), "{body}");
 }
+
+/// A CA in `dir`, and certificates it signs: `(ca.pem, [(cert, key) per name])`.
+fn pki(
+    dir: &std::path::Path,
+    ca_name: &str,
+    leaves: &[(&str, bool)],
+) -> (PathBuf, Vec<(PathBuf, PathBuf)>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join(format!("{ca_name}.pem"));
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaves = leaves
+        .iter()
+        .map(|(name, server)| {
+            let key = KeyPair::generate().unwrap();
+            let names = if *server {
+                vec!["127.0.0.1".to_string(), "localhost".to_string()]
+            } else {
+                Vec::new()
+            };
+            let mut params = CertificateParams::new(names).unwrap();
+            params.distinguished_name.push(DnType::CommonName, *name);
+            params.extended_key_usages = vec![if *server {
+                ExtendedKeyUsagePurpose::ServerAuth
+            } else {
+                ExtendedKeyUsagePurpose::ClientAuth
+            }];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            let (c, k) = (
+                dir.join(format!("{name}.pem")),
+                dir.join(format!("{name}-key.pem")),
+            );
+            std::fs::write(&c, cert.pem()).unwrap();
+            std::fs::write(&k, key.serialize_pem()).unwrap();
+            (c, k)
+        })
+        .collect();
+    (ca_path, leaves)
+}
+
+/// `curl https://127.0.0.1:port/path` trusting `ca`, with an optional client certificate: the
+/// status and body, or curl's error.
+fn curl_tls(
+    port: u16,
+    path: &str,
+    ca: &std::path::Path,
+    client: Option<&(PathBuf, PathBuf)>,
+) -> Result<(u16, String), String> {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ])
+    .arg(ca);
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let out = cmd
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((status.trim().parse().unwrap_or(0), body.to_string()))
+}
+
+#[test]
+fn over_tls_the_dashboard_admits_only_client_certificates_signed_by_its_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, certs) = pki(
+        tmp.path(),
+        "dash-ca",
+        &[("server", true), ("browser", false)],
+    );
+    let (_, strangers) = pki(tmp.path(), "other-ca", &[("stranger", false)]);
+    let port = free_port();
+    let d = Daemon::start_with_args(
+        "manager-1",
+        &[
+            "--executor",
+            "sim",
+            "--dashboard-addr",
+            &format!("0.0.0.0:{port}"),
+            "--dashboard-tlsverify",
+            "--tlscacert",
+            ca.to_str().unwrap(),
+            "--tlscert",
+            certs[0].0.to_str().unwrap(),
+            "--tlskey",
+            certs[0].1.to_str().unwrap(),
+        ],
+    );
+    d.init_swarm();
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "nginx:1.27",
+    ]);
+    let (status, body) = curl_tls(port, "/services", &ca, Some(&certs[1])).expect("admitted");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("data-name=\"web\""), "{body}");
+    let err = curl_tls(port, "/services", &ca, None).expect_err("no certificate, no page");
+    assert!(!err.is_empty());
+    curl_tls(port, "/services", &ca, Some(&strangers[0]))
+        .expect_err("a certificate from another CA opens nothing");
+}
