@@ -298,3 +298,67 @@ fn a_token_from_the_login_form_is_compared_whole() {
     assert!(!token.matches("0123456789abcdefXY"));
     assert!(!token.matches("0123456789abcdefXYZ0"));
 }
+
+#[tokio::test]
+async fn a_stack_page_lists_its_revisions_and_the_diff_between_two() {
+    let (_dir, store, _) = swarm(2, 2).await;
+    let apply = |image: &str| {
+        let body = crate::stack::source::ApplyBody {
+            files: vec![crate::stack::source::FileBody {
+                name: "compose.yaml".into(),
+                content: format!(
+                    "services:\n  web:\n    image: {image}\n    deploy:\n      replicas: 2\n"
+                ),
+            }],
+            applied_by: "tester@host".into(),
+            ..Default::default()
+        };
+        let desired = crate::stack::source::desired("shop", &body).expect("desired");
+        let store = store.clone();
+        async move {
+            crate::stack::apply::apply(&store, &desired, &Default::default())
+                .await
+                .expect("apply")
+        }
+    };
+    apply("nginx:1.26").await;
+    apply("nginx:1.27").await;
+    let app = router(Dashboard::new(store.clone(), open()));
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/stacks/shop?from=1&to=2")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = body_text(res).await;
+    assert!(page.contains("shop_web"), "the stack's service: {page}");
+    assert!(page.contains("tester@host"), "who applied: {page}");
+    assert!(
+        page.contains("TaskTemplate.ContainerSpec.Image"),
+        "the changed field: {page}"
+    );
+    assert!(
+        page.contains("nginx:1.26") && page.contains("nginx:1.27"),
+        "{page}"
+    );
+    let res = app
+        .clone()
+        .oneshot(Request::get("/stacks").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let page = body_text(res).await;
+    assert!(
+        page.contains("/stacks/shop") && page.contains("#2"),
+        "{page}"
+    );
+    let res = app
+        .oneshot(Request::get("/stacks/nope").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    store.shutdown().await;
+}
