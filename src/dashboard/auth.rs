@@ -29,6 +29,9 @@ pub const SESSION_COOKIE: &str = "shoal_dashboard_session";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The shortest token accepted: shorter ones can be guessed over the network.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// How long a wrong token holds up the next login attempt: guesses are at most a few a second,
+/// however many connections make them.
+pub const WRONG_TOKEN_PAUSE: Duration = Duration::from_millis(250);
 /// Most sessions kept at once; the oldest go first (a client logging in in a loop cannot grow
 /// the daemon's memory).
 const MAX_SESSIONS: usize = 1024;
@@ -86,6 +89,8 @@ impl Access {
 pub struct Token {
     digest: [u8; 32],
     sessions: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
+    /// Login attempts take turns (see [`Token::check`]).
+    attempts: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Token {
@@ -108,6 +113,7 @@ impl Token {
         Ok(Token {
             digest: Sha256::digest(value.as_bytes()).into(),
             sessions: Arc::default(),
+            attempts: Arc::default(),
         })
     }
 
@@ -115,6 +121,18 @@ impl Token {
     pub fn matches(&self, candidate: &str) -> bool {
         let other: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
         constant_time_eq(&self.digest, &other)
+    }
+
+    /// A login attempt: whether `candidate` is the token. Attempts take turns and a wrong one
+    /// keeps the turn for [`WRONG_TOKEN_PAUSE`], so guessing is slow even over many connections
+    /// (a right token waits at most behind the guesses queued before it).
+    pub async fn check(&self, candidate: &str) -> bool {
+        let _turn = self.attempts.lock().await;
+        let ok = self.matches(candidate);
+        if !ok {
+            tokio::time::sleep(WRONG_TOKEN_PAUSE).await;
+        }
+        ok
     }
 
     /// Opens a session: the cookie value to give the browser.

@@ -226,7 +226,7 @@ async fn login<S: NativeState>(
         return Redirect::to("/").into_response();
     };
     let next = local_path(&f.next);
-    if !token.matches(f.token.trim()) {
+    if !token.check(f.token.trim()).await {
         tracing::warn!("dashboard: a login with a wrong token was refused");
         return (
             StatusCode::UNAUTHORIZED,
