@@ -362,3 +362,68 @@ async fn a_stack_page_lists_its_revisions_and_the_diff_between_two() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_rolling_update_shows_its_state_and_how_many_tasks_run_the_new_spec() {
+    let (_dir, store, populated) = swarm(2, 20).await;
+    let view = store.view();
+    let mut s = view
+        .get::<shoal_store::model::Service>(&populated.services[1].meta.id)
+        .unwrap()
+        .to_owned_value();
+    s.spec.task_template.container_spec =
+        Some(shoal_store::model::ContainerSpec::with_image("nginx:1.28"));
+    s.update_status = Some(shoal_store::model::UpdateStatus {
+        state: Some(shoal_store::model::UpdateState::Updating),
+        message: "update in progress".into(),
+        ..Default::default()
+    });
+    let committed = store
+        .submit(Txn::new().update(Object::Service(s.clone())))
+        .await
+        .unwrap();
+    // One of the two tasks replaced by a task of the new spec.
+    let mut s = store
+        .view()
+        .get::<shoal_store::model::Service>(&s.meta.id)
+        .unwrap()
+        .to_owned_value();
+    s.spec_version = shoal_store::model::Version::at(committed.revision);
+    store
+        .submit(Txn::new().update(Object::Service(s.clone())))
+        .await
+        .unwrap();
+    let old = store
+        .view()
+        .tasks_of_service(&s.meta.id)
+        .next()
+        .unwrap()
+        .to_owned_value();
+    let mut stopped = old.clone();
+    stopped.desired_state = TaskState::Shutdown;
+    stopped.status = TaskStatus::new(TaskState::Shutdown, Timestamp::now(), "shutdown");
+    let mut new = old.clone();
+    new.meta = shoal_store::model::Meta::with_id(shoal_store::model::new_id());
+    new.spec_version = s.spec_version;
+    new.spec = s.spec.task_template.clone();
+    store
+        .submit(
+            Txn::new()
+                .update(Object::Task(stopped))
+                .create(Object::Task(new)),
+        )
+        .await
+        .unwrap();
+    let view = store.view();
+    let services = pages::services_fragment(&view).into_string();
+    assert!(services.contains(">updating<"), "{services}");
+    assert!(services.contains("1 of 2 updated"), "{services}");
+    let svc = view.get::<shoal_store::model::Service>(&s.meta.id).unwrap();
+    let detail = pages::service_fragment_of(&view, &svc).into_string();
+    assert!(detail.contains("update in progress"), "{detail}");
+    assert!(
+        detail.contains("class=\"history\""),
+        "the replaced task is history: {detail}"
+    );
+    store.shutdown().await;
+}
