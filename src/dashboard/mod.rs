@@ -79,6 +79,7 @@ pub fn router<S: NativeState>(d: Dashboard<S>) -> Router {
         .route("/events", get(pages::events::<S>))
         .route("/fragments/{name}", get(pages::fragment::<S>))
         .route("/fragments/service/{id}", get(pages::service_fragment::<S>))
+        .route("/fragments/stack/{name}", get(pages::stack_fragment::<S>))
         .route("/live", get(live::live::<S>))
         .route("/logout", post(logout::<S>))
         .route_layer(axum::middleware::from_fn_with_state(

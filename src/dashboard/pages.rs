@@ -695,7 +695,17 @@ pub async fn stack<S: NativeState>(
     let view = store.view();
     let diff = q.from.zip(q.to);
     match stack_body(&view, &name, diff) {
-        Ok(body) => html_page(layout(&name, "Stacks", view.revision(), logout(&d), body)),
+        Ok(body) => {
+            let mut src = format!(
+                "/fragments/stack/{}",
+                form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+            );
+            if let Some((from, to)) = diff {
+                src.push_str(&format!("?from={from}&to={to}"));
+            }
+            let body = live_section(&src, "stacks services", body);
+            html_page(layout(&name, "Stacks", view.revision(), logout(&d), body))
+        }
         Err(e) => (
             StatusCode::NOT_FOUND,
             html_page(message_page("No such stack", &e)),
@@ -747,6 +757,24 @@ pub async fn fragment<S: NativeState>(
         _ => return (StatusCode::NOT_FOUND, "no such fragment").into_response(),
     };
     html_page(m)
+}
+
+/// `GET /fragments/stack/{name}[?from=A&to=B]`.
+pub async fn stack_fragment<S: NativeState>(
+    State(d): State<Dashboard<S>>,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> Response {
+    let store = match store_or_page(&d).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match stack_body(&store.view(), &name, q.from.zip(q.to)) {
+        Ok(body) => html_page(body),
+        Err(e) => html_page(html! {
+            div.card.message { h1 { "This stack is gone" } p { (e) } }
+        }),
+    }
 }
 
 /// `GET /fragments/service/{id}`.
