@@ -6,9 +6,11 @@
 #     registry tests/image_pull.rs starts to pull images from), iproute2, nftables, iptables and
 #     curl (the data plane and its tests), containerd (each host of the multi-host harness,
 #     src/bench/hosts.rs, runs its own containerd and dockerd), ethtool (GRO on the harness's
-#     veths, as on real NICs), wrk (`shoal bench net`) and openssl (tests/api_access.rs checks the
-#     TLS versions and suites the listeners accept) and openssh-server (tests/gitops_ssh.rs starts an
-#     sshd of its own to serve a repository; the package's service is not used);
+#     veths, as on real NICs), wrk (`shoal bench net`), openssl (tests/api_access.rs checks the
+#     TLS versions and suites the listeners accept), openssh-server (tests/gitops_ssh.rs starts an
+#     sshd of its own to serve a repository; the package's service is not used), chromium
+#     (tests/dashboard.rs loads the web dashboard in headless Chromium) and prometheus (for
+#     promtool: tests/metrics.rs lints every scrape with it);
 #   - the test image shoal-test/busybox:1 (+ :latest), imported from a busybox rootfs, since no
 #     registry is reachable to pull one, also tagged alpine:3.10 and busybox:latest, the images
 #     docker-py's integration tests run;
@@ -26,8 +28,7 @@ readonly TEST_IMAGE_LATEST=shoal-test/busybox:latest
 readonly PEER_TEST_IMAGES=(alpine:3.10 busybox:latest)
 readonly PY_REQUIREMENTS=tests/peer/docker-py-requirements.txt
 readonly PY_VENV=${SHOAL_PY_VENV:-$HOME/.cache/shoal/docker-py-venv}
-# prometheus: for promtool (tests/metrics.rs lints every scrape with it).
-readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry iproute2 nftables iptables curl containerd wrk ethtool openssl prometheus openssh-server)
+readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry iproute2 nftables iptables curl containerd wrk ethtool openssl prometheus openssh-server chromium)
 
 die() {
     echo "setup: $*" >&2

@@ -8,6 +8,7 @@ pub mod ca;
 pub mod cli;
 pub mod client;
 pub mod compose;
+pub mod dashboard;
 pub mod dataplane;
 pub mod dispatcher;
 pub mod engine_proxy;

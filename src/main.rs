@@ -155,6 +155,19 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The web dashboard over a store holding --nodes nodes and --tasks tasks: first render
+    /// of its pages, and its event stream's lag behind a rollout that replaces every task.
+    Dashboard {
+        /// Nodes.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Running tasks (over ten services).
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Docker API latency on one node with 10 services, over the unix socket.
     Api {
         /// Calls per read operation.
@@ -323,6 +336,18 @@ struct DaemonArgs {
     /// The Docker Engine the docker executor drives.
     #[arg(long, env = "SHOAL_DOCKER_HOST", default_value = shoal::exec::docker::DEFAULT_DOCKER_HOST)]
     docker_host: String,
+    /// Serve the web dashboard on this address (managers serve it; a worker answers that the
+    /// dashboard is on managers). Off by default. On a non-loopback address it needs
+    /// --dashboard-token-file or --dashboard-tlsverify
+    #[arg(long, value_name = "HOST:PORT")]
+    dashboard_addr: Option<String>,
+    /// Ask for the token in FILE (at least 16 characters) on the dashboard's login form
+    #[arg(long, value_name = "FILE", requires = "dashboard_addr")]
+    dashboard_token_file: Option<PathBuf>,
+    /// Serve the dashboard over TLS and accept only browsers with a client certificate signed
+    /// by --tlscacert (the server uses --tlscert and --tlskey, as the API's --tlsverify does)
+    #[arg(long, requires = "dashboard_addr")]
+    dashboard_tlsverify: bool,
     /// Where tasks' secrets and configs are mounted (a tmpfs per task; never the data
     /// directory). Default: /run/shoal/<digest of the data directory>.
     #[arg(long)]
@@ -338,7 +363,9 @@ fn tcp_security(
         || args.tlscert.is_some()
         || args.tlskey.is_some();
     let Some(addr) = &args.api_tcp else {
-        if tls_flags || args.insecure_tcp {
+        // The certificate files alone may be there for the dashboard (--dashboard-tlsverify).
+        let for_dashboard = args.dashboard_tlsverify && !args.tlsverify;
+        if (tls_flags && !for_dashboard) || args.insecure_tcp {
             anyhow::bail!(
                 "--tlsverify, --tlscacert, --tlscert, --tlskey and --insecure-tcp apply to the TCP listener: give its address with --api-tcp HOST:PORT"
             );
@@ -356,6 +383,14 @@ fn tcp_security(
             "refusing to serve the API on tcp {addr} without TLS: anyone who reaches it would control the swarm. Give --tlsverify --tlscacert CA --tlscert CERT --tlskey KEY (clients then need a certificate signed by CA), or --insecure-tcp to serve plain HTTP on purpose"
         );
     }
+    let config = tls_files(args, "--tlsverify")?
+        .server_config()
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some((addr.clone(), Some(config))))
+}
+
+/// The certificate files of `--tlscacert --tlscert --tlskey`, all three required by `flag`.
+fn tls_files(args: &DaemonArgs, flag: &str) -> anyhow::Result<shoal::api::listen::TlsFiles> {
     let missing: Vec<&str> = [
         ("--tlscacert", args.tlscacert.is_none()),
         ("--tlscert", args.tlscert.is_none()),
@@ -365,15 +400,40 @@ fn tcp_security(
     .filter_map(|(flag, missing)| missing.then_some(flag))
     .collect();
     if !missing.is_empty() {
-        anyhow::bail!("--tlsverify needs {} as well", missing.join(", "));
+        anyhow::bail!("{flag} needs {} as well", missing.join(", "));
     }
-    let files = shoal::api::listen::TlsFiles {
+    Ok(shoal::api::listen::TlsFiles {
         ca: args.tlscacert.clone().unwrap_or_default(),
         cert: args.tlscert.clone().unwrap_or_default(),
         key: args.tlskey.clone().unwrap_or_default(),
+    })
+}
+
+/// The dashboard's listener and how it is protected, when `--dashboard-addr` asks for one; an
+/// error (before anything else starts) when it would be open to a network.
+async fn dashboard_listener(
+    args: &DaemonArgs,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, shoal::dashboard::auth::Access)>> {
+    let Some(addr) = &args.dashboard_addr else {
+        return Ok(None);
     };
-    let config = files.server_config().map_err(anyhow::Error::msg)?;
-    Ok(Some((addr.clone(), Some(config))))
+    let tls = if args.dashboard_tlsverify {
+        let config = tls_files(args, "--dashboard-tlsverify")?
+            .server_config()
+            .map_err(anyhow::Error::msg)?;
+        Some(config)
+    } else {
+        None
+    };
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on --dashboard-addr {addr}"))?;
+    // The address actually bound decides (a host name may resolve to anything).
+    let local = tcp.local_addr()?;
+    let access =
+        shoal::dashboard::auth::Access::decide(local, tls, args.dashboard_token_file.as_deref())
+            .map_err(anyhow::Error::msg)?;
+    Ok(Some((tcp, access)))
 }
 
 async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
@@ -397,6 +457,7 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("listening on --metrics-addr {addr}"))?,
         ),
     };
+    let dashboard_listener = dashboard_listener(&args).await?;
     let unix_listener =
         shoal::api::listen::bind_unix(&args.api_socket, args.api_socket_group.as_deref())
             .with_context(|| format!("binding the API socket {}", args.api_socket.display()))?;
@@ -435,6 +496,23 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
             wait_stop(stop_rx.clone()),
         ));
     }
+    let dashboard = dashboard_listener.map(|(tcp, access)| {
+        let local = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        eprintln!(
+            "shoal daemon serving the dashboard on http{}://{local} ({})",
+            if access.tls.is_some() { "s" } else { "" },
+            access.describe()
+        );
+        let d = shoal::dashboard::Dashboard::new(state.clone(), access.clone());
+        let stop = wait_stop(stop_rx.clone());
+        match access.tls {
+            None => tokio::spawn(shoal::dashboard::serve(d, tcp, stop)),
+            Some(tls) => tokio::spawn(async move {
+                let listener = shoal::api::listen::TlsListener::new(tcp, tls)?;
+                shoal::dashboard::serve(d, listener, stop).await
+            }),
+        }
+    });
     let unix_state = state.clone();
     let unix_stop = wait_stop(stop_rx.clone());
     let unix =
@@ -480,6 +558,10 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(tcp) = tcp {
         let _ = tcp.await;
+    }
+    // Not awaited: its event streams stay open for as long as browsers keep them.
+    if let Some(dashboard) = dashboard {
+        dashboard.abort();
     }
     node.shutdown().await;
     let _ = std::fs::remove_file(&args.api_socket);
@@ -678,6 +760,15 @@ fn main() -> anyhow::Result<()> {
                         watchers,
                     })
                     .await?;
+                    print_report(&report, json)?;
+                }
+                Bench::Dashboard { nodes, tasks, json } => {
+                    let report =
+                        shoal::bench::dashboard::run(shoal::bench::dashboard::DashboardBench {
+                            nodes,
+                            tasks,
+                        })
+                        .await?;
                     print_report(&report, json)?;
                 }
                 Bench::Api {

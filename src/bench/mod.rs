@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod apply_watchers;
+pub mod dashboard;
 pub mod docker;
 pub mod dockerd;
 pub mod e2e;
