@@ -76,11 +76,20 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: between fork and exec only dup2 (async-signal-safe) runs. Chromium reads
-        // DevTools commands on fd 3 and writes answers on fd 4.
+        // SAFETY: between fork and exec only fcntl and dup2 (async-signal-safe) run. Chromium
+        // reads DevTools commands on fd 3 and writes answers on fd 4. The pipe ends are first
+        // copied above 10: a pipe end that already is fd 3 or 4 would otherwise be clobbered
+        // by the other's dup2, or keep its close-on-exec flag (dup2 onto itself changes
+        // nothing) and be closed at exec.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(cr, 3) < 0 || libc::dup2(ow, 4) < 0 {
+                let high_cmd = libc::fcntl(cr, libc::F_DUPFD_CLOEXEC, 10);
+                let high_out = libc::fcntl(ow, libc::F_DUPFD_CLOEXEC, 10);
+                if high_cmd < 0
+                    || high_out < 0
+                    || libc::dup2(high_cmd, 3) < 0
+                    || libc::dup2(high_out, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

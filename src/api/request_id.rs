@@ -48,9 +48,10 @@ pub async fn tag(req: Request, next: Next) -> Response {
     let status = resp.status();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if status.is_server_error() {
+        // 501 is a refusal (a feature shoal does not have), not a failure of the daemon.
+        if status.is_server_error() && status != axum::http::StatusCode::NOT_IMPLEMENTED {
             tracing::error!(status = status.as_u16(), elapsed_ms, "API call failed");
-        } else if status.is_client_error() {
+        } else if status.is_client_error() || status.is_server_error() {
             tracing::info!(status = status.as_u16(), elapsed_ms, "API call refused");
         } else {
             tracing::debug!(status = status.as_u16(), elapsed_ms, "API call");
