@@ -668,6 +668,15 @@ services:
         shown.contains("loose") && shown.contains("2/2") && shown.contains("rb_app"),
         "{shown}"
     );
+    // Kept as the README's capture of `shoal status`, taken by this run.
+    std::fs::write(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/screenshots/shoal-status.txt"
+        ),
+        &out.stdout,
+    )
+    .expect("writing the capture of shoal status");
     // The swarm's screen: its manager as leader, its node, and the services' events.
     assert!(
         shown.contains("1 managers (leader ")
