@@ -137,13 +137,7 @@ pub fn spec_of(body: &AddBody) -> Result<GitSourceSpec, String> {
 /// Source names are stack names too (one stack per source): what `docker stack deploy`
 /// accepts.
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if ok {
+    if crate::stack::plan::is_valid_stack_name(name) {
         Ok(())
     } else {
         Err(format!(

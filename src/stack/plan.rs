@@ -149,15 +149,20 @@ pub fn prepare(view: &View, d: &Desired) -> Result<Prepared, StackError> {
     b.finish()
 }
 
-/// Stack names become name prefixes and label values: what `docker stack deploy` accepts.
-fn check_stack_name(name: &str) -> Result<(), StackError> {
-    let ok = !name.is_empty()
+/// Whether `name` may name a stack: stack names become name prefixes and label values, so
+/// what `docker stack deploy` accepts (1 to 63 letters, digits, '-', '_' or '.', starting with
+/// a letter or digit).
+pub(crate) fn is_valid_stack_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn check_stack_name(name: &str) -> Result<(), StackError> {
+    if is_valid_stack_name(name) {
         Ok(())
     } else {
         Err(StackError::invalid(

@@ -66,11 +66,6 @@ fn gauge(registry: &Registry, name: &str, help: &str, value: i64) -> prometheus:
 }
 
 impl Store {
-    /// The store's histograms.
-    pub fn metrics(&self) -> &StoreMetrics {
-        self.store_metrics()
-    }
-
     /// Registers this member's metrics in `registry`: its histograms, and gauges read now from
     /// Raft (term, leadership, log indexes, voters, snapshot size) and the state (revision,
     /// objects by kind, watchers).

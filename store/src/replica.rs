@@ -768,7 +768,8 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn store_metrics(&self) -> &crate::metrics::StoreMetrics {
+    /// The store's histograms (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
         &self.inner.metrics
     }
 
