@@ -1,5 +1,6 @@
 //! `GET /events`: swarm events (services, nodes, networks, secrets, configs) as dockerd reports
-//! them (`daemon/events.go`), streamed as newline-delimited JSON from a store watch.
+//! them (`daemon/events.go`), and shoal's GitOps sources (type `gitsource`), streamed as
+//! newline-delimited JSON from a store watch.
 //!
 //! Unlike dockerd's 256-event ring, `since` replays from the store's commit history (as far
 //! back as it is retained), so a client that asks for the last minutes gets every change in
@@ -212,6 +213,73 @@ pub fn docker_event(e: &Event, committed_at: Timestamp) -> Option<Message> {
     })
 }
 
+/// The Docker events for one store event: [`docker_event`]'s, and for a GitOps source (type
+/// `gitsource`, not a dockerd type) its creation, removal, spec changes (`update`: suspended,
+/// resumed, a sync asked for) and each step of its status ([`crate::gitops::events`]).
+pub fn docker_events(e: &Event, committed_at: Timestamp) -> Vec<Message> {
+    let Object::GitSource(source) = e.object.as_ref() else {
+        return docker_event(e, committed_at).into_iter().collect();
+    };
+    let time = match e.action {
+        Action::Create => source.meta.created_at,
+        Action::Update => source.meta.updated_at,
+        Action::Delete => committed_at,
+    };
+    let nanos = time.unix_nanos();
+    let message = |action: &str, mut attributes: BTreeMap<String, String>| {
+        attributes.insert("name".into(), source.spec.name.clone());
+        Message {
+            kind: Kind::GitSource.as_str().to_string(),
+            action: action.to_string(),
+            actor: Actor {
+                id: source.meta.id.clone(),
+                attributes,
+            },
+            scope: "swarm".into(),
+            time: nanos.div_euclid(1_000_000_000),
+            time_nano: nanos,
+        }
+    };
+    let prev = match e.prev.as_deref() {
+        Some(Object::GitSource(p)) => Some(p),
+        _ => None,
+    };
+    match (e.action, prev) {
+        (Action::Create | Action::Delete, _) => {
+            let attrs = BTreeMap::from([("repo".to_string(), source.spec.repo.clone())]);
+            vec![message(&e.action.to_string(), attrs)]
+        }
+        (Action::Update, prev) => {
+            let mut out = Vec::new();
+            let before = prev.map(|p| &p.status);
+            let default_status = Default::default();
+            if let Some(p) = prev.filter(|p| p.spec != source.spec) {
+                let mut attrs = BTreeMap::new();
+                attr(
+                    &mut attrs,
+                    "suspended",
+                    p.spec.suspended.to_string(),
+                    source.spec.suspended.to_string(),
+                );
+                attr(
+                    &mut attrs,
+                    "ref",
+                    p.spec.git_ref.clone(),
+                    source.spec.git_ref.clone(),
+                );
+                out.push(message("update", attrs));
+            }
+            // Replayed history has no previous object: its status as news from nothing.
+            let steps = crate::gitops::events::status_events(
+                before.unwrap_or(&default_status),
+                &source.status,
+            );
+            out.extend(steps.into_iter().map(|s| message(s.action, s.attributes)));
+            out
+        }
+    }
+}
+
 /// Whether `m` passes dockerd's event filters.
 pub fn matches(f: &Filters, m: &Message) -> bool {
     let name = m
@@ -297,6 +365,7 @@ async fn open_watch(store: &Store, replay: bool) -> Option<shoal_store::Watch> {
         Kind::Network,
         Kind::Secret,
         Kind::Config,
+        Kind::GitSource,
     ]);
     let request = |start| {
         WatchRequest::new(start)
@@ -369,24 +438,23 @@ async fn pump(
                     } else {
                         e
                     };
-                    let Some(m) = docker_event(e, commit.at) else {
-                        continue;
-                    };
-                    if since.is_some_and(|s| m.time_nano < s) {
-                        continue;
-                    }
-                    // Object times are not strictly ordered with revisions: skip, and let the
-                    // deadline end the stream.
-                    if until.is_some_and(|u| m.time_nano > u) {
-                        continue;
-                    }
-                    if !matches(&filters, &m) {
-                        continue;
-                    }
-                    let mut line = serde_json::to_vec(&m).unwrap_or_default();
-                    line.push(b'\n');
-                    if tx.send(Bytes::from(line)).await.is_err() {
-                        return;
+                    for m in docker_events(e, commit.at) {
+                        if since.is_some_and(|s| m.time_nano < s) {
+                            continue;
+                        }
+                        // Object times are not strictly ordered with revisions: skip, and let the
+                        // deadline end the stream.
+                        if until.is_some_and(|u| m.time_nano > u) {
+                            continue;
+                        }
+                        if !matches(&filters, &m) {
+                            continue;
+                        }
+                        let mut line = serde_json::to_vec(&m).unwrap_or_default();
+                        line.push(b'\n');
+                        if tx.send(Bytes::from(line)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
@@ -460,6 +528,41 @@ mod tests {
         assert!(!matches(&Filters::from_query(&q, FILTER_KEYS).unwrap(), &m));
         q.insert("filters".into(), r#"{"container":{"x":true}}"#.into());
         assert!(!matches(&Filters::from_query(&q, FILTER_KEYS).unwrap(), &m));
+    }
+
+    #[test]
+    fn gitsource_status_changes_are_events_with_their_commit() {
+        use shoal_store::model::{GitSource, GitSourceStatus};
+        let mut old = GitSource::default();
+        old.meta.id = "src1".into();
+        old.spec.name = "prod".into();
+        let mut new = old.clone();
+        new.status = GitSourceStatus {
+            last_fetched_commit: "b".repeat(40),
+            last_applied_commit: "b".repeat(40),
+            ..Default::default()
+        };
+        let e = Event {
+            action: Action::Update,
+            object: Arc::new(Object::GitSource(new)),
+            prev: Some(Arc::new(Object::GitSource(old))),
+        };
+        let ms = docker_events(&e, Timestamp::now());
+        let actions: Vec<&str> = ms.iter().map(|m| m.action.as_str()).collect();
+        assert_eq!(actions, ["fetch", "apply"]);
+        assert!(ms
+            .iter()
+            .all(|m| m.kind == "gitsource" && m.actor.id == "src1"));
+        assert_eq!(ms[1].actor.attributes["name"], "prod");
+        assert_eq!(ms[1].actor.attributes["commit"], "b".repeat(40));
+        let mut q = Query::new();
+        q.insert(
+            "filters".into(),
+            r#"{"type":{"gitsource":true},"event":{"apply":true}}"#.into(),
+        );
+        let f = Filters::from_query(&q, FILTER_KEYS).unwrap();
+        assert!(!matches(&f, &ms[0]));
+        assert!(matches(&f, &ms[1]));
     }
 
     #[test]

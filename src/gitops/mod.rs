@@ -6,9 +6,11 @@
 //! `shoal apply` does ([`render`], [`crate::compose`]) and applies them through the
 //! server-side declarative apply ([`sync`], [`crate::stack`]). [`spec`] checks what
 //! `shoal gitops add` sends; [`webhook`] verifies push notifications; [`age`] decrypts files
-//! encrypted in the repository.
+//! encrypted in the repository; [`events`] turns status changes into `docker events`-style
+//! events.
 
 pub mod age;
+pub mod events;
 pub mod git;
 pub mod render;
 pub mod spec;
