@@ -333,11 +333,16 @@ fn drift_is_reported_and_reverted_with_self_heal_and_ignored_fields_are_left_alo
     repo.write("watch/compose.yaml", &compose(1, "git"));
     repo.write("heal/compose.yaml", &compose(1, "git"));
     let c1 = repo.commit("two stacks");
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // An hour between polls: drift must be seen when the change is made, not at a poll.
     add(
         &d,
         "watch",
         repo.path(),
-        &["--path", "watch", "--interval", "1s"],
+        &["--path", "watch", "--interval", "1h"],
     );
     add(
         &d,
@@ -347,7 +352,7 @@ fn drift_is_reported_and_reverted_with_self_heal_and_ignored_fields_are_left_alo
             "--path",
             "heal",
             "--interval",
-            "1s",
+            "1h",
             "--self-heal",
             "--ignore",
             "replicas",
@@ -376,6 +381,44 @@ fn drift_is_reported_and_reverted_with_self_heal_and_ignored_fields_are_left_alo
     assert!(
         inspect.contains("drift: service watch_app Mode.Replicated.Replicas"),
         "{inspect}"
+    );
+    // The same steps as `docker events`: the commit applied, then the drift.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = d.ok(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "type=gitsource",
+        "--format",
+        "{{json .}}",
+    ]);
+    let events: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of_watch = |action: &str| {
+        events.iter().find(|e| {
+            e["Type"] == "gitsource"
+                && e["Action"] == action
+                && e["Actor"]["Attributes"]["name"] == "watch"
+        })
+    };
+    let apply = of_watch("apply").unwrap_or_else(|| panic!("no apply event: {events:#?}"));
+    assert_eq!(apply["Actor"]["Attributes"]["commit"], c1.as_str());
+    let drifted = of_watch("drift").unwrap_or_else(|| panic!("no drift event: {events:#?}"));
+    assert!(
+        drifted["Actor"]["Attributes"]["fields"]
+            .as_str()
+            .unwrap()
+            .contains("service watch_app Mode.Replicated.Replicas"),
+        "{drifted:#}"
     );
 
     // With self-heal: a hand-made env change is put back to what git says ...
@@ -566,12 +609,22 @@ fn a_deleted_directory_is_pruned_and_webhooks_sync_at_once_only_when_signed() {
     );
     assert_eq!(replicas(&service(&d, "a_app")), 1);
 
-    // Removing the source leaves its stacks running.
+    // Removing the source leaves its stacks running, and drops its fetched repository.
+    let id = source(&d, "many")["ID"].as_str().unwrap().to_string();
+    let cache = d.dir().join("data/swarm/gitops").join(&id);
+    assert!(
+        cache.is_dir(),
+        "{} holds the fetched repository",
+        cache.display()
+    );
     let out = shoal_ok(&d, &["gitops", "rm", "many"]);
     assert!(out.contains("keep running"), "{out}");
     service(&d, "a_app");
     let (status, _) = d.curl("GET", "/shoal/v1/gitops/many", None);
     assert_eq!(status, 404);
+    wait_for(WAIT, "the removed source's repository is gone", || {
+        (!cache.exists()).then_some(())
+    });
 }
 
 #[test]

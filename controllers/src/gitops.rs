@@ -9,19 +9,23 @@
 //!   and at once when its spec's `SyncRequest` differs from the status's
 //!   `ObservedSyncRequest` (`shoal gitops sync`, webhooks; kept in the store so a leader
 //!   change neither loses a request nor needs to repeat a finished one);
+//! - a source also syncs at once when the spec of a service one of its stacks owns changes,
+//!   so a hand-made change is reported as drift (and reverted with self-heal) when it is
+//!   made, not at the next interval;
 //! - a suspended source is not synced;
 //! - the status is written only when it changes: an idle source that finds the same commit
 //!   costs one fetch and no store write;
 //! - each stack's health is copied from the stack (the stack controller computes it), so the
 //!   source's conditions follow rollouts without another sync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use shoal_store::model::{
     Condition, GitSource, GitSourceStatus, GitStackStatus, Object, Stack, StackRevision, Timestamp,
+    STACK_NAMESPACE_LABEL,
 };
 use shoal_store::Op;
 use tracing::Instrument;
@@ -49,6 +53,10 @@ pub struct SyncOutcome {
 pub trait GitSync: Send + Sync + 'static {
     /// Syncs `source` (its status says what the last sync found).
     fn sync<'a>(&'a self, source: &'a GitSource) -> BoxFuture<'a, SyncOutcome>;
+
+    /// Drops what is kept for source `id` (its fetched repository, its last result): the
+    /// source was removed.
+    fn forget(&self, id: &str);
 }
 
 /// A [`GitSync`] in the controllers' configuration.
@@ -66,6 +74,10 @@ pub struct GitOpsController {
     backend: Arc<dyn GitSync>,
     /// When each source last synced on this leader (a new leader syncs every source once).
     last_sync: Mutex<HashMap<String, Instant>>,
+    /// Sources one of whose services was changed (its spec) since their last sync: they sync
+    /// at once, so drift is reported (and with self-heal reverted) when it happens rather
+    /// than at the next interval.
+    drift_checks: Mutex<HashSet<String>>,
 }
 
 impl GitOpsController {
@@ -74,6 +86,7 @@ impl GitOpsController {
         GitOpsController {
             backend,
             last_sync: Mutex::new(HashMap::new()),
+            drift_checks: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -96,6 +109,32 @@ impl Reconciler for GitOpsController {
             }
             Object::Stack(s) => &s.spec.name,
             Object::StackRevision(r) => &r.stack,
+            Object::Service(s) => {
+                // A hand-made change to a service a source applied (`docker service update`,
+                // `scale`, `rm`): check that source for drift now. Status-only writes (tasks'
+                // progress, update state) leave the spec alone and are not drift.
+                let spec_changed = match event.prev.as_deref() {
+                    Some(Object::Service(p)) => p.spec != s.spec,
+                    _ => true,
+                };
+                let Some(stack) = s.spec.labels.get(STACK_NAMESPACE_LABEL) else {
+                    return;
+                };
+                if !spec_changed {
+                    return;
+                }
+                let owners: Vec<String> = cache
+                    .list::<GitSource>()
+                    .filter(|g| g.status.stacks.contains_key(stack))
+                    .map(|g| g.meta.id.clone())
+                    .collect();
+                self.drift_checks
+                    .lock()
+                    .unwrap()
+                    .extend(owners.iter().cloned());
+                keys.extend(owners);
+                return;
+            }
             _ => return,
         };
         keys.extend(
@@ -116,6 +155,8 @@ impl Reconciler for GitOpsController {
     async fn reconcile(&self, key: &String, ctx: &Ctx) -> Result<Action, ReconcileError> {
         let Some(source) = ctx.cache().get::<GitSource>(key) else {
             self.last_sync.lock().unwrap().remove(key);
+            self.drift_checks.lock().unwrap().remove(key);
+            self.backend.forget(key);
             return Ok(Action::AwaitChange);
         };
         let now = Timestamp::now();
@@ -127,7 +168,8 @@ impl Reconciler for GitOpsController {
         }
         let last = self.last_sync.lock().unwrap().get(key).copied();
         let requested = source.spec.sync_request != source.status.observed_sync_request;
-        let due = requested || last.is_none_or(|at| at.elapsed() >= interval);
+        let drift_check = self.drift_checks.lock().unwrap().remove(key);
+        let due = requested || drift_check || last.is_none_or(|at| at.elapsed() >= interval);
         if !due {
             let status = with_conditions(ctx.cache(), &source, source.status.clone(), now);
             write_status(ctx, &source, status).await?;

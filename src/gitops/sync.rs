@@ -13,6 +13,8 @@
 //! A stack the source applied earlier whose directory is gone is removed with prune on, and
 //! reported `Orphaned` (left running) without it.
 //!
+//! A removed source's fetched repository and last result are dropped ([`GitSync::forget`]).
+//!
 //! An idle sync costs one `git fetch`: when the commit, the source's spec and every object its
 //! stacks own are as they were after the last sync that left nothing to retry, that sync's
 //! result stands without a checkout, a render or a plan (and the controller writes nothing).
@@ -111,6 +113,21 @@ impl GitSync for Syncer {
             }
             outcome
         })
+    }
+
+    fn forget(&self, id: &str) {
+        self.settled.lock().unwrap().remove(id);
+        // Source ids are store ids (no path separators), so this stays under the cache root.
+        let repo = self.cache_root.join(id);
+        if !id.is_empty() && !id.contains(['/', '\\', '.']) {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = std::fs::remove_dir_all(&repo) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %repo.display(), "gitops: could not remove a removed source's repository: {e}");
+                    }
+                }
+            });
+        }
     }
 }
 
