@@ -2,8 +2,10 @@
 //! `chromium` package; `scripts/setup.sh` installs it) loads it, and the test drives the page
 //! over the DevTools protocol (`--remote-debugging-pipe`: JSON messages on file descriptors 3
 //! and 4, no websocket needed). Scaling a service with the docker CLI must show the new replica
-//! count and the new tasks on the open page without a reload. The test saves screenshots to
-//! `docs/screenshots/dashboard-*.png` (the README shows them).
+//! count and the new tasks on the open page without a reload; a GitOps source applied from a
+//! repository made in the test must show a hand-made scale as drift, live. The test saves
+//! screenshots to `docs/screenshots/dashboard-*.png`, and one of `shoal status` as a terminal
+//! shows it to `docs/screenshots/shoal-status.png` (the README shows them).
 //!
 //! Also: a daemon refuses to serve the dashboard off loopback without authentication, before it
 //! touches its data dir; a worker's dashboard says the dashboard is on managers.
@@ -188,6 +190,12 @@ impl Browser {
         );
     }
 
+    /// Opens a page that is not the dashboard's (no event stream to wait for).
+    fn goto_static(&mut self, url: &str) {
+        self.page("Page.navigate", json!({"url": url}));
+        self.wait("the page to load", "document.readyState === 'complete'");
+    }
+
     /// Polls `expr` until it is `true`.
     fn wait(&mut self, what: &str, expr: &str) {
         let deadline = Instant::now() + Duration::from_secs(45);
@@ -208,6 +216,11 @@ impl Browser {
 
     /// Saves a screenshot of the page to `docs/screenshots/dashboard-<name>.png`.
     fn screenshot(&mut self, name: &str) {
+        self.screenshot_to(&format!("dashboard-{name}.png"));
+    }
+
+    /// Saves a screenshot of the page to `docs/screenshots/<file>`.
+    fn screenshot_to(&mut self, file: &str) {
         let shot = self.page("Page.captureScreenshot", json!({"format": "png"}));
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().expect("screenshot data"))
@@ -215,7 +228,7 @@ impl Browser {
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
-        std::fs::write(dir.join(format!("dashboard-{name}.png")), png).expect("write screenshot");
+        std::fs::write(dir.join(file), png).expect("write screenshot");
     }
 }
 
@@ -434,6 +447,109 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
     );
     assert!(text.contains("5 ready"), "{text}");
     b.screenshot("overview");
+
+    // GitOps: a source applied from a repository made here, then drift appearing on the open
+    // page when a service it owns is scaled by hand.
+    let repo = tempfile::Builder::new()
+        .prefix("shoal-dashboard-repo-")
+        .tempdir()
+        .expect("repo dir");
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(
+        repo.path().join("compose.yaml"),
+        "services:\n  site:\n    image: busybox:1\n    command: [\"sleep\", \"1d\"]\n    deploy:\n      replicas: 2\n",
+    )
+    .expect("compose file");
+    git(&["add", "-A"]);
+    git(&["commit", "--quiet", "-m", "the site"]);
+    shoal(
+        &d,
+        &[
+            "gitops",
+            "add",
+            "demo",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--ref",
+            "main",
+            "--interval",
+            "1h",
+        ],
+    );
+    b.goto(&format!("{url}/gitops"));
+    b.wait(
+        "the demo source Ready",
+        "document.querySelector('[data-source=\"demo\"] .chip.good') !== null",
+    );
+    b.eval("window.shoalMarker = 'gitops page'; true");
+    d.ok(&["service", "scale", "-d", "demo_site=3"]);
+    b.wait(
+        "the scale shown as drift on the open page",
+        "document.body.innerText.indexOf('Mode.Replicated.Replicas') >= 0",
+    );
+    assert_eq!(
+        b.eval("window.shoalMarker"),
+        json!("gitops page"),
+        "the page was not reloaded"
+    );
+    b.screenshot("gitops");
+
+    // `shoal status`, shown as a terminal would (dark, monospace), for the README.
+    let status = shoal(&d, &["status"]);
+    assert!(
+        status.contains("NODES") && status.contains("web"),
+        "{status}"
+    );
+    let page = tempfile::Builder::new()
+        .prefix("shoal-status-")
+        .suffix(".html")
+        .tempfile()
+        .expect("page file");
+    let escaped = status
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    std::fs::write(
+        page.path(),
+        format!(
+            "<!doctype html><meta charset=utf-8><body style=\"margin:0;background:#12151c\">\
+             <pre style=\"margin:0;padding:16px 20px;color:#e6e9ef;font:14px/1.35 'DejaVu Sans Mono',monospace\">\
+             <span style=\"color:#7c9bff\">$ shoal status</span>\n{escaped}</pre>"
+        ),
+    )
+    .expect("write page");
+    b.goto_static(&format!("file://{}", page.path().display()));
+    b.wait(
+        "the status page",
+        "document.body.innerText.indexOf('NODES') >= 0",
+    );
+    b.screenshot_to("shoal-status.png");
+}
+
+/// Runs the `shoal` CLI against `d`; its standard output (fails the test if it fails).
+fn shoal(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .env("SHOAL_HOST", format!("unix://{}", d.socket.display()))
+        .output()
+        .expect("shoal runs");
+    assert!(
+        out.status.success(),
+        "shoal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A plain HTTP GET on loopback: status and body (curl).

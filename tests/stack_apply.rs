@@ -685,7 +685,7 @@ services:
         "{shown}"
     );
     assert!(
-        shown.contains("RECENT EVENTS") && shown.contains("service  create"),
+        shown.contains("RECENT EVENTS") && shown.contains("service   create"),
         "{shown}"
     );
     // Removed with its service.

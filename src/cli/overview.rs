@@ -77,6 +77,15 @@ pub fn render(snap: &Value) -> String {
         "{:<24} {:<8} {:<8} {:<12} MANAGER",
         "HOSTNAME", "ROLE", "STATUS", "AVAILABILITY"
     );
+    // Managers first (the leader at the top), then by host name.
+    let mut nodes = nodes.clone();
+    nodes.sort_by_key(|n| {
+        (
+            n["ManagerStatus"]["Leader"] != true,
+            !n["ManagerStatus"].is_object(),
+            text(&n["Description"]["Hostname"]).to_string(),
+        )
+    });
     for n in &nodes {
         let manager = match &n["ManagerStatus"] {
             m if m["Leader"] == true => "Leader".to_string(),
@@ -121,9 +130,16 @@ pub fn render(snap: &Value) -> String {
         let name = e["Actor"]["Attributes"]["name"]
             .as_str()
             .unwrap_or_else(|| text(&e["Actor"]["ID"]));
+        // GitOps steps say which commit (or why); other events are about the object alone.
+        let attrs = &e["Actor"]["Attributes"];
+        let detail = match (attrs["commit"].as_str(), attrs["reason"].as_str()) {
+            (Some(c), _) => format!("  {}", &c[..c.len().min(12)]),
+            (None, Some(r)) if !r.is_empty() => format!("  ({r})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{when}  {:<8} {:<8} {name}",
+            "{when}  {:<9} {:<12} {name}{detail}",
             text(&e["Type"]),
             text(&e["Action"])
         );

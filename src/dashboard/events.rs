@@ -104,6 +104,40 @@ pub fn summarise(commit: &Commit) -> Vec<EventRow> {
                     entry.2 = Some(format!("{}.{slot}", t.service_name));
                 }
             }
+            Object::GitSource(g) if e.action == Action::Update => {
+                let prev = match e.prev.as_deref() {
+                    Some(Object::GitSource(p)) => Some(p),
+                    _ => None,
+                };
+                // The steps of its status (a fetched commit, an applied one, a failure, drift,
+                // a condition), as `docker events` reports them; a spec change without any is
+                // one line.
+                let default_status = Default::default();
+                let steps = crate::gitops::events::status_events(
+                    prev.map(|p| &p.status).unwrap_or(&default_status),
+                    &g.status,
+                );
+                if steps.is_empty() && prev.is_some_and(|p| p.spec != g.spec) {
+                    let detail = if prev.is_some_and(|p| p.spec.suspended != g.spec.suspended) {
+                        if g.spec.suspended {
+                            "suspended"
+                        } else {
+                            "resumed"
+                        }
+                    } else {
+                        "spec updated"
+                    };
+                    rows.push(git_row(commit, g, "update", detail.into(), "busy"));
+                }
+                for step in steps {
+                    let tone = match step.tone {
+                        crate::gitops::events::Tone::Good => "good",
+                        crate::gitops::events::Tone::Bad => "bad",
+                        crate::gitops::events::Tone::Busy => "busy",
+                    };
+                    rows.push(git_row(commit, g, step.action, step_detail(&step), tone));
+                }
+            }
             o => {
                 let (detail, tone) = detail(o, e.prev.as_deref(), e.action);
                 rows.push(EventRow {
@@ -144,6 +178,47 @@ pub fn summarise(commit: &Commit) -> Vec<EventRow> {
         });
     }
     rows
+}
+
+fn git_row(
+    commit: &Commit,
+    g: &shoal_store::model::GitSource,
+    action: &str,
+    detail: String,
+    tone: &'static str,
+) -> EventRow {
+    EventRow {
+        revision: commit.revision,
+        at: commit.at,
+        kind: Kind::GitSource,
+        action: action.into(),
+        name: g.spec.name.clone(),
+        detail,
+        tone,
+        service_id: None,
+    }
+}
+
+/// One line for a GitOps status step: the action with its details (commits shortened).
+fn step_detail(step: &crate::gitops::events::StatusEvent) -> String {
+    let a = &step.attributes;
+    let get = |k: &str| a.get(k).map(String::as_str).unwrap_or("");
+    let short = |c: &str| c.get(..12).unwrap_or(c).to_string();
+    match step.action {
+        "fetch" => format!("fetched {}", short(get("commit"))),
+        "apply" if get("stacks").is_empty() => format!("applied {}", short(get("commit"))),
+        "apply" => format!("applied {} ({})", short(get("commit")), get("stacks")),
+        "stack-failed" => format!(
+            "stack {} failed at {}: {}",
+            get("stack"),
+            short(get("commit")),
+            get("error")
+        ),
+        "drift" => format!("stack {} drifted: {}", get("stack"), get("fields")),
+        "fetch-failed" | "sync-failed" => format!("{}: {}", step.action, get("error")),
+        action if get("message").is_empty() => format!("{action} ({})", get("reason")),
+        action => format!("{action}: {}", get("message")),
+    }
 }
 
 fn detail(o: &Object, prev: Option<&Object>, action: Action) -> (String, &'static str) {
@@ -204,7 +279,7 @@ fn detail(o: &Object, prev: Option<&Object>, action: Action) -> (String, &'stati
 }
 
 /// What parts of the pages a commit makes stale (see `dashboard.js`): `overview`, `nodes`,
-/// `services`, `service:ID`, `stacks`, `events`.
+/// `services`, `service:ID`, `stacks`, `gitops`, `events`.
 pub fn topics(commit: &Commit, out: &mut BTreeSet<String>) {
     let mut any = false;
     for e in &commit.events {
@@ -238,8 +313,11 @@ pub fn topics(commit: &Commit, out: &mut BTreeSet<String>) {
             Object::Cluster(_) => {
                 out.insert("overview".into());
             }
-            // GitOps sources have no page yet.
-            Object::Network(_) | Object::Secret(_) | Object::Config(_) | Object::GitSource(_) => {}
+            Object::GitSource(_) => {
+                out.insert("gitops".into());
+                out.insert("overview".into());
+            }
+            Object::Network(_) | Object::Secret(_) | Object::Config(_) => {}
         }
     }
     if any {

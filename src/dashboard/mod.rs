@@ -76,6 +76,7 @@ pub fn router<S: NativeState>(d: Dashboard<S>) -> Router {
         .route("/services/{id}", get(pages::service::<S>))
         .route("/stacks", get(pages::stacks::<S>))
         .route("/stacks/{name}", get(pages::stack::<S>))
+        .route("/gitops", get(pages::gitops::<S>))
         .route("/events", get(pages::events::<S>))
         .route("/fragments/{name}", get(pages::fragment::<S>))
         .route("/fragments/service/{id}", get(pages::service_fragment::<S>))

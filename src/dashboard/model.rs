@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use shoal_store::model::{
-    Cluster, Health, Node, NodeRole, Service, ServiceModeKind, Stack, Task, TaskState, Timestamp,
-    STACK_NAMESPACE_LABEL,
+    Cluster, GitSource, Health, Node, NodeRole, Service, ServiceModeKind, Stack, Task, TaskState,
+    Timestamp, STACK_NAMESPACE_LABEL,
 };
 use shoal_store::{Obj, Store, View};
 
@@ -240,6 +240,10 @@ pub struct Overview {
     pub services: usize,
     /// Stacks.
     pub stacks: usize,
+    /// GitOps sources.
+    pub git_sources: usize,
+    /// Of those, Ready (their commit applied and healthy).
+    pub git_sources_ready: usize,
 }
 
 fn hostname(n: &Node) -> String {
@@ -297,6 +301,16 @@ pub fn overview(view: &View, raft: RaftInfo) -> Overview {
         }
     }
     o.stacks = view.list::<Stack>().count();
+    for g in view.list::<GitSource>() {
+        o.git_sources += 1;
+        if g.status
+            .conditions
+            .iter()
+            .any(|c| c.kind == "Ready" && c.status)
+        {
+            o.git_sources_ready += 1;
+        }
+    }
     o
 }
 
@@ -470,18 +484,7 @@ pub fn service_row(view: &View, s: &Obj<Service>) -> ServiceRow {
         .map(|_| (current, desired));
     let conditions = view
         .get::<Health>(&s.meta.id)
-        .map(|h| {
-            h.health
-                .conditions
-                .iter()
-                .map(|c| ConditionRow {
-                    kind: c.kind.clone(),
-                    status: c.status,
-                    reason: c.reason.clone(),
-                    message: c.message.clone(),
-                })
-                .collect()
-        })
+        .map(|h| condition_rows(&h.health.conditions))
         .unwrap_or_default();
     ServiceRow {
         id: s.meta.id.clone(),
@@ -591,21 +594,30 @@ pub fn stacks(view: &View) -> Vec<StackRow> {
                 .iter()
                 .filter(|i| i.kind != shoal_store::model::Kind::Service)
                 .count(),
-            conditions: s
-                .status
-                .conditions
-                .iter()
-                .map(|c| ConditionRow {
-                    kind: c.kind.clone(),
-                    status: c.status,
-                    reason: c.reason.clone(),
-                    message: c.message.clone(),
-                })
-                .collect(),
+            conditions: condition_rows(&s.status.conditions),
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     rows
+}
+
+/// Every GitOps source, by name.
+pub fn git_sources(view: &View) -> Vec<Obj<GitSource>> {
+    let mut rows: Vec<Obj<GitSource>> = view.list::<GitSource>().collect();
+    rows.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    rows
+}
+
+/// Conditions as rows (for the templates' chips).
+pub fn condition_rows(cs: &[shoal_store::model::Condition]) -> Vec<ConditionRow> {
+    cs.iter()
+        .map(|c| ConditionRow {
+            kind: c.kind.clone(),
+            status: c.status,
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+        .collect()
 }
 
 /// Human-readable size of a byte count (`1.5 GiB`).

@@ -41,6 +41,7 @@ fn layout(title: &str, active: &str, revision: u64, logout: bool, body: Markup) 
         ("/nodes", "Nodes"),
         ("/services", "Services"),
         ("/stacks", "Stacks"),
+        ("/gitops", "GitOps"),
         ("/events", "Events"),
     ];
     html! {
@@ -177,8 +178,9 @@ fn conditions(cs: &[ConditionRow]) -> Markup {
             // Ready is good when true; Degraded is bad when true; Progressing is work under way.
             @let tone = match (c.kind.as_str(), c.status) {
                 ("Ready", true) => "good",
-                ("Ready", false) | ("Degraded", true) => "bad",
+                ("Ready", false) | ("Degraded", true) | ("Stalled", true) => "bad",
                 ("Progressing", true) => "busy",
+                ("Drifted", true) => "warn",
                 _ => "idle",
             };
             @if c.status || c.kind == "Ready" {
@@ -285,7 +287,13 @@ pub fn overview_fragment(store: &Store, view: &View, recent: &[super::events::Ev
                 h3 { "Services" }
                 p.big { (o.converged) span.muted { " / " (o.services) } }
                 p.muted { "converged" @if !o.not_converged.is_empty() { " · " span.chip.busy { (o.not_converged.len()) " not yet" } } }
-                p.muted { (o.stacks) " stacks" }
+                p.muted {
+                    (o.stacks) " stacks"
+                    @if o.git_sources > 0 {
+                        " · " a href="/gitops" { (o.git_sources) " GitOps sources" }
+                        @if o.git_sources_ready < o.git_sources { " " span.chip.bad { (o.git_sources - o.git_sources_ready) " not ready" } }
+                    }
+                }
             }
             div.card {
                 h3 { "Tasks" }
@@ -465,6 +473,106 @@ pub fn stacks_fragment(view: &View) -> Markup {
                             td.num { (s.services) }
                             td.num { (s.others) }
                             td { (conditions(&s.conditions)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A commit id as people read it: its first 12 characters, the whole id in the tooltip.
+fn commit(id: &str) -> Markup {
+    html! {
+        @if id.is_empty() { span.muted { "—" } } @else { code title=(id) { (short(id)) } }
+    }
+}
+
+fn json_value(v: &Option<serde_json::Value>) -> String {
+    v.as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "(none)".into())
+}
+
+/// The GitOps sources: for each, where it reads from, its conditions, the commits it fetched
+/// and applied, and each stack's result, health and drift.
+pub fn gitops_fragment(view: &View) -> Markup {
+    let sources = model::git_sources(view);
+    let now = Timestamp::now();
+    html! {
+        h1 { "GitOps " span.muted { (sources.len()) } }
+        @if sources.is_empty() {
+            p.muted { "No GitOps sources: " code { "shoal gitops add NAME --repo URL --path DIR" } " makes one." }
+        }
+        @for g in &sources {
+            @let spec = &g.spec;
+            @let st = &g.status;
+            div.card.gitsource data-source=(spec.name) {
+                div.titlebar {
+                    h2 { (spec.name) }
+                    span { (conditions(&model::condition_rows(&st.conditions))) }
+                }
+                p.mono.muted { (spec.repo) " @ " (spec.git_ref) " : " (if spec.path.is_empty() { "." } else { spec.path.as_str() }) }
+                p {
+                    @if spec.suspended { span.chip.warn { "suspended" } " " }
+                    @if spec.prune { span.chip.idle { "prune" } " " }
+                    @if spec.self_heal { span.chip.idle { "self-heal" } " " }
+                    @if spec.stack_per_dir { span.chip.idle { "stack per directory" } " " }
+                    span.muted { "every " (spec.interval_secs()) "s" }
+                    @if !spec.ignore_fields.is_empty() { span.muted { " · ignores " (spec.ignore_fields.join(", ")) } }
+                }
+                table {
+                    tbody {
+                        tr { th { "Fetched" } td { (commit(&st.last_fetched_commit)) } }
+                        tr {
+                            th { "Applied" }
+                            td {
+                                (commit(&st.last_applied_commit))
+                                @if let Some(at) = &st.last_applied_at { " " span.muted title=(time(at)) { (age(at, &now)) " ago" } }
+                            }
+                        }
+                        @if !st.last_fetch_error.is_empty() { tr.bad { th { "Fetch error" } td { (st.last_fetch_error) } } }
+                        @if !st.last_sync_error.is_empty() { tr.bad { th { "Sync error" } td { (st.last_sync_error) } } }
+                    }
+                }
+                @for c in st.conditions.iter().filter(|c| c.status && !c.message.is_empty() && c.kind != "Ready") {
+                    p class=(if c.kind == "Progressing" { "note busy" } else { "note bad" }) { strong { (c.kind) ": " } (c.message) }
+                }
+                @if st.stacks.is_empty() {
+                    p.muted { "No stacks synced yet." }
+                } @else {
+                    table.wide {
+                        thead { tr { th { "Stack" } th { "Directory" } th { "Result" } th { "Commit" } th { "Revision" } th { "Health" } } }
+                        tbody {
+                            @for (name, s) in &st.stacks {
+                                tr {
+                                    td { a href=(format!("/stacks/{name}")) { strong { (name) } } }
+                                    td.mono { (s.path) }
+                                    td { (chip(&s.result.to_lowercase())) @if !s.message.is_empty() { " " span.muted { (s.message) } } }
+                                    td { (commit(&s.commit)) }
+                                    td { @if s.revision > 0 { "#" (s.revision) } @else { span.muted { "—" } } }
+                                    td { (conditions(&model::condition_rows(&s.health))) }
+                                }
+                                @if !s.drift.is_empty() {
+                                    tr.drift {
+                                        td colspan="6" {
+                                            table.diff {
+                                                tbody {
+                                                    @for d in &s.drift {
+                                                        tr {
+                                                            td.mono { (d.object) }
+                                                            td.mono { (d.path) }
+                                                            td.old.mono title="in the swarm" { (json_value(&d.live)) }
+                                                            td.mono { "≠" }
+                                                            td.new.mono title="in git" { (json_value(&d.git)) }
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -673,6 +781,23 @@ pub async fn stacks<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
     ))
 }
 
+/// `GET /gitops`.
+pub async fn gitops<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
+    let store = match store_or_page(&d).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let view = store.view();
+    let body = live_section("/fragments/gitops", "gitops", gitops_fragment(&view));
+    html_page(layout(
+        "GitOps",
+        "GitOps",
+        view.revision(),
+        logout(&d),
+        body,
+    ))
+}
+
 /// Query of a stack page: the two revisions to compare.
 #[derive(Debug, Default, Deserialize)]
 pub struct DiffQuery {
@@ -738,7 +863,7 @@ fn events_fragment<S>(d: &Dashboard<S>) -> Markup {
     }
 }
 
-/// `GET /fragments/{name}`: `overview`, `nodes`, `services`, `stacks`, `events`.
+/// `GET /fragments/{name}`: `overview`, `nodes`, `services`, `stacks`, `gitops`, `events`.
 pub async fn fragment<S: NativeState>(
     State(d): State<Dashboard<S>>,
     Path(name): Path<String>,
@@ -753,6 +878,7 @@ pub async fn fragment<S: NativeState>(
         "nodes" => nodes_fragment(&view),
         "services" => services_fragment(&view),
         "stacks" => stacks_fragment(&view),
+        "gitops" => gitops_fragment(&view),
         "events" => events_fragment(&d),
         _ => return (StatusCode::NOT_FOUND, "no such fragment").into_response(),
     };

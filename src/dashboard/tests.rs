@@ -427,3 +427,105 @@ async fn a_rolling_update_shows_its_state_and_how_many_tasks_run_the_new_spec() 
     );
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_gitops_source_shows_its_commits_stacks_drift_and_feed_lines() {
+    use shoal_store::model::{
+        Condition, DriftedField, GitSource, GitSourceSpec, GitStackStatus, Meta,
+    };
+    let (_dir, store, _) = swarm(1, 2).await;
+    let source = GitSource {
+        meta: Meta::with_id("gs1".to_string()),
+        spec: GitSourceSpec {
+            name: "prod".into(),
+            repo: "file:///srv/git/prod".into(),
+            git_ref: "main".into(),
+            path: "stacks".into(),
+            self_heal: true,
+            ..Default::default()
+        },
+        status: Default::default(),
+    };
+    let created = store
+        .submit(Txn::new().create(Object::GitSource(source)))
+        .await
+        .unwrap();
+    let mut g = match created.objects[0].as_ref() {
+        Object::GitSource(g) => g.clone(),
+        o => panic!("{o:?}"),
+    };
+    g.status.last_fetched_commit = "c0ffee".repeat(7);
+    g.status.stacks.insert(
+        "web".into(),
+        GitStackStatus {
+            path: "stacks/web".into(),
+            result: "Failed".into(),
+            message: "services.app: image is required".into(),
+            commit: "c0ffee".repeat(7),
+            drift: vec![DriftedField {
+                object: "service web_app".into(),
+                path: "Mode.Replicated.Replicas".into(),
+                live: Some(5.into()),
+                git: Some(2.into()),
+            }],
+            ..Default::default()
+        },
+    );
+    g.status.conditions = vec![Condition {
+        kind: "Degraded".into(),
+        status: true,
+        reason: "CommitFailed".into(),
+        message: "stack web at commit c0ffeec0ffee: services.app: image is required".into(),
+        last_transition: Timestamp::now(),
+    }];
+    let updated = store
+        .submit(Txn::new().update(Object::GitSource(g)))
+        .await
+        .unwrap();
+
+    let page = pages::gitops_fragment(&store.view()).into_string();
+    for want in [
+        "prod",
+        "file:///srv/git/prod",
+        "self-heal",
+        "c0ffeec0ffee",
+        "image is required",
+        "Mode.Replicated.Replicas",
+        "/stacks/web",
+    ] {
+        assert!(page.contains(want), "{want} missing: {page}");
+    }
+
+    // The feed says what the update did, in the words `docker events` uses.
+    let mut watch = store
+        .watch(shoal_store::WatchRequest::new(
+            shoal_store::WatchStart::After(updated.revision - 1),
+        ))
+        .await
+        .unwrap();
+    let commit = loop {
+        match watch.next().await.unwrap().unwrap() {
+            shoal_store::WatchMessage::Commit(c) if c.revision == updated.revision => break c,
+            _ => {}
+        }
+    };
+    let rows = super::events::summarise(&commit);
+    let details: Vec<&str> = rows.iter().map(|r| r.detail.as_str()).collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("fetched c0ffeec0ffee")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("stack web failed") && d.contains("image is required")),
+        "{details:?}"
+    );
+    assert!(details.iter().any(|d| d.contains("drifted")), "{details:?}");
+    let mut topics = std::collections::BTreeSet::new();
+    super::events::topics(&commit, &mut topics);
+    assert!(topics.contains("gitops"), "{topics:?}");
+    store.shutdown().await;
+}
