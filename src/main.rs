@@ -843,3 +843,52 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command that prints what it did or found takes `-o json|yaml|table`; the ones
+    /// that do not are the daemon and simulated nodes (they run until stopped and print logs),
+    /// completions (a shell script) and the benchmarks (one JSON object by design).
+    #[test]
+    fn every_command_that_prints_results_takes_an_output_format() {
+        const EXEMPT: [&str; 4] = ["daemon", "simnodes", "completions", "bench"];
+        fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+            for sub in cmd.get_subcommands() {
+                leaves(sub, format!("{path} {}", sub.get_name()), out);
+            }
+            if cmd.get_subcommands().next().is_none() {
+                out.push((path, cmd.clone()));
+            }
+        }
+        let root = Cli::command();
+        let mut all = Vec::new();
+        for sub in root.get_subcommands() {
+            if !EXEMPT.contains(&sub.get_name()) {
+                leaves(sub, sub.get_name().to_string(), &mut all);
+            }
+        }
+        assert!(
+            all.len() >= 15,
+            "{:?}",
+            all.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        );
+        for (path, cmd) in all {
+            let output = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == "output")
+                .unwrap_or_else(|| panic!("`shoal {path}` has no -o/--output"));
+            assert_eq!(output.get_short(), Some('o'), "shoal {path}");
+            let values: Vec<String> = output
+                .get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect();
+            for want in ["json", "yaml", "table"] {
+                assert!(values.iter().any(|v| v == want), "shoal {path}: {values:?}");
+            }
+        }
+    }
+}

@@ -81,6 +81,16 @@ fn a_backup_restored_into_a_fresh_data_dir_starts_a_manager_with_the_same_state(
     assert!(text(&out).contains("keep it"), "{}", text(&out));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // `-o json` says the same as one object.
+    let again = tmp.path().join("again.backup");
+    let out = shoal(
+        &["backup", "--out", again.to_str().unwrap(), "-o", "json"],
+        Some(&a),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["NodeID"], a_id.as_str(), "{said}");
+    assert!(said["Revision"].as_u64().unwrap() > 0, "{said}");
 
     // A damaged backup is refused and leaves the data dir empty.
     let mut bytes = std::fs::read(&file).unwrap();

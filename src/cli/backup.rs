@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use http_body_util::BodyExt;
 
-use super::Connection;
+use super::{Connection, Output};
 
 /// `shoal backup --out FILE`.
 #[derive(clap::Args, Debug)]
@@ -15,6 +15,9 @@ pub struct BackupArgs {
     /// Where to write the backup (mode 0600: it holds every secret and the root CA key)
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// How to print what was written
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Output,
     #[command(flatten)]
     conn: Connection,
 }
@@ -34,6 +37,9 @@ pub struct RestoreArgs {
     /// address on its default route]
     #[arg(long, value_name = "HOST:PORT")]
     advertise_addr: Option<String>,
+    /// How to print what was restored
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Output,
 }
 
 /// Runs `shoal backup`.
@@ -65,12 +71,26 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<i32> {
         .context("the backup received does not check out; nothing was written")?;
     std::fs::rename(&partial, &args.out)
         .with_context(|| format!("renaming to {}", args.out.display()))?;
-    println!(
-        "backup of revision {} ({} bytes of state) written to {}; it holds every secret and the root CA key: keep it as safe as the swarm's unlock key",
-        header.revision,
-        header.snapshot_len,
-        args.out.display()
-    );
+    if args.output == Output::Table {
+        println!(
+            "backup of revision {} ({} bytes of state) written to {}; it holds every secret and the root CA key: keep it as safe as the swarm's unlock key",
+            header.revision,
+            header.snapshot_len,
+            args.out.display()
+        );
+    } else {
+        print!(
+            "{}",
+            args.output.render(&serde_json::json!({
+                "File": args.out,
+                "NodeID": header.node_id,
+                "Revision": header.revision,
+                "LastLogIndex": header.last_log_index,
+                "CreatedAt": header.created_at,
+                "StateBytes": header.snapshot_len,
+            }))
+        );
+    }
     Ok(0)
 }
 
@@ -83,6 +103,19 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
         args.advertise_addr.as_deref(),
     )
     .await?;
+    if args.output != Output::Table {
+        print!(
+            "{}",
+            args.output.render(&serde_json::json!({
+                "Revision": restored.revision,
+                "NodeID": restored.node_id,
+                "ClusterID": restored.cluster_id,
+                "DataDir": restored.data_dir,
+                "Locked": restored.locked,
+            }))
+        );
+        return Ok(0);
+    }
     println!(
         "restored revision {} of swarm {} into {} as manager {}; start it with `shoal daemon --data-dir {}`{}",
         restored.revision,
