@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod configs;
+pub mod consistency;
 pub mod context;
 pub mod distribution;
 pub mod engine;
@@ -103,6 +104,10 @@ pub fn app(state: ApiState) -> Router {
             ApiError::not_found("page not found").into_response()
         })
         .fallback(engine::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency::reads,
+        ))
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(state)
 }
