@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod ca;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod compose;

@@ -63,10 +63,40 @@ enum Command {
         #[command(subcommand)]
         command: shoal::cli::gitops::GitopsCommand,
     },
+    /// Fault injection on real manager processes, checked for linearizability, durability and
+    /// identical replicas (prints one JSON object on its last line; exit 1 when a scenario fails).
+    Chaos {
+        #[command(subcommand)]
+        command: Chaos,
+    },
     /// Benchmarks (each prints one JSON object on its last line).
     Bench {
         #[command(subcommand)]
         bench: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Chaos {
+    /// Run scenarios: without --scenario, the first ten (the CI subset); --all runs every one.
+    Run {
+        /// One scenario by name (leader-kill, follower-restart, minority-kills, quorum-loss,
+        /// restart-all, restart-staggered, pause-leader, leader-restart-fast, pause-follower,
+        /// burst, five-managers-two-kills)
+        #[arg(long, conflicts_with = "all")]
+        scenario: Option<String>,
+        /// Every scenario
+        #[arg(long)]
+        all: bool,
+        /// Seed of every random choice (scenario i uses seed + i)
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long each scenario's faults go on
+        #[arg(long, default_value = "15s")]
+        duration: String,
+        /// Print only the JSON report (stderr keeps the progress lines)
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -690,6 +720,31 @@ fn main() -> anyhow::Result<()> {
             Command::Gitops { command } => {
                 shoal::cli::exit_with_status(shoal::cli::gitops::run(command).await)
             }
+            Command::Chaos {
+                command:
+                    Chaos::Run {
+                        scenario,
+                        all,
+                        seed,
+                        duration,
+                        json,
+                    },
+            } => {
+                let duration = shoal::native::parse_duration(&duration)
+                    .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+                let (report, ok) = shoal::chaos::run(shoal::chaos::ChaosRun {
+                    scenario,
+                    all,
+                    seed,
+                    duration,
+                    exe: std::env::current_exe()?,
+                })
+                .await?;
+                print_report(&report, json)?;
+                if !ok {
+                    std::process::exit(1);
+                }
+            }
             Command::Bench { bench } => match bench {
                 Bench::E2e {
                     nodes,
@@ -851,10 +906,11 @@ mod tests {
 
     /// Every command that prints what it did or found takes `-o json|yaml|table`; the ones
     /// that do not are the daemon and simulated nodes (they run until stopped and print logs),
-    /// completions (a shell script) and the benchmarks (one JSON object by design).
+    /// completions (a shell script), and the benchmarks and chaos runs (one JSON object by
+    /// design).
     #[test]
     fn every_command_that_prints_results_takes_an_output_format() {
-        const EXEMPT: [&str; 4] = ["daemon", "simnodes", "completions", "bench"];
+        const EXEMPT: [&str; 5] = ["daemon", "simnodes", "completions", "bench", "chaos"];
         fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
             for sub in cmd.get_subcommands() {
                 leaves(sub, format!("{path} {}", sub.get_name()), out);

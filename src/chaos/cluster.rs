@@ -1,0 +1,353 @@
+//! A swarm of managers as separate `shoal daemon` processes on loopback, for the chaos suite:
+//! each with its own data dir, API socket and swarm port, tasks on the sim executor. The faults
+//! are done to the processes themselves: SIGKILL, SIGSTOP/SIGCONT, restart on the same data,
+//! and wiping a stopped member's data. Every process is killed when the cluster is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::bench::one_node::Client;
+
+/// How long an API call of the harness itself (not the workload) may take.
+const CALL: Duration = Duration::from_secs(5);
+
+/// One manager process.
+pub struct Member {
+    /// Its host name (also its node's).
+    pub name: String,
+    /// Its Docker API socket.
+    pub socket: PathBuf,
+    /// Its swarm listener port on 127.0.0.1.
+    pub swarm_port: u16,
+    data: PathBuf,
+    log: PathBuf,
+    exe: PathBuf,
+    child: Option<tokio::process::Child>,
+    paused: bool,
+}
+
+/// One API call to `socket` with a deadline: status and body.
+pub async fn call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+    deadline: Duration,
+) -> anyhow::Result<(u16, Value)> {
+    tokio::time::timeout(deadline, async {
+        let mut c = Client::connect(socket).await?;
+        c.call_with_headers(
+            method,
+            path,
+            headers,
+            body.map(|b| bytes::Bytes::from(b.to_string())),
+        )
+        .await
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{method} {path}: no answer within {deadline:?}"))?
+}
+
+async fn ok(socket: &Path, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let (status, v) = call(socket, method, path, &[], body, CALL).await?;
+    if !(200..300).contains(&status) {
+        bail!("{method} {path}: {status} {v}");
+    }
+    Ok(v)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Member {
+    fn new(root: &Path, name: &str, exe: &Path) -> anyhow::Result<Member> {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Member {
+            name: name.to_string(),
+            socket: dir.join("api.sock"),
+            swarm_port: free_port()?,
+            data: dir.join("data"),
+            log: dir.join("daemon.log"),
+            exe: exe.to_path_buf(),
+            child: None,
+            paused: false,
+        })
+    }
+
+    /// Whether its process runs (paused or not).
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Whether it is stopped with SIGSTOP.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Starts the process and waits until its API answers.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = tokio::process::Command::new(&self.exe)
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .args(["--hostname", &self.name, "--executor", "sim"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.exe.display()))?;
+        self.child = Some(child);
+        self.paused = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = call(&self.socket, "GET", "/_ping", &[], None, CALL).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not answer /_ping within 30 s (log: {})",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL (a crash); the data stays.
+    pub async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+        self.paused = false;
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+            unsafe {
+                libc::kill(pid as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// SIGSTOP: the process stops without knowing it (a long GC pause, a frozen VM).
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    /// Kill -9, then start again on the same data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9().await;
+        self.start().await
+    }
+
+    /// The last lines of its log (for failure reports).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// The managers of one swarm.
+pub struct Cluster {
+    /// The members, in the order they joined (the first made the swarm).
+    pub members: Vec<Member>,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` managers of one swarm with `exe` (this build's `shoal`).
+    pub async fn start(n: usize, exe: &Path) -> anyhow::Result<Cluster> {
+        let root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
+        let mut members = Vec::new();
+        for i in 1..=n {
+            let mut m = Member::new(root.path(), &format!("chaos-m{i}"), exe)?;
+            m.start().await?;
+            members.push(m);
+        }
+        let first = &members[0];
+        let addr = format!("127.0.0.1:{}", first.swarm_port);
+        ok(
+            &first.socket,
+            "POST",
+            "/swarm/init",
+            Some(json!({"ListenAddr": addr, "AdvertiseAddr": addr})),
+        )
+        .await
+        .context("swarm init")?;
+        let swarm = ok(&first.socket, "GET", "/swarm", None).await?;
+        let token = swarm["JoinTokens"]["Manager"]
+            .as_str()
+            .context("no manager join token")?
+            .to_string();
+        for m in &members[1..] {
+            let own = format!("127.0.0.1:{}", m.swarm_port);
+            ok(
+                &m.socket,
+                "POST",
+                "/swarm/join",
+                Some(json!({"ListenAddr": own, "AdvertiseAddr": own, "RemoteAddrs": [addr], "JoinToken": token})),
+            )
+            .await
+            .with_context(|| format!("{} joining", m.name))?;
+        }
+        let cluster = Cluster {
+            members,
+            _root: root,
+        };
+        cluster.wait_healthy(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    /// The index of the member that leads, as the running members see it (`None`: no leader
+    /// known to any of them).
+    pub async fn leader(&self) -> Option<usize> {
+        for m in self.members.iter().filter(|m| m.is_up() && !m.is_paused()) {
+            let Ok((200, nodes)) = call(&m.socket, "GET", "/nodes", &[], None, CALL).await else {
+                continue;
+            };
+            let leader = nodes.as_array().into_iter().flatten().find_map(|n| {
+                (n["ManagerStatus"]["Leader"] == true).then(|| {
+                    n["Description"]["Hostname"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+            });
+            if let Some(name) = leader {
+                return self.members.iter().position(|m| m.name == name);
+            }
+        }
+        None
+    }
+
+    /// Waits until every running member is a manager that has applied what the swarm
+    /// committed, and a linearizable read answers on each.
+    pub async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let mut all = true;
+            for m in self.members.iter().filter(|m| m.is_up()) {
+                let r = call(
+                    &m.socket,
+                    "GET",
+                    "/shoal/v1/revision",
+                    &[],
+                    None,
+                    Duration::from_secs(2),
+                )
+                .await;
+                match r {
+                    Ok((200, v)) if v["applied"].as_u64() >= v["revision"].as_u64() => {}
+                    _ => all = false,
+                }
+            }
+            if all {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let tails: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|m| format!("--- {}:\n{}", m.name, m.log_tail(15)))
+                    .collect();
+                bail!(
+                    "the managers did not converge within {timeout:?}\n{}",
+                    tails.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Each running member's applied revision and a digest of every secret as its own replica
+    /// has it (id, version, labels). After convergence they must all be equal (etcd's
+    /// `KV_HASH` check).
+    pub async fn replica_digests(&self) -> anyhow::Result<Vec<(String, u64, String)>> {
+        let mut out = Vec::new();
+        for m in self.members.iter().filter(|m| m.is_up()) {
+            let rev = ok(&m.socket, "GET", "/shoal/v1/revision", None).await?;
+            let secrets = ok(&m.socket, "GET", "/secrets", None).await?;
+            let mut rows: Vec<String> = secrets
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{} {} {}",
+                        s["ID"].as_str().unwrap_or(""),
+                        s["Version"]["Index"],
+                        s["Spec"]["Labels"]
+                    )
+                })
+                .collect();
+            rows.sort();
+            let digest = hex::encode(Sha256::digest(rows.join("\n").as_bytes()));
+            out.push((m.name.clone(), rev["applied"].as_u64().unwrap_or(0), digest));
+        }
+        Ok(out)
+    }
+
+    /// The sockets of every member (workload clients pick among them; a stopped member's
+    /// calls fail fast).
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        self.members.iter().map(|m| m.socket.clone()).collect()
+    }
+
+    /// Makes sure every member runs and none is paused (the end of a scenario).
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        for m in &mut self.members {
+            if m.is_paused() {
+                m.resume();
+            }
+            if !m.is_up() {
+                m.start().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if m.is_paused() {
+                m.resume();
+            }
+            if let Some(c) = m.child.as_mut() {
+                let _ = c.start_kill();
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! `shoal chaos run`: faults done to real `shoal daemon` processes while concurrent clients use
+//! the public API, and the oracles that say whether anything went wrong (the etcd robustness
+//! suite and Jepsen are the models; `reference/perf-reliability.md` §B, §C2).
+//!
+//! Each scenario starts its own swarm of managers ([`cluster`]), creates a few keys, runs the
+//! workload ([`workload`]: linearizable reads and compare-and-sets, recorded) while its faults
+//! happen ([`scenarios`]), heals the cluster, reads every key once more, and checks
+//! ([`oracles`]): the history is linearizable (the `shoal-lincheck` checker), no acknowledged
+//! write was lost, every manager holds the same state, and the scenario's own rules held (a
+//! write without quorum fails fast, the leader survives a burst, ...).
+
+pub mod cluster;
+pub mod oracles;
+pub mod scenarios;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+
+use cluster::Cluster;
+use workload::{Key, Recorder};
+
+/// Keys each scenario's clients share.
+const KEYS: usize = 5;
+/// Clients of each scenario.
+const CLIENTS: usize = 4;
+/// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
+pub const CI_SUBSET: usize = 10;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ChaosRun {
+    /// One scenario by name; `None`: the subset (or all with `all`).
+    pub scenario: Option<String>,
+    /// Every scenario.
+    pub all: bool,
+    /// The seed of every random choice (faults, keys, members).
+    pub seed: u64,
+    /// How long the faults of each scenario go on.
+    pub duration: Duration,
+    /// This build's `shoal` (the managers run it).
+    pub exe: PathBuf,
+}
+
+/// Runs the scenarios; the report (`{"scenarios": [...]}`) and whether all passed.
+pub async fn run(r: ChaosRun) -> anyhow::Result<(Value, bool)> {
+    let chosen: Vec<&scenarios::Scenario> = match (&r.scenario, r.all) {
+        (Some(name), _) => vec![scenarios::ALL
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| {
+                format!(
+                    "no scenario {name}; there are: {}",
+                    scenarios::ALL
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?],
+        (None, true) => scenarios::ALL.iter().collect(),
+        (None, false) => scenarios::ALL.iter().take(CI_SUBSET).collect(),
+    };
+    let mut reports = Vec::new();
+    let mut all_ok = true;
+    for (i, s) in chosen.iter().enumerate() {
+        let seed = r.seed.wrapping_add(i as u64);
+        eprintln!("chaos: {} ({}), seed {seed}", s.name, s.matrix);
+        let report = match scenario(s, seed, r.duration, &r.exe).await {
+            Ok(v) => v,
+            Err(e) => {
+                json!({"name": s.name, "matrix": s.matrix, "ok": false, "seed": seed, "error": format!("{e:#}")})
+            }
+        };
+        all_ok &= report["ok"] == true;
+        eprintln!("chaos: {} ok={}", s.name, report["ok"]);
+        reports.push(report);
+    }
+    Ok((json!({"scenarios": reports}), all_ok))
+}
+
+async fn create_keys(c: &Cluster) -> anyhow::Result<Vec<Key>> {
+    let mut keys = Vec::new();
+    for i in 0..KEYS {
+        let name = format!("chaos-k{i}");
+        let (status, v) = cluster::call(
+            &c.members[0].socket,
+            "POST",
+            "/secrets/create",
+            &[],
+            Some(json!({"Name": name, "Data": "eA=="})),
+            Duration::from_secs(10),
+        )
+        .await?;
+        if status != 201 {
+            bail!("creating secret {name}: {status} {v}");
+        }
+        let id = v["ID"].as_str().context("secret id")?.to_string();
+        keys.push(Key { name, id });
+    }
+    Ok(keys)
+}
+
+async fn scenario(
+    s: &scenarios::Scenario,
+    seed: u64,
+    duration: Duration,
+    exe: &std::path::Path,
+) -> anyhow::Result<Value> {
+    let mut c = Cluster::start(s.managers, exe).await?;
+    let keys = Arc::new(create_keys(&c).await?);
+    let sockets = Arc::new(c.sockets());
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawn = {
+        let (keys, sockets, rec, stop) = (keys.clone(), sockets.clone(), rec.clone(), stop.clone());
+        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handles = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = handles.clone();
+        let f = move |n: usize| {
+            for _ in 0..n {
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                h.lock().unwrap().push(tokio::spawn(workload::client(
+                    id,
+                    seed,
+                    sockets.clone(),
+                    keys.clone(),
+                    rec.clone(),
+                    stop.clone(),
+                )));
+            }
+        };
+        (f, handles)
+    };
+    let (spawn_clients, handles) = spawn;
+    spawn_clients(CLIENTS);
+    let burst = |n: usize| spawn_clients(n * CLIENTS);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let faults = scenarios::run(s.name, &mut c, &rec, &mut rng, duration, &burst).await;
+    stop.store(true, Ordering::Relaxed);
+    let running: Vec<_> = std::mem::take(&mut *handles.lock().unwrap());
+    for h in running {
+        let _ = h.await;
+    }
+    let faults = faults?;
+    c.heal().await?;
+    let converge = c.wait_healthy(Duration::from_secs(60)).await;
+    // The final reads, recorded like any other: after healing, each key once.
+    let mut finals = Vec::new();
+    for key in keys.iter() {
+        let mut value = None;
+        for _ in 0..50 {
+            if let Some((v, _)) = workload::read(&rec, u64::MAX, &c.members[0].socket, key).await {
+                value = Some(v);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        match value {
+            Some(v) => finals.push((key.name.clone(), v)),
+            None => bail!(
+                "key {} could not be read after the cluster healed",
+                key.name
+            ),
+        }
+    }
+    let history = rec.history();
+    let (linearizable, lin_report) =
+        tokio::task::spawn_blocking(move || oracles::linearizable(&history)).await?;
+    let lost = oracles::lost_writes(&rec.history(), &finals);
+    let (identical, digests) = match &converge {
+        Ok(_) => oracles::replicas_identical(&c.replica_digests().await?),
+        Err(_) => (false, Value::Null),
+    };
+    let mut violations = faults.violations.clone();
+    if let Err(e) = &converge {
+        violations.push(format!("{e:#}"));
+    }
+    if lost.is_empty() && !identical {
+        violations.push("the managers' states differ after converging".into());
+    }
+    let ok = linearizable == "true" && lost.is_empty() && identical && violations.is_empty();
+    let mut report = json!({
+        "name": s.name,
+        "matrix": s.matrix,
+        "ok": ok,
+        "seed": seed,
+        "managers": s.managers,
+        "operations": rec.operations(),
+        "faults": faults.faults,
+        "failures": rec.failures(),
+        "linearizable": linearizable,
+        "lost_acknowledged_writes": lost,
+        "replicas_identical": identical,
+        "replicas": digests,
+        "unavailable_ms": rec.unavailable_ms(),
+        "recovery_ms": faults.recovery_ms,
+        "violations": violations,
+    });
+    for (k, v) in faults.extra {
+        report[k] = v;
+    }
+    if let Some(text) = lin_report {
+        report["linearizability_report"] = text.into();
+        let path = std::env::temp_dir().join(format!("shoal-chaos-{}-{seed}.json", s.name));
+        if std::fs::write(&path, rec.history().to_json()).is_ok() {
+            report["history_file"] = path.display().to_string().into();
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,330 @@
+//! The faults of each scenario (`reference/perf-reliability.md` §C2, the F numbers), done to
+//! the cluster while the workload runs. Each returns what it measured; the oracles run after.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::cluster::Cluster;
+use super::workload::Recorder;
+
+/// A scenario: its name, the fault-matrix entry it covers, and what it guarantees.
+pub struct Scenario {
+    /// `--scenario NAME`.
+    pub name: &'static str,
+    /// The fault-matrix entry (`F1` ...).
+    pub matrix: &'static str,
+    /// What must hold, for people (the README's reliability section lists these).
+    pub guarantees: &'static str,
+    /// Managers in the cluster.
+    pub managers: usize,
+}
+
+/// Every scenario, in the order `--all` runs them; the first ten are the CI subset.
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "leader-kill",
+        matrix: "F1",
+        guarantees: "kill -9 of the leader during writes, again and again: no acknowledged write lost, reads linearizable, a new leader takes writes",
+        managers: 3,
+    },
+    Scenario {
+        name: "follower-restart",
+        matrix: "F2",
+        guarantees: "a follower killed while writes go on, restarted later: it catches up and holds the same state",
+        managers: 3,
+    },
+    Scenario {
+        name: "minority-kills",
+        matrix: "F3",
+        guarantees: "random single-manager kills and restarts: safety always, writes resume after each",
+        managers: 3,
+    },
+    Scenario {
+        name: "quorum-loss",
+        matrix: "F4",
+        guarantees: "2 of 3 managers down: writes and linearizable reads fail (no hang, no stale answer); one back: writes resume",
+        managers: 3,
+    },
+    Scenario {
+        name: "restart-all",
+        matrix: "F5",
+        guarantees: "every manager killed and started again at once: no acknowledged write lost, no operator action",
+        managers: 3,
+    },
+    Scenario {
+        name: "restart-staggered",
+        matrix: "F5",
+        guarantees: "every manager killed, started again one by one: no acknowledged write lost",
+        managers: 3,
+    },
+    Scenario {
+        name: "pause-leader",
+        matrix: "F8",
+        guarantees: "the leader stopped (SIGSTOP) longer than the election timeout, then resumed: it serves no stale read and commits nothing on its own",
+        managers: 3,
+    },
+    Scenario {
+        name: "leader-restart-fast",
+        matrix: "F18",
+        guarantees: "the leader killed and started at once, faster than an election: never answers from a stale state",
+        managers: 3,
+    },
+    Scenario {
+        name: "pause-follower",
+        matrix: "F8",
+        guarantees: "a follower paused and resumed: it serves linearizable reads only once caught up",
+        managers: 3,
+    },
+    Scenario {
+        name: "burst",
+        matrix: "F20",
+        guarantees: "ten times the clients for a while: answers stay correct and the leader is not lost",
+        managers: 3,
+    },
+    Scenario {
+        name: "five-managers-two-kills",
+        matrix: "F3",
+        guarantees: "5 managers, 2 killed at a time (a minority): writes go on, nothing is lost",
+        managers: 5,
+    },
+];
+
+/// What the faults measured.
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    /// Faults injected.
+    pub faults: u64,
+    /// The longest time from a fault's end (or a kill of the leader) to the next successful
+    /// operation, in ms.
+    pub recovery_ms: u64,
+    /// Things that must not happen and did (a write that hung, a stale answer, ...).
+    pub violations: Vec<String>,
+    /// Extra figures of the scenario.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Waits until an operation succeeds after `since` (ns on the recorder's clock); the time
+/// that took, in ms (`None`: not within `timeout`).
+async fn recovered(rec: &Recorder, since: u64, timeout: Duration) -> Option<u64> {
+    let started = Instant::now();
+    loop {
+        let last = rec.last_success();
+        if last > since {
+            return Some((last - since) / 1_000_000);
+        }
+        if started.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn note_recovery(stats: &mut FaultStats, rec: &Recorder, since: u64, what: &str) {
+    match recovered(rec, since, Duration::from_secs(30)).await {
+        Some(ms) => stats.recovery_ms = stats.recovery_ms.max(ms),
+        None => stats
+            .violations
+            .push(format!("no operation succeeded within 30 s after {what}")),
+    }
+}
+
+async fn leader_or_wait(c: &Cluster) -> Option<usize> {
+    for _ in 0..100 {
+        if let Some(l) = c.leader().await {
+            return Some(l);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Runs the faults of `name` for about `duration`.
+pub async fn run(
+    name: &str,
+    c: &mut Cluster,
+    rec: &Recorder,
+    rng: &mut StdRng,
+    duration: Duration,
+    burst: &dyn Fn(usize),
+) -> anyhow::Result<FaultStats> {
+    let mut s = FaultStats::default();
+    let end = Instant::now() + duration;
+    let n = c.members.len();
+    match name {
+        "leader-kill" | "leader-restart-fast" => {
+            let fast = name == "leader-restart-fast";
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                let at = rec.now();
+                c.members[l].kill9().await;
+                s.faults += 1;
+                if !fast {
+                    note_recovery(&mut s, rec, at, "a leader kill").await;
+                }
+                c.members[l].start().await?;
+                if fast {
+                    note_recovery(&mut s, rec, at, "a leader restart").await;
+                }
+            }
+        }
+        "follower-restart" => {
+            let l = leader_or_wait(c).await.unwrap_or(0);
+            let f = (l + 1 + rng.random_range(0..n - 1)) % n;
+            tokio::time::sleep(duration / 5).await;
+            c.members[f].kill9().await;
+            s.faults += 1;
+            tokio::time::sleep(duration / 2).await;
+            c.members[f].start().await?;
+            let caught_up = c.wait_healthy(Duration::from_secs(60)).await?;
+            s.extra
+                .insert("catch_up_ms".into(), (caught_up.as_millis() as u64).into());
+        }
+        "minority-kills" | "five-managers-two-kills" => {
+            let at_once = if name == "minority-kills" { 1 } else { 2 };
+            while Instant::now() < end {
+                let mut victims: Vec<usize> = Vec::new();
+                while victims.len() < at_once {
+                    let v = rng.random_range(0..n);
+                    if !victims.contains(&v) {
+                        victims.push(v);
+                    }
+                }
+                for &v in &victims {
+                    c.members[v].kill9().await;
+                    s.faults += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
+                let at = rec.now();
+                for &v in &victims {
+                    c.members[v].start().await?;
+                }
+                note_recovery(&mut s, rec, at, "restarting killed managers").await;
+            }
+        }
+        "quorum-loss" => {
+            tokio::time::sleep(duration / 4).await;
+            let keep = rng.random_range(0..n);
+            for i in (0..n).filter(|&i| i != keep) {
+                c.members[i].kill9().await;
+                s.faults += 1;
+            }
+            // A write on the survivor must fail, and fail fast; so must a linearizable read.
+            let sock = c.members[keep].socket.clone();
+            let t = Instant::now();
+            let w = super::cluster::call(
+                &sock,
+                "POST",
+                "/secrets/create",
+                &[],
+                Some(serde_json::json!({"Name": format!("chaos-quorum-{}", rng.random::<u32>()), "Data": "eA=="})),
+                Duration::from_secs(30),
+            )
+            .await;
+            let write_ms = t.elapsed().as_millis() as u64;
+            match w {
+                Ok((status, _)) if (200..300).contains(&status) => s
+                    .violations
+                    .push("a write was acknowledged without a quorum".into()),
+                Err(_) => s
+                    .violations
+                    .push("a write without a quorum hung for 30 s".into()),
+                Ok(_) => {}
+            }
+            let t = Instant::now();
+            let r = super::cluster::call(
+                &sock,
+                "GET",
+                "/secrets",
+                &[("X-Shoal-Consistency", "linearizable")],
+                None,
+                Duration::from_secs(30),
+            )
+            .await;
+            let read_ms = t.elapsed().as_millis() as u64;
+            match r {
+                Ok((200, _)) => s
+                    .violations
+                    .push("a linearizable read was answered without a quorum".into()),
+                Err(_) => s
+                    .violations
+                    .push("a linearizable read without a quorum hung for 30 s".into()),
+                Ok(_) => {}
+            }
+            s.extra.insert(
+                "write_without_quorum_failed_after_ms".into(),
+                write_ms.into(),
+            );
+            s.extra
+                .insert("read_without_quorum_failed_after_ms".into(), read_ms.into());
+            tokio::time::sleep(duration / 4).await;
+            let back = (keep + 1) % n;
+            let at = rec.now();
+            c.members[back].start().await?;
+            note_recovery(&mut s, rec, at, "one manager of the lost quorum came back").await;
+        }
+        "restart-all" | "restart-staggered" => {
+            tokio::time::sleep(duration / 3).await;
+            for m in &mut c.members {
+                m.kill9().await;
+                s.faults += 1;
+            }
+            let at = rec.now();
+            if name == "restart-all" {
+                let starts = c.members.iter_mut().map(|m| m.start());
+                for r in futures::future::join_all(starts).await {
+                    r?;
+                }
+            } else {
+                for m in &mut c.members {
+                    m.start().await?;
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                }
+            }
+            note_recovery(&mut s, rec, at, "restarting every manager").await;
+        }
+        "pause-leader" | "pause-follower" => {
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                let target = if name == "pause-leader" {
+                    l
+                } else {
+                    (l + 1 + rng.random_range(0..n - 1)) % n
+                };
+                c.members[target].pause();
+                s.faults += 1;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(2500..4000))).await;
+                let at = rec.now();
+                c.members[target].resume();
+                note_recovery(&mut s, rec, at, "resuming a paused manager").await;
+            }
+        }
+        "burst" => {
+            let before = leader_or_wait(c).await;
+            tokio::time::sleep(duration / 4).await;
+            burst(9);
+            s.faults += 1;
+            tokio::time::sleep(duration / 2).await;
+            let after = leader_or_wait(c).await;
+            if before.is_some() && before != after {
+                s.violations
+                    .push("the leader changed during the burst".into());
+            }
+        }
+        other => anyhow::bail!("no scenario {other}"),
+    }
+    // The rest of the duration without faults, so the run ends on a working cluster.
+    if let Some(left) = end.checked_duration_since(Instant::now()) {
+        tokio::time::sleep(left.min(Duration::from_secs(2))).await;
+    }
+    Ok(s)
+}

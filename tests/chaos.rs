@@ -1,0 +1,105 @@
+//! The chaos suite's CI subset: `shoal chaos run` starts real manager processes, kills,
+//! pauses and restarts them while clients read and compare-and-set through the Docker API,
+//! and checks the history for linearizability, lost writes and diverging replicas. Every
+//! scenario of the subset must pass, and the report must have the documented shape.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `curl` on the daemon's socket with one extra header: status and body.
+fn get_with(d: &common::Daemon, method: &str, path: &str, header: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ])
+        .arg("--unix-socket")
+        .arg(&d.socket)
+        .args(["-H", header])
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn linearizable_reads_are_asked_for_with_a_header_and_bad_values_are_refused() {
+    let d = common::swarm("chaos-header");
+    let (status, body) = get_with(&d, "GET", "/secrets", "X-Shoal-Consistency: linearizable");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_with(&d, "GET", "/nodes", "X-Shoal-Consistency: serializable");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_with(&d, "GET", "/secrets", "X-Shoal-Consistency: strong");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("not a consistency") && body.contains("linearizable"),
+        "{body}"
+    );
+    let (status, body) = get_with(
+        &d,
+        "POST",
+        "/secrets/create",
+        "X-Shoal-Consistency: linearizable",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("GET requests only"), "{body}");
+}
+
+#[test]
+fn the_ci_subset_of_ten_scenarios_passes_every_oracle() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["chaos", "run", "--seed", "7", "--duration", "8s", "--json"])
+        .output()
+        .expect("shoal chaos run starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("the last line is one JSON object ({e}): {stdout}\n{stderr}"));
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    assert!(scenarios.len() >= 10, "{report:#}");
+    for s in scenarios {
+        for field in [
+            "name",
+            "ok",
+            "operations",
+            "failures",
+            "linearizable",
+            "unavailable_ms",
+            "recovery_ms",
+        ] {
+            assert!(s.get(field).is_some(), "{field} missing: {s:#}");
+        }
+        assert_eq!(s["ok"], true, "scenario failed: {s:#}");
+        assert_eq!(s["linearizable"], "true", "{s:#}");
+        assert!(
+            s["operations"].as_u64().unwrap() > 50,
+            "the workload ran: {s:#}"
+        );
+    }
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
+fn an_unknown_scenario_is_refused_with_the_list() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["chaos", "run", "--scenario", "nope"])
+        .output()
+        .expect("shoal runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no scenario nope") && err.contains("leader-kill"),
+        "{err}"
+    );
+}
