@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::bitset::BitSet;
+use crate::entries::EntryList;
 use crate::explored::Explored;
-use crate::history::{History, Operation, Time};
+use crate::history::{History, Operation};
 use crate::model::Model;
 use crate::render;
 
@@ -91,131 +92,6 @@ enum Verdict {
 /// How many search steps run between two looks at the clock: reading it every step would cost
 /// more than the step itself, and a few thousand steps take well under a millisecond.
 const DEADLINE_EVERY: u64 = 1024;
-
-/// One event of the entry list.
-struct Entry {
-    /// Index of the operation in the partition.
-    op: usize,
-    /// For the call of a completed operation, the node of its return entry; `None` for returns
-    /// and for calls of unknown-outcome operations (which have no return).
-    ret_node: Option<usize>,
-    is_call: bool,
-}
-
-/// The entry list as doubly linked lists over indices, so an operation's call and return can be
-/// taken out when it is linearized and put back, in O(1), when the search backtracks over it.
-///
-/// Entries are numbered in time order (entry `k` is node `k + 1`), so comparing node numbers
-/// compares positions in time. They are threaded on two chains: the main chain holds the calls and
-/// returns of completed operations, the unknown chain the calls of unknown-outcome operations.
-/// Keeping the latter apart lets the search try them last (see [`Searcher`]).
-struct EntryList {
-    entries: Vec<Entry>,
-    next: Vec<usize>,
-    prev: Vec<usize>,
-}
-
-impl EntryList {
-    const MAIN: usize = 0;
-
-    /// Builds the chains in time order. Equal times: calls before returns, so that an operation
-    /// returning at `t` and one called at `t` count as concurrent (neither is known to precede
-    /// the other); among equals, by operation index, only to make runs reproducible.
-    fn new<I, O>(ops: &[&Operation<I, O>]) -> Self {
-        // (time, 0 = call / 1 = return, op)
-        let mut events: Vec<(Time, u8, usize)> = Vec::with_capacity(ops.len() * 2);
-        for (i, op) in ops.iter().enumerate() {
-            events.push((op.call, 0, i));
-            if let Some(ret) = op.return_time {
-                events.push((ret, 1, i));
-            }
-        }
-        events.sort_unstable();
-        let mut ret_node_of_op = vec![None; ops.len()];
-        for (k, &(_, kind, op)) in events.iter().enumerate() {
-            if kind == 1 {
-                ret_node_of_op[op] = Some(k + 1);
-            }
-        }
-        let entries: Vec<Entry> = events
-            .iter()
-            .map(|&(_, kind, op)| Entry {
-                op,
-                ret_node: if kind == 0 { ret_node_of_op[op] } else { None },
-                is_call: kind == 0,
-            })
-            .collect();
-        let m = entries.len();
-        let mut list = EntryList {
-            entries,
-            next: vec![usize::MAX; m + 4],
-            prev: vec![usize::MAX; m + 4],
-        };
-        let (mut main_last, mut unknown_last) = (Self::MAIN, list.unknown_head());
-        for node in 1..=m {
-            let entry = list.entry(node);
-            let last = if entry.is_call && entry.ret_node.is_none() {
-                &mut unknown_last
-            } else {
-                &mut main_last
-            };
-            list.next[*last] = node;
-            list.prev[node] = *last;
-            *last = node;
-        }
-        let (main_tail, unknown_tail) = (list.main_tail(), list.unknown_tail());
-        list.next[main_last] = main_tail;
-        list.prev[main_tail] = main_last;
-        list.next[unknown_last] = unknown_tail;
-        list.prev[unknown_tail] = unknown_last;
-        list
-    }
-
-    fn main_tail(&self) -> usize {
-        self.entries.len() + 1
-    }
-
-    fn unknown_head(&self) -> usize {
-        self.entries.len() + 2
-    }
-
-    fn unknown_tail(&self) -> usize {
-        self.entries.len() + 3
-    }
-
-    fn entry(&self, node: usize) -> &Entry {
-        &self.entries[node - 1]
-    }
-
-    fn unlink(&mut self, node: usize) {
-        let (p, n) = (self.prev[node], self.next[node]);
-        self.next[p] = n;
-        self.prev[n] = p;
-    }
-
-    /// Undoes `unlink(node)`; valid only in the reverse order of the unlinks, which the search's
-    /// stack discipline guarantees.
-    fn relink(&mut self, node: usize) {
-        let (p, n) = (self.prev[node], self.next[node]);
-        self.next[p] = node;
-        self.prev[n] = node;
-    }
-
-    /// Takes a linearized operation out: its call and, if it has one, its return.
-    fn lift(&mut self, call_node: usize) {
-        self.unlink(call_node);
-        if let Some(ret) = self.entry(call_node).ret_node {
-            self.unlink(ret);
-        }
-    }
-
-    fn unlift(&mut self, call_node: usize) {
-        if let Some(ret) = self.entry(call_node).ret_node {
-            self.relink(ret);
-        }
-        self.relink(call_node);
-    }
-}
 
 /// Where the search looks for the next operation to linearize.
 #[derive(Clone, Copy)]

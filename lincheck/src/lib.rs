@@ -3,6 +3,25 @@
 //! every operation is recorded with its call and return time, and [`check`] decides whether some
 //! sequential order of those operations, consistent with real time, explains every answer.
 //!
+//! ```
+//! use std::time::Duration;
+//! use shoal_lincheck::models::{Register, RegisterInput as In, RegisterOutput as Out};
+//! use shoal_lincheck::{check, CheckResult, History, Operation};
+//!
+//! // Client 1 wrote "a" and was told so at t=10; client 2 then read nothing at t=20..30.
+//! let history = History::from_operations([
+//!     Operation::completed(1, "svc/label", In::Write("a".to_string()), 0, Out::Written, 10),
+//!     Operation::completed(2, "svc/label", In::Read, 20, Out::Read(None), 30),
+//! ])
+//! .unwrap();
+//! let result = check(&Register::new(), &history, Duration::from_secs(10));
+//! assert!(matches!(result, CheckResult::Illegal { ref key, .. } if key == "svc/label"));
+//!
+//! // Saved and read back, it checks the same.
+//! let again: History<In<String>, Out<String>> = History::from_json(&history.to_json()).unwrap();
+//! assert_eq!(check(&Register::new(), &again, Duration::from_secs(10)), result);
+//! ```
+//!
 //! # Algorithm
 //!
 //! Wing & Gong's search with Lowe's memoization, per partition (Horn & Kroening):
@@ -80,6 +99,7 @@
 
 mod bitset;
 pub mod checker;
+mod entries;
 mod explored;
 pub mod history;
 pub mod model;
