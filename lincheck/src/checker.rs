@@ -1,12 +1,14 @@
 //! The search: Wing & Gong's backtracking over a call/return entry list, with Lowe's cache of
-//! visited `(linearized set, state)` pairs, run once per partition (Horn & Kroening's
-//! P-compositionality). See the crate documentation for the rules it implements.
+//! visited configurations (extended with subsumption for unknown-outcome operations), run once per
+//! partition (Horn & Kroening's P-compositionality). The crate documentation gives the rules.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::bitset::BitSet;
-use crate::history::{History, Operation, Time};
+use crate::entries::EntryList;
+use crate::explored::Explored;
+use crate::history::{History, Operation};
 use crate::model::Model;
 use crate::render;
 
@@ -60,10 +62,10 @@ pub fn check<M: Model>(
     for (key, indices) in partitions {
         let ops: Vec<&Operation<M::Input, M::Output>> =
             indices.iter().map(|&i| &history.operations()[i]).collect();
-        match search(model, &ops, deadline) {
-            Search::Linearizable => {}
-            Search::TimedOut => return CheckResult::Unknown { key },
-            Search::Illegal { longest } => {
+        match Searcher::new(model, &ops).run(deadline) {
+            Verdict::Linearizable => {}
+            Verdict::TimedOut => return CheckResult::Unknown { key },
+            Verdict::Illegal { longest } => {
                 let report = render::failure(model, &key, &ops, &longest);
                 let prefix = longest.iter().map(|&local| indices[local]).collect();
                 return CheckResult::Illegal {
@@ -78,7 +80,7 @@ pub fn check<M: Model>(
 }
 
 /// The outcome of searching one partition.
-enum Search {
+enum Verdict {
     Linearizable,
     /// `longest`: the longest partial linearization seen, as indices into the partition's ops.
     Illegal {
@@ -91,174 +93,296 @@ enum Search {
 /// more than the step itself, and a few thousand steps take well under a millisecond.
 const DEADLINE_EVERY: u64 = 1024;
 
-/// One event of the entry list.
-struct Entry {
-    /// Index of the operation in the partition.
-    op: usize,
-    /// For a call entry, the node of its return entry (`None`: outcome unknown, no return).
-    /// `None` as well for return entries, told apart by `is_call`.
-    ret_node: Option<usize>,
-    is_call: bool,
+/// Where the search looks for the next operation to linearize.
+#[derive(Clone, Copy)]
+enum Cursor {
+    /// At a node of the main chain.
+    Main(usize),
+    /// At a node of the unknown chain; only calls before `bound`, the first pending return, may
+    /// go next.
+    Unknown { node: usize, bound: usize },
 }
 
-/// The entry list as a doubly linked list over indices, so an operation's call and return can be
-/// taken out when it is linearized and put back, in O(1), when the search backtracks over it.
-/// Node 0 is the head sentinel and node `len + 1` the tail sentinel; entry `k` is node `k + 1`.
-struct EntryList {
-    entries: Vec<Entry>,
-    next: Vec<usize>,
-    prev: Vec<usize>,
+/// One linearized operation on the search stack.
+struct Frame<S> {
+    /// Its call node.
+    node: usize,
+    /// The state before it, restored when the search backtracks over it.
+    before: S,
+    /// Where the search resumes after backtracking over it: the next candidate on its chain.
+    resume: Cursor,
 }
 
-impl EntryList {
-    const HEAD: usize = 0;
+/// Which operations are linearized: completed and unknown-outcome operations in two sets, each
+/// numbered from 0, because the cache compares them differently (see [`Explored`]).
+struct Linearized {
+    /// Each operation's number within its set.
+    number: Vec<usize>,
+    unknown: Vec<bool>,
+    done: BitSet,
+    applied: BitSet,
+}
 
-    /// Builds the list in time order. Equal times: calls before returns, so that an operation
-    /// returning at `t` and one called at `t` count as concurrent (neither is known to precede
-    /// the other); among equals, by operation index, only to make runs reproducible.
+impl Linearized {
     fn new<I, O>(ops: &[&Operation<I, O>]) -> Self {
-        // (time, 0 = call / 1 = return, op)
-        let mut events: Vec<(Time, u8, usize)> = Vec::with_capacity(ops.len() * 2);
-        for (i, op) in ops.iter().enumerate() {
-            events.push((op.call, 0, i));
-            if let Some(ret) = op.return_time {
-                events.push((ret, 1, i));
-            }
-        }
-        events.sort_unstable();
-        let mut ret_node_of_op = vec![None; ops.len()];
-        for (k, &(_, kind, op)) in events.iter().enumerate() {
-            if kind == 1 {
-                ret_node_of_op[op] = Some(k + 1);
-            }
-        }
-        let entries = events
+        let unknown: Vec<bool> = ops.iter().map(|op| op.is_unknown()).collect();
+        let mut counts = [0, 0];
+        let number = unknown
             .iter()
-            .map(|&(_, kind, op)| Entry {
-                op,
-                ret_node: if kind == 0 { ret_node_of_op[op] } else { None },
-                is_call: kind == 0,
+            .map(|&u| {
+                counts[usize::from(u)] += 1;
+                counts[usize::from(u)] - 1
             })
-            .collect::<Vec<_>>();
-        let nodes = entries.len() + 2;
-        EntryList {
-            entries,
-            next: (1..=nodes).collect(),
-            prev: (0..nodes).map(|n| n.wrapping_sub(1)).collect(),
+            .collect();
+        Linearized {
+            number,
+            unknown,
+            done: BitSet::new(counts[0]),
+            applied: BitSet::new(counts[1]),
         }
     }
 
-    fn tail(&self) -> usize {
-        self.entries.len() + 1
-    }
-
-    fn entry(&self, node: usize) -> &Entry {
-        &self.entries[node - 1]
-    }
-
-    fn unlink(&mut self, node: usize) {
-        let (p, n) = (self.prev[node], self.next[node]);
-        self.next[p] = n;
-        self.prev[n] = p;
-    }
-
-    /// Undoes `unlink(node)`; valid only in the reverse order of the unlinks, which the search's
-    /// stack discipline guarantees.
-    fn relink(&mut self, node: usize) {
-        let (p, n) = (self.prev[node], self.next[node]);
-        self.next[p] = node;
-        self.prev[n] = node;
-    }
-
-    /// Takes a linearized operation out: its call and, if it has one, its return.
-    fn lift(&mut self, call_node: usize) {
-        self.unlink(call_node);
-        if let Some(ret) = self.entry(call_node).ret_node {
-            self.unlink(ret);
+    fn set(&mut self, op: usize) -> &mut BitSet {
+        if self.unknown[op] {
+            &mut self.applied
+        } else {
+            &mut self.done
         }
     }
 
-    fn unlift(&mut self, call_node: usize) {
-        if let Some(ret) = self.entry(call_node).ret_node {
-            self.relink(ret);
-        }
-        self.relink(call_node);
+    fn insert(&mut self, op: usize) {
+        let n = self.number[op];
+        self.set(op).insert(n);
+    }
+
+    fn remove(&mut self, op: usize) {
+        let n = self.number[op];
+        self.set(op).remove(n);
+    }
+
+    fn contains(&self, op: usize) -> bool {
+        let set = if self.unknown[op] {
+            &self.applied
+        } else {
+            &self.done
+        };
+        set.contains(self.number[op])
     }
 }
 
 /// Searches one partition for a linearization.
 ///
-/// The cursor walks the entry list from the front. At a call it tries to linearize that operation
-/// next (the model accepts its output in the current state, and the resulting `(linearized set,
-/// state)` was not explored before); on success the operation is lifted out and the walk restarts
-/// from the front, otherwise the cursor moves on to later calls, which are all concurrent with
-/// everything before them. At a return the operation it closes is not linearized yet, so nothing
-/// at or after this point may be either: backtrack by putting the last linearized operation back
-/// and trying the calls after it. The partition is linearizable once every operation with a known
-/// outcome is linearized; operations with unknown outcomes left over simply never took effect.
-fn search<M: Model>(
-    model: &M,
-    ops: &[&Operation<M::Input, M::Output>],
-    deadline: Option<Instant>,
-) -> Search {
-    let mut list = EntryList::new(ops);
-    let mut pending_completed = ops.iter().filter(|op| !op.is_unknown()).count();
-    let mut linearized = BitSet::new(ops.len());
-    let mut state = model.init();
-    let mut seen: HashSet<(BitSet, M::State)> = HashSet::new();
-    // (call node, state before that operation), one per linearized operation.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut longest: Vec<usize> = Vec::new();
-    let mut cursor = list.next[EntryList::HEAD];
-    let mut steps: u64 = 0;
+/// The cursor walks the main chain from the front. At a call it tries to linearize that operation
+/// next: the model must accept its output in the current state, and the resulting configuration
+/// must not have been explored before. On success the operation is lifted out and the walk
+/// restarts from the front; otherwise the cursor moves on to later calls, all concurrent with
+/// everything before them. At a return, the operation it closes is not linearized yet, so nothing
+/// called after this point may be either. Before giving up on this configuration the search tries
+/// the unknown-outcome operations called before that return; when none helps it backtracks,
+/// putting the last linearized operation back and resuming with the candidate after it.
+///
+/// Trying unknown-outcome operations last changes only the order in which candidates are tried,
+/// not which are tried. It matters because an unknown operation stays a candidate for ever after
+/// its call: tried first, each would be applied at every point of the history before the search
+/// looked at the next real answer. Tried last, one is applied where the answers so far cannot be
+/// explained without it.
+///
+/// The partition is linearizable once every completed operation is linearized; unknown-outcome
+/// operations left over never took effect.
+struct Searcher<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [&'a Operation<M::Input, M::Output>],
+    list: EntryList,
+    /// For each unknown-outcome operation, the one called most recently before it with an equal
+    /// input (see [`Searcher::worth_applying`]).
+    twin_before: Vec<Option<usize>>,
+    linearized: Linearized,
+    pending_completed: usize,
+    state: M::State,
+    explored: Explored<M::State>,
+    stack: Vec<Frame<M::State>>,
+    /// The longest partial linearization seen, as operation indices: the failure report.
+    longest: Vec<usize>,
+}
 
-    while pending_completed > 0 {
-        if steps % DEADLINE_EVERY == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            return Search::TimedOut;
+/// What the search does after looking at one entry.
+enum Next {
+    /// Try the candidate at this call node; `resume` is where to go if it does not work out.
+    Try { node: usize, resume: Cursor },
+    /// The candidates at this configuration are used up.
+    Backtrack,
+}
+
+impl<'a, M: Model> Searcher<'a, M> {
+    fn new(model: &'a M, ops: &'a [&'a Operation<M::Input, M::Output>]) -> Self {
+        let list = EntryList::new(ops);
+        let mut twin_before = vec![None; ops.len()];
+        let mut last_with_input: HashMap<&M::Input, usize> = HashMap::new();
+        let mut node = list.next[list.unknown_head()];
+        while node != list.unknown_tail() {
+            let op = list.entry(node).op;
+            twin_before[op] = last_with_input.insert(&ops[op].input, op);
+            node = list.next[node];
         }
-        steps += 1;
-
-        // The tail cannot be reached while a completed operation is pending: its return entry is
-        // still in the list and stops the cursor first. Treated like a return all the same.
-        let at_call = cursor != list.tail() && list.entry(cursor).is_call;
-        if at_call {
-            let op_index = list.entry(cursor).op;
-            let op = ops[op_index];
-            if let Some(next) = model.step(&state, &op.input, op.output.as_ref()) {
-                // An unknown-outcome operation that changes nothing here gains nothing from being
-                // linearized here: leaving it out is just as good, and it constrains nobody.
-                let useless = op.is_unknown() && next == state;
-                if !useless {
-                    linearized.insert(op_index);
-                    if seen.insert((linearized.clone(), next.clone())) {
-                        stack.push((cursor, std::mem::replace(&mut state, next)));
-                        list.lift(cursor);
-                        if !op.is_unknown() {
-                            pending_completed -= 1;
-                        }
-                        cursor = list.next[EntryList::HEAD];
-                        continue;
-                    }
-                    linearized.remove(op_index);
-                }
-            }
-            cursor = list.next[cursor];
-        } else {
-            if stack.len() > longest.len() {
-                longest = stack.iter().map(|(node, _)| list.entry(*node).op).collect();
-            }
-            let Some((call_node, previous)) = stack.pop() else {
-                return Search::Illegal { longest };
-            };
-            let op_index = list.entry(call_node).op;
-            linearized.remove(op_index);
-            state = previous;
-            list.unlift(call_node);
-            if !ops[op_index].is_unknown() {
-                pending_completed += 1;
-            }
-            cursor = list.next[call_node];
+        Searcher {
+            model,
+            ops,
+            twin_before,
+            linearized: Linearized::new(ops),
+            pending_completed: ops.iter().filter(|op| !op.is_unknown()).count(),
+            state: model.init(),
+            explored: Explored::new(),
+            stack: Vec::new(),
+            longest: Vec::new(),
+            list,
         }
     }
-    Search::Linearizable
+
+    fn run(mut self, deadline: Option<Instant>) -> Verdict {
+        let mut cursor = Cursor::Main(self.list.next[EntryList::MAIN]);
+        let mut steps: u64 = 0;
+        while self.pending_completed > 0 {
+            if steps.is_multiple_of(DEADLINE_EVERY) && deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                return Verdict::TimedOut;
+            }
+            steps += 1;
+            cursor = match self.next(cursor) {
+                Err(moved) => moved,
+                Ok(Next::Try { node, resume }) => {
+                    if self.try_lift(node, resume) {
+                        Cursor::Main(self.list.next[EntryList::MAIN])
+                    } else {
+                        resume
+                    }
+                }
+                Ok(Next::Backtrack) => match self.backtrack() {
+                    Some(resume) => resume,
+                    None => {
+                        return Verdict::Illegal {
+                            longest: self.longest,
+                        }
+                    }
+                },
+            };
+        }
+        Verdict::Linearizable
+    }
+
+    /// Reads the entry under the cursor; `Err` is a cursor moved without trying anything.
+    fn next(&self, cursor: Cursor) -> Result<Next, Cursor> {
+        let list = &self.list;
+        match cursor {
+            // The main tail cannot be reached while a completed operation is pending: its return
+            // is still on the chain and stops the walk first.
+            Cursor::Main(node) if node != list.main_tail() && list.entry(node).is_call => {
+                Ok(Next::Try {
+                    node,
+                    resume: Cursor::Main(list.next[node]),
+                })
+            }
+            // A pending return: on to the unknown-outcome operations called before it.
+            Cursor::Main(bound) => Err(Cursor::Unknown {
+                node: list.next[list.unknown_head()],
+                bound,
+            }),
+            Cursor::Unknown { node, bound } if node < bound => Ok(Next::Try {
+                node,
+                resume: Cursor::Unknown {
+                    node: list.next[node],
+                    bound,
+                },
+            }),
+            // The unknown tail is numbered after every entry, so it lands here too.
+            Cursor::Unknown { .. } => Ok(Next::Backtrack),
+        }
+    }
+
+    /// Tries to linearize the operation called at `node` next; true when it was.
+    fn try_lift(&mut self, node: usize, resume: Cursor) -> bool {
+        let op_index = self.list.entry(node).op;
+        let op = self.ops[op_index];
+        let Some(next) = self.model.step(&self.state, &op.input, op.output.as_ref()) else {
+            return false;
+        };
+        if op.is_unknown() && !self.worth_applying(op_index, &next) {
+            return false;
+        }
+        self.linearized.insert(op_index);
+        let linearized = &self.linearized;
+        if !self
+            .explored
+            .visit(&linearized.done, &next, &linearized.applied)
+        {
+            self.linearized.remove(op_index);
+            return false;
+        }
+        let before = std::mem::replace(&mut self.state, next);
+        self.stack.push(Frame {
+            node,
+            before,
+            resume,
+        });
+        self.list.lift(node);
+        if !op.is_unknown() {
+            self.pending_completed -= 1;
+        }
+        true
+    }
+
+    /// Whether applying unknown-outcome operation `op_index` here, reaching `next`, can lead
+    /// anywhere its alternatives cannot. Each rule below prunes a configuration that another one
+    /// the search also visits subsumes, so none of them changes the verdict (the differential
+    /// test checks this against an exhaustive search).
+    fn worth_applying(&self, op_index: usize, next: &M::State) -> bool {
+        // Changing nothing: leaving the operation out is just as good, and it constrains nobody.
+        if *next == self.state {
+            return false;
+        }
+        // Twins (equal inputs, both called already) are interchangeable, since neither has a
+        // return to respect: only the earliest twin not yet applied is tried.
+        let mut twin = self.twin_before[op_index];
+        while let Some(t) = twin {
+            if !self.linearized.contains(t) {
+                return false;
+            }
+            twin = self.twin_before[t];
+        }
+        // Right after another unknown operation, if it reaches the same state without that one:
+        // the sibling without the earlier operation, tried from the parent, subsumes it. This
+        // keeps a run of unknown writes from being tried in every combination, which the cache
+        // alone cannot do since depth-first order visits the larger combinations first.
+        if let Some(top) = self.stack.last() {
+            let top_op = self.list.entry(top.node).op;
+            if self.ops[top_op].is_unknown() {
+                let without = self
+                    .model
+                    .step(&top.before, &self.ops[op_index].input, None);
+                if without.as_ref() == Some(next) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Puts the last linearized operation back; returns where to resume, or `None` when nothing
+    /// is left to put back (the partition is not linearizable).
+    fn backtrack(&mut self) -> Option<Cursor> {
+        if self.stack.len() > self.longest.len() {
+            let list = &self.list;
+            self.longest = self.stack.iter().map(|f| list.entry(f.node).op).collect();
+        }
+        let frame = self.stack.pop()?;
+        let op_index = self.list.entry(frame.node).op;
+        self.linearized.remove(op_index);
+        self.state = frame.before;
+        self.list.unlift(frame.node);
+        if !self.ops[op_index].is_unknown() {
+            self.pending_completed += 1;
+        }
+        // The resume cursor was taken before the lift; unlifting restored the chains exactly, so
+        // it points at the same next candidate.
+        Some(frame.resume)
+    }
 }

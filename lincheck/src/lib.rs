@@ -3,6 +3,25 @@
 //! every operation is recorded with its call and return time, and [`check`] decides whether some
 //! sequential order of those operations, consistent with real time, explains every answer.
 //!
+//! ```
+//! use std::time::Duration;
+//! use shoal_lincheck::models::{Register, RegisterInput as In, RegisterOutput as Out};
+//! use shoal_lincheck::{check, CheckResult, History, Operation};
+//!
+//! // Client 1 wrote "a" and was told so at t=10; client 2 then read nothing at t=20..30.
+//! let history = History::from_operations([
+//!     Operation::completed(1, "svc/label", In::Write("a".to_string()), 0, Out::Written, 10),
+//!     Operation::completed(2, "svc/label", In::Read, 20, Out::Read(None), 30),
+//! ])
+//! .unwrap();
+//! let result = check(&Register::new(), &history, Duration::from_secs(10));
+//! assert!(matches!(result, CheckResult::Illegal { ref key, .. } if key == "svc/label"));
+//!
+//! // Saved and read back, it checks the same.
+//! let again: History<In<String>, Out<String>> = History::from_json(&history.to_json()).unwrap();
+//! assert_eq!(check(&Register::new(), &again, Duration::from_secs(10)), result);
+//! ```
+//!
 //! # Algorithm
 //!
 //! Wing & Gong's search with Lowe's memoization, per partition (Horn & Kroening):
@@ -17,10 +36,12 @@
 //!    stack with the previous state, and the walk restarts at the front. If not, the cursor moves
 //!    to the next entry (a later call, concurrent with the ones skipped).
 //! 4. At a return entry the operation it closes has not been linearized, yet everything after
-//!    this point happened after it returned: the search backtracks, popping the last linearized
-//!    operation, relinking it, and resuming at the entry after its call.
-//! 5. A cache of visited `(set of linearized operations, model state)` pairs prunes the search:
-//!    reaching the same pair twice leads to the same future, so the second arrival is a failure.
+//!    this point happened after it returned: after trying the unknown-outcome operations called
+//!    before this point (see below), the search backtracks, popping the last linearized
+//!    operation, relinking it, and resuming with the candidate after it.
+//! 5. A cache of visited configurations prunes the search: a configuration is the set of
+//!    linearized operations and the model state, and reaching one already visited leads to the
+//!    same future, so the second arrival is a failure.
 //! 6. The partition is linearizable when every operation with a known outcome has been lifted; it
 //!    is not when the search backtracks with an empty stack. The longest stack seen is rendered
 //!    as the failure report ([`CheckResult::Illegal`]).
@@ -43,9 +64,17 @@
 //! Such an operation is recorded with no output and no return time ([`Operation::unknown`]),
 //! which stands for a return at infinity, as in Jepsen and Porcupine: it may take effect at any
 //! point after its call, with any output (`step` is called with `output = None`), or never. It
-//! gets a call entry but no return entry, so it never forces a backtrack, and the search succeeds
-//! without it; lifting it where it changes nothing is skipped, since never applying it is just as
-//! good. An unknown-outcome read therefore costs nothing, and a write may or may not show up.
+//! has a call entry but no return entry, so it never forces a backtrack, and the search succeeds
+//! without it.
+//!
+//! Because such an operation stays a candidate from its call to the end of the history, a few
+//! hundred of them can multiply the configurations by up to `2^k`. The search therefore tries
+//! them only after the completed operations at each point, and prunes applications that another
+//! configuration the search also visits subsumes (fewer unknown operations applied, same
+//! completed set and state): one that changes nothing, a later twin of one with an equal input,
+//! one that right after another unknown operation reaches the same state without it, and any
+//! configuration whose cache entry has a subset of its unknown operations applied. None of these
+//! changes a verdict; the differential test against an exhaustive search checks it.
 //!
 //! # Time and the equal-time convention
 //!
@@ -70,6 +99,8 @@
 
 mod bitset;
 pub mod checker;
+mod entries;
+mod explored;
 pub mod history;
 pub mod model;
 pub mod models;

@@ -25,8 +25,9 @@ use crate::history::Operation;
 pub trait Model {
     /// The object's state between operations. Hashed and compared by the checker's cache.
     type State: Clone + Eq + Hash + Debug;
-    /// What a client asks for.
-    type Input: Debug;
+    /// What a client asks for. Compared and hashed so that the checker can treat unknown-outcome
+    /// operations with equal inputs as interchangeable.
+    type Input: Debug + Eq + Hash;
     /// What a client is told.
     type Output: Debug;
 
