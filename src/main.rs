@@ -97,6 +97,10 @@ enum Chaos {
         /// Print only the JSON report (stderr keeps the progress lines)
         #[arg(long)]
         json: bool,
+        /// Break the managers on purpose, to see an oracle catch it (debug builds only):
+        /// stale-reads, ack-without-commit, diverge, skip-watch-event
+        #[arg(long, value_name = "NAME")]
+        mutation: Option<String>,
     },
 }
 
@@ -728,6 +732,7 @@ fn main() -> anyhow::Result<()> {
                         seed,
                         duration,
                         json,
+                        mutation,
                     },
             } => {
                 let duration = shoal::native::parse_duration(&duration)
@@ -738,6 +743,7 @@ fn main() -> anyhow::Result<()> {
                     seed,
                     duration,
                     exe: std::env::current_exe()?,
+                    mutation,
                 })
                 .await?;
                 print_report(&report, json)?;

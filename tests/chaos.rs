@@ -1,7 +1,9 @@
 //! The chaos suite's CI subset: `shoal chaos run` starts real manager processes, kills,
 //! pauses and restarts them while clients read and compare-and-set through the Docker API,
-//! and checks the history for linearizability, lost writes and diverging replicas. Every
-//! scenario of the subset must pass, and the report must have the documented shape.
+//! and checks the history for linearizability, lost writes, diverging replicas and
+//! inconsistent watches. Every scenario of the subset must pass, and the report must have the
+//! documented shape. Each oracle must also fail when the system is broken on purpose
+//! (`--mutation`, debug builds only).
 
 mod common;
 
@@ -100,6 +102,71 @@ fn an_unknown_scenario_is_refused_with_the_list() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no scenario nope") && err.contains("leader-kill"),
+        "{err}"
+    );
+}
+
+/// Runs one scenario against managers broken on purpose; its report.
+fn broken_run(scenario: &str, mutation: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["chaos", "run", "--scenario", scenario, "--seed", "2"])
+        .args(["--duration", "10s", "--mutation", mutation, "--json"])
+        .output()
+        .expect("shoal chaos run starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "the last line is one JSON object ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(!out.status.success(), "a broken system must fail the run");
+    let s = report["scenarios"][0].clone();
+    assert_eq!(s["ok"], false, "{s:#}");
+    assert_eq!(s["mutation"], mutation, "{s:#}");
+    s
+}
+
+#[test]
+fn each_oracle_catches_the_system_broken_on_purpose() {
+    // A manager that answers a linearizable read from its own replica while paused behind
+    // the others: stale reads, which only the linearizability checker sees.
+    let s = broken_run("pause-follower", "stale-reads");
+    assert_eq!(s["linearizable"], "false", "{s:#}");
+    assert!(s["linearizability_report"].as_str().is_some(), "{s:#}");
+
+    // Writes acknowledged and never committed: the durability oracle finds them missing from
+    // every manager's history.
+    let s = broken_run("leader-kill", "ack-without-commit");
+    let lost = s["lost_acknowledged_writes"].as_array().unwrap();
+    assert!(
+        lost.iter()
+            .any(|l| l.as_str().unwrap().contains("no manager's history has it")),
+        "{s:#}"
+    );
+
+    // One replica applying updates differently: the replicas' digests differ.
+    let s = broken_run("minority-kills", "diverge");
+    assert_eq!(s["replicas_identical"], false, "{s:#}");
+
+    // One manager's watch leaving changes out: the watch oracle sees it differ and resume
+    // wrongly.
+    let s = broken_run("leader-kill", "skip-watch-event");
+    assert_eq!(s["watch_consistent"], false, "{s:#}");
+    assert_eq!(s["linearizable"], "true", "only the watch is broken: {s:#}");
+}
+
+#[test]
+fn an_unknown_mutation_is_refused_with_the_list() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["chaos", "run", "--scenario", "burst", "--mutation", "nope"])
+        .output()
+        .expect("shoal runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no such mutation") && err.contains("stale-reads"),
         "{err}"
     );
 }

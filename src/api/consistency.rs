@@ -46,6 +46,11 @@ pub async fn reads(State(state): State<ApiState>, req: Request, next: Next) -> R
     let Ok(store) = state.manager_store().await else {
         return next.run(req).await;
     };
+    // Broken on purpose (debug builds only; see `shoal_store::mutation`): the chaos suite's
+    // linearizability oracle must catch it.
+    if shoal_store::mutation::active("stale-reads") {
+        return next.run(req).await;
+    }
     if let Err(e) = store.linearizable_view().await {
         return ApiError::unavailable(format!(
             "a linearizable read needs the swarm's leader and a quorum of managers, and this manager could not confirm one: {e}"

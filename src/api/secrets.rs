@@ -187,6 +187,14 @@ pub async fn update(
     let mut updated = current.to_owned_value();
     updated.meta.version.index = version;
     updated.spec.labels = spec.labels;
+    if shoal_store::mutation::active("ack-without-commit") {
+        // Broken on purpose (debug builds only; see `shoal_store::mutation`): every tenth
+        // update is acknowledged and dropped, which the chaos suite's oracles must catch.
+        static UPDATES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if UPDATES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10 == 9 {
+            return Ok(StatusCode::OK);
+        }
+    }
     store.submit(Txn::new().update(updated)).await?;
     Ok(StatusCode::OK)
 }

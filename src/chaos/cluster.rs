@@ -29,6 +29,8 @@ pub struct Member {
     exe: PathBuf,
     child: Option<tokio::process::Child>,
     paused: bool,
+    /// Extra environment (a mutation, see [`shoal_store::mutation`]).
+    env: Vec<(String, String)>,
 }
 
 /// One API call to `socket` with a deadline: status and body.
@@ -81,6 +83,7 @@ impl Member {
             exe: exe.to_path_buf(),
             child: None,
             paused: false,
+            env: Vec::new(),
         })
     }
 
@@ -111,6 +114,8 @@ impl Member {
             .arg(&self.socket)
             .args(["--hostname", &self.name, "--executor", "sim"])
             .args(["--log-level", "warn"])
+            .env_remove(shoal_store::mutation::ENV)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -187,12 +192,26 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` managers of one swarm with `exe` (this build's `shoal`).
-    pub async fn start(n: usize, exe: &Path) -> anyhow::Result<Cluster> {
+    /// Starts `n` managers of one swarm with `exe` (this build's `shoal`), with `mutation` on
+    /// (`diverge` on the second member only, `skip-watch-event` on the third, the others on
+    /// every member).
+    pub async fn start(n: usize, exe: &Path, mutation: Option<&str>) -> anyhow::Result<Cluster> {
         let root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
         let mut members = Vec::new();
         for i in 1..=n {
             let mut m = Member::new(root.path(), &format!("chaos-m{i}"), exe)?;
+            if let Some(name) = mutation {
+                // Mutations of one replica break one member; the others break every member.
+                let only = match name {
+                    "diverge" => Some(2),
+                    "skip-watch-event" => Some(3),
+                    _ => None,
+                };
+                if only.is_none_or(|only| only == i) {
+                    m.env
+                        .push((shoal_store::mutation::ENV.to_string(), name.to_string()));
+                }
+            }
             m.start().await?;
             members.push(m);
         }

@@ -10,6 +10,7 @@
 //! write without quorum fails fast, the leader survives a burst, ...).
 
 pub mod cluster;
+pub mod history;
 pub mod oracles;
 pub mod scenarios;
 pub mod workload;
@@ -47,10 +48,23 @@ pub struct ChaosRun {
     pub duration: Duration,
     /// This build's `shoal` (the managers run it).
     pub exe: PathBuf,
+    /// Break the managers on purpose ([`shoal_store::mutation`]): the run must then fail.
+    pub mutation: Option<String>,
 }
 
 /// Runs the scenarios; the report (`{"scenarios": [...]}`) and whether all passed.
 pub async fn run(r: ChaosRun) -> anyhow::Result<(Value, bool)> {
+    if let Some(m) = &r.mutation {
+        if !shoal_store::mutation::AVAILABLE {
+            bail!("--mutation {m}: this is a release build, which cannot break itself on purpose; mutations exist only in debug builds (cargo build), which the test suite uses");
+        }
+        if !shoal_store::mutation::KNOWN.contains(&m.as_str()) {
+            bail!(
+                "--mutation {m}: no such mutation; there are: {}",
+                shoal_store::mutation::KNOWN.join(", ")
+            );
+        }
+    }
     let chosen: Vec<&scenarios::Scenario> = match (&r.scenario, r.all) {
         (Some(name), _) => vec![scenarios::ALL
             .iter()
@@ -73,7 +87,7 @@ pub async fn run(r: ChaosRun) -> anyhow::Result<(Value, bool)> {
     for (i, s) in chosen.iter().enumerate() {
         let seed = r.seed.wrapping_add(i as u64);
         eprintln!("chaos: {} ({}), seed {seed}", s.name, s.matrix);
-        let report = match scenario(s, seed, r.duration, &r.exe).await {
+        let report = match scenario(s, seed, r.duration, &r.exe, r.mutation.as_deref()).await {
             Ok(v) => v,
             Err(e) => {
                 json!({"name": s.name, "matrix": s.matrix, "ok": false, "seed": seed, "error": format!("{e:#}")})
@@ -113,8 +127,9 @@ async fn scenario(
     seed: u64,
     duration: Duration,
     exe: &std::path::Path,
+    mutation: Option<&str>,
 ) -> anyhow::Result<Value> {
-    let mut c = Cluster::start(s.managers, exe).await?;
+    let mut c = Cluster::start(s.managers, exe, mutation).await?;
     let keys = Arc::new(create_keys(&c).await?);
     let sockets = Arc::new(c.sockets());
     let rec = Recorder::new();
@@ -174,25 +189,98 @@ async fn scenario(
     let history = rec.history();
     let (linearizable, lin_report) =
         tokio::task::spawn_blocking(move || oracles::linearizable(&history)).await?;
-    let lost = oracles::lost_writes(&rec.history(), &finals);
+    let mut lost = oracles::lost_writes(&rec.history(), &finals);
+    let mut violations = faults.violations.clone();
+    // The committed history as each manager's watch replays it: every acknowledged write must
+    // be in it, and every manager must replay the same changes in order, also from the middle.
+    let names: std::collections::HashMap<&str, &str> = keys
+        .iter()
+        .map(|k| (k.id.as_str(), k.name.as_str()))
+        .collect();
+    let mut replays = Vec::new();
+    let mut watch_unavailable = Vec::new();
+    for m in c.members.iter() {
+        match history::replay(&m.socket, 0).await {
+            Ok(changes) => replays.push((m.name.clone(), m.socket.clone(), changes)),
+            Err(e) => watch_unavailable.push(format!("{}: {e:#}", m.name)),
+        }
+    }
+    let mut watch_ok = true;
+    match replays.first() {
+        None => {
+            watch_ok = false;
+            violations.push(format!(
+                "no manager could replay the history: {}",
+                watch_unavailable.join("; ")
+            ));
+        }
+        Some((first, _, reference)) => {
+            let committed = reference
+                .iter()
+                .filter_map(|c| Some((names.get(c.id.as_str())?.to_string(), c.value.clone()?)))
+                .collect();
+            lost.extend(oracles::unrecorded_writes(&rec.history(), &committed));
+            for (name, _, changes) in &replays {
+                if let Some(d) = history::disorder(changes) {
+                    watch_ok = false;
+                    violations.push(format!("{name}'s watch: {d}"));
+                }
+                if changes != reference {
+                    watch_ok = false;
+                    violations.push(format!(
+                        "{name}'s watch replays {} changes, {first}'s {}: they differ",
+                        changes.len(),
+                        reference.len()
+                    ));
+                }
+            }
+            // Resumed from the middle, on the last manager: exactly the rest.
+            if let (Some(mid), Some((name, socket, _))) =
+                (reference.get(reference.len() / 2), replays.last())
+            {
+                let rest: Vec<_> = reference
+                    .iter()
+                    .filter(|c| c.revision > mid.revision)
+                    .cloned()
+                    .collect();
+                match history::replay(socket, mid.revision).await {
+                    Ok(resumed) if resumed == rest => {}
+                    Ok(resumed) => {
+                        watch_ok = false;
+                        violations.push(format!(
+                            "{name}'s watch resumed after revision {} replays {} changes, not the {} after it",
+                            mid.revision,
+                            resumed.len(),
+                            rest.len()
+                        ));
+                    }
+                    Err(e) => {
+                        watch_ok = false;
+                        violations.push(format!("resuming {name}'s watch: {e:#}"));
+                    }
+                }
+            }
+        }
+    }
     let (identical, digests) = match &converge {
         Ok(_) => oracles::replicas_identical(&c.replica_digests().await?),
         Err(_) => (false, Value::Null),
     };
-    let mut violations = faults.violations.clone();
     if let Err(e) = &converge {
         violations.push(format!("{e:#}"));
     }
     if lost.is_empty() && !identical {
         violations.push("the managers' states differ after converging".into());
     }
-    let ok = linearizable == "true" && lost.is_empty() && identical && violations.is_empty();
+    let ok =
+        linearizable == "true" && lost.is_empty() && identical && watch_ok && violations.is_empty();
     let mut report = json!({
         "name": s.name,
         "matrix": s.matrix,
         "ok": ok,
         "seed": seed,
         "managers": s.managers,
+        "mutation": mutation,
         "operations": rec.operations(),
         "faults": faults.faults,
         "failures": rec.failures(),
@@ -200,6 +288,8 @@ async fn scenario(
         "lost_acknowledged_writes": lost,
         "replicas_identical": identical,
         "replicas": digests,
+        "watch_consistent": watch_ok,
+        "watch_unavailable": watch_unavailable,
         "unavailable_ms": rec.unavailable_ms(),
         "recovery_ms": faults.recovery_ms,
         "violations": violations,

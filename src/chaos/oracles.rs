@@ -69,6 +69,29 @@ pub fn lost_writes(
     lost
 }
 
+/// Acknowledged writes missing from the committed history: every value a CAS was told it
+/// set must have been committed to its key (`changes`: `(key, value)` of each committed change,
+/// as the watch replays them).
+pub fn unrecorded_writes(
+    history: &History<RegisterInput<String>, RegisterOutput<String>>,
+    changes: &std::collections::HashSet<(String, String)>,
+) -> Vec<String> {
+    history
+        .operations()
+        .iter()
+        .filter(|o| o.output == Some(RegisterOutput::CasOk))
+        .filter_map(|o| match &o.input {
+            RegisterInput::Cas { new, .. } if !changes.contains(&(o.key.clone(), new.clone())) => {
+                Some(format!(
+                    "{}: {new} was acknowledged but no manager's history has it",
+                    o.key
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether every replica has the same applied revision and state digest; the digests as JSON.
 pub fn replicas_identical(digests: &[(String, u64, String)]) -> (bool, Value) {
     let same = digests

@@ -214,14 +214,20 @@ fn wire_event(revision: u64, e: &Event, filter: &WatchFilter) -> WireEvent {
 }
 
 fn wire_commit(c: &Arc<Commit>, filter: &WatchFilter) -> WireMessage {
+    let mut events: Vec<WireEvent> = c
+        .events
+        .iter()
+        .map(|e| wire_event(c.revision, e, filter))
+        .collect();
+    if shoal_store::mutation::active("skip-watch-event") && c.revision.is_multiple_of(7) {
+        // Broken on purpose (debug builds only; see `shoal_store::mutation`): the chaos suite's
+        // watch oracle must notice the missing change.
+        events.clear();
+    }
     WireMessage::Commit {
         revision: c.revision,
         at: c.at.to_string(),
-        events: c
-            .events
-            .iter()
-            .map(|e| wire_event(c.revision, e, filter))
-            .collect(),
+        events,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod local_transport;
 pub mod metrics;
 pub mod model;
+pub mod mutation;
 pub mod quorum;
 pub mod raft;
 pub mod recovery;

@@ -381,6 +381,11 @@ impl State {
                 }
                 self.check_name_free(object)?;
                 let mut stored = object.clone();
+                if crate::mutation::active("diverge") {
+                    if let (Object::Secret(new), Object::Secret(old)) = (&mut stored, &*current) {
+                        new.spec.labels = old.spec.labels.clone();
+                    }
+                }
                 let meta = stored.meta_mut();
                 meta.version.index = revision;
                 meta.created_at = current.meta().created_at;
