@@ -229,3 +229,31 @@ async fn nodes_where_the_service_keeps_failing_are_avoided() {
     agent.stop().await;
     h.stop().await;
 }
+
+/// A placement's own commit must take the task out of the scheduler's pending set: otherwise
+/// the next event of its service (an update status, a label) plans the task again from its
+/// old version, the write is refused as out of sequence, and the scheduler retries at once,
+/// forever (found by `shoal bench gitops`: thousands of refused writes a second at idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_task_is_not_placed_again_when_its_service_changes() {
+    let h = Harness::single(test_config()).await;
+    let s = h.store(1).clone();
+    let nodes = vec![add_node(&s, node("n1")).await];
+    let _agent = FakeAgent::start(s.clone(), nodes, always(Fate::Run));
+    let id = create_service(&s, spec("web", "web:1", ServiceMode::replicated(2))).await;
+    eventually("2 running tasks", || (running(&s, &id).len() == 2).then_some(())).await;
+    // A change of the service that needs no new task.
+    update_service(&s, &id, |sp| {
+        sp.labels.insert("touched".into(), "yes".into());
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = s.current_revision();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let committed = s.current_revision() - before;
+    assert!(
+        committed < 10,
+        "the store kept committing while nothing changed: {committed} revisions in 1 s"
+    );
+    assert_eq!(running(&s, &id).len(), 2);
+}

@@ -321,6 +321,14 @@ impl SchedState {
                         c.optimistic = None;
                     }
                     self.inflight.remove(&t.meta.id);
+                    // The pending entry is the task before it was placed: left there, the
+                    // next event of its service would plan it again from that old version.
+                    if let Some(p) = self.pending.get_mut(&t.service_id) {
+                        p.remove(&t.meta.id);
+                        if p.is_empty() {
+                            self.pending.remove(&t.service_id);
+                        }
+                    }
                     return Effect::default();
                 }
             }
