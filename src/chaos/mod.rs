@@ -294,6 +294,14 @@ async fn scenario(
         "recovery_ms": faults.recovery_ms,
         "violations": violations,
     });
+    if !faults.recoveries.is_empty() {
+        let mut r = faults.recoveries.clone();
+        r.sort_unstable();
+        let at = |q: f64| r[((r.len() - 1) as f64 * q).round() as usize];
+        report["recovery_p50_ms"] = at(0.5).into();
+        report["recovery_p99_ms"] = at(0.99).into();
+        report["recoveries"] = r.len().into();
+    }
     for (k, v) in faults.extra {
         report[k] = v;
     }

@@ -99,6 +99,8 @@ pub struct FaultStats {
     /// The longest time from a fault's end (or a kill of the leader) to the next successful
     /// operation, in ms.
     pub recovery_ms: u64,
+    /// Each fault's recovery time in ms (from the fault to the next successful operation).
+    pub recoveries: Vec<u64>,
     /// Things that must not happen and did (a write that hung, a stale answer, ...).
     pub violations: Vec<String>,
     /// Extra figures of the scenario.
@@ -123,7 +125,10 @@ async fn recovered(rec: &Recorder, since: u64, timeout: Duration) -> Option<u64>
 
 async fn note_recovery(stats: &mut FaultStats, rec: &Recorder, since: u64, what: &str) {
     match recovered(rec, since, Duration::from_secs(30)).await {
-        Some(ms) => stats.recovery_ms = stats.recovery_ms.max(ms),
+        Some(ms) => {
+            stats.recovery_ms = stats.recovery_ms.max(ms);
+            stats.recoveries.push(ms);
+        }
         None => stats
             .violations
             .push(format!("no operation succeeded within 30 s after {what}")),
