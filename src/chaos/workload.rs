@@ -226,24 +226,14 @@ pub async fn cas(
             rec.failure("cas_out_of_sequence");
             done(RegisterOutput::CasFailed, false)
         }
-        Ok((status, body)) => {
-            rec.failure(&format!("cas_{}", kind_of(status, &body)));
-            rec.push(Operation::unknown(
-                client,
-                key.name.clone(),
-                input.clone(),
-                call_at,
-            ));
-            None
-        }
-        Err(_) => {
-            rec.failure("cas_no_answer");
-            rec.push(Operation::unknown(
-                client,
-                key.name.clone(),
-                input.clone(),
-                call_at,
-            ));
+        // Any other answer, or none: the write may still commit.
+        other => {
+            let kind = match other {
+                Ok((status, body)) => format!("cas_{}", kind_of(status, &body)),
+                Err(_) => "cas_no_answer".to_string(),
+            };
+            rec.failure(&kind);
+            rec.push(Operation::unknown(client, key.name.clone(), input, call_at));
             None
         }
     }
