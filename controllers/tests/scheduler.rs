@@ -241,7 +241,10 @@ async fn a_placed_task_is_not_placed_again_when_its_service_changes() {
     let nodes = vec![add_node(&s, node("n1")).await];
     let _agent = FakeAgent::start(s.clone(), nodes, always(Fate::Run));
     let id = create_service(&s, spec("web", "web:1", ServiceMode::replicated(2))).await;
-    eventually("2 running tasks", || (running(&s, &id).len() == 2).then_some(())).await;
+    eventually("2 running tasks", || {
+        (running(&s, &id).len() == 2).then_some(())
+    })
+    .await;
     // A change of the service that needs no new task.
     update_service(&s, &id, |sp| {
         sp.labels.insert("touched".into(), "yes".into());
