@@ -78,11 +78,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Chaos {
-    /// Run scenarios: without --scenario, the first ten (the CI subset); --all runs every one.
+    /// Run scenarios: without --scenario, the first eleven (the CI subset); --all runs every one.
     Run {
         /// One scenario by name (leader-kill, follower-restart, minority-kills, quorum-loss,
-        /// restart-all, restart-staggered, pause-leader, leader-restart-fast, pause-follower,
-        /// burst, five-managers-two-kills)
+        /// restart-all, restart-staggered, pause-leader, leader-restart-fast, failpoints,
+        /// pause-follower, burst, five-managers-two-kills)
         #[arg(long, conflicts_with = "all")]
         scenario: Option<String>,
         /// Every scenario

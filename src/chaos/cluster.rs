@@ -115,6 +115,8 @@ impl Member {
             .args(["--hostname", &self.name, "--executor", "sim"])
             .args(["--log-level", "warn"])
             .env_remove(shoal_store::mutation::ENV)
+            .env_remove(shoal_store::mutation::FAILPOINT_ENV)
+            .env_remove(shoal_store::mutation::SNAPSHOT_EVERY_ENV)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -176,6 +178,33 @@ impl Member {
         self.start().await
     }
 
+    /// Kill -9, then start again on the same data with `env` added for this start only.
+    pub async fn restart_with(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.kill9().await;
+        let kept = self.env.clone();
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let started = self.start().await;
+        self.env = kept;
+        started
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own (a failpoint's crash);
+    /// whether it did.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) | None => {
+                    self.child = None;
+                    return true;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        false
+    }
+
     /// The last lines of its log (for failure reports).
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -194,12 +223,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` managers of one swarm with `exe` (this build's `shoal`), with `mutation` on
     /// (`diverge` on the second member only, `skip-watch-event` on the third, the others on
-    /// every member).
-    pub async fn start(n: usize, exe: &Path, mutation: Option<&str>) -> anyhow::Result<Cluster> {
+    /// every member) and `env` on every member.
+    pub async fn start(
+        n: usize,
+        exe: &Path,
+        mutation: Option<&str>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Cluster> {
         let root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
         let mut members = Vec::new();
         for i in 1..=n {
             let mut m = Member::new(root.path(), &format!("chaos-m{i}"), exe)?;
+            m.env
+                .extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
             if let Some(name) = mutation {
                 // Mutations of one replica break one member; the others break every member.
                 let only = match name {

@@ -33,7 +33,7 @@ const KEYS: usize = 5;
 /// Clients of each scenario.
 const CLIENTS: usize = 4;
 /// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
-pub const CI_SUBSET: usize = 10;
+pub const CI_SUBSET: usize = 11;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -129,7 +129,18 @@ async fn scenario(
     exe: &std::path::Path,
     mutation: Option<&str>,
 ) -> anyhow::Result<Value> {
-    let mut c = Cluster::start(s.managers, exe, mutation).await?;
+    if s.snapshot_every.is_some() && !shoal_store::mutation::AVAILABLE {
+        bail!(
+            "scenario {} needs a debug build (its snapshots are made more often, and it may crash at failpoints), which the test suite uses",
+            s.name
+        );
+    }
+    let env: Vec<(&str, String)> = s
+        .snapshot_every
+        .map(|n| (shoal_store::mutation::SNAPSHOT_EVERY_ENV, n.to_string()))
+        .into_iter()
+        .collect();
+    let mut c = Cluster::start(s.managers, exe, mutation, &env).await?;
     let keys = Arc::new(create_keys(&c).await?);
     let sockets = Arc::new(c.sockets());
     let rec = Recorder::new();

@@ -19,75 +19,97 @@ pub struct Scenario {
     pub guarantees: &'static str,
     /// Managers in the cluster.
     pub managers: usize,
+    /// A snapshot every this many log entries (debug builds only), so a short run reaches
+    /// snapshots and purges; `None`: the default (10,000).
+    pub snapshot_every: Option<u64>,
 }
 
-/// Every scenario, in the order `--all` runs them; the first ten are the CI subset.
+/// Every scenario, in the order `--all` runs them; the first [`super::CI_SUBSET`] are the CI
+/// subset.
 pub const ALL: &[Scenario] = &[
     Scenario {
         name: "leader-kill",
         matrix: "F1",
         guarantees: "kill -9 of the leader during writes, again and again: no acknowledged write lost, reads linearizable, a new leader takes writes",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "follower-restart",
         matrix: "F2",
-        guarantees: "a follower killed while writes go on, restarted later: it catches up and holds the same state",
+        guarantees: "a follower killed while writes go on (past several snapshots and purges), restarted later: it catches up from a snapshot and holds the same state",
         managers: 3,
+        snapshot_every: Some(200),
     },
     Scenario {
         name: "minority-kills",
         matrix: "F3",
         guarantees: "random single-manager kills and restarts: safety always, writes resume after each",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "quorum-loss",
         matrix: "F4",
         guarantees: "2 of 3 managers down: writes and linearizable reads fail (no hang, no stale answer); one back: writes resume",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "restart-all",
         matrix: "F5",
         guarantees: "every manager killed and started again at once: no acknowledged write lost, no operator action",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "restart-staggered",
         matrix: "F5",
         guarantees: "every manager killed, started again one by one: no acknowledged write lost",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "pause-leader",
         matrix: "F8",
         guarantees: "the leader stopped (SIGSTOP) longer than the election timeout, then resumed: it serves no stale read and commits nothing on its own",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "leader-restart-fast",
         matrix: "F18",
         guarantees: "the leader killed and started at once, faster than an election: never answers from a stale state",
         managers: 3,
+        snapshot_every: None,
+    },
+    Scenario {
+        name: "failpoints",
+        matrix: "F10",
+        guarantees: "the leader crashes at each failpoint (log written but not synced, synced but not acknowledged, before and after apply, while building a snapshot, while purging the log) and restarts: no acknowledged write lost, no revision regresses",
+        managers: 3,
+        snapshot_every: Some(200),
     },
     Scenario {
         name: "pause-follower",
         matrix: "F8",
         guarantees: "a follower paused and resumed: it serves linearizable reads only once caught up",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "burst",
         matrix: "F20",
         guarantees: "ten times the clients for a while: answers stay correct and the leader is not lost",
         managers: 3,
+        snapshot_every: None,
     },
     Scenario {
         name: "five-managers-two-kills",
         matrix: "F3",
         guarantees: "5 managers, 2 killed at a time (a minority): writes go on, nothing is lost",
         managers: 5,
+        snapshot_every: None,
     },
 ];
 
@@ -312,6 +334,37 @@ pub async fn run(
                 c.members[target].resume();
                 note_recovery(&mut s, rec, at, "resuming a paused manager").await;
             }
+        }
+        "failpoints" => {
+            for point in shoal_store::mutation::FAILPOINTS {
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                // Appends and applies happen many times a second: crash at a random hit.
+                let hit = match point {
+                    "snapshot-build" | "log-purge" => 1,
+                    _ => rng.random_range(3..40),
+                };
+                let setting = format!("{point}:{hit}");
+                c.members[l]
+                    .restart_with(&[(shoal_store::mutation::FAILPOINT_ENV, &setting)])
+                    .await?;
+                s.faults += 1;
+                if !c.members[l].wait_exit(Duration::from_secs(30)).await {
+                    s.violations
+                        .push(format!("failpoint {point} was not reached in 30 s"));
+                }
+                let at = rec.now();
+                c.members[l].start().await?;
+                note_recovery(&mut s, rec, at, &format!("a crash at {point}")).await;
+                c.wait_healthy(Duration::from_secs(60)).await?;
+            }
+            let crashed: Vec<serde_json::Value> = shoal_store::mutation::FAILPOINTS
+                .iter()
+                .map(|p| (*p).into())
+                .collect();
+            s.extra.insert("failpoints".into(), crashed.into());
         }
         "burst" => {
             let before = leader_or_wait(c).await;

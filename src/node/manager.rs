@@ -42,6 +42,10 @@ pub fn store_config(
     );
     cfg.node_id = membership.node_id.clone();
     cfg.data_key = Some(data_key);
+    if let Some(every) = shoal_store::mutation::snapshot_every() {
+        cfg.snapshot_every = every;
+        cfg.logs_kept_after_snapshot = every / 10;
+    }
     cfg
 }
 

@@ -234,10 +234,16 @@ fn run_log_io(db: Arc<DB>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
         if flushed.is_empty() && synced.is_empty() {
             continue;
         }
+        if !flushed.is_empty() {
+            crate::mutation::failpoint("log-before-sync");
+        }
         let result = match &failed {
             Some(e) => Err(e.clone()),
             None => db.flush_wal(true).map_err(|e| e.to_string()),
         };
+        if !flushed.is_empty() {
+            crate::mutation::failpoint("log-after-sync");
+        }
         for cb in flushed {
             cb.io_completed(result.clone().map_err(io::Error::other));
         }
@@ -483,6 +489,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        crate::mutation::failpoint("log-purge");
         self.tail
             .lock()
             .expect("log tail lock")

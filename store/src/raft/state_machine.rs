@@ -510,6 +510,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if received.is_empty() {
             return Ok(());
         }
+        crate::mutation::failpoint("apply-before");
         let shared = &self.shared;
         // Encoding, sealing and writing many or large objects happen off the async workers.
         let bytes = super::entries_approx_len(received.iter().map(|(entry, _)| entry));
@@ -550,6 +551,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             Ok((outcomes, applied, membership))
         })?;
+        crate::mutation::failpoint("apply-after");
         *self.shared.applied.lock().expect("applied lock") = (applied, membership);
         self.shared
             .bytes_since_snapshot
@@ -713,6 +715,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 &dedup,
                 key.as_ref(),
             )?;
+            crate::mutation::failpoint("snapshot-build");
             let _writing = shared.sealer.writing();
             let mut wb = WriteBatch::default();
             let sm = cf(&db, CF_SM);
