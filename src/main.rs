@@ -98,7 +98,7 @@ enum Chaos {
         #[arg(long)]
         json: bool,
         /// Break the managers on purpose, to see an oracle catch it (debug builds only):
-        /// stale-reads, ack-without-commit, diverge, skip-watch-event
+        /// stale-reads, ack-without-commit, diverge, skip-watch-event, extra-replica
         #[arg(long, value_name = "NAME")]
         mutation: Option<String>,
     },

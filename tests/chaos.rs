@@ -162,6 +162,19 @@ fn each_oracle_catches_the_system_broken_on_purpose() {
     let s = broken_run("leader-kill", "skip-watch-event");
     assert_eq!(s["watch_consistent"], false, "{s:#}");
     assert_eq!(s["linearizable"], "true", "only the watch is broken: {s:#}");
+
+    // The orchestrator running one task too many: the task oracle never sees the service
+    // converge.
+    let s = broken_run("burst", "extra-replica");
+    assert!(s["tasks_converged_ms"].is_null(), "{s:#}");
+    assert!(
+        s["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().contains("did not converge")),
+        "{s:#}"
+    );
 }
 
 #[test]

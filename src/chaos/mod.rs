@@ -6,13 +6,15 @@
 //! workload ([`workload`]: linearizable reads and compare-and-sets, recorded) while its faults
 //! happen ([`scenarios`]), heals the cluster, reads every key once more, and checks
 //! ([`oracles`]): the history is linearizable (the `shoal-lincheck` checker), no acknowledged
-//! write was lost, every manager holds the same state, and the scenario's own rules held (a
-//! write without quorum fails fast, the leader survives a burst, ...).
+//! write was lost, every manager holds the same state, the watches agree ([`history`]), a
+//! service's tasks converge ([`tasks`]), and the scenario's own rules held (a write without
+//! quorum fails fast, the leader survives a burst, ...).
 
 pub mod cluster;
 pub mod history;
 pub mod oracles;
 pub mod scenarios;
+pub mod tasks;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -142,6 +144,7 @@ async fn scenario(
         .collect();
     let mut c = Cluster::start(s.managers, exe, mutation, &env).await?;
     let keys = Arc::new(create_keys(&c).await?);
+    tasks::create(&c.members[0].socket).await?;
     let sockets = Arc::new(c.sockets());
     let rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,6 +200,8 @@ async fn scenario(
             ),
         }
     }
+    // Tasks: one running per slot, none on a node that is down, within the budget.
+    let tasks_converged = tasks::converged(&c.members[0].socket, Duration::from_secs(60)).await;
     let history = rec.history();
     let (linearizable, lin_report) =
         tokio::task::spawn_blocking(move || oracles::linearizable(&history)).await?;
@@ -277,6 +282,9 @@ async fn scenario(
         Ok(_) => oracles::replicas_identical(&c.replica_digests().await?),
         Err(_) => (false, Value::Null),
     };
+    if let Err(e) = &tasks_converged {
+        violations.push(e.clone());
+    }
     if let Err(e) = &converge {
         violations.push(format!("{e:#}"));
     }
@@ -300,6 +308,7 @@ async fn scenario(
         "replicas_identical": identical,
         "replicas": digests,
         "watch_consistent": watch_ok,
+        "tasks_converged_ms": tasks::figure(&tasks_converged),
         "watch_unavailable": watch_unavailable,
         "unavailable_ms": rec.unavailable_ms(),
         "recovery_ms": faults.recovery_ms,

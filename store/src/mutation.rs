@@ -13,16 +13,19 @@
 //!   member only: its replica differs from the others while its revision matches.
 //! - `skip-watch-event` (the native watch API): the changes of every seventh revision are
 //!   left out of the commits a watch sends (on the member that has it: the third).
+//! - `extra-replica` (the replicated orchestrator): a service runs one task more than its
+//!   replicas.
 
 /// The environment variable naming the daemon's mutation.
 pub const ENV: &str = "SHOAL_CHAOS_MUTATION";
 
 /// The mutations this build knows.
-pub const KNOWN: [&str; 4] = [
+pub const KNOWN: [&str; 5] = [
     "stale-reads",
     "ack-without-commit",
     "diverge",
     "skip-watch-event",
+    "extra-replica",
 ];
 
 /// Whether mutation `name` is on in this process.

@@ -40,7 +40,12 @@ impl ReplicatedOrchestrator {
 /// Fills or empties slots until `Replicas` are occupied. A slot is occupied when it has a live
 /// task, or when its last task stopped and its restart policy says it stays stopped.
 fn scale(pass: &mut Pass<'_>, service: &Service, slots: &mut BTreeMap<SlotKey, Slot>) {
-    let want = service.spec.replicas().unwrap_or(0) as usize;
+    let mut want = service.spec.replicas().unwrap_or(0) as usize;
+    if shoal_store::mutation::active("extra-replica") {
+        // Broken on purpose (debug builds only; see `shoal_store::mutation`): one task more
+        // than asked for, which the chaos suite's task oracle must catch.
+        want += 1;
+    }
     let occupied: Vec<SlotKey> = slots
         .iter()
         .filter(|(_, s)| s.has_live(false) || restart::is_finished(pass, service, s))
