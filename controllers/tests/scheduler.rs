@@ -236,7 +236,9 @@ async fn nodes_where_the_service_keeps_failing_are_avoided() {
 /// forever (found by `shoal bench gitops`: thousands of refused writes a second at idle).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_task_is_not_placed_again_when_its_service_changes() {
-    let h = Harness::single(test_config()).await;
+    let config = test_config();
+    let metrics = config.metrics.clone();
+    let h = Harness::single(config).await;
     let s = h.store(1).clone();
     let nodes = vec![add_node(&s, node("n1")).await];
     let _agent = FakeAgent::start(s.clone(), nodes, always(Fate::Run));
@@ -257,6 +259,12 @@ async fn a_placed_task_is_not_placed_again_when_its_service_changes() {
     assert!(
         committed < 10,
         "the store kept committing while nothing changed: {committed} revisions in 1 s"
+    );
+    // Refused decisions are counted, so such a loop shows on /metrics.
+    assert!(
+        metrics.conflicts.get() < 10,
+        "{} refused decisions",
+        metrics.conflicts.get()
     );
     assert_eq!(running(&s, &id).len(), 2);
 }

@@ -22,6 +22,9 @@ pub struct ControllerMetrics {
     pub placements: IntCounter,
     /// `shoal_scheduler_unschedulable_total`: tasks left pending with a reason (no node fits).
     pub unschedulable: IntCounter,
+    /// `shoal_scheduler_conflicts_total`: decisions refused because the task changed since the
+    /// scheduler read it (retried at once; a steady rise means the scheduler's view is stale).
+    pub conflicts: IntCounter,
 }
 
 impl Default for ControllerMetrics {
@@ -62,6 +65,11 @@ impl Default for ControllerMetrics {
                 "Times the scheduler left a task pending because no node fits it.",
             )
             .expect("a valid counter definition"),
+            conflicts: IntCounter::new(
+                "shoal_scheduler_conflicts_total",
+                "Scheduler decisions refused because their task changed since it was read (retried).",
+            )
+            .expect("a valid counter definition"),
         }
     }
 }
@@ -79,6 +87,7 @@ impl ControllerMetrics {
         registry.register(Box::new(self.reconcile_errors.clone()))?;
         registry.register(Box::new(self.queue_depth.clone()))?;
         registry.register(Box::new(self.placements.clone()))?;
-        registry.register(Box::new(self.unschedulable.clone()))
+        registry.register(Box::new(self.unschedulable.clone()))?;
+        registry.register(Box::new(self.conflicts.clone()))
     }
 }

@@ -433,6 +433,7 @@ impl Reconciler for Scheduler {
                 let (not_placed, not_pending) = decisions(&dropped);
                 self.metrics.placements.inc_by(placed - not_placed);
                 self.metrics.unschedulable.inc_by(pending - not_pending);
+                self.metrics.conflicts.inc_by(dropped.len() as u64);
                 (dropped, err)
             })
             .buffer_unordered(WRITES_IN_FLIGHT)
