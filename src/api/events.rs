@@ -251,8 +251,6 @@ pub fn docker_events(e: &Event, committed_at: Timestamp) -> Vec<Message> {
         }
         (Action::Update, prev) => {
             let mut out = Vec::new();
-            let before = prev.map(|p| &p.status);
-            let default_status = Default::default();
             if let Some(p) = prev.filter(|p| p.spec != source.spec) {
                 let mut attrs = BTreeMap::new();
                 attr(
@@ -269,11 +267,7 @@ pub fn docker_events(e: &Event, committed_at: Timestamp) -> Vec<Message> {
                 );
                 out.push(message("update", attrs));
             }
-            // Replayed history has no previous object: its status as news from nothing.
-            let steps = crate::gitops::events::status_events(
-                before.unwrap_or(&default_status),
-                &source.status,
-            );
+            let steps = crate::gitops::events::update_steps(prev, source);
             out.extend(steps.into_iter().map(|s| message(s.action, s.attributes)));
             out
         }

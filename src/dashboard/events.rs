@@ -112,11 +112,7 @@ pub fn summarise(commit: &Commit) -> Vec<EventRow> {
                 // The steps of its status (a fetched commit, an applied one, a failure, drift,
                 // a condition), as `docker events` reports them; a spec change without any is
                 // one line.
-                let default_status = Default::default();
-                let steps = crate::gitops::events::status_events(
-                    prev.map(|p| &p.status).unwrap_or(&default_status),
-                    &g.status,
-                );
+                let steps = crate::gitops::events::update_steps(prev, g);
                 if steps.is_empty() && prev.is_some_and(|p| p.spec != g.spec) {
                     let detail = if prev.is_some_and(|p| p.spec.suspended != g.spec.suspended) {
                         if g.spec.suspended {
@@ -203,7 +199,7 @@ fn git_row(
 fn step_detail(step: &crate::gitops::events::StatusEvent) -> String {
     let a = &step.attributes;
     let get = |k: &str| a.get(k).map(String::as_str).unwrap_or("");
-    let short = |c: &str| c.get(..12).unwrap_or(c).to_string();
+    let short = super::pages::short;
     match step.action {
         "fetch" => format!("fetched {}", short(get("commit"))),
         "apply" if get("stacks").is_empty() => format!("applied {}", short(get("commit"))),

@@ -30,7 +30,8 @@ fn time(t: &Timestamp) -> String {
     }
 }
 
-fn short(id: &str) -> &str {
+/// An id or commit as people read it: its first 12 characters.
+pub(super) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
@@ -681,53 +682,57 @@ fn logout<S>(d: &Dashboard<S>) -> bool {
     d.access.token.is_some()
 }
 
-/// `GET /`.
-pub async fn overview<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
-    let store = match store_or_page(&d).await {
+/// A top-level page: fragment `name` (see [`named_fragment`]) as its live part, refreshed
+/// when one of `topics` goes stale, under the nav entry `title`.
+async fn top_page<S: NativeState>(
+    d: &Dashboard<S>,
+    name: &str,
+    title: &str,
+    topics: &str,
+) -> Response {
+    let store = match store_or_page(d).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let view = store.view();
-    let body = live_section(
-        "/fragments/overview",
-        "overview events",
-        overview_fragment(&store, &view, &d.recent.latest(OVERVIEW_EVENTS)),
-    );
-    html_page(layout(
-        "Overview",
-        "Overview",
-        view.revision(),
-        logout(&d),
-        body,
-    ))
+    let Some(fragment) = named_fragment(d, name, &store, &view) else {
+        return not_a_fragment();
+    };
+    let body = live_section(&format!("/fragments/{name}"), topics, fragment);
+    html_page(layout(title, title, view.revision(), logout(d), body))
+}
+
+/// The fragment of a top-level page by name (`None`: no such fragment), rendered from one
+/// view: what the page shows and what `/fragments/{name}` serves are the same function.
+fn named_fragment<S>(d: &Dashboard<S>, name: &str, store: &Store, view: &View) -> Option<Markup> {
+    Some(match name {
+        "overview" => overview_fragment(store, view, &d.recent.latest(OVERVIEW_EVENTS)),
+        "nodes" => nodes_fragment(view),
+        "services" => services_fragment(view),
+        "stacks" => stacks_fragment(view),
+        "gitops" => gitops_fragment(view),
+        "events" => events_fragment(d),
+        _ => return None,
+    })
+}
+
+fn not_a_fragment() -> Response {
+    (StatusCode::NOT_FOUND, "no such fragment").into_response()
+}
+
+/// `GET /`.
+pub async fn overview<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
+    top_page(&d, "overview", "Overview", "overview events").await
 }
 
 /// `GET /nodes`.
 pub async fn nodes<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
-    let store = match store_or_page(&d).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let view = store.view();
-    let body = live_section("/fragments/nodes", "nodes", nodes_fragment(&view));
-    html_page(layout("Nodes", "Nodes", view.revision(), logout(&d), body))
+    top_page(&d, "nodes", "Nodes", "nodes").await
 }
 
 /// `GET /services`.
 pub async fn services<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
-    let store = match store_or_page(&d).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let view = store.view();
-    let body = live_section("/fragments/services", "services", services_fragment(&view));
-    html_page(layout(
-        "Services",
-        "Services",
-        view.revision(),
-        logout(&d),
-        body,
-    ))
+    top_page(&d, "services", "Services", "services").await
 }
 
 /// `GET /services/{id}` (an id or a name).
@@ -766,36 +771,12 @@ pub async fn service<S: NativeState>(
 
 /// `GET /stacks`.
 pub async fn stacks<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
-    let store = match store_or_page(&d).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let view = store.view();
-    let body = live_section("/fragments/stacks", "stacks", stacks_fragment(&view));
-    html_page(layout(
-        "Stacks",
-        "Stacks",
-        view.revision(),
-        logout(&d),
-        body,
-    ))
+    top_page(&d, "stacks", "Stacks", "stacks").await
 }
 
 /// `GET /gitops`.
 pub async fn gitops<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
-    let store = match store_or_page(&d).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let view = store.view();
-    let body = live_section("/fragments/gitops", "gitops", gitops_fragment(&view));
-    html_page(layout(
-        "GitOps",
-        "GitOps",
-        view.revision(),
-        logout(&d),
-        body,
-    ))
+    top_page(&d, "gitops", "GitOps", "gitops").await
 }
 
 /// Query of a stack page: the two revisions to compare.
@@ -841,18 +822,7 @@ pub async fn stack<S: NativeState>(
 
 /// `GET /events`.
 pub async fn events<S: NativeState>(State(d): State<Dashboard<S>>) -> Response {
-    let store = match store_or_page(&d).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let body = live_section("/fragments/events", "events", events_fragment(&d));
-    html_page(layout(
-        "Events",
-        "Events",
-        store.current_revision(),
-        logout(&d),
-        body,
-    ))
+    top_page(&d, "events", "Events", "events").await
 }
 
 fn events_fragment<S>(d: &Dashboard<S>) -> Markup {
@@ -872,17 +842,10 @@ pub async fn fragment<S: NativeState>(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let view = store.view();
-    let m = match name.as_str() {
-        "overview" => overview_fragment(&store, &view, &d.recent.latest(OVERVIEW_EVENTS)),
-        "nodes" => nodes_fragment(&view),
-        "services" => services_fragment(&view),
-        "stacks" => stacks_fragment(&view),
-        "gitops" => gitops_fragment(&view),
-        "events" => events_fragment(&d),
-        _ => return (StatusCode::NOT_FOUND, "no such fragment").into_response(),
-    };
-    html_page(m)
+    match named_fragment(&d, &name, &store, &store.view()) {
+        Some(m) => html_page(m),
+        None => not_a_fragment(),
+    }
 }
 
 /// `GET /fragments/stack/{name}[?from=A&to=B]`.

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use shoal_store::model::{Condition, GitSourceStatus, GitStackStatus};
+use shoal_store::model::{Condition, GitSource, GitSourceStatus, GitStackStatus};
 
 /// One step of a source's status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +75,16 @@ fn drift_fields(s: &GitStackStatus) -> String {
         .map(|d| format!("{} {}", d.object, d.path))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The steps of an update of `source` whose previous version was `prev`. Replayed history
+/// has no previous version: its status is then news from nothing.
+pub fn update_steps(prev: Option<&GitSource>, source: &GitSource) -> Vec<StatusEvent> {
+    status_events(
+        prev.map(|p| &p.status)
+            .unwrap_or(&GitSourceStatus::default()),
+        &source.status,
+    )
 }
 
 /// The steps from `old` to `new`, in the order they happen in a sync: fetch, apply, per-stack
