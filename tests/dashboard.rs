@@ -11,6 +11,7 @@
 //! touches its data dir; a worker's dashboard says the dashboard is on managers.
 
 mod common;
+mod gitops_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -454,25 +455,13 @@ fn the_dashboard_shows_the_swarm_and_follows_a_scale_without_reloading() {
         .prefix("shoal-dashboard-repo-")
         .tempdir()
         .expect("repo dir");
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(repo.path())
-            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    };
-    git(&["init", "--quiet", "--initial-branch=main"]);
+    gitops_common::git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
     std::fs::write(
         repo.path().join("compose.yaml"),
         "services:\n  site:\n    image: busybox:1\n    command: [\"sleep\", \"1d\"]\n    deploy:\n      replicas: 2\n",
     )
     .expect("compose file");
-    git(&["add", "-A"]);
-    git(&["commit", "--quiet", "-m", "the site"]);
+    gitops_common::commit(repo.path(), "the site");
     shoal(
         &d,
         &[

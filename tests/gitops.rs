@@ -7,12 +7,14 @@
 //! over without applying a commit twice.
 
 mod common;
+mod gitops_common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{wait_for, Daemon};
+use gitops_common::{condition, holds};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -38,20 +40,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(self.path())
-            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .expect("git runs (the GitOps tests need the git program)");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        gitops_common::git(self.path(), args)
     }
 
     fn write(&self, path: &str, content: &str) {
@@ -108,17 +97,6 @@ fn shoal_ok(d: &Daemon, args: &[&str]) -> String {
 
 fn source(d: &Daemon, name: &str) -> Value {
     d.get_json(&format!("/shoal/v1/gitops/{name}"))
-}
-
-fn condition<'a>(s: &'a Value, kind: &str) -> &'a Value {
-    s["Status"]["Conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["Type"] == kind))
-        .unwrap_or(&Value::Null)
-}
-
-fn holds(s: &Value, kind: &str) -> bool {
-    condition(s, kind)["Status"] == true
 }
 
 /// Waits until the source's status satisfies `ok`; the source.

@@ -5,55 +5,17 @@
 
 mod agents_common;
 mod disk_scan;
+mod gitops_common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use agents_common::{engine, require_engine, running_task_containers, wait_for, Swarm, IMAGE};
 use base64::Engine as _;
 use disk_scan::files_containing;
+use gitops_common::{commit, git, shoal};
 use serde_json::Value;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs (the GitOps tests need the git program)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn commit(dir: &Path, message: &str) -> String {
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "--quiet", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
-
-fn shoal(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env("SHOAL_HOST", format!("unix://{}", socket.display()))
-        .output()
-        .expect("shoal runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn source(socket: &Path) -> Value {
     let (ok, out) = shoal(socket, &["gitops", "inspect", "sec", "-o", "json"]);

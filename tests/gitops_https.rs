@@ -5,35 +5,19 @@
 //! environment, as an operator would for a private CA.
 
 mod common;
+mod gitops_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::{wait_for, Daemon};
+use gitops_common::{git, holds, shoal};
 use serde_json::Value;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs (the GitOps tests need the git program)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// An HTTPS server for one repository's `.git` directory at `/repo.git/`; counts the
 /// requests it refused.
@@ -132,30 +116,6 @@ fn source(d: &Daemon, name: &str) -> Value {
     d.get_json(&format!("/shoal/v1/gitops/{name}"))
 }
 
-fn holds(s: &Value, kind: &str) -> Option<Value> {
-    s["Status"]["Conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["Type"] == kind && c["Status"] == true)
-        .cloned()
-}
-
-fn shoal(d: &Daemon, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env("SHOAL_HOST", format!("unix://{}", d.socket.display()))
-        .output()
-        .expect("shoal runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn an_https_repository_is_fetched_with_the_token_from_a_swarm_secret() {
     let token = format!("tok-{}", std::process::id());
@@ -191,7 +151,7 @@ fn an_https_repository_is_fetched_with_the_token_from_a_swarm_secret() {
 
     // Without the token: refused by the server, Stalled.
     let (ok, out) = shoal(
-        &d,
+        &d.socket,
         &[
             "gitops",
             "add",
@@ -207,15 +167,15 @@ fn an_https_repository_is_fetched_with_the_token_from_a_swarm_secret() {
     assert!(ok, "{out}");
     let s = wait_for(Duration::from_secs(60), "anon Stalled", || {
         let s = source(&d, "anon");
-        holds(&s, "Stalled").map(|_| s)
+        holds(&s, "Stalled").then_some(s)
     });
     assert!(server.refused.load(Ordering::SeqCst) > 0);
     assert_eq!(s["Status"]["LastAppliedCommit"], "", "{s:#}");
-    shoal(&d, &["gitops", "rm", "anon"]);
+    shoal(&d.socket, &["gitops", "rm", "anon"]);
 
     // With it: fetched and applied.
     let (ok, out) = shoal(
-        &d,
+        &d.socket,
         &[
             "gitops",
             "add",
@@ -245,7 +205,7 @@ fn an_https_repository_is_fetched_with_the_token_from_a_swarm_secret() {
 
     // A missing token secret is said, not fetched anonymously.
     let (ok, out) = shoal(
-        &d,
+        &d.socket,
         &[
             "gitops",
             "add",

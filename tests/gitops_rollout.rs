@@ -3,65 +3,24 @@
 //! the commit and the reason; the next good commit recovers.
 
 mod agents_common;
+mod gitops_common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use agents_common::{require_engine, wait_for, Swarm};
+use gitops_common::{condition, git, shoal};
 use serde_json::Value;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs (the GitOps tests need the git program)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn commit(dir: &Path, compose: &str, message: &str) -> String {
     std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "--quiet", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
-
-fn shoal(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env("SHOAL_HOST", format!("unix://{}", socket.display()))
-        .output()
-        .expect("shoal runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    gitops_common::commit(dir, message)
 }
 
 fn source(socket: &Path) -> Value {
     let (ok, out) = shoal(socket, &["gitops", "inspect", "ro", "-o", "json"]);
     assert!(ok, "{out}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn condition(s: &Value, kind: &str) -> Value {
-    s["Status"]["Conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["Type"] == kind).cloned())
-        .unwrap_or(Value::Null)
 }
 
 fn compose(image: &str, mode: &str) -> String {

@@ -4,6 +4,7 @@
 //! refused by ssh (Stalled), and nothing is learned into a known_hosts file.
 
 mod common;
+mod gitops_common;
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{free_port, wait_for, Daemon};
+use gitops_common::{git, shoal};
 use serde_json::Value;
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -23,15 +25,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    run(Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null"))
 }
 
 fn keygen(path: &Path) {
@@ -94,22 +87,6 @@ fn source(d: &Daemon, name: &str) -> Value {
     d.get_json(&format!("/shoal/v1/gitops/{name}"))
 }
 
-fn shoal(d: &Daemon, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env("SHOAL_HOST", format!("unix://{}", d.socket.display()))
-        .output()
-        .expect("shoal runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn an_ssh_repository_is_fetched_with_a_deploy_key_and_a_pinned_host_key() {
     let keys = tempfile::tempdir().unwrap();
@@ -145,7 +122,7 @@ fn an_ssh_repository_is_fetched_with_a_deploy_key_and_a_pinned_host_key() {
     d.ok(&["secret", "create", "deploy-key", key_file.to_str().unwrap()]);
     let add = |name: &str, hosts: &Path| {
         shoal(
-            &d,
+            &d.socket,
             &[
                 "gitops",
                 "add",
