@@ -4,8 +4,8 @@
 //! measured. Uses the `etcd` and `etcdctl` on the PATH (Debian's etcd-server and etcd-client,
 //! which `scripts/setup.sh` installs).
 
+use super::stats::free_port;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,10 +29,6 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn url(port: u16) -> String {

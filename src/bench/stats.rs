@@ -57,6 +57,13 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a process about to listen on it).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Measures `write(4 KiB) + fdatasync` on a file in `dir` (the disk the benchmark uses), like
 /// etcd's fio guidance; returns the p50 in milliseconds.
 pub fn fsync_p50_ms(dir: &Path, iterations: usize) -> std::io::Result<f64> {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::bench::one_node::Client;
+use crate::bench::stats::free_port;
 
 /// How long an API call of the harness itself (not the workload) may take.
 const CALL: Duration = Duration::from_secs(5);
@@ -62,12 +63,6 @@ async fn ok(socket: &Path, method: &str, path: &str, body: Option<Value>) -> any
         bail!("{method} {path}: {status} {v}");
     }
     Ok(v)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Member {

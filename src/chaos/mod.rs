@@ -202,10 +202,13 @@ async fn scenario(
     }
     // Tasks: one running per slot, none on a node that is down, within the budget.
     let tasks_converged = tasks::converged(&c.members[0].socket, Duration::from_secs(60)).await;
-    let history = rec.history();
-    let (linearizable, lin_report) =
-        tokio::task::spawn_blocking(move || oracles::linearizable(&history)).await?;
-    let mut lost = oracles::lost_writes(&rec.history(), &finals);
+    // Every operation is recorded by now: one history for all the oracles.
+    let history = Arc::new(rec.history());
+    let (linearizable, lin_report) = {
+        let history = history.clone();
+        tokio::task::spawn_blocking(move || oracles::linearizable(&history)).await?
+    };
+    let mut lost = oracles::lost_writes(&history, &finals);
     let mut violations = faults.violations.clone();
     // The committed history as each manager's watch replays it: every acknowledged write must
     // be in it, and every manager must replay the same changes in order, also from the middle.
@@ -235,7 +238,7 @@ async fn scenario(
                 .iter()
                 .filter_map(|c| Some((names.get(c.id.as_str())?.to_string(), c.value.clone()?)))
                 .collect();
-            lost.extend(oracles::unrecorded_writes(&rec.history(), &committed));
+            lost.extend(oracles::unrecorded_writes(&history, &committed));
             for (name, _, changes) in &replays {
                 if let Some(d) = history::disorder(changes) {
                     watch_ok = false;
@@ -311,16 +314,15 @@ async fn scenario(
         "tasks_converged_ms": tasks::figure(&tasks_converged),
         "watch_unavailable": watch_unavailable,
         "unavailable_ms": rec.unavailable_ms(),
-        "recovery_ms": faults.recovery_ms,
+        "recovery_ms": faults.recoveries.max_ms() as u64,
         "violations": violations,
     });
-    if !faults.recoveries.is_empty() {
-        let mut r = faults.recoveries.clone();
-        r.sort_unstable();
-        let at = |q: f64| r[((r.len() - 1) as f64 * q).round() as usize];
-        report["recovery_p50_ms"] = at(0.5).into();
-        report["recovery_p99_ms"] = at(0.99).into();
-        report["recoveries"] = r.len().into();
+    let mut recoveries = faults.recoveries;
+    if !recoveries.is_empty() {
+        // Samples are whole milliseconds: so are their quantiles.
+        report["recovery_p50_ms"] = (recoveries.quantile_ms(0.5) as u64).into();
+        report["recovery_p99_ms"] = (recoveries.quantile_ms(0.99) as u64).into();
+        report["recoveries"] = recoveries.len().into();
     }
     for (k, v) in faults.extra {
         report[k] = v;
@@ -328,7 +330,7 @@ async fn scenario(
     if let Some(text) = lin_report {
         report["linearizability_report"] = text.into();
         let path = std::env::temp_dir().join(format!("shoal-chaos-{}-{seed}.json", s.name));
-        if std::fs::write(&path, rec.history().to_json()).is_ok() {
+        if std::fs::write(&path, history.to_json()).is_ok() {
             report["history_file"] = path.display().to_string().into();
         }
     }

@@ -8,6 +8,7 @@ use rand::Rng;
 
 use super::cluster::Cluster;
 use super::workload::Recorder;
+use crate::bench::stats::Latencies;
 
 /// A scenario: its name, the fault-matrix entry it covers, and what it guarantees.
 pub struct Scenario {
@@ -114,15 +115,13 @@ pub const ALL: &[Scenario] = &[
 ];
 
 /// What the faults measured.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FaultStats {
     /// Faults injected.
     pub faults: u64,
-    /// The longest time from a fault's end (or a kill of the leader) to the next successful
-    /// operation, in ms.
-    pub recovery_ms: u64,
-    /// Each fault's recovery time in ms (from the fault to the next successful operation).
-    pub recoveries: Vec<u64>,
+    /// Each fault's recovery time: from its end (or a kill of the leader) to the next
+    /// successful operation.
+    pub recoveries: Latencies,
     /// Things that must not happen and did (a write that hung, a stale answer, ...).
     pub violations: Vec<String>,
     /// Extra figures of the scenario.
@@ -147,10 +146,7 @@ async fn recovered(rec: &Recorder, since: u64, timeout: Duration) -> Option<u64>
 
 async fn note_recovery(stats: &mut FaultStats, rec: &Recorder, since: u64, what: &str) {
     match recovered(rec, since, Duration::from_secs(30)).await {
-        Some(ms) => {
-            stats.recovery_ms = stats.recovery_ms.max(ms);
-            stats.recoveries.push(ms);
-        }
+        Some(ms) => stats.recoveries.record(Duration::from_millis(ms)),
         None => stats
             .violations
             .push(format!("no operation succeeded within 30 s after {what}")),

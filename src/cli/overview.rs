@@ -50,7 +50,15 @@ fn text(v: &Value) -> &str {
 /// The screen for `snap` (see [`snapshot`]).
 pub fn render(snap: &Value) -> String {
     let mut out = String::new();
-    let nodes = snap["nodes"].as_array().cloned().unwrap_or_default();
+    let mut nodes = snap["nodes"].as_array().cloned().unwrap_or_default();
+    // Managers first (the leader at the top), then by host name.
+    nodes.sort_by_key(|n| {
+        (
+            n["ManagerStatus"]["Leader"] != true,
+            !n["ManagerStatus"].is_object(),
+            text(&n["Description"]["Hostname"]).to_string(),
+        )
+    });
     let managers: Vec<&Value> = nodes
         .iter()
         .filter(|n| n["ManagerStatus"].is_object())
@@ -77,15 +85,6 @@ pub fn render(snap: &Value) -> String {
         "{:<24} {:<8} {:<8} {:<12} MANAGER",
         "HOSTNAME", "ROLE", "STATUS", "AVAILABILITY"
     );
-    // Managers first (the leader at the top), then by host name.
-    let mut nodes = nodes.clone();
-    nodes.sort_by_key(|n| {
-        (
-            n["ManagerStatus"]["Leader"] != true,
-            !n["ManagerStatus"].is_object(),
-            text(&n["Description"]["Hostname"]).to_string(),
-        )
-    });
     for n in &nodes {
         let manager = match &n["ManagerStatus"] {
             m if m["Leader"] == true => "Leader".to_string(),
