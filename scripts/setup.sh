@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing shoal needs, idempotently and quietly:
-#   - Debian packages: librocksdb-dev (we link Debian's RocksDB, see README "Why system RocksDB"),
+#   - Debian packages: git (the GitOps controller and its tests run the git program),
+#     librocksdb-dev (we link Debian's RocksDB, see README "Why system RocksDB"),
 #     libclang-dev (bindgen), protobuf-compiler (protoc), pkg-config, busybox-static (test image only),
 #     etcd-server and etcd-client (etcd side by side in `shoal bench join`), docker-registry (the
 #     registry tests/image_pull.rs starts to pull images from), iproute2, nftables, iptables and
@@ -28,7 +29,7 @@ readonly TEST_IMAGE_LATEST=shoal-test/busybox:latest
 readonly PEER_TEST_IMAGES=(alpine:3.10 busybox:latest)
 readonly PY_REQUIREMENTS=tests/peer/docker-py-requirements.txt
 readonly PY_VENV=${SHOAL_PY_VENV:-$HOME/.cache/shoal/docker-py-venv}
-readonly APT_PACKAGES=(librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry iproute2 nftables iptables curl containerd wrk ethtool openssl prometheus openssh-server chromium)
+readonly APT_PACKAGES=(git librocksdb-dev libclang-dev protobuf-compiler pkg-config busybox-static etcd-server etcd-client docker-registry iproute2 nftables iptables curl containerd wrk ethtool openssl prometheus openssh-server chromium)
 
 die() {
     echo "setup: $*" >&2
