@@ -74,7 +74,13 @@ fn the_ci_subset_passes_every_oracle() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    for must in ["leader-kill", "quorum-loss", "pause-leader", "failpoints"] {
+    for must in [
+        "leader-kill",
+        "quorum-loss",
+        "pause-leader",
+        "failpoints",
+        "leader-isolated",
+    ] {
         assert!(names.contains(&must), "{must} is in the subset: {names:?}");
     }
     for s in scenarios {
@@ -91,6 +97,7 @@ fn the_ci_subset_passes_every_oracle() {
         }
         assert_eq!(s["ok"], true, "scenario failed: {s:#}");
         assert_eq!(s["linearizable"], "true", "{s:#}");
+        assert_eq!(s["watch_consistent"], true, "{s:#}");
         assert!(
             s["operations"].as_u64().unwrap() > 50,
             "the workload ran: {s:#}"

@@ -1,7 +1,9 @@
 //! A swarm of managers as separate `shoal daemon` processes on loopback, for the chaos suite:
 //! each with its own data dir, API socket and swarm port, tasks on the sim executor. The faults
 //! are done to the processes themselves: SIGKILL, SIGSTOP/SIGCONT, restart on the same data,
-//! and wiping a stopped member's data. Every process is killed when the cluster is dropped.
+//! and wiping a stopped member's data. With a [`Lan`] each manager runs in a network namespace
+//! of its own instead, so that links between them can be cut ([`net`](super::net)). Every
+//! process is killed when the cluster is dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +13,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::net::Lan;
 use crate::bench::one_node::Client;
 use crate::bench::stats::free_port;
 
@@ -23,8 +26,12 @@ pub struct Member {
     pub name: String,
     /// Its Docker API socket.
     pub socket: PathBuf,
-    /// Its swarm listener port on 127.0.0.1.
+    /// Its swarm listener's address (127.0.0.1, or its namespace's address on a [`Lan`]).
+    pub swarm_ip: String,
+    /// Its swarm listener port.
     pub swarm_port: u16,
+    /// The `nsenter` argument for its network namespace, on a [`Lan`].
+    netns: Option<String>,
     data: PathBuf,
     log: PathBuf,
     exe: PathBuf,
@@ -66,13 +73,24 @@ async fn ok(socket: &Path, method: &str, path: &str, body: Option<Value>) -> any
 }
 
 impl Member {
-    fn new(root: &Path, name: &str, exe: &Path) -> anyhow::Result<Member> {
+    fn new(
+        root: &Path,
+        name: &str,
+        exe: &Path,
+        lan: Option<(&Lan, usize)>,
+    ) -> anyhow::Result<Member> {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir)?;
+        let (swarm_ip, swarm_port, netns) = match lan {
+            Some((lan, k)) => (lan.ip(k).to_string(), 2377, Some(lan.enter(k))),
+            None => ("127.0.0.1".to_string(), free_port()?, None),
+        };
         Ok(Member {
             name: name.to_string(),
             socket: dir.join("api.sock"),
-            swarm_port: free_port()?,
+            swarm_ip,
+            swarm_port,
+            netns,
             data: dir.join("data"),
             log: dir.join("daemon.log"),
             exe: exe.to_path_buf(),
@@ -101,7 +119,17 @@ impl Member {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = tokio::process::Command::new(&self.exe)
+        // `nsenter` without `--fork` execs the daemon: the child's pid is the daemon's, so
+        // signals reach it.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = tokio::process::Command::new("nsenter");
+                c.arg(netns).arg(&self.exe);
+                c
+            }
+            None => tokio::process::Command::new(&self.exe),
+        };
+        let child = command
             .arg("daemon")
             .arg("--data-dir")
             .arg(&self.data)
@@ -212,23 +240,37 @@ impl Member {
 pub struct Cluster {
     /// The members, in the order they joined (the first made the swarm).
     pub members: Vec<Member>,
+    /// The members' network, when they run in namespaces of their own.
+    pub lan: Option<Lan>,
     _root: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` managers of one swarm with `exe` (this build's `shoal`), with `mutation` on
     /// (`diverge` on the second member only, `skip-watch-event` on the third, the others on
-    /// every member) and `env` on every member.
+    /// every member) and `env` on every member; each in a network namespace of its own when
+    /// `networked`.
     pub async fn start(
         n: usize,
         exe: &Path,
         mutation: Option<&str>,
         env: &[(&str, String)],
+        networked: bool,
     ) -> anyhow::Result<Cluster> {
         let root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
+        let lan = if networked {
+            Some(Lan::create(n)?)
+        } else {
+            None
+        };
         let mut members = Vec::new();
         for i in 1..=n {
-            let mut m = Member::new(root.path(), &format!("chaos-m{i}"), exe)?;
+            let mut m = Member::new(
+                root.path(),
+                &format!("chaos-m{i}"),
+                exe,
+                lan.as_ref().map(|l| (l, i - 1)),
+            )?;
             m.env
                 .extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
             if let Some(name) = mutation {
@@ -247,7 +289,7 @@ impl Cluster {
             members.push(m);
         }
         let first = &members[0];
-        let addr = format!("127.0.0.1:{}", first.swarm_port);
+        let addr = format!("{}:{}", first.swarm_ip, first.swarm_port);
         ok(
             &first.socket,
             "POST",
@@ -262,7 +304,7 @@ impl Cluster {
             .context("no manager join token")?
             .to_string();
         for m in &members[1..] {
-            let own = format!("127.0.0.1:{}", m.swarm_port);
+            let own = format!("{}:{}", m.swarm_ip, m.swarm_port);
             ok(
                 &m.socket,
                 "POST",
@@ -274,6 +316,7 @@ impl Cluster {
         }
         let cluster = Cluster {
             members,
+            lan,
             _root: root,
         };
         cluster.wait_healthy(Duration::from_secs(60)).await?;
@@ -375,8 +418,12 @@ impl Cluster {
         self.members.iter().map(|m| m.socket.clone()).collect()
     }
 
-    /// Makes sure every member runs and none is paused (the end of a scenario).
+    /// Makes sure every member runs, none is paused and no link is cut (the end of a
+    /// scenario).
     pub async fn heal(&mut self) -> anyhow::Result<()> {
+        if let Some(lan) = &mut self.lan {
+            lan.heal()?;
+        }
         for m in &mut self.members {
             if m.is_paused() {
                 m.resume();

@@ -66,6 +66,115 @@ pub async fn replay(socket: &std::path::Path, after: u64) -> anyhow::Result<Vec<
     Ok(changes)
 }
 
+/// What a watch kept open through the faults saw: a client that watches one manager from the
+/// start and, whenever its stream breaks (the manager killed, paused or cut off), opens it
+/// again after the last revision it got, as a watch client is told to (etcd#15271's case).
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Every change it was sent, in the order it got them.
+    pub changes: Vec<Change>,
+    /// How many times it had to open the watch again.
+    pub resumes: u64,
+    /// The member answered `compacted` to a resume: the revision it could resume after
+    /// instead (an explicit answer, which the watch guarantee allows; nothing after it is
+    /// compared).
+    pub compacted: Option<u64>,
+}
+
+/// Follows the secrets' changes on the manager at `socket` from revision `after`, resuming
+/// after every break, until `stop` is set and it has seen `upto` (or `stop` has been set for
+/// 30 s).
+pub async fn follow(
+    socket: std::path::PathBuf,
+    after: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Followed {
+    use std::sync::atomic::Ordering;
+    let client = Client::new(Host::Unix(socket));
+    let mut out = Followed::default();
+    let mut last = after;
+    let mut stopping_since: Option<std::time::Instant> = None;
+    let mut first = true;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+            if last >= upto.load(Ordering::Relaxed) || since.elapsed() > Duration::from_secs(30) {
+                return out;
+            }
+        }
+        if !first {
+            out.resumes += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        first = false;
+        let params = WatchParams {
+            kinds: vec!["secret".into()],
+            start: Start::After(last),
+            progress_interval: Some(Duration::from_millis(200)),
+            ..Default::default()
+        };
+        let opened = tokio::time::timeout(Duration::from_secs(3), client.watch_once(&params)).await;
+        let Ok(Ok(mut stream)) = opened else { continue };
+        loop {
+            // A paused or cut-off manager sends nothing, not even progress: give up on the
+            // stream after a while and open another.
+            let next = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+            match next {
+                Ok(Some(Ok(WireMessage::Commit {
+                    revision, events, ..
+                }))) => {
+                    for e in events {
+                        out.changes.push(Change {
+                            revision,
+                            id: e.id,
+                            value: e.object["Spec"]["Labels"]["v"].as_str().map(str::to_string),
+                        });
+                    }
+                    last = last.max(revision);
+                }
+                Ok(Some(Ok(WireMessage::Progress { revision }))) => last = last.max(revision),
+                Ok(Some(Ok(WireMessage::Error(e)))) if e.code == "compacted" => {
+                    out.compacted = Some(e.oldest.unwrap_or(0));
+                    return out;
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+            if stop.load(Ordering::Relaxed) && last >= upto.load(Ordering::Relaxed) {
+                return out;
+            }
+        }
+    }
+}
+
+/// What is wrong with a followed watch, against the committed history `reference` (every
+/// change after the watch's start, as the managers replay it after the run): changes left
+/// out, sent twice or out of order, or changes that were never committed.
+pub fn followed_differs(followed: &Followed, reference: &[Change]) -> Option<String> {
+    let limit = followed.compacted.unwrap_or(u64::MAX);
+    let got: Vec<&Change> = followed
+        .changes
+        .iter()
+        .filter(|c| c.revision <= limit)
+        .collect();
+    let want: Vec<&Change> = reference.iter().filter(|c| c.revision <= limit).collect();
+    if let Some(d) = disorder(&followed.changes) {
+        return Some(d);
+    }
+    if got == want {
+        return None;
+    }
+    let missing = want.iter().filter(|c| !got.contains(c)).count();
+    let extra = got.iter().filter(|c| !want.contains(c)).count();
+    Some(format!(
+        "it got {} changes, the history has {} (missing {missing}, not in the history {extra}) after {} resumes",
+        got.len(),
+        want.len(),
+        followed.resumes
+    ))
+}
+
 /// What is wrong with one manager's replay on its own: revisions out of order or repeated.
 pub fn disorder(changes: &[Change]) -> Option<String> {
     changes.windows(2).find_map(|w| {

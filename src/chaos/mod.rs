@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod history;
+pub mod net;
 pub mod oracles;
 pub mod scenarios;
 pub mod tasks;
@@ -35,7 +36,7 @@ const KEYS: usize = 5;
 /// Clients of each scenario.
 const CLIENTS: usize = 4;
 /// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
-pub const CI_SUBSET: usize = 11;
+pub const CI_SUBSET: usize = 12;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -142,8 +143,23 @@ async fn scenario(
         .map(|n| (shoal_store::mutation::SNAPSHOT_EVERY_ENV, n.to_string()))
         .into_iter()
         .collect();
-    let mut c = Cluster::start(s.managers, exe, mutation, &env).await?;
+    let mut c = Cluster::start(s.managers, exe, mutation, &env, s.network).await?;
     let keys = Arc::new(create_keys(&c).await?);
+    // A watch kept open on every manager through the faults, resuming whenever it breaks.
+    let follow_stop = Arc::new(AtomicBool::new(false));
+    let follow_upto = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let followers: Vec<_> = c
+        .members
+        .iter()
+        .map(|m| {
+            tokio::spawn(history::follow(
+                m.socket.clone(),
+                0,
+                follow_stop.clone(),
+                follow_upto.clone(),
+            ))
+        })
+        .collect();
     tasks::create(&c.members[0].socket).await?;
     let sockets = Arc::new(c.sockets());
     let rec = Recorder::new();
@@ -225,6 +241,8 @@ async fn scenario(
         }
     }
     let mut watch_ok = true;
+    let mut followers = followers;
+    let mut watch_resumes = 0u64;
     match replays.first() {
         None => {
             watch_ok = false;
@@ -251,6 +269,22 @@ async fn scenario(
                         changes.len(),
                         reference.len()
                     ));
+                }
+            }
+            // The watches kept open through the faults: exactly the history, in order.
+            let upto = reference.last().map_or(0, |c| c.revision);
+            follow_upto.store(upto, Ordering::Relaxed);
+            follow_stop.store(true, Ordering::Relaxed);
+            for (m, f) in c.members.iter().zip(std::mem::take(&mut followers)) {
+                match f.await {
+                    Ok(followed) => {
+                        if let Some(d) = history::followed_differs(&followed, reference) {
+                            watch_ok = false;
+                            violations.push(format!("the watch kept open on {}: {d}", m.name));
+                        }
+                        watch_resumes += followed.resumes;
+                    }
+                    Err(e) => violations.push(format!("following {}'s watch: {e}", m.name)),
                 }
             }
             // Resumed from the middle, on the last manager: exactly the rest.
@@ -280,6 +314,11 @@ async fn scenario(
                 }
             }
         }
+    }
+    // Without a history to compare with, the watches are not waited for.
+    follow_stop.store(true, Ordering::Relaxed);
+    for f in followers {
+        f.abort();
     }
     let (identical, digests) = match &converge {
         Ok(_) => oracles::replicas_identical(&c.replica_digests().await?),
@@ -311,6 +350,7 @@ async fn scenario(
         "replicas_identical": identical,
         "replicas": digests,
         "watch_consistent": watch_ok,
+        "watch_resumes": watch_resumes,
         "tasks_converged_ms": tasks::figure(&tasks_converged),
         "watch_unavailable": watch_unavailable,
         "unavailable_ms": rec.unavailable_ms(),

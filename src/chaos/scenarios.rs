@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::cluster::Cluster;
+use super::net::Direction;
 use super::workload::Recorder;
 use crate::bench::stats::Latencies;
 
@@ -23,6 +24,9 @@ pub struct Scenario {
     /// A snapshot every this many log entries (debug builds only), so a short run reaches
     /// snapshots and purges; `None`: the default (10,000).
     pub snapshot_every: Option<u64>,
+    /// Whether each manager runs in a network namespace of its own, so links can be cut
+    /// ([`super::net`]).
+    pub network: bool,
 }
 
 /// Every scenario, in the order `--all` runs them; the first [`super::CI_SUBSET`] are the CI
@@ -34,6 +38,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "kill -9 of the leader during writes, again and again: no acknowledged write lost, reads linearizable, a new leader takes writes",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "follower-restart",
@@ -41,6 +46,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "a follower killed while writes go on (past several snapshots and purges), restarted later: it catches up from a snapshot and holds the same state",
         managers: 3,
         snapshot_every: Some(200),
+        network: false,
     },
     Scenario {
         name: "minority-kills",
@@ -48,6 +54,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "random single-manager kills and restarts: safety always, writes resume after each",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "quorum-loss",
@@ -55,6 +62,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "2 of 3 managers down: writes and linearizable reads fail (no hang, no stale answer); one back: writes resume",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "restart-all",
@@ -62,6 +70,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "every manager killed and started again at once: no acknowledged write lost, no operator action",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "restart-staggered",
@@ -69,6 +78,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "every manager killed, started again one by one: no acknowledged write lost",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "pause-leader",
@@ -76,6 +86,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "the leader stopped (SIGSTOP) longer than the election timeout, then resumed: it serves no stale read and commits nothing on its own",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "leader-restart-fast",
@@ -83,6 +94,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "the leader killed and started at once, faster than an election: never answers from a stale state",
         managers: 3,
         snapshot_every: None,
+        network: false,
     },
     Scenario {
         name: "failpoints",
@@ -90,6 +102,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "the leader crashes at each failpoint (log written but not synced, synced but not acknowledged, before and after apply, while building a snapshot, while purging the log) and restarts: no acknowledged write lost, no revision regresses",
         managers: 3,
         snapshot_every: Some(200),
+        network: false,
     },
     Scenario {
         name: "pause-follower",
@@ -97,6 +110,15 @@ pub const ALL: &[Scenario] = &[
         guarantees: "a follower paused and resumed: it serves linearizable reads only once caught up",
         managers: 3,
         snapshot_every: None,
+        network: false,
+    },
+    Scenario {
+        name: "leader-isolated",
+        matrix: "F6",
+        guarantees: "the leader cut off from the other managers by a partition: it acknowledges no write and serves no linearizable read on its own, the majority elects a leader and takes writes, the old leader rejoins when the partition heals",
+        managers: 3,
+        snapshot_every: None,
+        network: true,
     },
     Scenario {
         name: "burst",
@@ -104,6 +126,31 @@ pub const ALL: &[Scenario] = &[
         guarantees: "ten times the clients for a while: answers stay correct and the leader is not lost",
         managers: 3,
         snapshot_every: None,
+        network: false,
+    },
+    Scenario {
+        name: "one-way-partition",
+        matrix: "F7",
+        guarantees: "a manager (the leader or not) stops hearing the others while they still hear it, then the link heals: safety always, writes resume, no election storm after healing",
+        managers: 3,
+        snapshot_every: None,
+        network: true,
+    },
+    Scenario {
+        name: "flapping-partition",
+        matrix: "F7",
+        guarantees: "random managers cut off and reconnected every few hundred milliseconds: safety always, writes resume once the links stay up",
+        managers: 3,
+        snapshot_every: None,
+        network: true,
+    },
+    Scenario {
+        name: "lossy-network",
+        matrix: "F7",
+        guarantees: "every manager drops 10-30% of its packets at random (TCP's retransmissions make it slow as well as lossy): safety always, writes resume once it heals",
+        managers: 3,
+        snapshot_every: None,
+        network: true,
     },
     Scenario {
         name: "five-managers-two-kills",
@@ -111,6 +158,7 @@ pub const ALL: &[Scenario] = &[
         guarantees: "5 managers, 2 killed at a time (a minority): writes go on, nothing is lost",
         managers: 5,
         snapshot_every: None,
+        network: false,
     },
 ];
 
@@ -161,6 +209,31 @@ async fn leader_or_wait(c: &Cluster) -> Option<usize> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// The cluster's network (scenarios with `network: true` have one).
+fn lan(c: &mut Cluster) -> anyhow::Result<&mut super::net::Lan> {
+    c.lan.as_mut().ok_or_else(|| {
+        anyhow::anyhow!("this scenario needs its managers on a network of their own")
+    })
+}
+
+/// How many times the leader changed over `period`, looked at every 100 ms.
+async fn leader_changes(c: &Cluster, period: Duration) -> u64 {
+    let end = Instant::now() + period;
+    let mut last = c.leader().await;
+    let mut changes = 0;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = c.leader().await;
+        if now.is_some() && now != last {
+            if last.is_some() {
+                changes += 1;
+            }
+            last = now;
+        }
+    }
+    changes
 }
 
 /// Runs the faults of `name` for about `duration`.
@@ -373,6 +446,109 @@ pub async fn run(
                 s.violations
                     .push("the leader changed during the burst".into());
             }
+        }
+        "leader-isolated" => {
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                let others: Vec<usize> = (0..n).filter(|&i| i != l).collect();
+                lan(c)?.partition(l, &others, Direction::Both)?;
+                s.faults += 1;
+                let at = rec.now();
+                let cut = Instant::now();
+                note_recovery(&mut s, rec, at, "isolating the leader").await;
+                // The old leader, alone, must not acknowledge a write nor answer a
+                // linearizable read (the workload's reads on it are checked too).
+                let sock = c.members[l].socket.clone();
+                let t = Instant::now();
+                let w = super::cluster::call(
+                    &sock,
+                    "POST",
+                    "/secrets/create",
+                    &[],
+                    Some(serde_json::json!({"Name": format!("chaos-isolated-{}", rng.random::<u32>()), "Data": "eA=="})),
+                    Duration::from_secs(20),
+                )
+                .await;
+                match w {
+                    Ok((status, _)) if (200..300).contains(&status) => s
+                        .violations
+                        .push("the isolated old leader acknowledged a write".into()),
+                    Err(_) => s
+                        .violations
+                        .push("a write on the isolated old leader hung for 20 s".into()),
+                    Ok(_) => {}
+                }
+                s.extra.insert(
+                    "isolated_write_failed_after_ms".into(),
+                    (t.elapsed().as_millis() as u64).into(),
+                );
+                if let Some(left) = Duration::from_secs(3).checked_sub(cut.elapsed()) {
+                    tokio::time::sleep(left).await;
+                }
+                lan(c)?.heal()?;
+                c.wait_healthy(Duration::from_secs(30)).await?;
+            }
+        }
+        "one-way-partition" => {
+            let mut worst = 0;
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                let target = if rng.random_bool(0.5) {
+                    l
+                } else {
+                    (l + 1 + rng.random_range(0..n - 1)) % n
+                };
+                let others: Vec<usize> = (0..n).filter(|&i| i != target).collect();
+                lan(c)?.partition(target, &others, Direction::Inbound)?;
+                s.faults += 1;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1500..3500))).await;
+                let at = rec.now();
+                lan(c)?.heal()?;
+                note_recovery(&mut s, rec, at, "healing a one-way partition").await;
+                c.wait_healthy(Duration::from_secs(30)).await?;
+                // Once healed, the cluster settles: at most one change of leader after it.
+                let changes = leader_changes(c, Duration::from_secs(3)).await;
+                worst = worst.max(changes);
+                if changes > 1 {
+                    s.violations.push(format!(
+                        "an election storm after a one-way partition healed: the leader changed {changes} times in 3 s"
+                    ));
+                }
+            }
+            s.extra
+                .insert("most_leader_changes_after_heal".into(), worst.into());
+        }
+        "flapping-partition" => {
+            while Instant::now() < end {
+                let target = rng.random_range(0..n);
+                let others: Vec<usize> = (0..n).filter(|&i| i != target).collect();
+                lan(c)?.partition(target, &others, Direction::Both)?;
+                s.faults += 1;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+                lan(c)?.heal()?;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+            }
+            let at = rec.now();
+            note_recovery(&mut s, rec, at, "the partitions stopped flapping").await;
+        }
+        "lossy-network" => {
+            for k in 0..n {
+                let percent = rng.random_range(10..=30);
+                lan(c)?.loss(k, percent)?;
+                s.faults += 1;
+            }
+            tokio::time::sleep(duration * 3 / 4).await;
+            let at = rec.now();
+            lan(c)?.heal()?;
+            note_recovery(&mut s, rec, at, "the packet loss stopped").await;
         }
         other => anyhow::bail!("no scenario {other}"),
     }

@@ -1362,10 +1362,34 @@ async fn remove_learner(inner: &Arc<Inner>, raft_id: RaftId) -> Result<(), Store
         })?
         .map_err(|e| StoreError::Unavailable(format!("removing learner {raft_id}: {e}")))?;
     drop(_serial);
+    wait_membership_shows_removed(inner, raft_id).await;
     if let Some(node_id) = node_id {
         record_membership(inner, &node_id, RaftMembership::None).await;
     }
     Ok(())
+}
+
+/// Waits (briefly) until this member's own view of the membership no longer lists `raft_id`.
+/// openraft answers a membership change once it is applied but publishes its metrics a moment
+/// later; without this wait a caller that removed a member could still see it in
+/// [`Store::members`] right after.
+async fn wait_membership_shows_removed(inner: &Inner, raft_id: RaftId) {
+    let shown = inner
+        .raft
+        .wait(Some(inner.config.election_timeout.1))
+        .metrics(
+            |m| {
+                m.membership_config
+                    .membership()
+                    .get_node(&raft_id)
+                    .is_none()
+            },
+            format!("member {raft_id} gone from the membership"),
+        )
+        .await;
+    if let Err(e) = shown {
+        tracing::warn!(raft_id, "the removal committed but is not shown yet: {e}");
+    }
 }
 
 /// The voters and whether the leader heard from them lately; `None` when this member does
@@ -1418,6 +1442,7 @@ async fn remove_member_on_leader(inner: &Arc<Inner>, raft_id: RaftId) -> Result<
             })?
             .map_err(|e| StoreError::Unavailable(format!("removing member {raft_id}: {e}")))?;
         drop(_serial);
+        wait_membership_shows_removed(inner, raft_id).await;
         if let Some(node) = membership.get_node(&raft_id) {
             record_membership(inner, &node.node_id, RaftMembership::None).await;
         }
