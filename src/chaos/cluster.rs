@@ -37,6 +37,9 @@ pub struct Member {
     exe: PathBuf,
     child: Option<tokio::process::Child>,
     paused: bool,
+    /// Whether the swarm has it as a manager (the scenarios that promote and demote keep it
+    /// up to date); workers hold no replica and are left out of the store's oracles.
+    pub manager: bool,
     /// Extra environment (a mutation, see [`shoal_store::mutation`]).
     env: Vec<(String, String)>,
 }
@@ -96,6 +99,7 @@ impl Member {
             exe: exe.to_path_buf(),
             child: None,
             paused: false,
+            manager: true,
             env: Vec::new(),
         })
     }
@@ -212,6 +216,23 @@ impl Member {
         started
     }
 
+    /// Removes its data (it must be stopped): it starts again as a new node that has never
+    /// been in the swarm.
+    pub fn wipe(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("{} still runs: stop it before wiping its data", self.name);
+        }
+        if self.data.exists() {
+            std::fs::remove_dir_all(&self.data)?;
+        }
+        Ok(())
+    }
+
+    /// Its swarm address, `ip:port`.
+    pub fn swarm_addr(&self) -> String {
+        format!("{}:{}", self.swarm_ip, self.swarm_port)
+    }
+
     /// Waits up to `timeout` for the process to exit on its own (a failpoint's crash);
     /// whether it did.
     pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
@@ -236,7 +257,7 @@ impl Member {
     }
 }
 
-/// The managers of one swarm.
+/// The managers (and workers) of one swarm.
 pub struct Cluster {
     /// The members, in the order they joined (the first made the swarm).
     pub members: Vec<Member>,
@@ -249,9 +270,10 @@ impl Cluster {
     /// Starts `n` managers of one swarm with `exe` (this build's `shoal`), with `mutation` on
     /// (`diverge` on the second member only, `skip-watch-event` on the third, the others on
     /// every member) and `env` on every member; each in a network namespace of its own when
-    /// `networked`.
+    /// `networked`. `workers` more members join as workers.
     pub async fn start(
         n: usize,
+        workers: usize,
         exe: &Path,
         mutation: Option<&str>,
         env: &[(&str, String)],
@@ -259,12 +281,12 @@ impl Cluster {
     ) -> anyhow::Result<Cluster> {
         let root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
         let lan = if networked {
-            Some(Lan::create(n)?)
+            Some(Lan::create(n + workers)?)
         } else {
             None
         };
         let mut members = Vec::new();
-        for i in 1..=n {
+        for i in 1..=n + workers {
             let mut m = Member::new(
                 root.path(),
                 &format!("chaos-m{i}"),
@@ -280,7 +302,7 @@ impl Cluster {
                     "skip-watch-event" => Some(3),
                     _ => None,
                 };
-                if only.is_none_or(|only| only == i) {
+                if i <= n && only.is_none_or(|only| only == i) {
                     m.env
                         .push((shoal_store::mutation::ENV.to_string(), name.to_string()));
                 }
@@ -289,7 +311,7 @@ impl Cluster {
             members.push(m);
         }
         let first = &members[0];
-        let addr = format!("{}:{}", first.swarm_ip, first.swarm_port);
+        let addr = first.swarm_addr();
         ok(
             &first.socket,
             "POST",
@@ -298,35 +320,111 @@ impl Cluster {
         )
         .await
         .context("swarm init")?;
-        let swarm = ok(&first.socket, "GET", "/swarm", None).await?;
-        let token = swarm["JoinTokens"]["Manager"]
-            .as_str()
-            .context("no manager join token")?
-            .to_string();
-        for m in &members[1..] {
-            let own = format!("{}:{}", m.swarm_ip, m.swarm_port);
-            ok(
-                &m.socket,
-                "POST",
-                "/swarm/join",
-                Some(json!({"ListenAddr": own, "AdvertiseAddr": own, "RemoteAddrs": [addr], "JoinToken": token})),
-            )
-            .await
-            .with_context(|| format!("{} joining", m.name))?;
-        }
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             members,
             lan,
             _root: root,
         };
+        for i in 1..n + workers {
+            cluster.join(i, i < n).await?;
+        }
         cluster.wait_healthy(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// The socket of a running manager (the first one), for the harness's own calls.
+    pub fn a_manager(&self) -> &Path {
+        self.members
+            .iter()
+            .find(|m| m.manager && m.is_up() && !m.is_paused())
+            .map_or(self.members[0].socket.as_path(), |m| m.socket.as_path())
+    }
+
+    /// Makes member `i` (running, in no swarm) join as a manager or a worker, through a
+    /// running manager.
+    pub async fn join(&mut self, i: usize, manager: bool) -> anyhow::Result<()> {
+        let via = self
+            .members
+            .iter()
+            .position(|m| m.manager && m.is_up() && !m.is_paused())
+            .context("no manager runs to join through")?;
+        let swarm = ok(&self.members[via].socket, "GET", "/swarm", None).await?;
+        let role = if manager { "Manager" } else { "Worker" };
+        let token = swarm["JoinTokens"][role]
+            .as_str()
+            .with_context(|| format!("no {role} join token"))?
+            .to_string();
+        let remote = self.members[via].swarm_addr();
+        let m = &mut self.members[i];
+        let own = m.swarm_addr();
+        ok(
+            &m.socket,
+            "POST",
+            "/swarm/join",
+            Some(json!({"ListenAddr": own, "AdvertiseAddr": own, "RemoteAddrs": [remote], "JoinToken": token})),
+        )
+        .await
+        .with_context(|| format!("{} joining", m.name))?;
+        m.manager = manager;
+        Ok(())
+    }
+
+    /// Node `name`'s id, version and spec, as the manager at `via` has them.
+    async fn node(&self, via: &Path, name: &str) -> anyhow::Result<(String, u64, Value)> {
+        let nodes = ok(via, "GET", "/nodes", None).await?;
+        let node = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["Description"]["Hostname"] == name)
+            .with_context(|| format!("no node {name}"))?;
+        Ok((
+            node["ID"].as_str().unwrap_or_default().to_string(),
+            node["Version"]["Index"].as_u64().unwrap_or(0),
+            node["Spec"].clone(),
+        ))
+    }
+
+    /// Asks a running manager to make member `i` a manager or a worker: the answer's status
+    /// and body (a refusal is an answer, not an error). The member's role is updated when the
+    /// change is accepted.
+    pub async fn set_role(&mut self, i: usize, manager: bool) -> anyhow::Result<(u16, Value)> {
+        let via = self.a_manager().to_path_buf();
+        let name = self.members[i].name.clone();
+        let (id, version, mut spec) = self.node(&via, &name).await?;
+        spec["Role"] = if manager { "manager" } else { "worker" }.into();
+        let (status, body) = call(
+            &via,
+            "POST",
+            &format!("/nodes/{id}/update?version={version}"),
+            &[],
+            Some(spec),
+            CALL,
+        )
+        .await?;
+        if (200..300).contains(&status) {
+            self.members[i].manager = manager;
+        }
+        Ok((status, body))
+    }
+
+    /// Removes member `i`'s node from the swarm (`docker node rm --force`), through a
+    /// running manager.
+    pub async fn remove_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let via = self.a_manager().to_path_buf();
+        let (id, _, _) = self.node(&via, &self.members[i].name).await?;
+        ok(&via, "DELETE", &format!("/nodes/{id}?force=true"), None).await?;
+        Ok(())
     }
 
     /// The index of the member that leads, as the running members see it (`None`: no leader
     /// known to any of them).
     pub async fn leader(&self) -> Option<usize> {
-        for m in self.members.iter().filter(|m| m.is_up() && !m.is_paused()) {
+        for m in self
+            .members
+            .iter()
+            .filter(|m| m.manager && m.is_up() && !m.is_paused())
+        {
             let Ok((200, nodes)) = call(&m.socket, "GET", "/nodes", &[], None, CALL).await else {
                 continue;
             };
@@ -351,7 +449,7 @@ impl Cluster {
         let started = Instant::now();
         loop {
             let mut all = true;
-            for m in self.members.iter().filter(|m| m.is_up()) {
+            for m in self.members.iter().filter(|m| m.manager && m.is_up()) {
                 let r = call(
                     &m.socket,
                     "GET",
@@ -389,7 +487,7 @@ impl Cluster {
     /// `KV_HASH` check).
     pub async fn replica_digests(&self) -> anyhow::Result<Vec<(String, u64, String)>> {
         let mut out = Vec::new();
-        for m in self.members.iter().filter(|m| m.is_up()) {
+        for m in self.members.iter().filter(|m| m.manager && m.is_up()) {
             let rev = ok(&m.socket, "GET", "/shoal/v1/revision", None).await?;
             let secrets = ok(&m.socket, "GET", "/secrets", None).await?;
             let mut rows: Vec<String> = secrets
@@ -412,10 +510,14 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The sockets of every member (workload clients pick among them; a stopped member's
+    /// The sockets of every manager (workload clients pick among them; a stopped member's
     /// calls fail fast).
     pub fn sockets(&self) -> Vec<PathBuf> {
-        self.members.iter().map(|m| m.socket.clone()).collect()
+        self.members
+            .iter()
+            .filter(|m| m.manager)
+            .map(|m| m.socket.clone())
+            .collect()
     }
 
     /// Makes sure every member runs, none is paused and no link is cut (the end of a

@@ -36,7 +36,7 @@ const KEYS: usize = 5;
 /// Clients of each scenario.
 const CLIENTS: usize = 4;
 /// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
-pub const CI_SUBSET: usize = 12;
+pub const CI_SUBSET: usize = 13;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -143,7 +143,7 @@ async fn scenario(
         .map(|n| (shoal_store::mutation::SNAPSHOT_EVERY_ENV, n.to_string()))
         .into_iter()
         .collect();
-    let mut c = Cluster::start(s.managers, exe, mutation, &env, s.network).await?;
+    let mut c = Cluster::start(s.managers, s.workers, exe, mutation, &env, s.network).await?;
     let keys = Arc::new(create_keys(&c).await?);
     // A watch kept open on every manager through the faults, resuming whenever it breaks.
     let follow_stop = Arc::new(AtomicBool::new(false));
@@ -151,13 +151,16 @@ async fn scenario(
     let followers: Vec<_> = c
         .members
         .iter()
-        .map(|m| {
-            tokio::spawn(history::follow(
+        .enumerate()
+        .filter(|(_, m)| m.manager)
+        .map(|(i, m)| {
+            let f = history::follow(
                 m.socket.clone(),
                 0,
                 follow_stop.clone(),
                 follow_upto.clone(),
-            ))
+            );
+            (i, tokio::spawn(f))
         })
         .collect();
     tasks::create(&c.members[0].socket).await?;
@@ -202,7 +205,7 @@ async fn scenario(
     for key in keys.iter() {
         let mut value = None;
         for _ in 0..50 {
-            if let Some((v, _)) = workload::read(&rec, u64::MAX, &c.members[0].socket, key).await {
+            if let Some((v, _)) = workload::read(&rec, u64::MAX, c.a_manager(), key).await {
                 value = Some(v);
                 break;
             }
@@ -217,7 +220,7 @@ async fn scenario(
         }
     }
     // Tasks: one running per slot, none on a node that is down, within the budget.
-    let tasks_converged = tasks::converged(&c.members[0].socket, Duration::from_secs(60)).await;
+    let tasks_converged = tasks::converged(c.a_manager(), Duration::from_secs(60)).await;
     // Every operation is recorded by now: one history for all the oracles.
     let history = Arc::new(rec.history());
     let (linearizable, lin_report) = {
@@ -234,7 +237,7 @@ async fn scenario(
         .collect();
     let mut replays = Vec::new();
     let mut watch_unavailable = Vec::new();
-    for m in c.members.iter() {
+    for m in c.members.iter().filter(|m| m.manager) {
         match history::replay(&m.socket, 0).await {
             Ok(changes) => replays.push((m.name.clone(), m.socket.clone(), changes)),
             Err(e) => watch_unavailable.push(format!("{}: {e:#}", m.name)),
@@ -275,7 +278,13 @@ async fn scenario(
             let upto = reference.last().map_or(0, |c| c.revision);
             follow_upto.store(upto, Ordering::Relaxed);
             follow_stop.store(true, Ordering::Relaxed);
-            for (m, f) in c.members.iter().zip(std::mem::take(&mut followers)) {
+            for (i, f) in std::mem::take(&mut followers) {
+                let m = &c.members[i];
+                if !m.manager {
+                    // Demoted during the run: it holds no history to follow any more.
+                    f.abort();
+                    continue;
+                }
                 match f.await {
                     Ok(followed) => {
                         if let Some(d) = history::followed_differs(&followed, reference) {
@@ -317,7 +326,7 @@ async fn scenario(
     }
     // Without a history to compare with, the watches are not waited for.
     follow_stop.store(true, Ordering::Relaxed);
-    for f in followers {
+    for (_, f) in followers {
         f.abort();
     }
     let (identical, digests) = match &converge {

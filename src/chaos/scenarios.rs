@@ -27,6 +27,8 @@ pub struct Scenario {
     /// Whether each manager runs in a network namespace of its own, so links can be cut
     /// ([`super::net`]).
     pub network: bool,
+    /// Members that join as workers (beside the managers).
+    pub workers: usize,
 }
 
 /// Every scenario, in the order `--all` runs them; the first [`super::CI_SUBSET`] are the CI
@@ -39,6 +41,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "follower-restart",
@@ -47,6 +50,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: Some(200),
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "minority-kills",
@@ -55,6 +59,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "quorum-loss",
@@ -63,6 +68,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "restart-all",
@@ -71,6 +77,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "restart-staggered",
@@ -79,6 +86,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "pause-leader",
@@ -87,6 +95,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "leader-restart-fast",
@@ -95,6 +104,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "failpoints",
@@ -103,6 +113,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: Some(200),
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "pause-follower",
@@ -111,6 +122,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
     Scenario {
         name: "leader-isolated",
@@ -119,6 +131,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: true,
+        workers: 0,
     },
     Scenario {
         name: "burst",
@@ -127,6 +140,16 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: false,
+        workers: 0,
+    },
+    Scenario {
+        name: "membership-changes",
+        matrix: "F14",
+        guarantees: "a worker promoted, the leader demoted, a manager killed and then replaced by a wiped one (demoted while down, removed, rejoined empty), over and over: an API call that would leave no quorum is refused, every accepted change keeps the swarm writable, nothing acknowledged is lost",
+        managers: 3,
+        snapshot_every: None,
+        network: false,
+        workers: 1,
     },
     Scenario {
         name: "one-way-partition",
@@ -135,6 +158,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: true,
+        workers: 0,
     },
     Scenario {
         name: "flapping-partition",
@@ -143,6 +167,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: true,
+        workers: 0,
     },
     Scenario {
         name: "lossy-network",
@@ -151,6 +176,7 @@ pub const ALL: &[Scenario] = &[
         managers: 3,
         snapshot_every: None,
         network: true,
+        workers: 0,
     },
     Scenario {
         name: "five-managers-two-kills",
@@ -159,6 +185,7 @@ pub const ALL: &[Scenario] = &[
         managers: 5,
         snapshot_every: None,
         network: false,
+        workers: 0,
     },
 ];
 
@@ -445,6 +472,101 @@ pub async fn run(
             if before.is_some() && before != after {
                 s.violations
                     .push("the leader changed during the burst".into());
+            }
+        }
+        "membership-changes" => {
+            let accepted = |r: &(u16, serde_json::Value)| (200..300).contains(&r.0);
+            while Instant::now() < end {
+                // A worker becomes a manager: four managers.
+                let Some(w) = c.members.iter().position(|m| !m.manager) else {
+                    s.violations.push("no worker left to promote".into());
+                    break;
+                };
+                let r = c.set_role(w, true).await?;
+                if !accepted(&r) {
+                    s.violations.push(format!(
+                        "promoting {} with every manager up was refused: {} {}",
+                        c.members[w].name, r.0, r.1
+                    ));
+                    break;
+                }
+                s.faults += 1;
+                c.wait_healthy(Duration::from_secs(60)).await?;
+                // The leader is demoted (four to three, all up): it must hand over.
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                let at = rec.now();
+                let r = c.set_role(l, false).await?;
+                if !accepted(&r) {
+                    s.violations.push(format!(
+                        "demoting the leader of four managers was refused: {} {}",
+                        r.0, r.1
+                    ));
+                    break;
+                }
+                s.faults += 1;
+                note_recovery(&mut s, rec, at, "demoting the leader").await;
+                // A manager dies; demoting another live one now would leave no quorum at the
+                // next failure: it must be refused.
+                let managers: Vec<usize> = (0..n).filter(|&i| c.members[i].manager).collect();
+                let k = managers[rng.random_range(0..managers.len())];
+                c.members[k].kill9().await;
+                s.faults += 1;
+                let d = *managers.iter().find(|&&i| i != k).expect("three managers");
+                let r = c.set_role(d, false).await?;
+                if accepted(&r) {
+                    s.violations.push(format!(
+                        "demoting {} while {} was down was accepted: the swarm is one failure from losing its quorum",
+                        c.members[d].name, c.members[k].name
+                    ));
+                    c.set_role(d, true).await?;
+                }
+                // The dead one is replaced by a wiped member: demoted while down (allowed),
+                // removed, started empty and joined again as a manager.
+                let t = Instant::now();
+                loop {
+                    let r = c.set_role(k, false).await?;
+                    if accepted(&r) {
+                        break;
+                    }
+                    if t.elapsed() > Duration::from_secs(30) {
+                        s.violations.push(format!(
+                            "demoting {} (down) was refused for 30 s: {} {}",
+                            c.members[k].name, r.0, r.1
+                        ));
+                        break;
+                    }
+                    // The swarm may still be marking it down, which changes its version.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                if c.members[k].manager {
+                    break;
+                }
+                // The demotion takes it out of the store's membership a moment later; until
+                // then the node cannot be removed.
+                let t = Instant::now();
+                while let Err(e) = c.remove_node(k).await {
+                    if t.elapsed() > Duration::from_secs(30) {
+                        return Err(e.context("removing the demoted node for 30 s"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                c.members[k].wipe()?;
+                c.members[k].start().await?;
+                c.join(k, true).await?;
+                s.faults += 1;
+                let caught_up = c.wait_healthy(Duration::from_secs(60)).await?;
+                let slowest = s
+                    .extra
+                    .get("wiped_member_caught_up_ms")
+                    .and_then(|v| v.as_u64());
+                let ms = caught_up.as_millis() as u64;
+                s.extra.insert(
+                    "wiped_member_caught_up_ms".into(),
+                    slowest.unwrap_or(0).max(ms).into(),
+                );
             }
         }
         "leader-isolated" => {

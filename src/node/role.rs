@@ -117,12 +117,16 @@ impl NodeRuntime {
     ) -> anyhow::Result<()> {
         let dir = &self.inner.dir;
         let creds = self.load_credentials()?;
-        let others: Vec<String> = membership
-            .managers
-            .iter()
-            .filter(|m| **m != membership.advertise_addr)
-            .cloned()
-            .collect();
+        // The managers this node knows: the ones it joined through, and every member of the
+        // store as its replica last saw them (the node that made the swarm joined through
+        // nobody, so its own list holds only itself).
+        let mut others: Vec<String> = membership.managers.clone();
+        for m in manager.store.members() {
+            if !others.contains(&m.node.addr) {
+                others.push(m.node.addr);
+            }
+        }
+        others.retain(|m| *m != membership.advertise_addr);
         // Ask another manager first: this one is leaving the Raft group.
         let (new_creds, role, _, _) = renew(&creds, &others, &membership.advertise_addr).await?;
         if role != NodeRole::Worker {
