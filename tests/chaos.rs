@@ -81,6 +81,7 @@ fn the_ci_subset_passes_every_oracle() {
         "failpoints",
         "leader-isolated",
         "membership-changes",
+        "disk-full",
     ] {
         assert!(names.contains(&must), "{must} is in the subset: {names:?}");
     }

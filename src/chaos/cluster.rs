@@ -17,6 +17,9 @@ use super::net::Lan;
 use crate::bench::one_node::Client;
 use crate::bench::stats::free_port;
 
+/// Set (to anything), the members' data dirs and logs are kept after the run.
+pub const KEEP_ENV: &str = "SHOAL_CHAOS_KEEP";
+
 /// How long an API call of the harness itself (not the workload) may take.
 const CALL: Duration = Duration::from_secs(5);
 
@@ -37,6 +40,8 @@ pub struct Member {
     exe: PathBuf,
     child: Option<tokio::process::Child>,
     paused: bool,
+    /// Whether its data dir is a filesystem of its own (unmounted on drop).
+    mounted: bool,
     /// Whether the swarm has it as a manager (the scenarios that promote and demote keep it
     /// up to date); workers hold no replica and are left out of the store's oracles.
     pub manager: bool,
@@ -99,6 +104,7 @@ impl Member {
             exe: exe.to_path_buf(),
             child: None,
             paused: false,
+            mounted: false,
             manager: true,
             env: Vec::new(),
         })
@@ -216,6 +222,57 @@ impl Member {
         started
     }
 
+    /// Whether its process still runs (it has not exited on its own).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Mounts a tmpfs of `mb` MiB at its data dir (before it first starts).
+    fn small_disk(&mut self, mb: u64) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data)?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "shoal-chaos"])
+            .arg(&self.data)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "mounting a {mb} MiB tmpfs at {}: {}",
+                self.data.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        self.mounted = true;
+        Ok(())
+    }
+
+    /// Fills its data dir's filesystem to the last byte with a file, whose path it returns
+    /// (remove it to free the space).
+    pub fn fill_disk(&self) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
+        if !self.mounted {
+            bail!("{} has no filesystem of its own to fill", self.name);
+        }
+        let path = self.data.join("chaos-filler");
+        let mut f = std::fs::File::create(&path)?;
+        let block = vec![0u8; 1 << 20];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The last partial block too.
+        let small = [0u8; 4096];
+        while let Ok(n) = f.write(&small) {
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(path)
+    }
+
     /// Removes its data (it must be stopped): it starts again as a new node that has never
     /// been in the swarm.
     pub fn wipe(&mut self) -> anyhow::Result<()> {
@@ -270,7 +327,8 @@ impl Cluster {
     /// Starts `n` managers of one swarm with `exe` (this build's `shoal`), with `mutation` on
     /// (`diverge` on the second member only, `skip-watch-event` on the third, the others on
     /// every member) and `env` on every member; each in a network namespace of its own when
-    /// `networked`. `workers` more members join as workers.
+    /// `networked`. `workers` more members join as workers. With `disk_mb` each member's data
+    /// is on a tmpfs of that size.
     pub async fn start(
         n: usize,
         workers: usize,
@@ -278,8 +336,14 @@ impl Cluster {
         mutation: Option<&str>,
         env: &[(&str, String)],
         networked: bool,
+        disk_mb: Option<u64>,
     ) -> anyhow::Result<Cluster> {
-        let root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
+        let mut root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
+        if std::env::var_os(KEEP_ENV).is_some() {
+            // For a post-mortem: the members' data and logs stay.
+            root.disable_cleanup(true);
+            eprintln!("chaos: keeping {}", root.path().display());
+        }
         let lan = if networked {
             Some(Lan::create(n + workers)?)
         } else {
@@ -295,6 +359,9 @@ impl Cluster {
             )?;
             m.env
                 .extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            if let Some(mb) = disk_mb {
+                m.small_disk(mb)?;
+            }
             if let Some(name) = mutation {
                 // Mutations of one replica break one member; the others break every member.
                 let only = match name {
@@ -530,11 +597,30 @@ impl Cluster {
             if m.is_paused() {
                 m.resume();
             }
+            if !m.is_running() {
+                // Exited on its own (a crash the scenario reports): started again.
+                m.child = None;
+            }
             if !m.is_up() {
                 m.start().await?;
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+        if self.mounted {
+            // Lazily: the process may still be on its way out.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.data)
+                .status();
+        }
     }
 }
 

@@ -75,10 +75,10 @@ pub struct Followed {
     pub changes: Vec<Change>,
     /// How many times it had to open the watch again.
     pub resumes: u64,
-    /// The member answered `compacted` to a resume: the revision it could resume after
-    /// instead (an explicit answer, which the watch guarantee allows; nothing after it is
-    /// compared).
-    pub compacted: Option<u64>,
+    /// The member answered `compacted` to a resume (an explicit answer, which the watch
+    /// guarantee allows): the revision the watch had reached, after which nothing is compared,
+    /// and the oldest one the member could resume after.
+    pub compacted: Option<(u64, u64)>,
 }
 
 /// Follows the secrets' changes on the manager at `socket` from revision `after`, resuming
@@ -115,7 +115,14 @@ pub async fn follow(
             ..Default::default()
         };
         let opened = tokio::time::timeout(Duration::from_secs(3), client.watch_once(&params)).await;
-        let Ok(Ok(mut stream)) = opened else { continue };
+        let mut stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(crate::client::ClientError::Api { error, .. })) if error.code == "compacted" => {
+                out.compacted = Some((last, error.oldest.unwrap_or(0)));
+                return out;
+            }
+            _ => continue,
+        };
         loop {
             // A paused or cut-off manager sends nothing, not even progress: give up on the
             // stream after a while and open another.
@@ -135,7 +142,7 @@ pub async fn follow(
                 }
                 Ok(Some(Ok(WireMessage::Progress { revision }))) => last = last.max(revision),
                 Ok(Some(Ok(WireMessage::Error(e)))) if e.code == "compacted" => {
-                    out.compacted = Some(e.oldest.unwrap_or(0));
+                    out.compacted = Some((last, e.oldest.unwrap_or(0)));
                     return out;
                 }
                 Ok(Some(Ok(_))) => {}
@@ -152,7 +159,7 @@ pub async fn follow(
 /// change after the watch's start, as the managers replay it after the run): changes left
 /// out, sent twice or out of order, or changes that were never committed.
 pub fn followed_differs(followed: &Followed, reference: &[Change]) -> Option<String> {
-    let limit = followed.compacted.unwrap_or(u64::MAX);
+    let limit = followed.compacted.map_or(u64::MAX, |(reached, _)| reached);
     let got: Vec<&Change> = followed
         .changes
         .iter()
@@ -165,13 +172,31 @@ pub fn followed_differs(followed: &Followed, reference: &[Change]) -> Option<Str
     if got == want {
         return None;
     }
-    let missing = want.iter().filter(|c| !got.contains(c)).count();
-    let extra = got.iter().filter(|c| !want.contains(c)).count();
+    let missing: Vec<u64> = want
+        .iter()
+        .filter(|c| !got.contains(c))
+        .map(|c| c.revision)
+        .collect();
+    let extra: Vec<u64> = got
+        .iter()
+        .filter(|c| !want.contains(c))
+        .map(|c| c.revision)
+        .collect();
     Some(format!(
-        "it got {} changes, the history has {} (missing {missing}, not in the history {extra}) after {} resumes",
+        "it got {} changes, the history has {} (missing {} at revisions {:?}, not in the history {} at {:?}) after {} resumes{}",
         got.len(),
         want.len(),
-        followed.resumes
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        extra.len(),
+        &extra[..extra.len().min(10)],
+        followed.resumes,
+        match followed.compacted {
+            Some((reached, oldest)) => format!(
+                ", then \"compacted\" (it had reached {reached}, the member keeps history after {oldest})"
+            ),
+            None => String::new(),
+        }
     ))
 }
 

@@ -36,7 +36,7 @@ const KEYS: usize = 5;
 /// Clients of each scenario.
 const CLIENTS: usize = 4;
 /// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
-pub const CI_SUBSET: usize = 13;
+pub const CI_SUBSET: usize = 14;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -143,7 +143,10 @@ async fn scenario(
         .map(|n| (shoal_store::mutation::SNAPSHOT_EVERY_ENV, n.to_string()))
         .into_iter()
         .collect();
-    let mut c = Cluster::start(s.managers, s.workers, exe, mutation, &env, s.network).await?;
+    let mut c = Cluster::start(
+        s.managers, s.workers, exe, mutation, &env, s.network, s.disk_mb,
+    )
+    .await?;
     let keys = Arc::new(create_keys(&c).await?);
     // A watch kept open on every manager through the faults, resuming whenever it breaks.
     let follow_stop = Arc::new(AtomicBool::new(false));

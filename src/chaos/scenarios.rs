@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -29,6 +30,9 @@ pub struct Scenario {
     pub network: bool,
     /// Members that join as workers (beside the managers).
     pub workers: usize,
+    /// Each member's data on a filesystem of its own of this many MiB (a tmpfs), so it can be
+    /// filled.
+    pub disk_mb: Option<u64>,
 }
 
 /// Every scenario, in the order `--all` runs them; the first [`super::CI_SUBSET`] are the CI
@@ -42,6 +46,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "follower-restart",
@@ -51,6 +56,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: Some(200),
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "minority-kills",
@@ -60,6 +66,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "quorum-loss",
@@ -69,6 +76,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "restart-all",
@@ -78,6 +86,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "restart-staggered",
@@ -87,6 +96,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "pause-leader",
@@ -96,6 +106,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "leader-restart-fast",
@@ -105,6 +116,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "failpoints",
@@ -114,6 +126,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: Some(200),
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "pause-follower",
@@ -123,6 +136,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "leader-isolated",
@@ -132,6 +146,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "burst",
@@ -141,6 +156,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "membership-changes",
@@ -150,6 +166,17 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 1,
+        disk_mb: None,
+    },
+    Scenario {
+        name: "disk-full",
+        matrix: "F13",
+        guarantees: "the leader's disk fills up while clients write: it stops acknowledging writes and hands over or fails them cleanly, nothing is corrupted or lost, and once space is freed it serves again without an operator",
+        managers: 3,
+        snapshot_every: None,
+        network: false,
+        workers: 0,
+        disk_mb: Some(256),
     },
     Scenario {
         name: "one-way-partition",
@@ -159,6 +186,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "flapping-partition",
@@ -168,6 +196,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "lossy-network",
@@ -177,6 +206,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
+        disk_mb: None,
     },
     Scenario {
         name: "five-managers-two-kills",
@@ -186,6 +216,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
+        disk_mb: None,
     },
 ];
 
@@ -567,6 +598,87 @@ pub async fn run(
                     "wiped_member_caught_up_ms".into(),
                     slowest.unwrap_or(0).max(ms).into(),
                 );
+            }
+        }
+        "disk-full" => {
+            tokio::time::sleep(duration / 5).await;
+            let Some(l) = leader_or_wait(c).await else {
+                s.violations.push("no leader within 10 s".into());
+                return Ok(s);
+            };
+            let filler = c.members[l].fill_disk()?;
+            s.faults += 1;
+            // RocksDB's WAL files are allocated ahead, so small writes still fit for a while:
+            // large ones through the leader use that up.
+            let ballast = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 256 << 10]);
+            let mut refused = None;
+            for i in 0..400 {
+                let r = super::cluster::call(
+                    &c.members[l].socket,
+                    "POST",
+                    "/secrets/create",
+                    &[],
+                    Some(
+                        serde_json::json!({"Name": format!("chaos-ballast-{i}"), "Data": ballast}),
+                    ),
+                    Duration::from_secs(20),
+                )
+                .await;
+                match r {
+                    Ok((201, _)) => {}
+                    Ok((status, body)) => {
+                        refused = Some((i, status, body));
+                        break;
+                    }
+                    Err(e) => {
+                        s.violations.push(format!(
+                            "a write to the leader with a full disk got no answer: {e:#}"
+                        ));
+                        break;
+                    }
+                }
+            }
+            match refused {
+                Some((i, status, body)) => {
+                    s.extra
+                        .insert("large_writes_until_refused".into(), i.into());
+                    s.extra
+                        .insert("refused_with".into(), format!("{status} {body}").into());
+                }
+                None => s
+                    .violations
+                    .push("400 large writes on a full disk were all acknowledged".into()),
+            }
+            let at = rec.now();
+            note_recovery(
+                &mut s,
+                rec,
+                at,
+                "the leader's store stopped on its full disk",
+            )
+            .await;
+            tokio::time::sleep(duration / 3).await;
+            // It is still there (a full disk is no reason to crash) and answers.
+            if !c.members[l].is_running() {
+                s.violations.push(format!(
+                    "{} exited when its disk filled up:\n{}",
+                    c.members[l].name,
+                    c.members[l].log_tail(20)
+                ));
+            }
+            std::fs::remove_file(&filler)?;
+            let freed = Instant::now();
+            match c.wait_healthy(Duration::from_secs(60)).await {
+                Ok(_) => {
+                    s.extra.insert(
+                        "serving_again_after_space_freed_ms".into(),
+                        (freed.elapsed().as_millis() as u64).into(),
+                    );
+                }
+                Err(e) => s.violations.push(format!(
+                    "{} did not serve again within 60 s of space being freed: {e:#}",
+                    c.members[l].name
+                )),
             }
         }
         "leader-isolated" => {

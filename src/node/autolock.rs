@@ -223,9 +223,11 @@ impl NodeRuntime {
         Ok(())
     }
 
-    /// Starts following the unlock key for a manager that just started.
-    pub(super) fn spawn_key_follower(&self, store: &Store) {
+    /// Starts what watches a manager that just started: the unlock key it follows, and its
+    /// store, opened again should it stop on its own ([`super::store_watch`]).
+    pub(super) fn spawn_manager_watches(&self, store: &Store) {
         tokio::spawn(self.clone().follow_unlock_key(store.clone()));
+        tokio::spawn(self.clone().watch_store(store.clone()));
     }
 }
 

@@ -12,6 +12,7 @@ mod recovery;
 mod renewal;
 pub mod restore;
 mod role;
+mod store_watch;
 pub mod swarm_service;
 
 use std::net::{IpAddr, SocketAddr};
@@ -383,7 +384,7 @@ impl NodeRuntime {
                     retiring,
                 )
                 .await?;
-                self.spawn_key_follower(&manager.store);
+                self.spawn_manager_watches(&manager.store);
                 SwarmState::Manager {
                     membership,
                     manager,
@@ -573,7 +574,7 @@ impl NodeRuntime {
             let _ = dir.wipe();
             return Err(e);
         }
-        self.spawn_key_follower(&manager.store);
+        self.spawn_manager_watches(&manager.store);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
@@ -800,7 +801,7 @@ impl NodeRuntime {
             .dir
             .save(&membership)
             .map_err(SwarmError::internal)?;
-        self.spawn_key_follower(&manager.store);
+        self.spawn_manager_watches(&manager.store);
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,

@@ -90,7 +90,7 @@ impl NodeRuntime {
         )
         .await
         .map_err(|e| SwarmError::internal(format!("{e:#}")))?;
-        self.spawn_key_follower(&manager.store);
+        self.spawn_manager_watches(&manager.store);
         if self.take_recovery_marker() {
             tokio::spawn(retire_other_managers(
                 manager.store.clone(),

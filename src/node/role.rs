@@ -100,7 +100,7 @@ impl NodeRuntime {
             self.save_credentials(&creds)?;
             bail!("{e}");
         }
-        self.spawn_key_follower(&manager.store);
+        self.spawn_manager_watches(&manager.store);
         dir.save(&membership)?;
         tracing::info!(raft_id, "this node is now a manager");
         *self.inner.state.write().await = SwarmState::Manager {

@@ -56,7 +56,7 @@ pub async fn force_new_cluster(config: &StoreConfig) -> Result<Recovered, StoreE
 
 async fn append_membership(
     config: &StoreConfig,
-    database: Arc<rocksdb::DB>,
+    database: Arc<crate::raft::db::Db>,
 ) -> Result<Recovered, StoreError> {
     let mut log = LogStore::new(database, crate::replica::sealer_for(config)?);
     let state = log

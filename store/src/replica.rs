@@ -119,7 +119,7 @@ struct Inner {
     stopped: AtomicBool,
     /// One handle to the database, taken by `shutdown`, which waits until it is the last one
     /// and then closes the database itself (see there).
-    database: std::sync::Mutex<Option<Arc<rocksdb::DB>>>,
+    database: std::sync::Mutex<Option<Arc<crate::raft::db::Db>>>,
     /// Set once `shutdown` has closed the database.
     closed: AtomicBool,
     /// Held around each membership change this member proposes as leader (openraft takes one
@@ -212,7 +212,7 @@ pub(crate) fn sealer_for(config: &StoreConfig) -> Result<Arc<Sealer>, StoreError
     )))
 }
 
-pub(crate) async fn close_database(db: Arc<rocksdb::DB>) -> bool {
+pub(crate) async fn close_database(db: Arc<crate::raft::db::Db>) -> bool {
     let deadline = Instant::now() + CLOSE_DEADLINE;
     while Arc::strong_count(&db) > 1 {
         if Instant::now() > deadline {
@@ -269,8 +269,8 @@ impl Store {
     async fn start(
         config: StoreConfig,
         transport: Arc<dyn Transport>,
-        database: Arc<rocksdb::DB>,
-        own_handle: Arc<rocksdb::DB>,
+        database: Arc<crate::raft::db::Db>,
+        own_handle: Arc<crate::raft::db::Db>,
     ) -> Result<Store, StoreError> {
         let sealer = sealer_for(&config)?;
         let restore_to = log_store::saved_commit(&database)
@@ -417,6 +417,19 @@ impl Store {
     /// Commits a transaction; returns what it wrote at which revision, or why it was rejected.
     /// Waits for a leader with a quorum for at most the configured write deadline.
     pub async fn submit(&self, txn: Txn) -> Result<Committed, StoreError> {
+        match self.submit_once(txn).await {
+            // Not an orderly shutdown: say what stopped this member.
+            Err(StoreError::Shutdown) => match self.failure() {
+                Some(why) => Err(StoreError::Unavailable(format!(
+                    "this manager's store stopped: {why}; it opens again by itself once its disk has room, and the other managers take writes meanwhile"
+                ))),
+                None => Err(StoreError::Shutdown),
+            },
+            other => other,
+        }
+    }
+
+    async fn submit_once(&self, txn: Txn) -> Result<Committed, StoreError> {
         let _timer = self.inner.metrics.txn_seconds.start_timer();
         if txn.is_empty() {
             return Err(StoreError::Invalid("empty transaction".into()));
@@ -781,6 +794,35 @@ impl Store {
     /// Watches open on this member.
     pub fn watcher_count(&self) -> usize {
         self.inner.shared.hub.watcher_count()
+    }
+
+    /// Why this member stopped working on its own, if it did: a write to its database failed
+    /// (the disk is full, an IO error) and openraft stopped on the storage error. Such a member
+    /// serves nothing until it is opened again (the node runtime does that once the disk has
+    /// room). `None` while it works, and after an orderly [`Store::shutdown`].
+    pub fn failure(&self) -> Option<String> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        let db = self
+            .inner
+            .database
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|db| db.write_failure().map(str::to_string));
+        if let Some(first) = db {
+            return Some(format!("a write to its database failed: {first}"));
+        }
+        match &self.inner.raft.metrics().borrow_watched().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(format!("openraft stopped: {fatal}")),
+        }
+    }
+
+    /// Whether `other` is a handle to this same store.
+    pub fn is_same(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Raft metrics (for status pages and tests).

@@ -36,7 +36,7 @@ pub const ALL: [&str; 7] = [
 ];
 
 /// Opens (creating if needed) the manager's database.
-pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+pub fn open(path: &Path) -> Result<Arc<Db>, rocksdb::Error> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -55,6 +55,13 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     // sync at the end of a flush: a 64 MiB burst of writeback would sit in front of the
     // Raft log's next fsync.
     opts.set_bytes_per_sync(1 << 20);
+    // RocksDB's own info LOG lives beside the data. When the disk fills up, its first failed
+    // line leaves the LOG's writer in an error state, and the next line (the report of the
+    // failed write itself) aborts the process in RocksDB's assertion (Debian's build keeps
+    // assertions): a full disk would crash the manager. Only fatal lines are written; shoal
+    // logs what matters itself.
+    opts.set_log_level(rocksdb::LogLevel::Fatal);
+    opts.set_keep_log_file_num(2);
     // Flushes and compactions run at a lower CPU and IO priority: on a small machine a large
     // flush (a snapshot just installed) must not take the cores from the threads that answer
     // heartbeats.
@@ -68,7 +75,68 @@ pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()))
         .collect::<Vec<_>>();
-    Ok(Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?))
+    Ok(Arc::new(Db {
+        db: DB::open_cf_descriptors(&opts, path, cfs)?,
+        failed: std::sync::OnceLock::new(),
+    }))
+}
+
+/// The manager's database, which stops writing after its first failed write.
+///
+/// A write that fails (the disk is full, an IO error) leaves RocksDB's WAL writer in an error
+/// state, and a WAL sync after that aborts the process in RocksDB's own assertion (Debian's
+/// build keeps assertions). So the first failure is kept here and every later write or sync
+/// answers it without touching RocksDB: the store fails its writes cleanly, openraft stops
+/// this member, and the node runtime opens the store again once there is room
+/// (`shoal::node::store_watch`). Reads go straight to RocksDB through `Deref`.
+pub struct Db {
+    db: DB,
+    failed: std::sync::OnceLock<String>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        &self.db
+    }
+}
+
+impl Db {
+    fn refused(&self) -> Option<std::io::Error> {
+        self.failed.get().map(|first| {
+            std::io::Error::other(format!(
+                "the database took no more writes after one failed: {first}"
+            ))
+        })
+    }
+
+    fn record<T>(&self, r: Result<T, rocksdb::Error>) -> std::io::Result<T> {
+        r.map_err(|e| {
+            let _ = self.failed.set(e.to_string());
+            std::io::Error::other(e.to_string())
+        })
+    }
+
+    /// Writes `batch` (not synced), unless an earlier write failed.
+    pub fn write(&self, batch: rocksdb::WriteBatch) -> std::io::Result<()> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.record(self.db.write(batch))
+    }
+
+    /// Writes out (and with `sync`, syncs) the WAL, unless an earlier write failed.
+    pub fn flush_wal(&self, sync: bool) -> std::io::Result<()> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.record(self.db.flush_wal(sync))
+    }
+
+    /// The first write that failed, if one did.
+    pub fn write_failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
 }
 
 /// Per column family options.

@@ -16,7 +16,9 @@
 
 use std::io;
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::db::Db;
 use serde::{Deserialize, Serialize};
 
 use super::db::{cf, io_err, key_u64, u64_key, CF_HISTORY_OBJECTS};
@@ -59,7 +61,7 @@ fn expiry_key(displaced_at: u64, kind: Kind, id: &str, version: u64) -> Vec<u8> 
 /// or deletes, for the history rows that name it.
 pub fn keep_displaced(
     wb: &mut WriteBatch,
-    db: &DB,
+    db: &Db,
     sealer: &Sealer,
     object: &Object,
     encoded: &[u8],
@@ -77,7 +79,7 @@ pub fn keep_displaced(
 
 /// Drops the displaced objects that revisions up to `floor` replaced: no history row kept
 /// from there on names them.
-pub fn prune_displaced(wb: &mut WriteBatch, db: &DB, floor: u64) -> io::Result<()> {
+pub fn prune_displaced(wb: &mut WriteBatch, db: &Db, floor: u64) -> io::Result<()> {
     let family = cf(db, CF_HISTORY_OBJECTS);
     let mut start = vec![EXPIRY];
     start.extend_from_slice(&u64_key(0));
@@ -97,7 +99,7 @@ pub fn prune_displaced(wb: &mut WriteBatch, db: &DB, floor: u64) -> io::Result<(
 }
 
 /// Removes every displaced object (a snapshot replaced the state and its history).
-pub fn clear_displaced(wb: &mut WriteBatch, db: &DB) {
+pub fn clear_displaced(wb: &mut WriteBatch, db: &Db) {
     wb.delete_range_cf(
         cf(db, CF_HISTORY_OBJECTS),
         [0u8].as_slice(),
@@ -172,7 +174,7 @@ pub fn encode_row(commit: &Commit, objects: &[Vec<u8>]) -> io::Result<Vec<u8>> {
 
 /// Reads a history row back into its commit, finding the objects it names in `current` (the
 /// published state) or among the displaced ones.
-pub fn decode_row(plain: &[u8], db: &DB, sealer: &Sealer, current: &State) -> io::Result<Commit> {
+pub fn decode_row(plain: &[u8], db: &Db, sealer: &Sealer, current: &State) -> io::Result<Commit> {
     let row: Row = serde_json::from_slice(plain).map_err(io_err)?;
     let mut events = Vec::with_capacity(row.events.len());
     for e in row.events {
@@ -201,7 +203,7 @@ fn decode_object(sealer: &Sealer, sealed: &[u8]) -> io::Result<Object> {
 /// The object a history row names: the current one if it still is that version, else the
 /// displaced copy.
 fn find(
-    db: &DB,
+    db: &Db,
     sealer: &Sealer,
     current: &State,
     named: &StoredRef,

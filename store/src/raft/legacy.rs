@@ -7,7 +7,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{IteratorMode, WriteBatch, DB};
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::db::Db;
 
 use super::db::{cf, io_err, key_u64, CF_DEDUP, CF_OBJECTS, CF_SM};
 use super::seal::{DataKey, Sealer};
@@ -28,14 +30,14 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 
 /// Whether the directory still has the old layout's objects.
-pub fn has_objects(db: &DB) -> bool {
+pub fn has_objects(db: &Db) -> bool {
     db.iterator_cf(cf(db, CF_OBJECTS), IteratorMode::Start)
         .next()
         .is_some()
 }
 
 /// The old layout's state, remembered transactions and where they stand.
-pub fn load(db: &DB, sealer: &Sealer) -> io::Result<(SnapshotMeta, State, DedupTable)> {
+pub fn load(db: &Db, sealer: &Sealer) -> io::Result<(SnapshotMeta, State, DedupTable)> {
     let applied: Option<LogId> = get_json::<Option<LogId>>(db, CF_SM, KEY_APPLIED)?.flatten();
     let membership: StoredMembership = get_json(db, CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default();
     let mut state = State::default();
@@ -66,7 +68,7 @@ pub fn load(db: &DB, sealer: &Sealer) -> io::Result<(SnapshotMeta, State, DedupT
 
 /// Writes the old layout's state as a snapshot and drops its tables, in one write.
 pub fn convert(
-    db: &DB,
+    db: &Db,
     sealer: &Sealer,
     snapshot_dir: &Path,
     meta: &SnapshotMeta,

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::db::Db;
 
 use super::db::{cf, io_err, key_u64, u64_key, CF_LOG, CF_RAFT};
 use super::seal::Sealer;
@@ -163,7 +165,7 @@ enum LogIo {
 const RESEAL_CHUNK: usize = 512;
 
 /// Seals again the entries from `from` on that need it (see [`LogIo::Reseal`]).
-fn reseal_entries(db: &DB, sealer: &Sealer, from: u64) -> io::Result<Option<u64>> {
+fn reseal_entries(db: &Db, sealer: &Sealer, from: u64) -> io::Result<Option<u64>> {
     let log = cf(db, CF_LOG);
     let start = u64_key(from);
     let mut batch = WriteBatch::default();
@@ -190,7 +192,7 @@ fn reseal_entries(db: &DB, sealer: &Sealer, from: u64) -> io::Result<Option<u64>
 /// RocksDB-backed Raft log storage.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     /// Entries are sealed at rest (they carry the objects users write).
     sealer: Arc<Sealer>,
     io: std_mpsc::Sender<LogIo>,
@@ -199,7 +201,7 @@ pub struct LogStore {
 
 /// The IO thread: writes what is queued, in order, and syncs the WAL once for every group of
 /// appends waiting (group commit). A failed write fails everything after it in the group.
-fn run_log_io(db: Arc<DB>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
+fn run_log_io(db: Arc<Db>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         group.extend(rx.try_iter());
@@ -255,7 +257,7 @@ fn run_log_io(db: Arc<DB>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
 
 impl LogStore {
     /// A log store over `db`, with its IO thread.
-    pub fn new(db: Arc<DB>, sealer: Arc<Sealer>) -> Self {
+    pub fn new(db: Arc<Db>, sealer: Arc<Sealer>) -> Self {
         let (tx, rx) = std_mpsc::channel::<LogIo>();
         let io_db = db.clone();
         let io_sealer = sealer.clone();
@@ -325,7 +327,7 @@ impl LogStore {
 
 /// The commit point last saved in `db` (see `save_committed`); also read before the log
 /// store opens.
-pub fn saved_commit(db: &DB) -> io::Result<Option<LogId>> {
+pub fn saved_commit(db: &Db) -> io::Result<Option<LogId>> {
     match db.get_cf(cf(db, CF_RAFT), KEY_COMMITTED).map_err(io_err)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map_err(io_err),

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::db::Db;
 
 use super::db::{
     cf, io_err, key_u64, u64_key, CF_DEDUP, CF_HISTORY, CF_HISTORY_OBJECTS, CF_OBJECTS, CF_SM,
@@ -59,7 +61,7 @@ impl Default for HistoryRetention {
 pub struct SmShared {
     /// Taken by [`SmShared::close`] when the member stops, so that nothing the store handle
     /// keeps alive holds the database open (see `Store::shutdown`).
-    db: Mutex<Option<Arc<DB>>>,
+    db: Mutex<Option<Arc<Db>>>,
     /// Publishes revisions to readers and watchers.
     pub hub: Arc<Hub>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
@@ -76,7 +78,7 @@ pub struct SmShared {
 
 impl SmShared {
     /// The database, unless the member has stopped.
-    fn db(&self) -> io::Result<Arc<DB>> {
+    fn db(&self) -> io::Result<Arc<Db>> {
         self.db
             .lock()
             .expect("db lock")
@@ -260,7 +262,7 @@ pub struct StateMachine {
 
 /// The JSON value at `key` in column family `cf_name`, if there is one.
 pub(super) fn get_json<T: serde::de::DeserializeOwned>(
-    db: &DB,
+    db: &Db,
     cf_name: &str,
     key: &[u8],
 ) -> io::Result<Option<T>> {
@@ -272,7 +274,7 @@ pub(super) fn get_json<T: serde::de::DeserializeOwned>(
 
 /// The snapshot the state machine recorded as its newest, if any.
 fn stored_snapshot(
-    db: &DB,
+    db: &Db,
     sealer: &Sealer,
     snapshot_dir: &std::path::Path,
 ) -> io::Result<Option<CurrentSnapshot>> {
@@ -302,7 +304,7 @@ impl StateMachine {
     /// the commit point it saved). A data directory of an earlier version, which kept every
     /// object in a table of its own, is converted on the way: its objects become a snapshot.
     pub fn open(
-        db: Arc<DB>,
+        db: Arc<Db>,
         sealer: Arc<Sealer>,
         snapshot_dir: PathBuf,
         retention: HistoryRetention,
@@ -376,7 +378,7 @@ impl StateMachine {
         state: &mut State,
         dedup: &mut DedupTable,
         wb: &mut WriteBatch,
-        db: &DB,
+        db: &Db,
         sealer: &Sealer,
         batch: &super::types::Batch,
         log_id: &LogId,
