@@ -179,6 +179,16 @@ pub const ALL: &[Scenario] = &[
         disk_mb: Some(256),
     },
     Scenario {
+        name: "agent-partition",
+        matrix: "F17",
+        guarantees: "a worker cut off from every manager shorter than the heartbeat grace: its node never goes down and nothing is rescheduled; cut off longer: it is marked down, its task is replaced exactly once on the other worker, and when it comes back its old task is shut down",
+        managers: 3,
+        snapshot_every: None,
+        network: true,
+        workers: 2,
+        disk_mb: None,
+    },
+    Scenario {
         name: "one-way-partition",
         matrix: "F7",
         guarantees: "a manager (the leader or not) stops hearing the others while they still hear it, then the link heals: safety always, writes resume, no election storm after healing",
@@ -292,6 +302,209 @@ async fn leader_changes(c: &Cluster, period: Duration) -> u64 {
         }
     }
     changes
+}
+
+/// The worker-only service of `agent-partition`.
+const AGENT_SERVICE: &str = "chaos-agents";
+/// The heartbeat period `agent-partition` sets: a node is down after three missed.
+const AGENT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// `agent-partition` (F17): a blip shorter than the grace, then a partition longer than it.
+async fn agent_partition(
+    c: &mut Cluster,
+    s: &mut FaultStats,
+    rng: &mut StdRng,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let via = c.a_manager().to_path_buf();
+    let call = |method: &'static str, path: String, body: Option<serde_json::Value>| {
+        let via = via.clone();
+        async move {
+            let (status, v) =
+                super::cluster::call(&via, method, &path, &[], body, Duration::from_secs(5))
+                    .await?;
+            anyhow::ensure!(
+                (200..300).contains(&status),
+                "{method} {path}: {status} {v}"
+            );
+            anyhow::Ok(v)
+        }
+    };
+    let swarm = call("GET", "/swarm".into(), None).await?;
+    let mut spec = swarm["Spec"].clone();
+    spec["Dispatcher"]["HeartbeatPeriod"] = (AGENT_HEARTBEAT.as_nanos() as u64).into();
+    let version = swarm["Version"]["Index"].as_u64().unwrap_or(0);
+    call(
+        "POST",
+        format!("/swarm/update?version={version}"),
+        Some(spec),
+    )
+    .await?;
+    call(
+        "POST",
+        "/services/create".into(),
+        Some(json!({
+            "Name": AGENT_SERVICE,
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": "busybox:1", "Command": ["sleep", "1d"]},
+                "Placement": {"Constraints": ["node.role==worker"]},
+            },
+            "Mode": {"Replicated": {"Replicas": 2}},
+        })),
+    )
+    .await?;
+    let workers: Vec<usize> = (0..c.members.len())
+        .filter(|&i| !c.members[i].manager)
+        .collect();
+    let managers: Vec<usize> = (0..c.members.len())
+        .filter(|&i| c.members[i].manager)
+        .collect();
+    // Each task's id, slot, node, state and desired state.
+    let tasks = || async {
+        let filters = form_urlencoded::byte_serialize(
+            json!({"service": [AGENT_SERVICE]}).to_string().as_bytes(),
+        )
+        .collect::<String>();
+        let v = call("GET", format!("/tasks?filters={filters}"), None).await?;
+        let rows: Vec<(String, u64, String, String, String)> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t["ID"].as_str().unwrap_or("").to_string(),
+                    t["Slot"].as_u64().unwrap_or(0),
+                    t["NodeID"].as_str().unwrap_or("").to_string(),
+                    t["Status"]["State"].as_str().unwrap_or("").to_string(),
+                    t["DesiredState"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        anyhow::Ok(rows)
+    };
+    let node_state = |name: String| async move {
+        let nodes = call("GET", "/nodes".into(), None).await?;
+        let n = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["Description"]["Hostname"] == name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        anyhow::Ok((
+            n["ID"].as_str().unwrap_or("").to_string(),
+            n["Status"]["State"].as_str().unwrap_or("").to_string(),
+        ))
+    };
+    // Both tasks run, one per worker.
+    let started = Instant::now();
+    let running = loop {
+        let t = tasks().await?;
+        let running: Vec<_> = t.iter().filter(|t| t.3 == "running").cloned().collect();
+        if running.len() == 2 {
+            break running;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("{AGENT_SERVICE} did not start on the workers: {t:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let w = workers[rng.random_range(0..workers.len())];
+    let (w_id, _) = node_state(c.members[w].name.clone()).await?;
+    let Some(victim) = running.iter().find(|t| t.2 == w_id).cloned() else {
+        anyhow::bail!(
+            "no task of {AGENT_SERVICE} runs on {}: {running:?}",
+            c.members[w].name
+        );
+    };
+    // A blip: half the time a node is given before it is down.
+    lan(c)?.partition(w, &managers, Direction::Both)?;
+    s.faults += 1;
+    let blip_end = Instant::now() + AGENT_HEARTBEAT * 3 / 2;
+    while Instant::now() < blip_end {
+        if node_state(c.members[w].name.clone()).await?.1 == "down" {
+            s.violations
+                .push("a worker cut off for half its grace was marked down".into());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lan(c)?.heal()?;
+    tokio::time::sleep(AGENT_HEARTBEAT * 5).await;
+    let after_blip = tasks().await?;
+    if after_blip.len() != 2
+        || !after_blip
+            .iter()
+            .any(|t| t.0 == victim.0 && t.3 == "running")
+    {
+        s.violations.push(format!(
+            "a blip shorter than the grace moved tasks: before {running:?}, after {after_blip:?}"
+        ));
+    }
+    // A partition well past the grace: down, replaced once, shut down when it comes back.
+    lan(c)?.partition(w, &managers, Direction::Both)?;
+    s.faults += 1;
+    let cut = Instant::now();
+    let mut down_after = None;
+    let mut replaced_after = None;
+    while cut.elapsed() < Duration::from_secs(30) && replaced_after.is_none() {
+        if down_after.is_none() && node_state(c.members[w].name.clone()).await?.1 == "down" {
+            down_after = Some(cut.elapsed());
+        }
+        let t = tasks().await?;
+        if t.iter()
+            .any(|t| t.1 == victim.1 && t.0 != victim.0 && t.3 == "running")
+        {
+            replaced_after = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match (down_after, replaced_after) {
+        (Some(d), Some(r)) => {
+            s.extra
+                .insert("worker_down_after_ms".into(), (d.as_millis() as u64).into());
+            s.extra
+                .insert("task_replaced_after_ms".into(), (r.as_millis() as u64).into());
+            s.recoveries.record(r);
+        }
+        _ => s.violations.push(format!(
+            "a worker cut off for 30 s: marked down {down_after:?}, its task replaced {replaced_after:?}"
+        )),
+    }
+    tokio::time::sleep(AGENT_HEARTBEAT * 3).await;
+    lan(c)?.heal()?;
+    // Back: the old task is shut down, and the slot was filled exactly once.
+    let back = Instant::now();
+    loop {
+        let t = tasks().await?;
+        let old_stopped = t
+            .iter()
+            .any(|x| x.0 == victim.0 && x.3 != "running" && x.4 != "running");
+        let in_slot = t.iter().filter(|x| x.1 == victim.1).count();
+        if old_stopped {
+            if in_slot != 2 {
+                s.violations.push(format!(
+                    "slot {} was filled {} times for one partition: {t:?}",
+                    victim.1,
+                    in_slot - 1
+                ));
+            }
+            s.extra.insert(
+                "old_task_shut_down_after_reconnect_ms".into(),
+                (back.elapsed().as_millis() as u64).into(),
+            );
+            break;
+        }
+        if back.elapsed() > Duration::from_secs(30) {
+            s.violations.push(format!(
+                "the worker came back and its old task {} was not shut down in 30 s: {t:?}",
+                victim.0
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// Runs the faults of `name` for about `duration`.
@@ -681,6 +894,7 @@ pub async fn run(
                 )),
             }
         }
+        "agent-partition" => agent_partition(c, &mut s, rng).await?,
         "leader-isolated" => {
             while Instant::now() < end {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;
