@@ -69,7 +69,7 @@ fn the_ci_subset_passes_every_oracle() {
     let report: Value = serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("the last line is one JSON object ({e}): {stdout}\n{stderr}"));
     let scenarios = report["scenarios"].as_array().expect("scenarios");
-    assert!(scenarios.len() >= 11, "{report:#}");
+    assert!(scenarios.len() >= 16, "{report:#}");
     let names: Vec<&str> = scenarios
         .iter()
         .filter_map(|s| s["name"].as_str())
@@ -82,6 +82,8 @@ fn the_ci_subset_passes_every_oracle() {
         "leader-isolated",
         "membership-changes",
         "disk-full",
+        "agent-partition",
+        "corrupt-wal",
     ] {
         assert!(names.contains(&must), "{must} is in the subset: {names:?}");
     }

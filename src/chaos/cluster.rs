@@ -125,6 +125,28 @@ impl Member {
         if self.child.is_some() {
             return Ok(());
         }
+        self.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = call(&self.socket, "GET", "/_ping", &[], None, CALL).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not answer /_ping within 30 s (log: {})",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the process without waiting for it.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -159,20 +181,42 @@ impl Member {
             .with_context(|| format!("starting {}", self.exe.display()))?;
         self.child = Some(child);
         self.paused = false;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = call(&self.socket, "GET", "/_ping", &[], None, CALL).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not answer /_ping within 30 s (log: {})",
-                    self.name,
-                    self.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    /// Flips one bit in the middle of the newest file of its database whose name ends in
+    /// `suffix` (`.log`: the WAL; `.sst`: a table), as a disk that rots would (it must be
+    /// stopped); that file's name.
+    pub fn flip_a_bit(&self, suffix: &str) -> anyhow::Result<String> {
+        if self.child.is_some() {
+            bail!("{} still runs: stop it before damaging its data", self.name);
         }
+        let db = self.data.join("swarm/raft/db");
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(&db)?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let len = e.metadata().ok()?.len();
+                (name.ends_with(suffix) && len > 1024).then_some((name, len))
+            })
+            .collect();
+        files.sort();
+        let (name, len) = files
+            .pop()
+            .with_context(|| format!("no {suffix} file of over 1 KiB in {}", db.display()))?;
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(db.join(&name))?;
+        let at = len / 2;
+        let mut b = [0u8];
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut b)?;
+        f.seek(SeekFrom::Start(at))?;
+        f.write_all(&[b[0] ^ 0x10])?;
+        f.sync_all()?;
+        Ok(name)
     }
 
     /// SIGKILL (a crash); the data stays.
@@ -304,6 +348,11 @@ impl Member {
             }
         }
         false
+    }
+
+    /// Its whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of its log (for failure reports).

@@ -189,6 +189,16 @@ pub const ALL: &[Scenario] = &[
         disk_mb: None,
     },
     Scenario {
+        name: "corrupt-wal",
+        matrix: "F12",
+        guarantees: "a bit flipped in a stopped follower's WAL (or newest table): it refuses to open its store and says why, instead of replaying up to the damage and forgetting what it acknowledged; the others go on, and the member replaced by a wiped one catches up",
+        managers: 3,
+        snapshot_every: None,
+        network: false,
+        workers: 0,
+        disk_mb: None,
+    },
+    Scenario {
         name: "one-way-partition",
         matrix: "F7",
         guarantees: "a manager (the leader or not) stops hearing the others while they still hear it, then the link heals: safety always, writes resume, no election storm after healing",
@@ -302,6 +312,52 @@ async fn leader_changes(c: &Cluster, period: Duration) -> u64 {
         }
     }
     changes
+}
+
+/// Replaces manager `k`, which is down, by a wiped member, as an operator would: demoted
+/// while down (allowed: it keeps what margin there is), removed, started empty and joined
+/// again as a manager; records how long the new member took to catch up. `false` (and a
+/// violation) when the demotion was refused.
+async fn replace_with_wiped(c: &mut Cluster, s: &mut FaultStats, k: usize) -> anyhow::Result<bool> {
+    let t = Instant::now();
+    loop {
+        let r = c.set_role(k, false).await?;
+        if (200..300).contains(&r.0) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            s.violations.push(format!(
+                "demoting {} (down) was refused for 30 s: {} {}",
+                c.members[k].name, r.0, r.1
+            ));
+            return Ok(false);
+        }
+        // The swarm may still be marking it down, which changes its version.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The demotion takes it out of the store's membership a moment later; until then the
+    // node cannot be removed.
+    let t = Instant::now();
+    while let Err(e) = c.remove_node(k).await {
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err(e.context("removing the demoted node for 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.members[k].wipe()?;
+    c.members[k].start().await?;
+    c.join(k, true).await?;
+    let caught_up = c.wait_healthy(Duration::from_secs(60)).await?;
+    let slowest = s
+        .extra
+        .get("wiped_member_caught_up_ms")
+        .and_then(|v| v.as_u64());
+    let ms = caught_up.as_millis() as u64;
+    s.extra.insert(
+        "wiped_member_caught_up_ms".into(),
+        slowest.unwrap_or(0).max(ms).into(),
+    );
+    Ok(true)
 }
 
 /// The worker-only service of `agent-partition`.
@@ -767,50 +823,11 @@ pub async fn run(
                     ));
                     c.set_role(d, true).await?;
                 }
-                // The dead one is replaced by a wiped member: demoted while down (allowed),
-                // removed, started empty and joined again as a manager.
-                let t = Instant::now();
-                loop {
-                    let r = c.set_role(k, false).await?;
-                    if accepted(&r) {
-                        break;
-                    }
-                    if t.elapsed() > Duration::from_secs(30) {
-                        s.violations.push(format!(
-                            "demoting {} (down) was refused for 30 s: {} {}",
-                            c.members[k].name, r.0, r.1
-                        ));
-                        break;
-                    }
-                    // The swarm may still be marking it down, which changes its version.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                if c.members[k].manager {
+                // The dead one is replaced by a wiped member.
+                if !replace_with_wiped(c, &mut s, k).await? {
                     break;
                 }
-                // The demotion takes it out of the store's membership a moment later; until
-                // then the node cannot be removed.
-                let t = Instant::now();
-                while let Err(e) = c.remove_node(k).await {
-                    if t.elapsed() > Duration::from_secs(30) {
-                        return Err(e.context("removing the demoted node for 30 s"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                c.members[k].wipe()?;
-                c.members[k].start().await?;
-                c.join(k, true).await?;
                 s.faults += 1;
-                let caught_up = c.wait_healthy(Duration::from_secs(60)).await?;
-                let slowest = s
-                    .extra
-                    .get("wiped_member_caught_up_ms")
-                    .and_then(|v| v.as_u64());
-                let ms = caught_up.as_millis() as u64;
-                s.extra.insert(
-                    "wiped_member_caught_up_ms".into(),
-                    slowest.unwrap_or(0).max(ms).into(),
-                );
             }
         }
         "disk-full" => {
@@ -895,6 +912,43 @@ pub async fn run(
             }
         }
         "agent-partition" => agent_partition(c, &mut s, rng).await?,
+        "corrupt-wal" => {
+            tokio::time::sleep(duration / 4).await;
+            let l = leader_or_wait(c).await.unwrap_or(0);
+            let f = (l + 1 + rng.random_range(0..n - 1)) % n;
+            c.members[f].kill9().await;
+            let file = match c.members[f].flip_a_bit(".log") {
+                Ok(file) => file,
+                // Just flushed: its WAL is nearly empty, and the data in tables.
+                Err(_) => c.members[f].flip_a_bit(".sst")?,
+            };
+            s.faults += 1;
+            s.extra.insert("damaged_file".into(), file.into());
+            let t = Instant::now();
+            c.members[f].spawn()?;
+            if c.members[f].wait_exit(Duration::from_secs(30)).await {
+                if !c.members[f].log().contains("is damaged") {
+                    s.violations.push(format!(
+                        "{} stopped on its damaged store without saying so:\n{}",
+                        c.members[f].name,
+                        c.members[f].log_tail(20)
+                    ));
+                }
+                s.extra.insert(
+                    "damage_refused_after_ms".into(),
+                    (t.elapsed().as_millis() as u64).into(),
+                );
+            } else {
+                s.violations.push(format!(
+                    "{} started on a store with a flipped bit in {} instead of refusing it",
+                    c.members[f].name, s.extra["damaged_file"]
+                ));
+                c.members[f].kill9().await;
+            }
+            // The other two go on; then the damaged member is replaced by a wiped one.
+            tokio::time::sleep(duration / 4).await;
+            replace_with_wiped(c, &mut s, f).await?;
+        }
         "leader-isolated" => {
             while Instant::now() < end {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;

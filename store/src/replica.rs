@@ -250,7 +250,18 @@ impl Store {
         seal::check_mode(&config.data_dir, config.seal_at_rest, fresh)
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         let database = db::open(&db_dir).map_err(|e| {
-            StoreError::Storage(format!("opening {}: {e}", config.data_dir.display()))
+            let text = e.to_string();
+            if text.contains("Corruption") {
+                // Not the torn tail of a crash (that is tolerated): synced data is damaged, and
+                // replaying around it would make this member forget what it acknowledged.
+                StoreError::Storage(format!(
+                    "this manager's store at {} is damaged ({text}) and is not opened: its data cannot be trusted. If the swarm has other managers, they hold the data: on another manager `docker node demote` and `docker node rm` this node; here stop the daemon, move {} aside, start it again and join the swarm anew. A swarm's only manager is restored from a backup (`shoal restore`)",
+                    config.data_dir.display(),
+                    config.data_dir.parent().unwrap_or(&config.data_dir).display()
+                ))
+            } else {
+                StoreError::Storage(format!("opening {}: {text}", config.data_dir.display()))
+            }
         })?;
         let own_handle = database.clone();
         match Self::start(config, transport, database, own_handle.clone()).await {

@@ -40,8 +40,13 @@ pub fn open(path: &Path) -> Result<Arc<Db>, rocksdb::Error> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    // Reuse WAL files instead of creating new ones: saves a metadata sync per fsync.
-    opts.set_recycle_log_file_num(4);
+    // Every write shoal acknowledges was synced, so only a WAL's unsynced tail may be torn by a
+    // crash; damage anywhere else (a bit flipped on disk, synced data lost) must stop the open,
+    // not be replayed up to and silently cut there (RocksDB's default, point-in-time recovery,
+    // which would make this member forget entries it acknowledged to the leader: a hole Raft
+    // cannot see). (WAL recycling, which was set here once, is turned off by RocksDB itself
+    // under every recovery mode but the one that skips corrupt records.)
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     opts.set_max_background_jobs(2);
     // A WAL file is deleted only once every column family with data in it has flushed; the
     // small ones (Raft metadata, state-machine metadata) flush rarely and kept every WAL of a
