@@ -191,7 +191,7 @@ impl Clone for RootCa {
 }
 
 fn now_utc() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    OffsetDateTime::from(shoal_store::clock::now())
 }
 
 fn random_serial() -> CaResult<SerialNumber> {

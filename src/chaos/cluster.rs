@@ -172,6 +172,7 @@ impl Member {
             .env_remove(shoal_store::mutation::ENV)
             .env_remove(shoal_store::mutation::FAILPOINT_ENV)
             .env_remove(shoal_store::mutation::SNAPSHOT_EVERY_ENV)
+            .env_remove(shoal_store::clock::SKEW_ENV)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -315,6 +316,17 @@ impl Member {
             }
         }
         Ok(path)
+    }
+
+    /// Skews its wall clock by `seconds` (debug builds only, [`shoal_store::clock`]) from its
+    /// next start on, and restarts it.
+    pub async fn skew_clock(&mut self, seconds: i64) -> anyhow::Result<()> {
+        self.env.retain(|(k, _)| k != shoal_store::clock::SKEW_ENV);
+        self.env.push((
+            shoal_store::clock::SKEW_ENV.to_string(),
+            seconds.to_string(),
+        ));
+        self.restart().await
     }
 
     /// Removes its data (it must be stopped): it starts again as a new node that has never

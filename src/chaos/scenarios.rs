@@ -199,6 +199,16 @@ pub const ALL: &[Scenario] = &[
         disk_mb: None,
     },
     Scenario {
+        name: "clock-skew",
+        matrix: "F16",
+        guarantees: "two of three managers' wall clocks set minutes ahead and behind, then leaders killed so each leads in turn: safety holds (Raft, leases and heartbeats run on the monotonic clock), no node is marked down for it, timestamps still answer",
+        managers: 3,
+        snapshot_every: None,
+        network: false,
+        workers: 0,
+        disk_mb: None,
+    },
+    Scenario {
         name: "one-way-partition",
         matrix: "F7",
         guarantees: "a manager (the leader or not) stops hearing the others while they still hear it, then the link heals: safety always, writes resume, no election storm after healing",
@@ -912,6 +922,63 @@ pub async fn run(
             }
         }
         "agent-partition" => agent_partition(c, &mut s, rng).await?,
+        "clock-skew" => {
+            if !shoal_store::mutation::AVAILABLE {
+                anyhow::bail!("scenario clock-skew needs a debug build (only those read the skew)");
+            }
+            // Minutes either way, within the hour certificates are backdated by.
+            let ahead = rng.random_range(60..900);
+            let behind = -rng.random_range(60..900);
+            c.members[0].skew_clock(ahead).await?;
+            c.members[1].skew_clock(behind).await?;
+            s.faults += 2;
+            s.extra
+                .insert("skews_s".into(), serde_json::json!([ahead, behind, 0]));
+            c.wait_healthy(Duration::from_secs(60)).await?;
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+                let Some(l) = leader_or_wait(c).await else {
+                    s.violations.push("no leader within 10 s".into());
+                    break;
+                };
+                let at = rec.now();
+                c.members[l].kill9().await;
+                s.faults += 1;
+                note_recovery(&mut s, rec, at, "a leader kill with skewed clocks").await;
+                c.members[l].start().await?;
+            }
+            c.wait_healthy(Duration::from_secs(60)).await?;
+            // Nobody was marked down for a clock: every node is ready again within the grace.
+            let started = Instant::now();
+            loop {
+                let (status, nodes) = super::cluster::call(
+                    c.a_manager(),
+                    "GET",
+                    "/nodes",
+                    &[],
+                    None,
+                    Duration::from_secs(5),
+                )
+                .await?;
+                let not_ready: Vec<String> = nodes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| n["Status"]["State"] != "ready")
+                    .map(|n| format!("{} {}", n["Description"]["Hostname"], n["Status"]["State"]))
+                    .collect();
+                if status == 200 && not_ready.is_empty() {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    s.violations.push(format!(
+                        "nodes not ready 30 s after the last kill: {not_ready:?}"
+                    ));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         "corrupt-wal" => {
             tokio::time::sleep(duration / 4).await;
             let l = leader_or_wait(c).await.unwrap_or(0);

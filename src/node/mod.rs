@@ -985,7 +985,7 @@ impl NodeRuntime {
             .live
             .get()
             .and_then(|c| c.info())
-            .is_ok_and(|i| i.is_expired_at(std::time::SystemTime::now()))
+            .is_ok_and(|i| i.is_expired_at(shoal_store::clock::now()))
     }
 
     /// Stops everything (daemon shutdown); swarm state stays on disk.

@@ -89,7 +89,7 @@ impl NodeRuntime {
                 tracing::info!("the swarm's root CA changed: renewing this node's certificate");
                 Duration::ZERO
             } else {
-                renewal_delay(&info, SystemTime::now(), fraction)
+                renewal_delay(&info, shoal_store::clock::now(), fraction)
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -106,7 +106,7 @@ impl NodeRuntime {
                 continue;
             }
             if let Err(e) = self.renew_certificate_now(generation).await {
-                let retry = retry_delay(&info, SystemTime::now());
+                let retry = retry_delay(&info, shoal_store::clock::now());
                 tracing::warn!(
                     "renewing this node's certificate failed, retrying in {retry:?}: {e:#}"
                 );
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn renewal_falls_between_half_and_four_fifths_of_the_life_given() {
-        let now = SystemTime::now();
+        let now = shoal_store::clock::now();
         let cert = info(now, Duration::from_secs(100));
         assert_eq!(renewal_delay(&cert, now, 0.5), Duration::from_secs(50));
         assert_eq!(renewal_delay(&cert, now, 0.8), Duration::from_secs(80));
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn retries_come_sooner_as_the_expiry_nears() {
-        let now = SystemTime::now();
+        let now = shoal_store::clock::now();
         assert_eq!(
             retry_delay(&info(now, Duration::from_secs(86400)), now),
             MAX_RETRY

@@ -16,8 +16,8 @@ use super::{NodeRuntime, SwarmState};
 
 /// How often the store is checked, and the disk while waiting for room.
 const CHECK: Duration = Duration::from_secs(1);
-/// Room the store needs before it is opened again: a memtable flush (64 MiB) and the WAL
-/// files it recycles.
+/// Room the store needs before it is opened again: a memtable flush (64 MiB) and a new WAL
+/// file.
 const ROOM_NEEDED: u64 = 96 << 20;
 /// Wait after an attempt to open the store again failed.
 const RETRY: Duration = Duration::from_secs(10);

@@ -5,6 +5,7 @@
 //! and never see RocksDB or Raft; the binary supplies a [`Transport`] and serves [`Store::handle`].
 
 pub mod backup;
+pub mod clock;
 pub mod config;
 pub mod dedup;
 pub mod error;

@@ -12,7 +12,7 @@ use shoal_store::model::{RestartCondition, Service, Task, TaskState, Timestamp};
 
 use super::dirty::is_task_dirty;
 use super::slots::Slot;
-use super::tasks::{after, elapsed, ended_on_its_own, is_live, new_task, NodeCondition};
+use super::tasks::{after, elapsed, ended_on_its_own, is_due, is_live, new_task, NodeCondition};
 use super::Pass;
 
 /// Whether a live task must be replaced: it ended, or its node is gone, down or drained.
@@ -139,7 +139,7 @@ pub fn promote_ready(pass: &mut Pass<'_>, slot: &mut Slot) {
                 )
         });
         let give_up = after(created, pass.config.stop_wait_timeout);
-        if stopping && pass.now < give_up {
+        if stopping && !is_due(pass.now, give_up, pass.config.stop_wait_timeout) {
             pass.wake.at(give_up);
             continue;
         }
@@ -161,7 +161,7 @@ pub fn promote_ready(pass: &mut Pass<'_>, slot: &mut Slot) {
             std::time::Duration::ZERO
         };
         let due = after(created, delay);
-        if pass.now >= due {
+        if is_due(pass.now, due, delay) {
             slot.entries[i].raise_desired(target);
         } else {
             pass.wake.at(due);

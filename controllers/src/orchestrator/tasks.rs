@@ -124,6 +124,14 @@ pub fn after(t: Timestamp, d: Duration) -> Timestamp {
     Timestamp::from_unix_nanos(t.unix_nanos().saturating_add(nanos))
 }
 
+/// Whether a wait of `wait` that ends at `due` (a stored timestamp plus `wait`) is over, as
+/// this manager's clock sees it. A timestamp stored by a manager or agent whose wall clock runs
+/// ahead of this one's puts `due` more than `wait` from now: such a wait is over at once, so a
+/// skewed clock can shorten a delay but never hold a slot for the length of the skew.
+pub fn is_due(now: Timestamp, due: Timestamp, wait: Duration) -> bool {
+    now >= due || due > after(now, wait)
+}
+
 /// `later - earlier` (zero if negative).
 pub fn elapsed(earlier: Timestamp, later: Timestamp) -> Duration {
     let nanos = later.unix_nanos().saturating_sub(earlier.unix_nanos());
@@ -170,6 +178,21 @@ impl Wake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_from_a_clock_ahead_of_ours_is_over_at_once() {
+        let now = Timestamp::from_unix_nanos(1_000_000_000_000);
+        let wait = Duration::from_secs(5);
+        // Our own timestamp, 2 s ago: 3 s left.
+        let due = after(Timestamp::from_unix_nanos(998_000_000_000), wait);
+        assert!(!is_due(now, due, wait));
+        // Written by a clock 4 minutes ahead: it would wait 4 minutes more; it is over.
+        let due = after(Timestamp::from_unix_nanos(1_240_000_000_000), wait);
+        assert!(is_due(now, due, wait));
+        // Written by a clock behind ours: long past.
+        let due = after(Timestamp::from_unix_nanos(700_000_000_000), wait);
+        assert!(is_due(now, due, wait));
+    }
 
     #[test]
     fn timestamps_add_and_subtract() {

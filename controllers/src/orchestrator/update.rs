@@ -26,7 +26,7 @@ use shoal_store::model::{
 
 use super::dirty::is_task_dirty;
 use super::slots::{ServiceDraft, Slot, SlotKey};
-use super::tasks::{after, elapsed, ended_on_its_own, new_task};
+use super::tasks::{after, elapsed, ended_on_its_own, is_due, new_task};
 use super::timeline::{RunTimes, TaskTimeline};
 use super::Pass;
 
@@ -207,7 +207,7 @@ pub fn supervise(
                     });
                 }
                 let until = after(reached, delay);
-                if now < until {
+                if !is_due(now, until, delay) {
                     info.in_progress = true;
                     pass.wake.at(until);
                 }
@@ -279,7 +279,9 @@ pub fn supervise(
                 monitor
             };
             match infos.iter().filter_map(|i| i.reached).max() {
-                Some(last) if now < after(last, period) => pass.wake.at(after(last, period)),
+                Some(last) if !is_due(now, after(last, period), period) => {
+                    pass.wake.at(after(last, period))
+                }
                 _ => complete(svc, rolling_back, now),
             }
         }

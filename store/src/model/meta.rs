@@ -48,7 +48,7 @@ pub struct Timestamp(pub DateTime<Utc>);
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Self {
-        Timestamp(Utc::now())
+        Timestamp(DateTime::<Utc>::from(crate::clock::now()))
     }
 
     /// Go's zero time, `0001-01-01T00:00:00Z`.
