@@ -372,8 +372,11 @@ async fn replace_with_wiped(c: &mut Cluster, s: &mut FaultStats, k: usize) -> an
 
 /// The worker-only service of `agent-partition`.
 const AGENT_SERVICE: &str = "chaos-agents";
-/// The heartbeat period `agent-partition` sets: a node is down after three missed.
-const AGENT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// The heartbeat period `agent-partition` sets: a node is down after three missed (6 s).
+const AGENT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long its blip lasts: a quarter of the grace, so that TCP's retransmission backoff after
+/// the cut (the next try can come 1.6 s after the last lost one) still ends well within it.
+const AGENT_BLIP: Duration = Duration::from_millis(1500);
 
 /// `agent-partition` (F17): a blip shorter than the grace, then a partition longer than it.
 async fn agent_partition(
@@ -483,14 +486,14 @@ async fn agent_partition(
             c.members[w].name
         );
     };
-    // A blip: half the time a node is given before it is down.
+    // A blip, well within the time a node is given before it is down.
     lan(c)?.partition(w, &managers, Direction::Both)?;
     s.faults += 1;
-    let blip_end = Instant::now() + AGENT_HEARTBEAT * 3 / 2;
+    let blip_end = Instant::now() + AGENT_BLIP;
     while Instant::now() < blip_end {
         if node_state(c.members[w].name.clone()).await?.1 == "down" {
             s.violations
-                .push("a worker cut off for half its grace was marked down".into());
+                .push("a worker cut off for a quarter of its grace was marked down".into());
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
