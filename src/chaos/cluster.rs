@@ -695,5 +695,17 @@ impl Drop for Cluster {
                 let _ = c.start_kill();
             }
         }
+        // Wait (briefly) for them to be gone, so their namespaces, mounts and ports are free
+        // for the next scenario.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for m in &mut self.members {
+            while let Some(c) = m.child.as_mut() {
+                if !matches!(c.try_wait(), Ok(None)) || Instant::now() > deadline {
+                    m.child = None;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }

@@ -85,9 +85,12 @@ impl Lan {
                 );
             }
         }
-        let pid = std::process::id();
-        let tag = pid % 100_000;
-        let net = (pid % 250) as u8;
+        // Unique per LAN, not only per process: one run's scenarios follow each other, and a
+        // namespace (with its end of a veth pair) lingers until its last process is gone.
+        static LANS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = LANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
+        let tag = (std::process::id() % 10_000) * 100 + nth;
+        let net = (tag % 250) as u8;
         let bridge = format!("shch{tag}");
         let _ = run(Command::new("ip").args(["link", "del", &bridge]));
         must(Command::new("ip").args(["link", "add", &bridge, "type", "bridge"]))?;
@@ -104,6 +107,7 @@ impl Lan {
             let veth = format!("shc{tag}x{k}");
             let ip = Ipv4Addr::new(198, 18, net, k as u8 + 1);
             let _ = run(Command::new("ip").args(["netns", "del", &netns]));
+            let _ = run(Command::new("ip").args(["link", "del", &veth]));
             must(Command::new("ip").args(["netns", "add", &netns]))?;
             lan.namespaces.push(netns.clone());
             must(Command::new("ip").args([

@@ -299,6 +299,31 @@ async fn leader_or_wait(c: &Cluster) -> Option<usize> {
     None
 }
 
+/// Sends a write to `socket` that must be refused (`who` has no quorum behind it): a
+/// violation if it is acknowledged, or hangs for `patience`; how long the refusal took, in ms.
+async fn refused_write(
+    s: &mut FaultStats,
+    socket: &std::path::Path,
+    name: String,
+    patience: Duration,
+    who: &str,
+) -> u64 {
+    let t = Instant::now();
+    let body = serde_json::json!({"Name": name, "Data": "eA=="});
+    let w =
+        super::cluster::call(socket, "POST", "/secrets/create", &[], Some(body), patience).await;
+    match w {
+        Ok((status, _)) if (200..300).contains(&status) => {
+            s.violations.push(format!("{who} acknowledged a write"))
+        }
+        Err(_) => s
+            .violations
+            .push(format!("a write on {who} hung for {patience:?}")),
+        Ok(_) => {}
+    }
+    t.elapsed().as_millis() as u64
+}
+
 /// The cluster's network (scenarios with `network: true` have one).
 fn lan(c: &mut Cluster) -> anyhow::Result<&mut super::net::Lan> {
     c.lan.as_mut().ok_or_else(|| {
@@ -652,26 +677,15 @@ pub async fn run(
             }
             // A write on the survivor must fail, and fail fast; so must a linearizable read.
             let sock = c.members[keep].socket.clone();
-            let t = Instant::now();
-            let w = super::cluster::call(
+            let name = format!("chaos-quorum-{}", rng.random::<u32>());
+            let write_ms = refused_write(
+                &mut s,
                 &sock,
-                "POST",
-                "/secrets/create",
-                &[],
-                Some(serde_json::json!({"Name": format!("chaos-quorum-{}", rng.random::<u32>()), "Data": "eA=="})),
+                name,
                 Duration::from_secs(30),
+                "the survivor of a lost quorum",
             )
             .await;
-            let write_ms = t.elapsed().as_millis() as u64;
-            match w {
-                Ok((status, _)) if (200..300).contains(&status) => s
-                    .violations
-                    .push("a write was acknowledged without a quorum".into()),
-                Err(_) => s
-                    .violations
-                    .push("a write without a quorum hung for 30 s".into()),
-                Ok(_) => {}
-            }
             let t = Instant::now();
             let r = super::cluster::call(
                 &sock,
@@ -1035,29 +1049,17 @@ pub async fn run(
                 // The old leader, alone, must not acknowledge a write nor answer a
                 // linearizable read (the workload's reads on it are checked too).
                 let sock = c.members[l].socket.clone();
-                let t = Instant::now();
-                let w = super::cluster::call(
+                let name = format!("chaos-isolated-{}", rng.random::<u32>());
+                let ms = refused_write(
+                    &mut s,
                     &sock,
-                    "POST",
-                    "/secrets/create",
-                    &[],
-                    Some(serde_json::json!({"Name": format!("chaos-isolated-{}", rng.random::<u32>()), "Data": "eA=="})),
+                    name,
                     Duration::from_secs(20),
+                    "the isolated old leader",
                 )
                 .await;
-                match w {
-                    Ok((status, _)) if (200..300).contains(&status) => s
-                        .violations
-                        .push("the isolated old leader acknowledged a write".into()),
-                    Err(_) => s
-                        .violations
-                        .push("a write on the isolated old leader hung for 20 s".into()),
-                    Ok(_) => {}
-                }
-                s.extra.insert(
-                    "isolated_write_failed_after_ms".into(),
-                    (t.elapsed().as_millis() as u64).into(),
-                );
+                s.extra
+                    .insert("isolated_write_failed_after_ms".into(), ms.into());
                 if let Some(left) = Duration::from_secs(3).checked_sub(cut.elapsed()) {
                     tokio::time::sleep(left).await;
                 }

@@ -373,18 +373,7 @@ impl NodeRuntime {
         self.inner.live.replace(&creds)?;
         Ok(match membership.role {
             NodeRole::Manager => {
-                let data_key = self.manager_data_key(&creds)?;
-                let retiring = self.inner.keys.lock().unwrap().data.retiring.clone();
-                let manager = Manager::start(
-                    &self.inner.dir,
-                    &self.inner.live,
-                    &self.inner.metrics,
-                    membership.clone(),
-                    data_key,
-                    retiring,
-                )
-                .await?;
-                self.spawn_manager_watches(&manager.store);
+                let manager = self.start_manager_side(&membership, &creds).await?;
                 SwarmState::Manager {
                     membership,
                     manager,
@@ -392,6 +381,28 @@ impl NodeRuntime {
             }
             NodeRole::Worker => SwarmState::Worker { membership },
         })
+    }
+
+    /// Starts the manager side (store, controllers, listeners) on this node's data with its
+    /// data key, and what watches it.
+    async fn start_manager_side(
+        &self,
+        membership: &SwarmMembership,
+        creds: &NodeCredentials,
+    ) -> anyhow::Result<Arc<Manager>> {
+        let data_key = self.manager_data_key(creds)?;
+        let retiring = self.inner.keys.lock().unwrap().data.retiring.clone();
+        let manager = Manager::start(
+            &self.inner.dir,
+            &self.inner.live,
+            &self.inner.metrics,
+            membership.clone(),
+            data_key,
+            retiring,
+        )
+        .await?;
+        self.spawn_manager_watches(&manager.store);
+        Ok(manager)
     }
 
     /// The data key of this manager's store. A manager whose key file has none (made before

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use shoal_store::Store;
 
-use super::manager::Manager;
 use super::{NodeRuntime, SwarmState};
 
 /// How often the store is checked, and the disk while waiting for room.
@@ -108,18 +107,7 @@ impl NodeRuntime {
             old.stop().await;
         }
         let creds = self.load_credentials()?;
-        let data_key = self.manager_data_key(&creds)?;
-        let retiring = self.inner.keys.lock().unwrap().data.retiring.clone();
-        let manager = Manager::start(
-            &self.inner.dir,
-            &self.inner.live,
-            &self.inner.metrics,
-            membership.clone(),
-            data_key,
-            retiring,
-        )
-        .await?;
-        self.spawn_manager_watches(&manager.store);
+        let manager = self.start_manager_side(&membership, &creds).await?;
         *self.inner.state.write().await = SwarmState::Manager {
             membership,
             manager,
