@@ -176,7 +176,9 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: Some(256),
+        // Room for what the others hold of the leader's large writes (log, tables, history,
+        // snapshots): only the leader's disk is to fill up.
+        disk_mb: Some(1024),
     },
     Scenario {
         name: "agent-partition",
