@@ -285,9 +285,35 @@ enum Bench {
         /// sealing costs (`encryption_cost_pct`); the bench then takes twice as long.
         #[arg(long)]
         compare_encryption: bool,
+        /// Which managers the clients write through: all of them in turn, the leader, or
+        /// the followers (which forward each write to the leader).
+        #[arg(long, value_enum, default_value = "spread")]
+        client_at: shoal::bench::store::ClientAt,
+        /// Run each manager as a process of its own in a network namespace of its own (on one
+        /// bridge), its share of the clients beside it; needs root.
+        #[arg(long)]
+        processes: bool,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
+    },
+    /// One manager of `bench store --processes`, driven by the benchmark over stdin/stdout.
+    #[command(hide = true)]
+    StoreMember {
+        #[arg(long)]
+        raft_id: u64,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        ca_cert: PathBuf,
+        #[arg(long)]
+        ca_key: PathBuf,
+        #[arg(long)]
+        no_seal: bool,
     },
 }
 
@@ -882,6 +908,8 @@ fn main() -> anyhow::Result<()> {
                     dir,
                     leader_kills,
                     compare_encryption,
+                    client_at,
+                    processes,
                     json,
                 } => {
                     let report = shoal::bench::store::run(shoal::bench::store::StoreBench {
@@ -892,12 +920,35 @@ fn main() -> anyhow::Result<()> {
                         dir,
                         leader_kills,
                         compare_encryption,
+                        client_at,
+                        processes,
                     })
                     .await?;
                     if !json {
                         eprintln!("{}", serde_json::to_string_pretty(&report)?);
                     }
                     println!("{report}");
+                }
+                Bench::StoreMember {
+                    raft_id,
+                    dir,
+                    listen,
+                    cluster,
+                    ca_cert,
+                    ca_key,
+                    no_seal,
+                } => {
+                    use shoal::bench::store_processes::{member, MemberArgs};
+                    member(MemberArgs {
+                        raft_id,
+                        dir,
+                        listen,
+                        cluster,
+                        ca_cert,
+                        ca_key,
+                        seal_at_rest: !no_seal,
+                    })
+                    .await?;
                 }
             },
         }

@@ -95,3 +95,47 @@ fn without_the_comparison_the_report_keeps_its_fields_and_adds_none() {
         assert!(report.get(field).is_none(), "{field} in {report}");
     }
 }
+
+#[test]
+fn managers_as_processes_in_namespaces_of_their_own_report_the_same_figures() {
+    let report = bench_store(&["--processes"]);
+    assert_sealed_run_figures(&report);
+    assert_eq!(report["processes"], true, "{report}");
+    assert_eq!(report["client_at"], "spread", "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
+#[test]
+fn clients_can_write_through_the_followers_in_either_mode() {
+    for extra in [
+        &["--client-at", "follower"][..],
+        &["--client-at", "follower", "--processes"],
+    ] {
+        let report = bench_store(extra);
+        assert_sealed_run_figures(&report);
+        assert_eq!(report["client_at"], "follower", "{report}");
+    }
+}
+
+#[test]
+fn options_that_cannot_work_together_are_refused_with_the_reason() {
+    for (args, says) in [
+        (
+            &["--processes", "--leader-kills", "1", "--managers", "3"][..],
+            "chaos run --scenario leader-kill",
+        ),
+        (
+            &["--client-at", "follower", "--managers", "1"][..],
+            "at least 2 managers",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["bench", "store", "--json", "--duration", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -16,6 +16,7 @@ pub mod net;
 pub mod one_node;
 pub mod stats;
 pub mod store;
+pub mod store_processes;
 
 /// A temporary directory for a benchmark's data: under `dir` (a real disk the user names), or
 /// the system's temp dir.

@@ -21,6 +21,11 @@ impl Latencies {
         self.samples.extend(other.samples);
     }
 
+    /// The samples, in the order recorded (until a quantile sorts them).
+    pub fn samples(&self) -> &[Duration] {
+        &self.samples
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.samples.len()

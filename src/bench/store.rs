@@ -38,10 +38,48 @@ pub struct StoreBench {
     pub leader_kills: usize,
     /// Run the workload a second time with sealing at rest off, and report the difference.
     pub compare_encryption: bool,
+    /// Which managers the clients send their writes to.
+    pub client_at: ClientAt,
+    /// Each manager a process of its own in a network namespace of its own
+    /// ([`super::store_processes`]), instead of all in this one.
+    pub processes: bool,
+}
+
+/// Which managers the clients of `bench store` talk to (a follower forwards each write to
+/// the leader, which costs a hop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAt {
+    /// Client `c` talks to manager `c mod managers`: the leader and every follower.
+    Spread,
+    /// Every client talks to the leader.
+    Leader,
+    /// Every client talks to a follower (client `c` to follower `c mod followers`).
+    Follower,
+}
+
+impl ClientAt {
+    /// The manager (0-based; the first is the leader at the start) client `c` of `managers`
+    /// talks to first.
+    pub fn manager_of(self, c: usize, managers: usize) -> usize {
+        match self {
+            ClientAt::Spread => c % managers,
+            ClientAt::Leader => 0,
+            ClientAt::Follower => 1 + c % (managers - 1),
+        }
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAt::Spread => "spread",
+            ClientAt::Leader => "leader",
+            ClientAt::Follower => "follower",
+        }
+    }
 }
 
 /// A running store peer server.
-struct Server {
+pub(super) struct Server {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,7 +87,7 @@ struct Server {
 impl Server {
     /// Stops the server like a crash would: a short grace period for open connections to be
     /// told to go away, then the listener and everything still open is dropped.
-    async fn kill(self) {
+    pub(super) async fn kill(self) {
         let _ = self.stop.send(());
         let mut task = self.task;
         if tokio::time::timeout(Duration::from_millis(500), &mut task)
@@ -75,7 +113,7 @@ pub(super) struct Member {
 }
 
 /// Opens a manager's store from `dir` and serves it on `listener`.
-async fn open_member(
+pub(super) async fn open_member(
     ca: &RootCa,
     cluster: &str,
     raft_id: u64,
@@ -207,21 +245,21 @@ impl Member {
     }
 }
 
-fn payload(value_bytes: usize, counter: u64) -> Vec<u8> {
+pub(super) fn payload(value_bytes: usize, counter: u64) -> Vec<u8> {
     let mut v = vec![b'x'; value_bytes.max(8)];
     v[..8].copy_from_slice(&counter.to_be_bytes());
     v
 }
 
 /// What one run of the workload measured.
-struct Outcome {
-    elapsed: Duration,
-    lat: Latencies,
-    errors: u64,
+pub(super) struct Outcome {
+    pub(super) elapsed: Duration,
+    pub(super) lat: Latencies,
+    pub(super) errors: u64,
     /// Time from each leader kill to the first write started after it that committed.
-    unavailable: Latencies,
-    each_kill_ms: Vec<f64>,
-    elected_ms: Vec<f64>,
+    pub(super) unavailable: Latencies,
+    pub(super) each_kill_ms: Vec<f64>,
+    pub(super) elected_ms: Vec<f64>,
 }
 
 impl Outcome {
@@ -238,15 +276,33 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     if b.leader_kills > 0 && b.managers < 3 {
         bail!("--leader-kills needs at least 3 managers (a quorum must survive)");
     }
+    if b.client_at == ClientAt::Follower && b.managers < 2 {
+        bail!("--client-at follower needs at least 2 managers (one of them leads)");
+    }
+    if b.processes && b.leader_kills > 0 {
+        bail!("--leader-kills runs with the managers in this process only; with managers as processes, `shoal chaos run --scenario leader-kill` kills real leaders and reports the unavailability");
+    }
     let base = super::data_dir(b.dir.as_deref())?;
     let fsync_p50 = fsync_p50_ms(base.path(), 300).context("measuring fdatasync")?;
     crate::ca::install_crypto_provider();
     let ca = RootCa::generate()?;
-    let mut sealed = drive(&b, &ca, base.path(), true).await?;
+    let drive_once = |dir: PathBuf, seal: bool| {
+        let (b, ca) = (&b, &ca);
+        async move {
+            if b.processes {
+                super::store_processes::drive(b, ca, &dir, seal).await
+            } else {
+                drive(b, ca, &dir, seal).await
+            }
+        }
+    };
+    let mut sealed = drive_once(base.path().to_path_buf(), true).await?;
     let ops = sealed.lat.len();
     let mut report = json!({
         "bench": "store",
         "managers": b.managers,
+        "processes": b.processes,
+        "client_at": b.client_at.name(),
         "clients": b.clients,
         "value_bytes": b.value_bytes,
         "duration_s": round3(sealed.elapsed.as_secs_f64()),
@@ -267,7 +323,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     }
     if b.compare_encryption {
         // The same workload on fresh stores that write in clear, right after the sealed run.
-        let mut clear = drive(&b, &ca, &base.path().join("unsealed"), false).await?;
+        let mut clear = drive_once(base.path().join("unsealed"), false).await?;
         let (with, without) = (sealed.ops_per_s(), clear.ops_per_s());
         report["sealed_ops_per_s"] = json!(round3(with));
         report["unsealed_ops_per_s"] = json!(round3(without));
@@ -311,26 +367,12 @@ async fn drive(
     }
 
     // One object per client: clients never conflict, so every op is one committed update.
-    let mut objects = Vec::new();
-    for chunk in (0..b.clients).collect::<Vec<_>>().chunks(256) {
-        let mut txn = Txn::new();
-        for c in chunk {
-            txn = txn.create(Config {
-                meta: Meta::with_id(new_id()),
-                spec: ConfigSpec {
-                    name: format!("bench-{c}"),
-                    data: payload(b.value_bytes, 0),
-                    ..Default::default()
-                },
-            });
-        }
-        let committed = members[0].store().submit(txn).await?;
-        for o in committed.objects {
-            if let Object::Config(c) = o.as_ref() {
-                objects.push(c.clone());
-            }
-        }
-    }
+    let objects = create_objects(
+        &members[0].store(),
+        (0..b.clients).map(|c| format!("bench-{c}")),
+        b.value_bytes,
+    )
+    .await?;
 
     let members = Arc::new(members);
     let stop = Arc::new(AtomicBool::new(false));
@@ -344,46 +386,19 @@ async fn drive(
         let stop = stop.clone();
         let errors = errors.clone();
         let value_bytes = b.value_bytes;
+        let first = b.client_at.manager_of(c, members.len());
         clients.push(tokio::spawn(async move {
-            let mut lat = Latencies::default();
-            let mut completions: Vec<(Instant, Instant)> = Vec::new();
-            let mut obj = obj;
-            let mut at = c % members.len();
-            let mut counter = 1u64;
-            while !stop.load(Ordering::Relaxed) {
-                let Some(store) = members[at].running() else {
-                    at = (at + 1) % members.len();
-                    tokio::task::yield_now().await;
-                    continue;
-                };
-                let mut next = obj.clone();
-                next.spec.data = payload(value_bytes, counter);
-                let t = Instant::now();
-                match store.submit(Txn::new().update(next)).await {
-                    Ok(done) => {
-                        let now = Instant::now();
-                        lat.record(now - t);
-                        completions.push((t, now));
-                        counter += 1;
-                        if let Some(Object::Config(c)) = done.objects.first().map(|o| o.as_ref()) {
-                            obj = c.clone();
-                        }
-                    }
-                    Err(StoreError::Rejected(_)) => {
-                        // Our previous attempt committed under a retry we did not see: reload.
-                        if let Some(cur) = store.view().get::<Config>(&obj.meta.id) {
-                            obj = cur.to_owned_value();
-                        }
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        at = (at + 1) % members.len();
-                        // Errors can come back at once (a member shutting down): do not spin.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            }
-            (lat, completions)
+            let n = members.len();
+            client(
+                |i| members[i].running(),
+                n,
+                first,
+                obj,
+                value_bytes,
+                stop,
+                errors,
+            )
+            .await
         }));
     }
 
@@ -465,6 +480,88 @@ async fn drive(
         each_kill_ms,
         elected_ms,
     })
+}
+
+/// One client: updates its own object `obj` in a loop until `stop`, through manager `first`
+/// of the `n` that `store(i)` gives (`None`: killed), moving on to the next after an error.
+/// Its latencies, and when each committed write started and ended.
+pub(super) async fn client(
+    store: impl Fn(usize) -> Option<Store>,
+    n: usize,
+    first: usize,
+    mut obj: Config,
+    value_bytes: usize,
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+) -> (Latencies, Vec<(Instant, Instant)>) {
+    let mut lat = Latencies::default();
+    let mut completions: Vec<(Instant, Instant)> = Vec::new();
+    let mut at = first;
+    let mut counter = 1u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(store) = store(at) else {
+            at = (at + 1) % n;
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let mut next = obj.clone();
+        next.spec.data = payload(value_bytes, counter);
+        let t = Instant::now();
+        match store.submit(Txn::new().update(next)).await {
+            Ok(done) => {
+                let now = Instant::now();
+                lat.record(now - t);
+                completions.push((t, now));
+                counter += 1;
+                if let Some(Object::Config(c)) = done.objects.first().map(|o| o.as_ref()) {
+                    obj = c.clone();
+                }
+            }
+            Err(StoreError::Rejected(_)) => {
+                // Our previous attempt committed under a retry we did not see: reload.
+                if let Some(cur) = store.view().get::<Config>(&obj.meta.id) {
+                    obj = cur.to_owned_value();
+                }
+            }
+            Err(_) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                at = (at + 1) % n;
+                // Errors can come back at once (a member shutting down): do not spin.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    (lat, completions)
+}
+
+/// Creates one object per client name through `store`, 256 to a transaction.
+pub(super) async fn create_objects(
+    store: &Store,
+    names: impl Iterator<Item = String>,
+    value_bytes: usize,
+) -> anyhow::Result<Vec<Config>> {
+    let names: Vec<String> = names.collect();
+    let mut objects = Vec::new();
+    for chunk in names.chunks(256) {
+        let mut txn = Txn::new();
+        for name in chunk {
+            txn = txn.create(Config {
+                meta: Meta::with_id(new_id()),
+                spec: ConfigSpec {
+                    name: name.clone(),
+                    data: payload(value_bytes, 0),
+                    ..Default::default()
+                },
+            });
+        }
+        let committed = store.submit(txn).await?;
+        for o in committed.objects {
+            if let Object::Config(c) = o.as_ref() {
+                objects.push(c.clone());
+            }
+        }
+    }
+    Ok(objects)
 }
 
 pub(super) async fn wait_for(

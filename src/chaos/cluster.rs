@@ -23,6 +23,25 @@ pub const KEEP_ENV: &str = "SHOAL_CHAOS_KEEP";
 /// How long an API call of the harness itself (not the workload) may take.
 const CALL: Duration = Duration::from_secs(5);
 
+/// Where a member keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disk {
+    /// A directory on the machine's own filesystem.
+    Shared,
+    /// A tmpfs of this many MiB of its own, so that it can be filled
+    /// ([`Member::fill_disk`]).
+    Tmpfs(u64),
+    /// An ext4 filesystem of this many MiB of its own, on a loop device, so that the power
+    /// can be cut ([`Member::stop_disk`]).
+    Ext4(u64),
+}
+
+/// `EXT4_IOC_SHUTDOWN` (`_IOR('X', 125, __u32)`, the same number as XFS's `GOINGDOWN`): the
+/// filesystem stops at once, as the machine under it would lose power.
+const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587d;
+/// Its flag for "flush neither the journal nor data": whatever was not synced is gone.
+const EXT4_GOING_FLAGS_NOLOGFLUSH: u32 = 2;
+
 /// One manager process.
 pub struct Member {
     /// Its host name (also its node's).
@@ -42,6 +61,8 @@ pub struct Member {
     paused: bool,
     /// Whether its data dir is a filesystem of its own (unmounted on drop).
     mounted: bool,
+    /// The image of its ext4 filesystem ([`Disk::Ext4`]).
+    image: Option<PathBuf>,
     /// Whether the swarm has it as a manager (the scenarios that promote and demote keep it
     /// up to date); workers hold no replica and are left out of the store's oracles.
     pub manager: bool,
@@ -80,6 +101,15 @@ async fn ok(socket: &Path, method: &str, path: &str, body: Option<Value>) -> any
     Ok(v)
 }
 
+/// Runs a system tool (mount, mkfs): an error with what it printed when it fails.
+fn run_tool(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let out = command.output().context("running a system tool")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
 impl Member {
     fn new(
         root: &Path,
@@ -105,6 +135,7 @@ impl Member {
             child: None,
             paused: false,
             mounted: false,
+            image: None,
             manager: true,
             env: Vec::new(),
         })
@@ -172,7 +203,7 @@ impl Member {
             .env_remove(shoal_store::mutation::ENV)
             .env_remove(shoal_store::mutation::FAILPOINT_ENV)
             .env_remove(shoal_store::mutation::SNAPSHOT_EVERY_ENV)
-            .env_remove(shoal_store::clock::SKEW_ENV)
+            .env(shoal_store::clock::OFFSET_FILE_ENV, self.clock_file())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -272,22 +303,85 @@ impl Member {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
-    /// Mounts a tmpfs of `mb` MiB at its data dir (before it first starts).
-    fn small_disk(&mut self, mb: u64) -> anyhow::Result<()> {
+    /// Gives it a filesystem of its own at its data dir (before it first starts).
+    fn own_disk(&mut self, disk: Disk) -> anyhow::Result<()> {
+        if disk == Disk::Shared {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.data)?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "shoal-chaos"])
-            .arg(&self.data)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "mounting a {mb} MiB tmpfs at {}: {}",
-                self.data.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        match disk {
+            Disk::Shared => {}
+            Disk::Tmpfs(mb) => run_tool(
+                std::process::Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "shoal-chaos"])
+                    .arg(&self.data),
+            )
+            .with_context(|| format!("mounting a {mb} MiB tmpfs at {}", self.data.display()))?,
+            Disk::Ext4(mb) => {
+                let image = self.data.with_extension("img");
+                std::fs::File::create(&image)?.set_len(mb << 20)?;
+                run_tool(
+                    std::process::Command::new("mkfs.ext4")
+                        .args(["-q", "-F"])
+                        .arg(&image),
+                )?;
+                self.image = Some(image);
+                self.mount_image()?;
+            }
         }
         self.mounted = true;
         Ok(())
+    }
+
+    /// Mounts its ext4 image at its data dir (which replays the journal, as a boot would).
+    fn mount_image(&self) -> anyhow::Result<()> {
+        let image = self.image.as_ref().context("no ext4 image")?;
+        run_tool(
+            std::process::Command::new("mount")
+                .args(["-t", "ext4", "-o", "loop"])
+                .arg(image)
+                .arg(&self.data),
+        )
+        .with_context(|| format!("mounting {} at {}", image.display(), self.data.display()))
+    }
+
+    /// Cuts its power, with [`Member::kill9`] right after: its filesystem stops at once
+    /// without writing back anything that was not synced (`EXT4_IOC_SHUTDOWN` without
+    /// flushing, as xfstests simulate a crash); its process still runs until killed, and gets
+    /// EIO meanwhile. Only what it synced is there when [`Member::power_on`] mounts the
+    /// filesystem again. Several members stopped in a row, then killed, lose power "at once".
+    pub fn stop_disk(&self) -> anyhow::Result<()> {
+        if self.image.is_none() {
+            bail!("{} has no ext4 filesystem of its own to cut", self.name);
+        }
+        let dir = std::fs::File::open(&self.data)?;
+        let flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        use std::os::fd::AsRawFd;
+        // SAFETY: ioctl(2) on a descriptor we own, with a pointer to a u32 that outlives
+        // the call, as EXT4_IOC_SHUTDOWN expects.
+        let r = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_SHUTDOWN as _, &flags) };
+        if r != 0 {
+            bail!(
+                "shutting down the filesystem at {}: {}",
+                self.data.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// After [`Member::stop_disk`] and [`Member::kill9`]: unmounts and mounts its filesystem again and starts it.
+    pub async fn power_on(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!(
+                "{} still runs: kill it before its power comes back",
+                self.name
+            );
+        }
+        run_tool(std::process::Command::new("umount").arg(&self.data))
+            .with_context(|| format!("unmounting {}", self.data.display()))?;
+        self.mount_image()?;
+        self.start().await
     }
 
     /// Fills its data dir's filesystem to the last byte with a file, whose path it returns
@@ -318,15 +412,20 @@ impl Member {
         Ok(path)
     }
 
-    /// Skews its wall clock by `seconds` (debug builds only, [`shoal_store::clock`]) from its
-    /// next start on, and restarts it.
-    pub async fn skew_clock(&mut self, seconds: i64) -> anyhow::Result<()> {
-        self.env.retain(|(k, _)| k != shoal_store::clock::SKEW_ENV);
-        self.env.push((
-            shoal_store::clock::SKEW_ENV.to_string(),
-            seconds.to_string(),
-        ));
-        self.restart().await
+    /// The file its wall clock's offset is read from (debug builds only,
+    /// [`shoal_store::clock`]).
+    fn clock_file(&self) -> PathBuf {
+        self.log.with_file_name("clock-offset")
+    }
+
+    /// Sets its wall clock `seconds` off the machine's, while it runs (it reads the offset
+    /// again within [`shoal_store::clock::REREAD`]): a jump, forward or back.
+    pub fn set_clock(&self, seconds: i64) -> anyhow::Result<()> {
+        let file = self.clock_file();
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, seconds.to_string())?;
+        std::fs::rename(&tmp, &file)?;
+        Ok(())
     }
 
     /// Removes its data (it must be stopped): it starts again as a new node that has never
@@ -388,8 +487,8 @@ impl Cluster {
     /// Starts `n` managers of one swarm with `exe` (this build's `shoal`), with `mutation` on
     /// (`diverge` on the second member only, `skip-watch-event` on the third, the others on
     /// every member) and `env` on every member; each in a network namespace of its own when
-    /// `networked`. `workers` more members join as workers. With `disk_mb` each member's data
-    /// is on a tmpfs of that size.
+    /// `networked`. `workers` more members join as workers. Each member keeps its data on
+    /// `disk`.
     pub async fn start(
         n: usize,
         workers: usize,
@@ -397,7 +496,7 @@ impl Cluster {
         mutation: Option<&str>,
         env: &[(&str, String)],
         networked: bool,
-        disk_mb: Option<u64>,
+        disk: Disk,
     ) -> anyhow::Result<Cluster> {
         let mut root = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
         if std::env::var_os(KEEP_ENV).is_some() {
@@ -420,9 +519,7 @@ impl Cluster {
             )?;
             m.env
                 .extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            if let Some(mb) = disk_mb {
-                m.small_disk(mb)?;
-            }
+            m.own_disk(disk)?;
             if let Some(name) = mutation {
                 // Mutations of one replica break one member; the others break every member.
                 let only = match name {
@@ -676,7 +773,8 @@ impl Drop for Member {
             let _ = c.start_kill();
         }
         if self.mounted {
-            // Lazily: the process may still be on its way out.
+            // Lazily: the process may still be on its way out. A loop device goes with the
+            // last unmount of its filesystem (`mount -o loop` sets autoclear).
             let _ = std::process::Command::new("umount")
                 .arg("-l")
                 .arg(&self.data)

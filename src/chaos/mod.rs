@@ -36,7 +36,7 @@ const KEYS: usize = 5;
 /// Clients of each scenario.
 const CLIENTS: usize = 4;
 /// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
-pub const CI_SUBSET: usize = 17;
+pub const CI_SUBSET: usize = 18;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -144,7 +144,7 @@ async fn scenario(
         .into_iter()
         .collect();
     let mut c = Cluster::start(
-        s.managers, s.workers, exe, mutation, &env, s.network, s.disk_mb,
+        s.managers, s.workers, exe, mutation, &env, s.network, s.disk,
     )
     .await?;
     let keys = Arc::new(create_keys(&c).await?);

@@ -7,7 +7,7 @@ use base64::Engine;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Disk};
 use super::net::Direction;
 use super::workload::Recorder;
 use crate::bench::stats::Latencies;
@@ -30,9 +30,9 @@ pub struct Scenario {
     pub network: bool,
     /// Members that join as workers (beside the managers).
     pub workers: usize,
-    /// Each member's data on a filesystem of its own of this many MiB (a tmpfs), so it can be
-    /// filled.
-    pub disk_mb: Option<u64>,
+    /// Where each member keeps its data: a filesystem of its own to fill, or to cut the power
+    /// under.
+    pub disk: Disk,
 }
 
 /// Every scenario, in the order `--all` runs them; the first [`super::CI_SUBSET`] are the CI
@@ -46,7 +46,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "follower-restart",
@@ -56,7 +56,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: Some(200),
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "minority-kills",
@@ -66,7 +66,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "quorum-loss",
@@ -76,7 +76,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "restart-all",
@@ -86,7 +86,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "restart-staggered",
@@ -96,7 +96,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "pause-leader",
@@ -106,7 +106,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "leader-restart-fast",
@@ -116,7 +116,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "failpoints",
@@ -126,7 +126,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: Some(200),
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "pause-follower",
@@ -136,7 +136,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "leader-isolated",
@@ -146,7 +146,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "burst",
@@ -156,7 +156,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "membership-changes",
@@ -166,7 +166,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 1,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "disk-full",
@@ -178,7 +178,7 @@ pub const ALL: &[Scenario] = &[
         workers: 0,
         // Room for what the others hold of the leader's large writes (log, tables, history,
         // snapshots): only the leader's disk is to fill up.
-        disk_mb: Some(1024),
+        disk: Disk::Tmpfs(1024),
     },
     Scenario {
         name: "agent-partition",
@@ -188,7 +188,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 2,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "corrupt-wal",
@@ -198,17 +198,27 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "clock-skew",
         matrix: "F16",
-        guarantees: "two of three managers' wall clocks set minutes ahead and behind, then leaders killed so each leads in turn: safety holds (Raft, leases and heartbeats run on the monotonic clock), no node is marked down for it, timestamps still answer",
+        guarantees: "two of three managers' wall clocks set minutes ahead and behind, then, while they run, clocks jumping by minutes either way or strobing back and forth, and leaders killed so each leads in turn: safety holds (Raft, leases and heartbeats run on the monotonic clock), no node is marked down for it, the tasks converge",
         managers: 3,
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
+    },
+    Scenario {
+        name: "power-loss",
+        matrix: "F11",
+        guarantees: "the power cut under one manager (the leader or not), and every third time under all of them at once, while clients write and snapshots are taken: whatever was not synced is gone, yet every acknowledged write survives, and the swarm comes back by itself",
+        managers: 3,
+        snapshot_every: Some(300),
+        network: false,
+        workers: 0,
+        disk: Disk::Ext4(512),
     },
     Scenario {
         name: "one-way-partition",
@@ -218,7 +228,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "flapping-partition",
@@ -228,7 +238,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "lossy-network",
@@ -238,7 +248,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: true,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
     Scenario {
         name: "five-managers-two-kills",
@@ -248,7 +258,7 @@ pub const ALL: &[Scenario] = &[
         snapshot_every: None,
         network: false,
         workers: 0,
-        disk_mb: None,
+        disk: Disk::Shared,
     },
 ];
 
@@ -943,29 +953,56 @@ pub async fn run(
         "agent-partition" => agent_partition(c, &mut s, rng).await?,
         "clock-skew" => {
             if !shoal_store::mutation::AVAILABLE {
-                anyhow::bail!("scenario clock-skew needs a debug build (only those read the skew)");
+                anyhow::bail!(
+                    "scenario clock-skew needs a debug build (only those read the clock offset)"
+                );
             }
             // Minutes either way, within the hour certificates are backdated by.
             let ahead = rng.random_range(60..900);
             let behind = -rng.random_range(60..900);
-            c.members[0].skew_clock(ahead).await?;
-            c.members[1].skew_clock(behind).await?;
+            c.members[0].set_clock(ahead)?;
+            c.members[1].set_clock(behind)?;
             s.faults += 2;
             s.extra
                 .insert("skews_s".into(), serde_json::json!([ahead, behind, 0]));
-            c.wait_healthy(Duration::from_secs(60)).await?;
+            let (mut kills, mut jumps, mut strobes) = (0u64, 0u64, 0u64);
             while Instant::now() < end {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
-                let Some(l) = leader_or_wait(c).await else {
-                    s.violations.push("no leader within 10 s".into());
-                    break;
-                };
-                let at = rec.now();
-                c.members[l].kill9().await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+                match rng.random_range(0..3) {
+                    // A leader killed, so that each manager leads in turn, whatever its clock.
+                    0 => {
+                        let Some(l) = leader_or_wait(c).await else {
+                            s.violations.push("no leader within 10 s".into());
+                            break;
+                        };
+                        let at = rec.now();
+                        c.members[l].kill9().await;
+                        kills += 1;
+                        note_recovery(&mut s, rec, at, "a leader kill with skewed clocks").await;
+                        c.members[l].start().await?;
+                    }
+                    // A running manager's clock jumps, forward or back.
+                    1 => {
+                        let k = rng.random_range(0..n);
+                        c.members[k].set_clock(rng.random_range(-900..900))?;
+                        jumps += 1;
+                    }
+                    // A strobe: back and forth by minutes, every 60 ms for a while.
+                    _ => {
+                        let k = rng.random_range(0..n);
+                        let by = rng.random_range(60..900);
+                        for i in 0..10 {
+                            c.members[k].set_clock(if i % 2 == 0 { by } else { -by })?;
+                            tokio::time::sleep(Duration::from_millis(60)).await;
+                        }
+                        strobes += 1;
+                    }
+                }
                 s.faults += 1;
-                note_recovery(&mut s, rec, at, "a leader kill with skewed clocks").await;
-                c.members[l].start().await?;
             }
+            s.extra.insert("leader_kills".into(), kills.into());
+            s.extra.insert("clock_jumps".into(), jumps.into());
+            s.extra.insert("clock_strobes".into(), strobes.into());
             c.wait_healthy(Duration::from_secs(60)).await?;
             // Nobody was marked down for a clock: every node is ready again within the grace.
             let started = Instant::now();
@@ -1034,6 +1071,46 @@ pub async fn run(
             // The other two go on; then the damaged member is replaced by a wiped one.
             tokio::time::sleep(duration / 4).await;
             replace_with_wiped(c, &mut s, f).await?;
+        }
+        "power-loss" => {
+            let (mut one, mut all) = (0u64, 0u64);
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(700..1800))).await;
+                let victims: Vec<usize> = if (one + all) % 3 == 2 {
+                    all += 1;
+                    (0..n).collect()
+                } else {
+                    one += 1;
+                    // The leader half the time: its unsynced tail is the newest.
+                    match leader_or_wait(c).await {
+                        Some(l) if rng.random_bool(0.5) => vec![l],
+                        _ => vec![rng.random_range(0..n)],
+                    }
+                };
+                // Every filesystem stops before any process is killed: none of them writes
+                // anything after the first has lost power.
+                for &v in &victims {
+                    c.members[v].stop_disk()?;
+                }
+                for &v in &victims {
+                    c.members[v].kill9().await;
+                }
+                s.faults += 1;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+                let at = rec.now();
+                let powered = c
+                    .members
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| victims.contains(i))
+                    .map(|(_, m)| m.power_on());
+                for r in futures::future::join_all(powered).await {
+                    r?;
+                }
+                note_recovery(&mut s, rec, at, "power back on").await;
+            }
+            s.extra.insert("power_cuts_one".into(), one.into());
+            s.extra.insert("power_cuts_all".into(), all.into());
         }
         "leader-isolated" => {
             while Instant::now() < end {

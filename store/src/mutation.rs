@@ -15,17 +15,21 @@
 //!   left out of the commits a watch sends (on the member that has it: the third).
 //! - `extra-replica` (the replicated orchestrator): a service runs one task more than its
 //!   replicas.
+//! - `skip-fsync` (this crate's Raft log): appended entries and votes are acknowledged once
+//!   written to the operating system, without an fsync: a power cut loses what was
+//!   acknowledged.
 
 /// The environment variable naming the daemon's mutation.
 pub const ENV: &str = "SHOAL_CHAOS_MUTATION";
 
 /// The mutations this build knows.
-pub const KNOWN: [&str; 5] = [
+pub const KNOWN: [&str; 6] = [
     "stale-reads",
     "ack-without-commit",
     "diverge",
     "skip-watch-event",
     "extra-replica",
+    "skip-fsync",
 ];
 
 /// Whether mutation `name` is on in this process.

@@ -241,7 +241,10 @@ fn run_log_io(db: Arc<Db>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
         }
         let result = match &failed {
             Some(e) => Err(e.clone()),
-            None => db.flush_wal(true).map_err(|e| e.to_string()),
+            // `skip-fsync` (debug builds only): written to the OS, acknowledged unsynced.
+            None => db
+                .flush_wal(!crate::mutation::active("skip-fsync"))
+                .map_err(|e| e.to_string()),
         };
         if !flushed.is_empty() {
             crate::mutation::failpoint("log-after-sync");

@@ -727,6 +727,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 None => wb.delete_cf(sm, KEY_SNAPSHOT_KEY),
             }
             db.write(wb).map_err(io_err)?;
+            // Synced before the older snapshot goes: its removal may reach the disk before
+            // the log's next sync, and a power cut between the two would leave the store naming
+            // a file that is gone (found by the chaos suite's power-loss scenario).
+            db.flush_wal(true).map_err(io_err)?;
             *shared.current_snapshot.lock().expect("snapshot lock") = Some(CurrentSnapshot {
                 meta: meta.clone(),
                 path: path.clone(),
