@@ -285,6 +285,14 @@ enum Bench {
         /// sealing costs (`encryption_cost_pct`); the bench then takes twice as long.
         #[arg(long)]
         compare_encryption: bool,
+        /// Run the same workload again with log entries and peer messages in JSON instead of
+        /// the binary encoding and report the gain (`encoding_gain_pct`); twice as long.
+        #[arg(long)]
+        compare_encoding: bool,
+        /// Run the same workload on three etcd members (on the PATH) right after and report
+        /// `ratio_vs_etcd` (needs --managers 3).
+        #[arg(long)]
+        compare_etcd: bool,
         /// Which managers the clients write through: all of them in turn, the leader, or
         /// the followers (which forward each write to the leader).
         #[arg(long, value_enum, default_value = "spread")]
@@ -314,6 +322,8 @@ enum Bench {
         ca_key: PathBuf,
         #[arg(long)]
         no_seal: bool,
+        #[arg(long)]
+        json_encoding: bool,
     },
 }
 
@@ -908,6 +918,8 @@ fn main() -> anyhow::Result<()> {
                     dir,
                     leader_kills,
                     compare_encryption,
+                    compare_encoding,
+                    compare_etcd,
                     client_at,
                     processes,
                     json,
@@ -920,6 +932,8 @@ fn main() -> anyhow::Result<()> {
                         dir,
                         leader_kills,
                         compare_encryption,
+                        compare_encoding,
+                        compare_etcd,
                         client_at,
                         processes,
                     })
@@ -937,8 +951,11 @@ fn main() -> anyhow::Result<()> {
                     ca_cert,
                     ca_key,
                     no_seal,
+                    json_encoding,
                 } => {
+                    use shoal::bench::store::Variant;
                     use shoal::bench::store_processes::{member, MemberArgs};
+                    use shoal_store::codec::Encoding;
                     member(MemberArgs {
                         raft_id,
                         dir,
@@ -946,7 +963,14 @@ fn main() -> anyhow::Result<()> {
                         cluster,
                         ca_cert,
                         ca_key,
-                        seal_at_rest: !no_seal,
+                        variant: Variant {
+                            seal_at_rest: !no_seal,
+                            encoding: if json_encoding {
+                                Encoding::Json
+                            } else {
+                                Encoding::Binary
+                            },
+                        },
                     })
                     .await?;
                 }

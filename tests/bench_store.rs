@@ -139,3 +139,42 @@ fn options_that_cannot_work_together_are_refused_with_the_reason() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn the_report_compares_the_binary_encoding_with_json_on_the_same_workload() {
+    for extra in [
+        &["--compare-encoding"][..],
+        &["--compare-encoding", "--processes"],
+    ] {
+        let report = bench_store(extra);
+        assert_sealed_run_figures(&report);
+        assert_eq!(report["encoding"], "binary", "{report}");
+        let binary = number(&report, "binary_ops_per_s");
+        let json = number(&report, "json_ops_per_s");
+        assert_eq!(binary, number(&report, "ops_per_s"), "{report}");
+        assert!(json > 0.0, "{report}");
+        assert!(
+            number(&report, "json_p99_ms") >= number(&report, "json_p50_ms"),
+            "{report}"
+        );
+        let gain = number(&report, "encoding_gain_pct");
+        let expected = (binary - json) / json * 100.0;
+        assert!((gain - expected).abs() < 0.1, "{report}");
+    }
+}
+
+#[test]
+fn etcd_takes_the_same_workload_side_by_side_and_the_ratio_is_reported() {
+    let report = bench_store(&["--compare-etcd"]);
+    assert_sealed_run_figures(&report);
+    let etcd = number(&report, "etcd_ops_per_s");
+    assert!(etcd > 0.0, "{report}");
+    assert_eq!(report["etcd_errors"], 0, "{report}");
+    assert!(
+        number(&report, "etcd_p99_ms") >= number(&report, "etcd_p50_ms"),
+        "{report}"
+    );
+    let ratio = number(&report, "ratio_vs_etcd");
+    let expected = number(&report, "ops_per_s") / etcd;
+    assert!((ratio - expected).abs() < 0.01, "{report}");
+}

@@ -19,9 +19,10 @@ pub struct EtcdJoin {
 }
 
 /// One etcd process; killed when dropped.
-struct Etcd {
+pub(super) struct Etcd {
     child: Child,
-    client: String,
+    /// Its client URL.
+    pub(super) client: String,
 }
 
 impl Drop for Etcd {
@@ -31,11 +32,14 @@ impl Drop for Etcd {
     }
 }
 
-fn url(port: u16) -> String {
+/// The URL of a port on loopback.
+pub(super) fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn start(
+/// Starts etcd member `name` with its data in `dir`, serving clients on `client` and peers on
+/// `peer`, in `cluster` (etcd's `--initial-cluster`) as a `new` or `existing` member.
+pub(super) fn start(
     name: &str,
     dir: &Path,
     client: u16,
@@ -65,7 +69,12 @@ fn start(
     })
 }
 
-fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+/// Runs `etcdctl` (API v3) against `endpoint`, `stdin` piped in; what it printed.
+pub(super) fn etcdctl(
+    endpoint: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> anyhow::Result<String> {
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .args(["--endpoints", endpoint, "--command-timeout", "30s"])
@@ -101,7 +110,12 @@ fn raft_index(endpoint: &str) -> anyhow::Result<u64> {
         .context("no raftAppliedIndex in etcdctl endpoint status")
 }
 
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+/// Polls `ok` every 20 ms until it holds, for at most `limit`.
+pub(super) fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut ok: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while !ok() {
         if Instant::now() > deadline {

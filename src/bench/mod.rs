@@ -9,6 +9,7 @@ pub mod docker;
 pub mod dockerd;
 pub mod e2e;
 pub mod etcd_join;
+pub mod etcd_store;
 pub mod gitops;
 pub mod hosts;
 pub mod join;

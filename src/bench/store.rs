@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
+use shoal_store::codec::Encoding;
 use shoal_store::model::{new_id, Config, ConfigSpec, Meta, NodeRole, Object};
 use shoal_store::{PeerNode, Store, StoreConfig, StoreError, Txn};
 use tokio::sync::oneshot;
@@ -38,6 +39,12 @@ pub struct StoreBench {
     pub leader_kills: usize,
     /// Run the workload a second time with sealing at rest off, and report the difference.
     pub compare_encryption: bool,
+    /// Run the workload a second time with log entries and peer messages in JSON instead of
+    /// the binary encoding, and report the difference.
+    pub compare_encoding: bool,
+    /// Run the same workload on three etcd members (on the PATH) after shoal's, and report the
+    /// ratio.
+    pub compare_etcd: bool,
     /// Which managers the clients send their writes to.
     pub client_at: ClientAt,
     /// Each manager a process of its own in a network namespace of its own
@@ -99,6 +106,24 @@ impl Server {
     }
 }
 
+/// How the managers of one run keep and send what they write.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    /// Whether their stores seal at rest (false only to measure what sealing costs).
+    pub seal_at_rest: bool,
+    /// How they encode log entries and peer messages (JSON only to measure the binary
+    /// encoding's gain).
+    pub encoding: Encoding,
+}
+
+impl Variant {
+    /// What every manager does: sealed at rest, binary.
+    pub const MANAGER: Variant = Variant {
+        seal_at_rest: true,
+        encoding: Encoding::Binary,
+    };
+}
+
 /// One manager of the benchmark: killed and restarted in place (same id, address and directory)
 /// when the run kills leaders.
 pub(super) struct Member {
@@ -108,8 +133,7 @@ pub(super) struct Member {
     /// locked and it cannot be reopened.
     store: std::sync::RwLock<Option<Store>>,
     server: std::sync::Mutex<Option<Server>>,
-    /// Whether its store seals at rest (false only to measure what sealing costs).
-    seal_at_rest: bool,
+    variant: Variant,
 }
 
 /// Opens a manager's store from `dir` and serves it on `listener`.
@@ -119,7 +143,7 @@ pub(super) async fn open_member(
     raft_id: u64,
     dir: &std::path::Path,
     listener: tokio::net::TcpListener,
-    seal_at_rest: bool,
+    variant: Variant,
 ) -> anyhow::Result<(Store, Server)> {
     let addr = listener.local_addr()?.to_string();
     let identity = NodeIdentity::new(
@@ -136,7 +160,8 @@ pub(super) async fn open_member(
     // Clients give up an attempt well before an election would end, then retry elsewhere.
     cfg.attempt_timeout = Duration::from_millis(300);
     cfg.write_deadline = Duration::from_secs(10);
-    cfg.seal_at_rest = seal_at_rest;
+    cfg.seal_at_rest = variant.seal_at_rest;
+    cfg.encoding = variant.encoding;
     let store = Store::open(cfg, transport).await?;
     let (tx, rx) = oneshot::channel::<()>();
     let tls = server_tls_config(&creds)?;
@@ -166,26 +191,26 @@ pub(super) async fn start_member(
     raft_id: u64,
     dir: &std::path::Path,
 ) -> anyhow::Result<Arc<Member>> {
-    start_member_with(ca, cluster, raft_id, dir, true).await
+    start_member_with(ca, cluster, raft_id, dir, Variant::MANAGER).await
 }
 
-/// Starts a manager, its store sealing at rest or (to measure what sealing costs) not.
+/// Starts a manager of `variant`.
 async fn start_member_with(
     ca: &RootCa,
     cluster: &str,
     raft_id: u64,
     dir: &std::path::Path,
-    seal_at_rest: bool,
+    variant: Variant,
 ) -> anyhow::Result<Arc<Member>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let (store, server) = open_member(ca, cluster, raft_id, dir, listener, seal_at_rest).await?;
+    let (store, server) = open_member(ca, cluster, raft_id, dir, listener, variant).await?;
     Ok(Arc::new(Member {
         raft_id,
         addr,
         store: std::sync::RwLock::new(Some(store)),
         server: std::sync::Mutex::new(Some(server)),
-        seal_at_rest,
+        variant,
     }))
 }
 
@@ -228,7 +253,7 @@ impl Member {
                 let listener = tokio::net::TcpListener::bind(&self.addr)
                     .await
                     .with_context(|| format!("rebinding {}", self.addr))?;
-                open_member(ca, cluster, self.raft_id, dir, listener, self.seal_at_rest).await
+                open_member(ca, cluster, self.raft_id, dir, listener, self.variant).await
             };
             match attempt.await {
                 Ok(opened) => break opened,
@@ -279,6 +304,9 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     if b.client_at == ClientAt::Follower && b.managers < 2 {
         bail!("--client-at follower needs at least 2 managers (one of them leads)");
     }
+    if b.compare_etcd && b.managers != 3 {
+        bail!("--compare-etcd runs three etcd members: use --managers 3");
+    }
     if b.processes && b.leader_kills > 0 {
         bail!("--leader-kills runs with the managers in this process only; with managers as processes, `shoal chaos run --scenario leader-kill` kills real leaders and reports the unavailability");
     }
@@ -286,17 +314,17 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     let fsync_p50 = fsync_p50_ms(base.path(), 300).context("measuring fdatasync")?;
     crate::ca::install_crypto_provider();
     let ca = RootCa::generate()?;
-    let drive_once = |dir: PathBuf, seal: bool| {
+    let drive_once = |dir: PathBuf, variant: Variant| {
         let (b, ca) = (&b, &ca);
         async move {
             if b.processes {
-                super::store_processes::drive(b, ca, &dir, seal).await
+                super::store_processes::drive(b, ca, &dir, variant).await
             } else {
-                drive(b, ca, &dir, seal).await
+                drive(b, ca, &dir, variant).await
             }
         }
     };
-    let mut sealed = drive_once(base.path().to_path_buf(), true).await?;
+    let mut sealed = drive_once(base.path().to_path_buf(), Variant::MANAGER).await?;
     let ops = sealed.lat.len();
     let mut report = json!({
         "bench": "store",
@@ -304,6 +332,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         "processes": b.processes,
         "client_at": b.client_at.name(),
         "clients": b.clients,
+        "encoding": Variant::MANAGER.encoding.name(),
         "value_bytes": b.value_bytes,
         "duration_s": round3(sealed.elapsed.as_secs_f64()),
         "ops": ops,
@@ -323,7 +352,11 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
     }
     if b.compare_encryption {
         // The same workload on fresh stores that write in clear, right after the sealed run.
-        let mut clear = drive_once(base.path().join("unsealed"), false).await?;
+        let unsealed = Variant {
+            seal_at_rest: false,
+            ..Variant::MANAGER
+        };
+        let mut clear = drive_once(base.path().join("unsealed"), unsealed).await?;
         let (with, without) = (sealed.ops_per_s(), clear.ops_per_s());
         report["sealed_ops_per_s"] = json!(round3(with));
         report["unsealed_ops_per_s"] = json!(round3(without));
@@ -339,6 +372,49 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         };
         report["encryption_cost_pct"] = json!((cost * 10.0).round() / 10.0);
     }
+    if b.compare_encoding {
+        // The same workload on fresh stores that write and send JSON, right after.
+        let in_json = Variant {
+            encoding: Encoding::Json,
+            ..Variant::MANAGER
+        };
+        let mut json_run = drive_once(base.path().join("json"), in_json).await?;
+        let (binary, json) = (sealed.ops_per_s(), json_run.ops_per_s());
+        report["binary_ops_per_s"] = json!(round3(binary));
+        report["json_ops_per_s"] = json!(round3(json));
+        report["json_p50_ms"] = json!(round3(json_run.lat.quantile_ms(0.5)));
+        report["json_p99_ms"] = json!(round3(json_run.lat.quantile_ms(0.99)));
+        report["json_errors"] = json!(json_run.errors);
+        // Throughput gained by the binary encoding, in percent of JSON's (negative when the
+        // JSON run happened to be faster).
+        let gain = if json > 0.0 {
+            (binary - json) / json * 100.0
+        } else {
+            0.0
+        };
+        report["encoding_gain_pct"] = json!((gain * 10.0).round() / 10.0);
+    }
+    if b.compare_etcd {
+        // etcd on the same disk, the same clients and values, right after.
+        let mut etcd = super::etcd_store::run(
+            b.clients,
+            b.value_bytes,
+            b.duration,
+            b.client_at,
+            base.path(),
+        )
+        .await
+        .context("etcd side by side")?;
+        report["etcd_ops_per_s"] = json!(round3(etcd.ops_per_s));
+        report["etcd_p50_ms"] = json!(round3(etcd.lat.quantile_ms(0.5)));
+        report["etcd_p99_ms"] = json!(round3(etcd.lat.quantile_ms(0.99)));
+        report["etcd_errors"] = json!(etcd.errors);
+        report["ratio_vs_etcd"] = json!(if etcd.ops_per_s > 0.0 {
+            round3(sealed.ops_per_s() / etcd.ops_per_s)
+        } else {
+            0.0
+        });
+    }
     Ok(report)
 }
 
@@ -348,13 +424,13 @@ async fn drive(
     b: &StoreBench,
     ca: &RootCa,
     dir: &std::path::Path,
-    seal_at_rest: bool,
+    variant: Variant,
 ) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cluster = new_id();
     let mut members = Vec::new();
     for id in 1..=b.managers {
-        members.push(start_member_with(ca, &cluster, id, dir, seal_at_rest).await?);
+        members.push(start_member_with(ca, &cluster, id, dir, variant).await?);
     }
     members[0].store().initialize().await?;
     wait_for(|| members[0].store().is_leader(), Duration::from_secs(10)).await?;

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shoal_store::codec::Encoding;
 use shoal_store::model::new_id;
 use shoal_store::PeerNode;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::stats::Latencies;
-use super::store::{client, create_objects, open_member, wait_for, Outcome, StoreBench};
+use super::store::{client, create_objects, open_member, wait_for, Outcome, StoreBench, Variant};
 use crate::ca::RootCa;
 use crate::chaos::net::Lan;
 
@@ -86,8 +87,8 @@ pub struct MemberArgs {
     pub ca_cert: std::path::PathBuf,
     /// See `ca_cert`.
     pub ca_key: std::path::PathBuf,
-    /// Whether its store seals at rest (off only to measure what sealing costs).
-    pub seal_at_rest: bool,
+    /// How its store keeps and sends what it writes.
+    pub variant: Variant,
 }
 
 /// A manager process of the benchmark, as the coordinator sees it.
@@ -139,7 +140,7 @@ pub(super) async fn drive(
     b: &StoreBench,
     ca: &RootCa,
     dir: &Path,
-    seal_at_rest: bool,
+    variant: Variant,
 ) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe().context("finding this shoal binary")?;
@@ -167,8 +168,11 @@ pub(super) async fn drive(
             .arg(&ca_cert)
             .arg("--ca-key")
             .arg(&ca_key);
-        if !seal_at_rest {
+        if !variant.seal_at_rest {
             command.arg("--no-seal");
+        }
+        if variant.encoding == Encoding::Json {
+            command.arg("--json-encoding");
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -273,7 +277,7 @@ pub async fn member(a: MemberArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     let (store, server) =
-        open_member(&ca, &a.cluster, a.raft_id, &a.dir, listener, a.seal_at_rest).await?;
+        open_member(&ca, &a.cluster, a.raft_id, &a.dir, listener, a.variant).await?;
     let mut out = tokio::io::stdout();
     let ready = serde_json::json!({"addr": a.listen, "node_id": store.config().node_id});
     say(&mut out, ready).await?;

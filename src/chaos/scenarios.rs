@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use base64::Engine;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -121,7 +122,7 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "failpoints",
         matrix: "F10",
-        guarantees: "the leader crashes at each failpoint (log written but not synced, synced but not acknowledged, before and after apply, while building a snapshot, while purging the log) and restarts: no acknowledged write lost, no revision regresses",
+        guarantees: "the leader crashes at each failpoint (log written but not synced, synced but not acknowledged, before and after apply, while building a snapshot, while purging the log), and a follower that fell behind while installing the leader's snapshot, and they restart: no acknowledged write lost, no revision regresses",
         managers: 3,
         snapshot_every: Some(200),
         network: false,
@@ -260,7 +261,22 @@ pub const ALL: &[Scenario] = &[
         workers: 0,
         disk: Disk::Shared,
     },
+    Scenario {
+        name: "large-store",
+        matrix: "F15",
+        guarantees: "a store filled to 500 MB of configs (close to 1,000 KiB each) while clients write, then a worker promoted to manager, its catch-up from a snapshot of it interrupted by a leader kill: it joins and votes, the workers keep their sessions, nothing is lost",
+        managers: 3,
+        snapshot_every: None,
+        network: false,
+        workers: 1,
+        disk: Disk::Shared,
+    },
 ];
+
+/// How much `large-store` writes, in MiB.
+const LARGE_STORE_MB: usize = 500;
+/// Each of its configs' data (under swarmkit's 1,000 KiB limit, so the API takes it).
+const LARGE_CONFIG_BYTES: usize = 960 << 10;
 
 /// What the faults measured.
 #[derive(Default)]
@@ -613,6 +629,181 @@ async fn agent_partition(
     Ok(())
 }
 
+/// The `snapshot-install` failpoint: a follower is stopped until the leader's log has moved
+/// on past several snapshots (and purged what it needs), then started with the failpoint on:
+/// it crashes installing the leader's snapshot, and starts again.
+async fn crash_installing_a_snapshot(
+    c: &mut Cluster,
+    s: &mut FaultStats,
+    rec: &Recorder,
+    leader: usize,
+) -> anyhow::Result<()> {
+    let f = (leader + 1) % c.members.len();
+    let revision = |socket: std::path::PathBuf| async move {
+        super::cluster::call(
+            &socket,
+            "GET",
+            "/shoal/v1/revision",
+            &[],
+            None,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()
+        .and_then(|(_, v)| v["revision"].as_u64())
+    };
+    let from = revision(c.members[leader].socket.clone())
+        .await
+        .unwrap_or(0);
+    c.members[f].kill9().await;
+    s.faults += 1;
+    // Three snapshot intervals (the scenario snapshots every 200 entries and keeps 20 after).
+    let started = Instant::now();
+    while revision(c.members[leader].socket.clone())
+        .await
+        .unwrap_or(0)
+        < from + 600
+    {
+        if started.elapsed() > Duration::from_secs(60) {
+            s.violations
+                .push("the log did not move on by 600 entries in 60 s".into());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let setting = "snapshot-install:1";
+    let env = [(shoal_store::mutation::FAILPOINT_ENV, setting)];
+    c.members[f].restart_with(&env).await.ok();
+    if !c.members[f].wait_exit(Duration::from_secs(30)).await {
+        s.violations
+            .push("failpoint snapshot-install was not reached in 30 s".into());
+        c.members[f].kill9().await;
+    }
+    let at = rec.now();
+    c.members[f].start().await?;
+    note_recovery(s, rec, at, "a crash at snapshot-install").await;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+/// `large-store` (F15): the store grows to [`LARGE_STORE_MB`], then a new manager catches up
+/// from it while the leader is killed.
+async fn large_store(c: &mut Cluster, s: &mut FaultStats, rec: &Recorder) -> anyhow::Result<()> {
+    let socket = c.a_manager().to_path_buf();
+    let count = (LARGE_STORE_MB << 20).div_ceil(LARGE_CONFIG_BYTES);
+    let data = base64::engine::general_purpose::STANDARD.encode(vec![0x5au8; LARGE_CONFIG_BYTES]);
+    let filling = Instant::now();
+    // Four writers, each its share of the configs.
+    let writers = (0..4).map(|w| {
+        let (socket, data) = (socket.clone(), data.clone());
+        async move {
+            for i in (w..count).step_by(4) {
+                let body = serde_json::json!({"Name": format!("chaos-large-{i}"), "Data": data});
+                let (status, v) = super::cluster::call(
+                    &socket,
+                    "POST",
+                    "/configs/create",
+                    &[],
+                    Some(body),
+                    Duration::from_secs(60),
+                )
+                .await?;
+                if status != 201 {
+                    anyhow::bail!("creating config {i} of {count}: {status} {v}");
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in futures::future::join_all(writers).await {
+        r?;
+    }
+    s.extra.insert(
+        "store_mb".into(),
+        ((count * LARGE_CONFIG_BYTES) >> 20).into(),
+    );
+    s.extra.insert(
+        "fill_s".into(),
+        serde_json::json!((filling.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+    );
+    // The worker becomes a manager: it arrives as a learner and catches up from a snapshot.
+    let w = c
+        .members
+        .iter()
+        .position(|m| !m.manager)
+        .context("large-store needs a worker to promote")?;
+    let joining = Instant::now();
+    let r = c.set_role(w, true).await?;
+    if !(200..300).contains(&r.0) {
+        s.violations.push(format!(
+            "promoting {} was refused: {} {}",
+            c.members[w].name, r.0, r.1
+        ));
+        return Ok(());
+    }
+    s.faults += 1;
+    // The leader dies while the snapshot is on its way (the new member is no leader: it
+    // holds no vote yet).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if let Some(l) = leader_or_wait(c).await {
+        let at = rec.now();
+        c.members[l].kill9().await;
+        s.faults += 1;
+        note_recovery(
+            s,
+            rec,
+            at,
+            "a leader kill during the new manager's catch-up",
+        )
+        .await;
+        c.members[l].start().await?;
+    }
+    match c.wait_healthy(Duration::from_secs(300)).await {
+        Ok(_) => {
+            s.extra.insert(
+                "new_manager_caught_up_ms".into(),
+                (joining.elapsed().as_millis() as u64).into(),
+            );
+        }
+        Err(e) => s
+            .violations
+            .push(format!("the promoted manager did not catch up: {e:#}")),
+    }
+    nodes_ready(c, s, Duration::from_secs(30)).await
+}
+
+/// Every node is ready within `within` (none was marked down for what the scenario did).
+async fn nodes_ready(c: &Cluster, s: &mut FaultStats, within: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let (status, nodes) = super::cluster::call(
+            c.a_manager(),
+            "GET",
+            "/nodes",
+            &[],
+            None,
+            Duration::from_secs(5),
+        )
+        .await?;
+        let not_ready: Vec<String> = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["Status"]["State"] != "ready")
+            .map(|n| format!("{} {}", n["Description"]["Hostname"], n["Status"]["State"]))
+            .collect();
+        if status == 200 && not_ready.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > within {
+            s.violations
+                .push(format!("nodes not ready after {within:?}: {not_ready:?}"));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs the faults of `name` for about `duration`.
 pub async fn run(
     name: &str,
@@ -776,6 +967,10 @@ pub async fn run(
                     s.violations.push("no leader within 10 s".into());
                     break;
                 };
+                if point == "snapshot-install" {
+                    crash_installing_a_snapshot(c, &mut s, rec, l).await?;
+                    continue;
+                }
                 // Appends and applies happen many times a second: crash at a random hit.
                 let hit = match point {
                     "snapshot-build" | "log-purge" => 1,
@@ -1005,35 +1200,7 @@ pub async fn run(
             s.extra.insert("clock_strobes".into(), strobes.into());
             c.wait_healthy(Duration::from_secs(60)).await?;
             // Nobody was marked down for a clock: every node is ready again within the grace.
-            let started = Instant::now();
-            loop {
-                let (status, nodes) = super::cluster::call(
-                    c.a_manager(),
-                    "GET",
-                    "/nodes",
-                    &[],
-                    None,
-                    Duration::from_secs(5),
-                )
-                .await?;
-                let not_ready: Vec<String> = nodes
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|n| n["Status"]["State"] != "ready")
-                    .map(|n| format!("{} {}", n["Description"]["Hostname"], n["Status"]["State"]))
-                    .collect();
-                if status == 200 && not_ready.is_empty() {
-                    break;
-                }
-                if started.elapsed() > Duration::from_secs(30) {
-                    s.violations.push(format!(
-                        "nodes not ready 30 s after the last kill: {not_ready:?}"
-                    ));
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            nodes_ready(c, &mut s, Duration::from_secs(30)).await?;
         }
         "corrupt-wal" => {
             tokio::time::sleep(duration / 4).await;
@@ -1112,6 +1279,7 @@ pub async fn run(
             s.extra.insert("power_cuts_one".into(), one.into());
             s.extra.insert("power_cuts_all".into(), all.into());
         }
+        "large-store" => large_store(c, &mut s, rec).await?,
         "leader-isolated" => {
             while Instant::now() < end {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;

@@ -54,6 +54,10 @@ pub struct StoreConfig {
     /// it, and a manager must never run with it off. A data directory opens only in the mode it
     /// was written in (a directory written in clear is marked, and refused by a sealing store).
     pub seal_at_rest: bool,
+    /// How this member encodes its Raft log entries and its messages to other managers
+    /// ([`crate::codec`]); it reads either. Binary by default; JSON only for the benchmark
+    /// that compares the two (`shoal bench store --compare-encoding`).
+    pub encoding: crate::codec::Encoding,
 }
 
 impl StoreConfig {
@@ -81,6 +85,7 @@ impl StoreConfig {
             data_key: None,
             retiring_data_key: None,
             seal_at_rest: true,
+            encoding: crate::codec::Encoding::default(),
         }
     }
 }

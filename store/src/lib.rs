@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod dedup;
 pub mod error;

@@ -58,14 +58,17 @@ pub const FAILPOINT_ENV: &str = "SHOAL_FAILPOINT";
 /// - `apply-before`: committed entries received by the state machine, nothing applied;
 /// - `apply-after`: applied and written, the proposers not yet answered;
 /// - `snapshot-build`: a snapshot file written, not yet recorded;
-/// - `log-purge`: about to delete log entries a snapshot covers.
-pub const FAILPOINTS: [&str; 6] = [
+/// - `log-purge`: about to delete log entries a snapshot covers;
+/// - `snapshot-install`: a snapshot received from the leader is in place as a file, not yet
+///   recorded nor applied (on a follower that fell behind the leader's log).
+pub const FAILPOINTS: [&str; 7] = [
     "log-before-sync",
     "log-after-sync",
     "apply-before",
     "apply-after",
     "snapshot-build",
     "log-purge",
+    "snapshot-install",
 ];
 
 /// Crashes the process at failpoint `name` when [`FAILPOINT_ENV`] says so (debug builds only).

@@ -58,7 +58,11 @@ async fn append_membership(
     config: &StoreConfig,
     database: Arc<crate::raft::db::Db>,
 ) -> Result<Recovered, StoreError> {
-    let mut log = LogStore::new(database, crate::replica::sealer_for(config)?);
+    let mut log = LogStore::new(
+        database,
+        crate::replica::sealer_for(config)?,
+        config.encoding,
+    );
     let state = log
         .get_log_state()
         .await

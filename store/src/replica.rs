@@ -24,6 +24,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::codec::{self, Encoding};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::forward::Forwarder;
@@ -228,8 +229,9 @@ pub(crate) async fn close_database(db: Arc<crate::raft::db::Db>) -> bool {
     true
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("store messages always encode")
+/// A message to another manager (or an answer to one) in `encoding`.
+fn encode<T: Serialize>(encoding: Encoding, v: &T) -> Vec<u8> {
+    codec::encode(encoding, v).expect("store messages always encode")
 }
 
 impl Store {
@@ -287,7 +289,7 @@ impl Store {
         let restore_to = log_store::saved_commit(&database)
             .map(|c| c.map(|l| l.index))
             .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;
-        let log_store = LogStore::new(database.clone(), sealer.clone());
+        let log_store = LogStore::new(database.clone(), sealer.clone(), config.encoding);
         let log_handle = log_store.clone();
         let sm = StateMachine::open(
             database,
@@ -297,7 +299,7 @@ impl Store {
         )
         .map_err(|e| StoreError::Storage(e.to_string()))?;
         let shared = sm.shared();
-        let network = NetworkFactory::new(transport.clone());
+        let network = NetworkFactory::new(transport.clone(), config.encoding);
         let raft = Raft::new(
             config.raft_id,
             Arc::new(raft_config(&config)?),
@@ -445,7 +447,8 @@ impl Store {
         if txn.is_empty() {
             return Err(StoreError::Invalid("empty transaction".into()));
         }
-        let size = encoded_size(&txn);
+        // The size it has in this member's log and messages (this runs on every write).
+        let size = codec::encoded_len(self.inner.config.encoding, &txn);
         if size > self.inner.config.max_txn_bytes {
             return Err(StoreError::Invalid(format!(
                 "transaction of {size} bytes exceeds the {} byte limit; make the objects smaller",
@@ -561,7 +564,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let r: Result<u64, String> =
-            serde_json::from_slice(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            codec::decode(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         r.map_err(StoreError::Unavailable)
     }
 
@@ -688,13 +691,17 @@ impl Store {
         let answer = self
             .inner
             .transport
-            .call(&leader.addr, rpc, encode(body), membership_rpc_timeout(rpc))
+            .call(
+                &leader.addr,
+                rpc,
+                encode(self.inner.config.encoding, body),
+                membership_rpc_timeout(rpc),
+            )
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let r: Result<R, StoreError> =
-            serde_json::from_slice::<Result<R, RemoteStoreError>>(&answer)
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?
-                .map_err(Into::into);
+        let r: Result<R, StoreError> = codec::decode::<Result<R, RemoteStoreError>>(&answer)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(Into::into);
         r
     }
 
@@ -846,54 +853,82 @@ impl Store {
     /// Serves one request from another manager (the transport's server calls this).
     pub async fn handle(&self, rpc: Rpc, body: &[u8]) -> Vec<u8> {
         let raft = &self.inner.raft;
+        let enc = self.inner.config.encoding;
         fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-            serde_json::from_slice(body).map_err(|e| format!("malformed request: {e}"))
+            codec::decode(body).map_err(|e| format!("malformed request: {e}"))
         }
         match rpc {
-            Rpc::AppendEntries => encode(&match decode::<AppendEntriesRequest>(body) {
-                Ok(req) => raft.append_entries(req).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            }),
-            Rpc::Vote => encode(&match decode::<VoteRequest>(body) {
-                Ok(req) => raft.vote(req).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            }),
-            Rpc::PreVote => encode(&match decode::<VoteRequest>(body) {
-                Ok(req) => raft.pre_vote(req).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            }),
-            Rpc::TransferLeader => encode(&match decode::<TransferLeaderRequest>(body) {
-                Ok(req) => raft
-                    .handle_transfer_leader(req)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            }),
-            Rpc::Forward => encode(&match decode::<Batch>(body) {
-                Ok(batch) => self.handle_forward(batch).await,
-                Err(e) => Err(ForwardError::Unavailable(e)),
-            }),
+            Rpc::AppendEntries => encode(
+                enc,
+                &match decode::<AppendEntriesRequest>(body) {
+                    Ok(req) => raft.append_entries(req).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                },
+            ),
+            Rpc::Vote => encode(
+                enc,
+                &match decode::<VoteRequest>(body) {
+                    Ok(req) => raft.vote(req).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                },
+            ),
+            Rpc::PreVote => encode(
+                enc,
+                &match decode::<VoteRequest>(body) {
+                    Ok(req) => raft.pre_vote(req).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                },
+            ),
+            Rpc::TransferLeader => encode(
+                enc,
+                &match decode::<TransferLeaderRequest>(body) {
+                    Ok(req) => raft
+                        .handle_transfer_leader(req)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                },
+            ),
+            Rpc::Forward => encode(
+                enc,
+                &match decode::<Batch>(body) {
+                    Ok(batch) => self.handle_forward(batch).await,
+                    Err(e) => Err(ForwardError::Unavailable(e)),
+                },
+            ),
             Rpc::ReadIndex => encode(
+                enc,
                 &local_read_index(raft, self.inner.config.write_deadline)
                     .await
                     .map_err(|e| e.to_string()),
             ),
-            Rpc::Join => encode(&match decode::<(RaftId, PeerNode)>(body) {
-                Ok((id, node)) => add_member_on_leader(&self.inner, id, node)
-                    .await
-                    .map_err(RemoteStoreError::from),
-                Err(e) => Err(RemoteStoreError::Invalid(e)),
-            }),
-            Rpc::AssessVoterChange => encode(&match decode::<VoterChange>(body) {
-                Ok(change) => assess_on_leader(&self.inner, change).map_err(RemoteStoreError::from),
-                Err(e) => Err(RemoteStoreError::Invalid(e)),
-            }),
-            Rpc::RemoveMember => encode(&match decode::<RaftId>(body) {
-                Ok(id) => remove_member_on_leader(&self.inner, id)
-                    .await
-                    .map_err(RemoteStoreError::from),
-                Err(e) => Err(RemoteStoreError::Invalid(e)),
-            }),
+            Rpc::Join => encode(
+                enc,
+                &match decode::<(RaftId, PeerNode)>(body) {
+                    Ok((id, node)) => add_member_on_leader(&self.inner, id, node)
+                        .await
+                        .map_err(RemoteStoreError::from),
+                    Err(e) => Err(RemoteStoreError::Invalid(e)),
+                },
+            ),
+            Rpc::AssessVoterChange => encode(
+                enc,
+                &match decode::<VoterChange>(body) {
+                    Ok(change) => {
+                        assess_on_leader(&self.inner, change).map_err(RemoteStoreError::from)
+                    }
+                    Err(e) => Err(RemoteStoreError::Invalid(e)),
+                },
+            ),
+            Rpc::RemoveMember => encode(
+                enc,
+                &match decode::<RaftId>(body) {
+                    Ok(id) => remove_member_on_leader(&self.inner, id)
+                        .await
+                        .map_err(RemoteStoreError::from),
+                    Err(e) => Err(RemoteStoreError::Invalid(e)),
+                },
+            ),
         }
     }
 
@@ -903,6 +938,7 @@ impl Store {
     /// soon as it arrives, so a leader does not wait for one answer before sending the next
     /// entries; each forwarded batch joins the proposals at once.
     pub fn handle_stream(&self, rpc: Rpc, requests: RequestStream) -> BoxStream<'static, Vec<u8>> {
+        let enc = self.inner.config.encoding;
         if rpc == Rpc::Forward {
             // Batches from a follower: each joins this leader's proposals as it arrives (many in
             // flight at once), answered in the order they came.
@@ -915,9 +951,12 @@ impl Store {
                     async move {
                         match inner {
                             Some(inner) => Store { inner }.handle(Rpc::Forward, &body).await,
-                            None => encode(&Err::<BatchResponse, _>(ForwardError::Unavailable(
-                                "the store is shutting down".into(),
-                            ))),
+                            None => encode(
+                                enc,
+                                &Err::<BatchResponse, _>(ForwardError::Unavailable(
+                                    "the store is shutting down".into(),
+                                )),
+                            ),
                         }
                     }
                 })
@@ -927,14 +966,14 @@ impl Store {
         if rpc != Rpc::AppendEntries {
             let refused: Result<(), String> =
                 Err(format!("the {} request cannot be streamed", rpc.as_str()));
-            return futures::stream::once(std::future::ready(encode(&refused))).boxed();
+            return futures::stream::once(std::future::ready(encode(enc, &refused))).boxed();
         }
         // A request that does not decode ends the stream with an answer saying so (after the
         // answers to the requests before it).
         let malformed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let seen = malformed.clone();
         let decoded = requests.scan((), move |_, body| {
-            let next = match serde_json::from_slice::<AppendEntriesRequest>(&body) {
+            let next = match codec::decode::<AppendEntriesRequest>(&body) {
                 Ok(req) => Some(req),
                 Err(e) => {
                     *seen.lock().expect("malformed lock") = Some(format!("malformed request: {e}"));
@@ -943,16 +982,16 @@ impl Store {
             };
             std::future::ready(next)
         });
-        let answers = self.inner.raft.stream_append(decoded).map(|r| {
+        let answers = self.inner.raft.stream_append(decoded).map(move |r| {
             let r: Result<StreamAppendResult<TypeConfig>, String> = r.map_err(|e| e.to_string());
-            encode(&r)
+            encode(enc, &r)
         });
         let trailer = futures::stream::once(async move {
             malformed
                 .lock()
                 .expect("malformed lock")
                 .take()
-                .map(|e| encode(&Err::<(), String>(e)))
+                .map(|e| encode(enc, &Err::<(), String>(e)))
         })
         .filter_map(std::future::ready);
         answers.chain(trailer).boxed()
@@ -1036,7 +1075,10 @@ impl Store {
             .key
             .as_ref()
             .map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_bytes()));
-        let header = encode(&(vote, snapshot.meta.clone(), key));
+        let header = encode(
+            self.inner.config.encoding,
+            &(vote, snapshot.meta.clone(), key),
+        );
         let revision = crate::raft::snapshot::revision_of(&snapshot.snapshot.path)
             .map_err(|e| StoreError::Storage(format!("reading the snapshot: {e}")))?;
         Ok(Some((header, snapshot.snapshot.path.clone(), revision)))
@@ -1053,8 +1095,7 @@ impl Store {
 
     /// Installs a snapshot fully received at `path` with the sender's JSON `header`.
     pub async fn install_received_snapshot(&self, header: &[u8], path: PathBuf) -> Vec<u8> {
-        let parsed: Result<(Vote, SnapshotMeta, Option<String>), _> =
-            serde_json::from_slice(header);
+        let parsed: Result<(Vote, SnapshotMeta, Option<String>), _> = codec::decode(header);
         let key = |b64: Option<String>| -> Result<Option<DataKey>, String> {
             let Some(b64) = b64 else { return Ok(None) };
             let bytes = base64::engine::general_purpose::STANDARD
@@ -1087,7 +1128,7 @@ impl Store {
         };
         // The state machine moved the file if it installed it; otherwise clean up.
         let _ = std::fs::remove_file(&path);
-        encode(&result)
+        encode(self.inner.config.encoding, &result)
     }
 }
 
@@ -1712,7 +1753,13 @@ async fn commit_batch(
     leadership.borrow_and_update();
     let timeout = inner.config.attempt_timeout;
     let call = async {
-        match tokio::time::timeout(timeout, inner.forwarder.send(&node.addr, encode(&batch))).await
+        match tokio::time::timeout(
+            timeout,
+            inner
+                .forwarder
+                .send(&node.addr, encode(inner.config.encoding, &batch)),
+        )
+        .await
         {
             Ok(answer) => answer,
             Err(_) => Err(TransportError::Timeout {
@@ -1744,31 +1791,11 @@ async fn commit_batch(
         }
     };
     let r: Result<BatchResponse, ForwardError> =
-        serde_json::from_slice(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        codec::decode(&answer).map_err(|e| StoreError::Unavailable(e.to_string()))?;
     r.map_err(|e| match e {
         ForwardError::NotLeader(l) => {
             StoreError::Unavailable(format!("member {leader} is no longer leader (now {l:?})"))
         }
         ForwardError::Unavailable(m) => StoreError::Unavailable(m),
     })
-}
-
-/// The size of `txn` JSON-encoded, counted without building the encoding (this runs on every write).
-fn encoded_size(txn: &Txn) -> usize {
-    /// An `io::Write` that only counts the bytes written to it.
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, txn) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
 }

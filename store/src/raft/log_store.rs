@@ -27,6 +27,7 @@ use super::db::Db;
 use super::db::{cf, io_err, key_u64, u64_key, CF_LOG, CF_RAFT};
 use super::seal::Sealer;
 use super::types::{Entry, LogId, TypeConfig, Vote};
+use crate::codec::{self, Encoding};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
@@ -195,6 +196,8 @@ pub struct LogStore {
     db: Arc<Db>,
     /// Entries are sealed at rest (they carry the objects users write).
     sealer: Arc<Sealer>,
+    /// How entries are written (either is read: [`crate::codec::decode`]).
+    encoding: Encoding,
     io: std_mpsc::Sender<LogIo>,
     tail: Arc<Mutex<TailCache<Entry>>>,
 }
@@ -258,9 +261,26 @@ fn run_log_io(db: Arc<Db>, sealer: Arc<Sealer>, rx: std_mpsc::Receiver<LogIo>) {
     }
 }
 
+/// In debug builds (every test), that `bytes` decode to `entry` again, compared as JSON: an
+/// object the binary encoding cannot carry faithfully fails the write that holds it, instead
+/// of reaching a follower or a restart as something else.
+fn check_round_trip(entry: &Entry, bytes: &[u8]) -> io::Result<()> {
+    if cfg!(debug_assertions) {
+        let back: Entry = codec::decode(bytes).map_err(io_err)?;
+        let (want, got) = (serde_json::to_value(entry)?, serde_json::to_value(&back)?);
+        if want != got {
+            return Err(io::Error::other(format!(
+                "log entry {} does not survive its encoding: wrote {want}, read back {got}",
+                entry.index()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl LogStore {
-    /// A log store over `db`, with its IO thread.
-    pub fn new(db: Arc<Db>, sealer: Arc<Sealer>) -> Self {
+    /// A log store over `db` that writes entries in `encoding`, with its IO thread.
+    pub fn new(db: Arc<Db>, sealer: Arc<Sealer>, encoding: Encoding) -> Self {
         let (tx, rx) = std_mpsc::channel::<LogIo>();
         let io_db = db.clone();
         let io_sealer = sealer.clone();
@@ -271,6 +291,7 @@ impl LogStore {
         LogStore {
             db,
             sealer,
+            encoding,
             io: tx,
             tail: Arc::default(),
         }
@@ -376,7 +397,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = serde_json::from_slice(&self.sealer.open(&v)?).map_err(io_err)?;
+            let entry: Entry = codec::decode(&self.sealer.open(&v)?).map_err(io_err)?;
             out.push(entry);
         }
         Ok(out)
@@ -400,8 +421,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
             Some(item) => {
                 let (_, v) = item.map_err(io_err)?;
-                let entry: Entry =
-                    serde_json::from_slice(&self.sealer.open(&v)?).map_err(io_err)?;
+                let entry: Entry = codec::decode(&self.sealer.open(&v)?).map_err(io_err)?;
                 Some(entry.log_id())
             }
         };
@@ -463,7 +483,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut batch = WriteBatch::default();
             let mut appended = Vec::new();
             for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(io_err)?;
+                let bytes = codec::encode(self.encoding, &entry).map_err(io_err)?;
+                check_round_trip(&entry, &bytes)?;
                 batch.put_cf(log, u64_key(entry.index()), self.sealer.seal(&bytes));
                 appended.push((entry, bytes.len()));
             }

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::snapshot::SnapshotFile;
 use super::types::*;
+use crate::codec::{self, Encoding};
 use crate::transport::{ReplyStream, Rpc, Transport, TransportError};
 use base64::Engine as _;
 
@@ -47,12 +48,16 @@ const STREAM_PROGRESS_CHECK: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct NetworkFactory {
     transport: Arc<dyn Transport>,
+    encoding: Encoding,
 }
 
 impl NetworkFactory {
-    /// A factory over `transport`.
-    pub fn new(transport: Arc<dyn Transport>) -> Self {
-        NetworkFactory { transport }
+    /// A factory over `transport` whose connections send their requests in `encoding`.
+    pub fn new(transport: Arc<dyn Transport>, encoding: Encoding) -> Self {
+        NetworkFactory {
+            transport,
+            encoding,
+        }
     }
 }
 
@@ -63,6 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         Connection {
             addr: node.addr.clone(),
             transport: self.transport.clone(),
+            encoding: self.encoding,
         }
     }
 }
@@ -71,6 +77,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct Connection {
     addr: String,
     transport: Arc<dyn Transport>,
+    encoding: Encoding,
 }
 
 fn to_rpc_error(e: TransportError) -> RPCError<TypeConfig> {
@@ -87,14 +94,15 @@ impl Connection {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body = codec::encode(self.encoding, req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer = self
             .transport
             .call(&self.addr, rpc, body, timeout)
             .await
             .map_err(to_rpc_error)?;
-        let result: Result<Resp, String> = serde_json::from_slice(&answer)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, String> =
+            codec::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|msg| {
             RPCError::Network(NetworkError::from_string(format!("{}: {msg}", self.addr)))
         })
@@ -172,10 +180,9 @@ impl Answers {
         loop {
             match tokio::time::timeout(STREAM_PROGRESS_CHECK, self.replies.next()).await {
                 Ok(Some(Ok(body))) => {
-                    let item = match serde_json::from_slice::<
-                        Result<StreamAppendResult<TypeConfig>, String>,
-                    >(&body)
-                    {
+                    let item = match codec::decode::<Result<StreamAppendResult<TypeConfig>, String>>(
+                        &body,
+                    ) {
                         Ok(Ok(result)) => Ok(result),
                         Ok(Err(msg)) => Err(RPCError::Network(NetworkError::from_string(format!(
                             "{}: {msg}",
@@ -258,9 +265,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             }
             let window = Arc::new(Semaphore::new(STREAM_WINDOW));
             let sent: Arc<Mutex<VecDeque<Outstanding>>> = Arc::default();
+            let encoding = self.encoding;
             let requests = futures::stream::unfold(
                 (input, window.clone(), sent.clone()),
-                |(mut input, window, sent)| async move {
+                move |(mut input, window, sent)| async move {
                     window.acquire().await.ok()?.forget();
                     let req = input.next().await?;
                     let large = super::entries_are_large(&req.entries);
@@ -268,7 +276,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
                     let bodies = super::off_runtime_if(large, || {
                         parts
                             .iter()
-                            .map(serde_json::to_vec)
+                            .map(|part| codec::encode(encoding, part))
                             .collect::<Result<Vec<Vec<u8>>, _>>()
                     });
                     let bodies = match bodies {
@@ -343,7 +351,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             .key
             .as_ref()
             .map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_bytes()));
-        let header = serde_json::to_vec(&(vote, snapshot.meta.clone(), key))
+        let header = codec::encode(self.encoding, &(vote, snapshot.meta.clone(), key))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         // Large snapshots take time: allow at least 10 s plus 1 s per 10 MB.
         let len = snapshot.snapshot.len().unwrap_or(0);
@@ -364,8 +372,8 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             })?,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
-        let result: Result<SnapshotResponse, String> = serde_json::from_slice(&answer)
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let result: Result<SnapshotResponse, String> =
+            codec::decode(&answer).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         result.map_err(|msg| StreamingError::Network(NetworkError::from_string(msg)))
     }
 

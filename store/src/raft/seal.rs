@@ -256,7 +256,8 @@ impl Sealer {
 
 /// What a stored value is.
 enum Stored<'a> {
-    /// JSON written in clear (before sealing existed, or by a benchmark's store).
+    /// JSON or the binary encoding (`crate::codec`) written in clear (before sealing
+    /// existed, or by a benchmark's store).
     Clear,
     Sealed {
         nonce: &'a XNonce,
@@ -270,9 +271,18 @@ fn classify(stored: &[u8]) -> io::Result<Stored<'_>> {
             nonce: XNonce::from_slice(&stored[1..1 + NONCE_LEN]),
             sealed: &stored[1 + NONCE_LEN..],
         }),
-        Some(b'{' | b'[' | b'"' | b'n' | b't' | b'f' | b'-' | b'0'..=b'9') | None => {
-            Ok(Stored::Clear)
-        }
+        Some(
+            b'{'
+            | b'['
+            | b'"'
+            | b'n'
+            | b't'
+            | b'f'
+            | b'-'
+            | b'0'..=b'9'
+            | &crate::codec::BINARY_TAG,
+        )
+        | None => Ok(Stored::Clear),
         Some(other) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("a stored value has an unknown format (first byte {other:#04x})"),

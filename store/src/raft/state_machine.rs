@@ -617,6 +617,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 File::open(&snapshot.path)?.sync_all()?;
                 std::fs::rename(&snapshot.path, &dest)?;
                 File::open(&shared.snapshot_dir)?.sync_all()?;
+                crate::mutation::failpoint("snapshot-install");
                 wb.put_cf(sm, KEY_SNAPSHOT, serde_json::to_vec(&name).map_err(io_err)?);
                 match &snapshot.key {
                     Some(key) => wb.put_cf(sm, KEY_SNAPSHOT_KEY, sealer.seal(key.as_bytes())),

@@ -222,17 +222,47 @@ pub(crate) mod base64 {
         Ok(out)
     }
 
-    /// `#[serde(with = ...)]` serializer.
+    /// `#[serde(with = ...)]` serializer: base64 text in JSON, the bytes themselves in the
+    /// store's binary encoding (`crate::codec`), which is not human-readable.
     pub(crate) fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&encode(data))
+        if s.is_human_readable() {
+            s.serialize_str(&encode(data))
+        } else {
+            s.serialize_bytes(data)
+        }
     }
 
-    /// `#[serde(with = ...)]` deserializer; `null` is empty.
+    /// `#[serde(with = ...)]` deserializer: base64 text or bytes; `null` is empty.
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(Vec::new()),
-            Some(s) => decode(&s).map_err(serde::de::Error::custom),
+        if d.is_human_readable() {
+            return match Option::<String>::deserialize(d)? {
+                None => Ok(Vec::new()),
+                Some(s) => decode(&s).map_err(serde::de::Error::custom),
+            };
         }
+        struct Data;
+        impl<'de> serde::de::Visitor<'de> for Data {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes, base64 text or nothing")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                decode(v).map_err(E::custom)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Vec<u8>, E> {
+                Ok(Vec::new())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<u8>, E> {
+                Ok(Vec::new())
+            }
+        }
+        d.deserialize_any(Data)
     }
 }
 
