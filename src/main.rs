@@ -307,24 +307,7 @@ enum Bench {
     },
     /// One manager of `bench store --processes`, driven by the benchmark over stdin/stdout.
     #[command(hide = true)]
-    StoreMember {
-        #[arg(long)]
-        raft_id: u64,
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        listen: String,
-        #[arg(long)]
-        cluster: String,
-        #[arg(long)]
-        ca_cert: PathBuf,
-        #[arg(long)]
-        ca_key: PathBuf,
-        #[arg(long)]
-        no_seal: bool,
-        #[arg(long)]
-        json_encoding: bool,
-    },
+    StoreMember(shoal::bench::store_processes::MemberArgs),
 }
 
 #[derive(clap::Args)]
@@ -943,36 +926,8 @@ fn main() -> anyhow::Result<()> {
                     }
                     println!("{report}");
                 }
-                Bench::StoreMember {
-                    raft_id,
-                    dir,
-                    listen,
-                    cluster,
-                    ca_cert,
-                    ca_key,
-                    no_seal,
-                    json_encoding,
-                } => {
-                    use shoal::bench::store::Variant;
-                    use shoal::bench::store_processes::{member, MemberArgs};
-                    use shoal_store::codec::Encoding;
-                    member(MemberArgs {
-                        raft_id,
-                        dir,
-                        listen,
-                        cluster,
-                        ca_cert,
-                        ca_key,
-                        variant: Variant {
-                            seal_at_rest: !no_seal,
-                            encoding: if json_encoding {
-                                Encoding::Json
-                            } else {
-                                Encoding::Binary
-                            },
-                        },
-                    })
-                    .await?;
+                Bench::StoreMember(args) => {
+                    shoal::bench::store_processes::member(args).await?;
                 }
             },
         }

@@ -69,6 +69,35 @@ pub(super) fn start(
     })
 }
 
+/// Starts three etcd members `e1`..`e3` in `dir` on `ports` (client, peer) as one new cluster
+/// and waits until it is healthy; the members and the cluster (`--initial-cluster`).
+pub(super) fn start_three(dir: &Path, ports: &[(u16, u16)]) -> anyhow::Result<(Vec<Etcd>, String)> {
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("e{}={}", i + 1, url(*peer)))
+        .collect();
+    let cluster = initial.join(",");
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        members.push(start(
+            &format!("e{}", i + 1),
+            dir,
+            *client,
+            *peer,
+            &cluster,
+            "new",
+        )?);
+    }
+    let first = members[0].client.clone();
+    wait_until(
+        "a healthy three-member cluster",
+        Duration::from_secs(30),
+        || etcdctl(&first, &["endpoint", "health"], None).is_ok(),
+    )?;
+    Ok((members, cluster))
+}
+
 /// Runs `etcdctl` (API v3) against `endpoint`, `stdin` piped in; what it printed.
 pub(super) fn etcdctl(
     endpoint: &str,
@@ -133,27 +162,8 @@ pub fn run(count: usize, value_bytes: usize, dir: &Path) -> anyhow::Result<EtcdJ
     let ports: Vec<(u16, u16)> = (0..4)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
-    let initial: Vec<String> = (0..3)
-        .map(|i| format!("e{}={}", i + 1, url(ports[i].1)))
-        .collect();
-    let cluster = initial.join(",");
-    let mut members = Vec::new();
-    for (i, (client, peer)) in ports.iter().take(3).enumerate() {
-        members.push(start(
-            &format!("e{}", i + 1),
-            &dir,
-            *client,
-            *peer,
-            &cluster,
-            "new",
-        )?);
-    }
+    let (members, cluster) = start_three(&dir, &ports[..3])?;
     let first = members[0].client.clone();
-    wait_until(
-        "a healthy three-member cluster",
-        Duration::from_secs(30),
-        || etcdctl(&first, &["endpoint", "health"], None).is_ok(),
-    )?;
     for i in 0..count {
         let mut value = vec![0u8; value_bytes];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut value);

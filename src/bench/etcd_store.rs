@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tonic::codegen::http::uri::PathAndQuery;
 
-use super::etcd_join::{etcdctl, start, url, wait_until, Etcd};
+use super::etcd_join::{etcdctl, start_three};
 use super::stats::{free_port, Latencies};
 use super::store::{payload, ClientAt};
 
@@ -60,32 +60,9 @@ pub async fn run(
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
-    let cluster: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("e{}={}", i + 1, url(*peer)))
-        .collect();
-    let cluster = cluster.join(",");
-    let mut members: Vec<Etcd> = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        members.push(start(
-            &format!("e{}", i + 1),
-            &dir,
-            *client,
-            *peer,
-            &cluster,
-            "new",
-        )?);
-    }
-    let first = members[0].client.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(
-            "a healthy three-member cluster",
-            Duration::from_secs(30),
-            || etcdctl(&first, &["endpoint", "health"], None).is_ok(),
-        )
-    })
-    .await??;
+    let members = tokio::task::spawn_blocking(move || start_three(&dir, &ports))
+        .await??
+        .0;
     // Which member leads: `--client-at leader|follower` picks by it.
     let leader = {
         let endpoints: Vec<String> = members.iter().map(|m| m.client.clone()).collect();

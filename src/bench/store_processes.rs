@@ -72,23 +72,47 @@ pub struct Measured {
     pub errors: u64,
 }
 
-/// Where `shoal bench store-member` finds what it needs (its hidden command line).
-#[derive(Debug, Clone)]
+/// The command line of `shoal bench store-member` (hidden: the coordinator writes it).
+#[derive(Debug, Clone, clap::Args)]
 pub struct MemberArgs {
     /// Its Raft id (1 makes the swarm).
+    #[arg(long)]
     pub raft_id: u64,
     /// Its data directory's parent (it uses `manager-<id>` in it).
+    #[arg(long)]
     pub dir: std::path::PathBuf,
     /// The address its store listens on.
+    #[arg(long)]
     pub listen: String,
     /// The swarm's cluster id.
+    #[arg(long)]
     pub cluster: String,
-    /// The root CA's certificate and key (PEM files) it issues its own credentials from.
+    /// The root CA's certificate (PEM) it issues its own credentials from.
+    #[arg(long)]
     pub ca_cert: std::path::PathBuf,
-    /// See `ca_cert`.
+    /// The root CA's key (PEM).
+    #[arg(long)]
     pub ca_key: std::path::PathBuf,
+    /// Its store writes in clear (to measure what sealing costs).
+    #[arg(long)]
+    pub no_seal: bool,
+    /// Its store writes and sends JSON (to measure what the binary encoding gains).
+    #[arg(long)]
+    pub json_encoding: bool,
+}
+
+impl MemberArgs {
     /// How its store keeps and sends what it writes.
-    pub variant: Variant,
+    fn variant(&self) -> Variant {
+        Variant {
+            seal_at_rest: !self.no_seal,
+            encoding: if self.json_encoding {
+                Encoding::Json
+            } else {
+                Encoding::Binary
+            },
+        }
+    }
 }
 
 /// A manager process of the benchmark, as the coordinator sees it.
@@ -277,7 +301,7 @@ pub async fn member(a: MemberArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     let (store, server) =
-        open_member(&ca, &a.cluster, a.raft_id, &a.dir, listener, a.variant).await?;
+        open_member(&ca, &a.cluster, a.raft_id, &a.dir, listener, a.variant()).await?;
     let mut out = tokio::io::stdout();
     let ready = serde_json::json!({"addr": a.listen, "node_id": store.config().node_id});
     say(&mut out, ready).await?;
