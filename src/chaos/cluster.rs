@@ -735,6 +735,34 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Where a member's process panicked, from its log: `member: panicked at ...` with the
+    /// message that follows.
+    pub fn panics(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for m in &self.members {
+            let log = m.log();
+            let lines: Vec<&str> = log.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.contains("panicked at") {
+                    let message = lines[i..(i + 3).min(lines.len())].join(" ");
+                    found.push(format!("{}: {}", m.name, message.trim()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Copies every member's log into a directory of its own under the system's temp dir
+    /// (`shoal-chaos-logs-<label>`), which outlives the cluster; its path.
+    pub fn save_logs(&self, label: &str) -> Option<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("shoal-chaos-logs-{label}"));
+        std::fs::create_dir_all(&dir).ok()?;
+        for m in &self.members {
+            let _ = std::fs::copy(&m.log, dir.join(format!("{}.log", m.name)));
+        }
+        Some(dir)
+    }
+
     /// The sockets of every manager (workload clients pick among them; a stopped member's
     /// calls fail fast).
     pub fn sockets(&self) -> Vec<PathBuf> {

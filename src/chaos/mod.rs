@@ -147,6 +147,7 @@ async fn scenario(
         s.managers, s.workers, exe, mutation, &env, s.network, s.disk,
     )
     .await?;
+    let outcome: anyhow::Result<Value> = async {
     let keys = Arc::new(create_keys(&c).await?);
     // A watch kept open on every manager through the faults, resuming whenever it breaks.
     let follow_stop = Arc::new(AtomicBool::new(false));
@@ -395,4 +396,33 @@ async fn scenario(
         }
     }
     Ok(report)
+    }
+    .await;
+    // A failed scenario says which members panicked and keeps their logs (its data goes with
+    // the cluster): what a post-mortem needs.
+    let failed = !matches!(&outcome, Ok(report) if report["ok"] == true);
+    if !failed {
+        return outcome;
+    }
+    let panics = c.panics();
+    let logs = c.save_logs(&format!("{}-{seed}", s.name));
+    match outcome {
+        Ok(mut report) => {
+            report["panics"] = panics.into();
+            if let Some(dir) = logs {
+                report["logs"] = dir.display().to_string().into();
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let mut e = e;
+            if let Some(dir) = logs {
+                e = e.context(format!("the members' logs are in {}", dir.display()));
+            }
+            if !panics.is_empty() {
+                e = e.context(format!("panics: {}", panics.join(" | ")));
+            }
+            Err(e)
+        }
+    }
 }

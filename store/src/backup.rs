@@ -24,9 +24,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::codec::{self, Encoding};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::local_transport::LocalNetwork;
+use crate::raft::types::{SnapshotMeta, Vote};
 use crate::replica::Store;
 
 /// The first line of a backup file.
@@ -86,10 +88,14 @@ fn write_backup(
         .metadata()
         .map_err(storage("reading the snapshot"))?
         .len();
-    let meta: (serde_json::Value, serde_json::Value, Option<String>) =
-        serde_json::from_slice(&transfer_header)
+    // The transfer header is in the member's encoding (`crate::codec`); a backup file keeps
+    // it as JSON, which any member reads back.
+    let (vote, meta, key): (Vote, SnapshotMeta, Option<String>) =
+        codec::decode(&transfer_header)
             .map_err(|e| StoreError::Storage(format!("the snapshot header: {e}")))?;
-    let last_log_index = meta.1["last_log_id"]["index"].as_u64().unwrap_or(0);
+    let last_log_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+    let transfer_header = codec::encode(Encoding::Json, &(vote, meta, key))
+        .map_err(|e| StoreError::Storage(format!("the snapshot header: {e}")))?;
     let header = BackupHeader {
         node_id: node_id.to_string(),
         revision,
@@ -228,7 +234,7 @@ pub async fn restore<T>(
         .install_received_snapshot(header.snapshot.as_bytes(), incoming)
         .await;
     let installed: Result<serde_json::Value, String> =
-        serde_json::from_slice(&answer).unwrap_or_else(|e| Err(e.to_string()));
+        codec::decode(&answer).unwrap_or_else(|e| Err(e.to_string()));
     let inspected = installed.as_ref().ok().map(|_| inspect(&store.view()));
     store.shutdown().await;
     let (Ok(_), Some(inspected)) = (installed.as_ref(), inspected) else {
