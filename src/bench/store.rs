@@ -365,12 +365,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         report["unsealed_errors"] = json!(clear.errors);
         // Throughput lost to sealing, in percent of the throughput in clear (negative when the
         // sealed run happened to be faster: the difference is then within run-to-run noise).
-        let cost = if without > 0.0 {
-            (without - with) / without * 100.0
-        } else {
-            0.0
-        };
-        report["encryption_cost_pct"] = json!((cost * 10.0).round() / 10.0);
+        report["encryption_cost_pct"] = json!(percent_of(without - with, without));
     }
     if b.compare_encoding {
         // The same workload on fresh stores that write and send JSON, right after.
@@ -387,12 +382,7 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         report["json_errors"] = json!(json_run.errors);
         // Throughput gained by the binary encoding, in percent of JSON's (negative when the
         // JSON run happened to be faster).
-        let gain = if json > 0.0 {
-            (binary - json) / json * 100.0
-        } else {
-            0.0
-        };
-        report["encoding_gain_pct"] = json!((gain * 10.0).round() / 10.0);
+        report["encoding_gain_pct"] = json!(percent_of(binary - json, json));
     }
     if b.compare_etcd {
         // etcd on the same disk, the same clients and values, right after.
@@ -416,6 +406,15 @@ pub async fn run(b: StoreBench) -> anyhow::Result<serde_json::Value> {
         });
     }
     Ok(report)
+}
+
+/// `part` in percent of `base`, to one decimal (0 when `base` is 0).
+fn percent_of(part: f64, base: f64) -> f64 {
+    if base > 0.0 {
+        (part / base * 1000.0).round() / 10.0
+    } else {
+        0.0
+    }
 }
 
 /// Starts `b.managers` managers in `dir` (sealing at rest or not), drives the workload on them

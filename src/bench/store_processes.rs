@@ -128,11 +128,17 @@ struct Process {
 impl Process {
     /// Sends `command` and waits (up to `timeout`) for its answer line.
     async fn ask(&mut self, command: &Command, timeout: Duration) -> anyhow::Result<Value> {
+        self.send(command).await?;
+        self.answer(timeout).await
+    }
+
+    /// Sends `command` without waiting for its answer.
+    async fn send(&mut self, command: &Command) -> anyhow::Result<()> {
         let mut line = serde_json::to_string(command)?;
         line.push('\n');
         self.stdin.write_all(line.as_bytes()).await?;
         self.stdin.flush().await?;
-        self.answer(timeout).await
+        Ok(())
     }
 
     /// Its next answer line (an `{"error": ...}` answer is an error).
@@ -251,14 +257,13 @@ pub(super) async fn drive(
             .with_context(|| format!("manager {} creating its clients' objects", k + 1))?;
     }
     // Every manager's clients start together and run for the same time.
-    let run = serde_json::to_string(&Command::Run {
+    let run = Command::Run {
         duration_ms: b.duration.as_millis() as u64,
         value_bytes: b.value_bytes,
-    })? + "\n";
+    };
     let started = Instant::now();
     for p in procs.iter_mut() {
-        p.stdin.write_all(run.as_bytes()).await?;
-        p.stdin.flush().await?;
+        p.send(&run).await?;
     }
     let mut lat = Latencies::default();
     let mut errors = 0;

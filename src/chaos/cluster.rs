@@ -461,6 +461,25 @@ impl Member {
         false
     }
 
+    /// Its store's revision and the revision it has applied (`/shoal/v1/revision`), when it
+    /// answers within 2 s.
+    pub async fn revision(&self) -> Option<(u64, u64)> {
+        let timeout = Duration::from_secs(2);
+        match call(
+            &self.socket,
+            "GET",
+            "/shoal/v1/revision",
+            &[],
+            None,
+            timeout,
+        )
+        .await
+        {
+            Ok((200, v)) => Some((v["revision"].as_u64()?, v["applied"].as_u64()?)),
+            _ => None,
+        }
+    }
+
     /// Its whole log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -675,17 +694,8 @@ impl Cluster {
         loop {
             let mut all = true;
             for m in self.members.iter().filter(|m| m.manager && m.is_up()) {
-                let r = call(
-                    &m.socket,
-                    "GET",
-                    "/shoal/v1/revision",
-                    &[],
-                    None,
-                    Duration::from_secs(2),
-                )
-                .await;
-                match r {
-                    Ok((200, v)) if v["applied"].as_u64() >= v["revision"].as_u64() => {}
+                match m.revision().await {
+                    Some((revision, applied)) if applied >= revision => {}
                     _ => all = false,
                 }
             }

@@ -639,31 +639,12 @@ async fn crash_installing_a_snapshot(
     leader: usize,
 ) -> anyhow::Result<()> {
     let f = (leader + 1) % c.members.len();
-    let revision = |socket: std::path::PathBuf| async move {
-        super::cluster::call(
-            &socket,
-            "GET",
-            "/shoal/v1/revision",
-            &[],
-            None,
-            Duration::from_secs(2),
-        )
-        .await
-        .ok()
-        .and_then(|(_, v)| v["revision"].as_u64())
-    };
-    let from = revision(c.members[leader].socket.clone())
-        .await
-        .unwrap_or(0);
+    let from = c.members[leader].revision().await.map_or(0, |r| r.0);
     c.members[f].kill9().await;
     s.faults += 1;
     // Three snapshot intervals (the scenario snapshots every 200 entries and keeps 20 after).
     let started = Instant::now();
-    while revision(c.members[leader].socket.clone())
-        .await
-        .unwrap_or(0)
-        < from + 600
-    {
+    while c.members[leader].revision().await.map_or(0, |r| r.0) < from + 600 {
         if started.elapsed() > Duration::from_secs(60) {
             s.violations
                 .push("the log did not move on by 600 entries in 60 s".into());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use shoal_store::model::{Node, NodeRole, RaftMembership};
 use shoal_store::{Store, Txn};
 
-use super::manager::{self, Manager};
+use super::manager;
 use super::membership::SwarmMembership;
 use super::{NodeRuntime, SwarmError, SwarmState};
 
@@ -76,21 +76,12 @@ impl NodeRuntime {
         };
         old.stop().await;
         let membership = self.recover_store(membership).await?;
-        let keys = self.inner.keys.lock().unwrap().data.clone();
-        let data_key = keys
-            .current
-            .ok_or_else(|| SwarmError::internal("the store's data key is gone"))?;
-        let manager = Manager::start(
-            &self.inner.dir,
-            &self.inner.live,
-            &self.inner.metrics,
-            membership.clone(),
-            data_key,
-            keys.retiring,
-        )
-        .await
-        .map_err(|e| SwarmError::internal(format!("{e:#}")))?;
-        self.spawn_manager_watches(&manager.store);
+        // The manager side starts again as at any start, with the data key this manager held.
+        let creds = self.load_credentials().map_err(SwarmError::internal)?;
+        let manager = self
+            .start_manager_side(&membership, &creds)
+            .await
+            .map_err(|e| SwarmError::internal(format!("{e:#}")))?;
         if self.take_recovery_marker() {
             tokio::spawn(retire_other_managers(
                 manager.store.clone(),
