@@ -21,8 +21,21 @@ pub struct EtcdJoin {
 /// One etcd process; killed when dropped.
 pub(super) struct Etcd {
     child: Child,
+    /// Where its output goes.
+    log: PathBuf,
     /// Its client URL.
     pub(super) client: String,
+}
+
+impl Etcd {
+    /// If the process has exited: how, with the end of its log.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+        Some(format!("etcd at {} exited ({status}): {tail}", self.client))
+    }
 }
 
 impl Drop for Etcd {
@@ -47,7 +60,8 @@ pub(super) fn start(
     cluster: &str,
     state: &str,
 ) -> anyhow::Result<Etcd> {
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)?;
     let child = Command::new("etcd")
         .args(["--name", name])
         .arg("--data-dir")
@@ -65,13 +79,41 @@ pub(super) fn start(
         .context("starting etcd (Debian's etcd-server; scripts/setup.sh installs it)")?;
     Ok(Etcd {
         child,
+        log: log_path,
         client: url(client),
     })
 }
 
-/// Starts three etcd members `e1`..`e3` in `dir` on `ports` (client, peer) as one new cluster
-/// and waits until it is healthy; the members and the cluster (`--initial-cluster`).
-pub(super) fn start_three(dir: &Path, ports: &[(u16, u16)]) -> anyhow::Result<(Vec<Etcd>, String)> {
+/// How many times [`start_three`] starts the members on fresh ports.
+const START_ATTEMPTS: usize = 3;
+
+/// Starts three etcd members `e1`..`e3` in `dir` on free loopback ports as one new cluster and
+/// waits until every member answers; the members and the cluster (`--initial-cluster`).
+///
+/// A port is free when it is picked, not necessarily when etcd binds it (other processes on
+/// this host pick ports too): a member that exits while the cluster forms is started again,
+/// with every member on fresh ports and a fresh data directory.
+pub(super) fn start_three(dir: &Path) -> anyhow::Result<(Vec<Etcd>, String)> {
+    let mut exits = Vec::new();
+    for attempt in 1..=START_ATTEMPTS {
+        let dir = dir.join(format!("cluster-{attempt}"));
+        std::fs::create_dir_all(&dir)?;
+        match try_start_three(&dir)? {
+            Ok(started) => return Ok(started),
+            Err(exit) => exits.push(exit),
+        }
+    }
+    bail!(
+        "etcd: a member exited while the cluster formed, {START_ATTEMPTS} times: {}",
+        exits.join("; ")
+    )
+}
+
+/// One try of [`start_three`]: the cluster, or why a member exited.
+fn try_start_three(dir: &Path) -> anyhow::Result<Result<(Vec<Etcd>, String), String>> {
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
     let initial: Vec<String> = ports
         .iter()
         .enumerate()
@@ -89,13 +131,21 @@ pub(super) fn start_three(dir: &Path, ports: &[(u16, u16)]) -> anyhow::Result<(V
             "new",
         )?);
     }
-    let first = members[0].client.clone();
+    let endpoints: Vec<String> = members.iter().map(|m| m.client.clone()).collect();
+    let all = endpoints.join(",");
+    let mut exit = None;
     wait_until(
         "a healthy three-member cluster",
         Duration::from_secs(30),
-        || etcdctl(&first, &["endpoint", "health"], None).is_ok(),
+        || {
+            exit = members.iter_mut().find_map(Etcd::exited);
+            exit.is_some() || etcdctl(&all, &["endpoint", "health"], None).is_ok()
+        },
     )?;
-    Ok((members, cluster))
+    Ok(match exit {
+        Some(why) => Err(why),
+        None => Ok((members, cluster)),
+    })
 }
 
 /// Runs `etcdctl` (API v3) against `endpoint`, `stdin` piped in; what it printed.
@@ -159,10 +209,7 @@ pub(super) fn wait_until(
 pub fn run(count: usize, value_bytes: usize, dir: &Path) -> anyhow::Result<EtcdJoin> {
     let dir: PathBuf = dir.join("etcd");
     std::fs::create_dir_all(&dir)?;
-    let ports: Vec<(u16, u16)> = (0..4)
-        .map(|_| Ok((free_port()?, free_port()?)))
-        .collect::<anyhow::Result<_>>()?;
-    let (members, cluster) = start_three(&dir, &ports[..3])?;
+    let (members, cluster) = start_three(&dir)?;
     let first = members[0].client.clone();
     for i in 0..count {
         let mut value = vec![0u8; value_bytes];
@@ -170,7 +217,7 @@ pub fn run(count: usize, value_bytes: usize, dir: &Path) -> anyhow::Result<EtcdJ
         etcdctl(&first, &["put", &format!("bench-join-{i}")], Some(&value))
             .with_context(|| format!("etcd: writing value {i}"))?;
     }
-    let (client, peer) = ports[3];
+    let (client, peer) = (free_port()?, free_port()?);
     // etcd refuses a member while it thinks its cluster unhealthy (a peer it has not heard
     // from lately, right after the writes): the time counts from the add it accepts.
     let add = ["member", "add", "e4", &format!("--peer-urls={}", url(peer))];

@@ -17,7 +17,7 @@ use anyhow::Context;
 use tonic::codegen::http::uri::PathAndQuery;
 
 use super::etcd_join::{etcdctl, start_three};
-use super::stats::{free_port, Latencies};
+use super::stats::Latencies;
 use super::store::{payload, ClientAt};
 
 /// etcd's `etcdserverpb.PutRequest`, the fields we send.
@@ -57,10 +57,7 @@ pub async fn run(
 ) -> anyhow::Result<EtcdStore> {
     let dir = dir.join("etcd");
     std::fs::create_dir_all(&dir)?;
-    let ports: Vec<(u16, u16)> = (0..3)
-        .map(|_| Ok((free_port()?, free_port()?)))
-        .collect::<anyhow::Result<_>>()?;
-    let members = tokio::task::spawn_blocking(move || start_three(&dir, &ports))
+    let members = tokio::task::spawn_blocking(move || start_three(&dir))
         .await??
         .0;
     // Which member leads: `--client-at leader|follower` picks by it.
