@@ -241,6 +241,68 @@ fn service_defaults_modes_and_filters() {
     );
 }
 
+/// The version guards the spec: an update that read the current spec goes through after the
+/// update supervisor wrote the rollout's status (swarmkit would call it out of sequence, and
+/// docker-py's network-change test hit that), one that missed a spec change does not.
+#[test]
+fn an_update_that_read_the_current_spec_is_not_refused_for_rollout_status_writes() {
+    let d = swarm("specver");
+    create(&d, "web", &["--update-monitor", "1s"]);
+    wait_for_tasks(&d, "web", 1);
+    let before = version_of(&d, "web");
+    d.ok(&["service", "update", "-d", "--env-add", "A=1", "web"]);
+    let read = version_of(&d, "web");
+    // The supervisor writes the rollout's status (updating, then completed after the monitor
+    // period), each write a new version of the service.
+    let spec = d.get_json("/services/web")["Spec"].clone();
+    wait_for(Duration::from_secs(60), "the update to complete", || {
+        let svc = d.get_json("/services/web");
+        (svc["UpdateStatus"]["State"] == "completed" && version_of(&d, "web") > read).then_some(())
+    });
+    assert_eq!(d.get_json("/services/web")["Spec"], spec);
+
+    let mut newer = spec.clone();
+    newer["Labels"] = json!({"read": "after the spec change"});
+    let (status, body) = d.curl(
+        "POST",
+        &format!("/v1.51/services/web/update?version={read}"),
+        Some(newer.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        d.get_json("/services/web")["Spec"]["Labels"]["read"],
+        "after the spec change"
+    );
+
+    // A client that read before either spec change is refused, and nothing changes.
+    let mut stale = spec.clone();
+    stale["Labels"] = json!({"read": "before"});
+    for version in [before, read] {
+        let (status, body) = d.curl(
+            "POST",
+            &format!("/v1.51/services/web/update?version={version}"),
+            Some(stale.to_string().as_bytes()),
+        );
+        assert_eq!(status, 500, "version {version}: {body}");
+        assert_eq!(
+            message(&body),
+            "rpc error: code = Unknown desc = update out of sequence"
+        );
+    }
+    assert_eq!(
+        d.get_json("/services/web")["Spec"]["Labels"]["read"],
+        "after the spec change"
+    );
+    // A version the service never had yet is refused too.
+    let ahead = version_of(&d, "web") + 1000;
+    let (status, _) = d.curl(
+        "POST",
+        &format!("/v1.51/services/web/update?version={ahead}"),
+        Some(stale.to_string().as_bytes()),
+    );
+    assert_ne!(status, 200);
+}
+
 #[test]
 fn documented_errors_for_names_versions_constraints_ids_and_prefixes() {
     let d = swarm("errs");

@@ -223,7 +223,16 @@ fn out_of_sequence(id: &str, expected: u64, actual: u64) -> ApiError {
     .into()
 }
 
+/// How many times an update is tried again when the service moved on between its read and its
+/// write through the system's own writes only (see [`Service::spec_current_at`]).
+const SYSTEM_WRITE_RETRIES: usize = 8;
+
 /// `POST /services/{id}/update?version=&registryAuthFrom=&rollback=` → `{"Warnings":null}`.
+///
+/// The version guards the spec: an update that read the current spec goes through even if the
+/// update supervisor has written the service's rollout status since (swarmkit refuses it as
+/// "update out of sequence", and `docker service update` right after another one hits that).
+/// An update that missed a change of the spec is refused.
 ///
 /// Registry credentials, as dockerd keeps them: the `X-Registry-Auth` header's when it is sent
 /// (`--with-registry-auth`), else those of the current spec (`registryAuthFrom=spec`, the
@@ -234,19 +243,68 @@ pub async fn update(
     Path(key): Path<String>,
     QueryExtract(q): QueryExtract<Query>,
     headers: HeaderMap,
-    DockerJson(mut spec): DockerJson<ServiceSpec>,
+    DockerJson(spec): DockerJson<ServiceSpec>,
 ) -> ApiResult<Json<Value>> {
     let store = state.manager_store().await?;
     let version = version_param(&q, "service")?;
-    let (view, current) = current_service(&store, &key, version).await?;
-    service_spec::adjust_for_api_version(&mut spec, api_version);
-    service_refs::resolve_networks(&view, &mut spec)?;
+    let request = UpdateRequest {
+        version,
+        api_version,
+        registry_auth_header: registry_auth_header(&headers),
+        registry_auth_from: q.get("registryAuthFrom").cloned().unwrap_or_default(),
+        rollback: match q.get("rollback").map(String::as_str).unwrap_or("") {
+            "" | "none" => false,
+            "previous" => true,
+            other => {
+                return Err(ApiError::internal(format!(
+                    "unrecognized rollback option {other}"
+                )))
+            }
+        },
+    };
+    let mut retries = 0;
+    loop {
+        let (view, current) = current_service(&store, &key, version).await?;
+        let svc = updated_service(&view, &current, spec.clone(), &request)?;
+        match store.submit(Txn::new().update(svc)).await {
+            // The service moved on since this read: judge the update again against the newer
+            // version (a change of the spec refuses it there).
+            Err(e) if e.is_out_of_sequence() && retries < SYSTEM_WRITE_RETRIES => retries += 1,
+            done => {
+                done?;
+                return Ok(Json(json!({"Warnings": null})));
+            }
+        }
+    }
+}
+
+/// What an update asks for, besides the spec.
+struct UpdateRequest {
+    /// The version the client read.
+    version: u64,
+    api_version: ApiVersion,
+    /// `X-Registry-Auth`, if sent.
+    registry_auth_header: RegistryAuth,
+    /// `registryAuthFrom`.
+    registry_auth_from: String,
+    /// `rollback=previous`.
+    rollback: bool,
+}
+
+/// `current` as `request` updates it to `spec`, checked against `view`.
+fn updated_service(
+    view: &View,
+    current: &shoal_store::Obj<Service>,
+    mut spec: ServiceSpec,
+    request: &UpdateRequest,
+) -> ApiResult<Service> {
+    service_spec::adjust_for_api_version(&mut spec, request.api_version);
+    service_refs::resolve_networks(view, &mut spec)?;
     service_spec::convert(&mut spec)?;
-    let header = registry_auth_header(&headers);
-    let registry_auth = if !header.is_empty() {
-        header
+    let registry_auth = if !request.registry_auth_header.is_empty() {
+        request.registry_auth_header.clone()
     } else {
-        match q.get("registryAuthFrom").map(String::as_str).unwrap_or("") {
+        match request.registry_auth_from.as_str() {
             "" | "spec" => registry_auth_of(&current.spec),
             "previous-spec" => match current.previous_spec.as_ref() {
                 Some(previous) => registry_auth_of(previous),
@@ -255,22 +313,13 @@ pub async fn update(
             _ => return Err(ApiError::internal("unsupported registryAuthFrom value")),
         }
     };
-    let rollback = match q.get("rollback").map(String::as_str).unwrap_or("") {
-        "" | "none" => false,
-        "previous" => true,
-        other => {
-            return Err(ApiError::internal(format!(
-                "unrecognized rollback option {other}"
-            )))
-        }
-    };
-    service_refs::resolve_secrets_and_configs(&view, &mut spec)?;
+    service_refs::resolve_secrets_and_configs(view, &mut spec)?;
     service_spec::validate(&spec)?;
     let id = current.meta.id.clone();
     service_spec::normalize(&mut spec);
     set_registry_auth(&mut spec, registry_auth);
     if spec.endpoint_spec != current.spec.endpoint_spec {
-        service_refs::check_port_conflicts(&view, &spec, Some(&id))?;
+        service_refs::check_port_conflicts(view, &spec, Some(&id))?;
     }
     if mode_type(&spec) != mode_type(&current.spec) {
         return Err(ApiError::unimplemented(
@@ -288,14 +337,18 @@ pub async fn update(
         ));
     }
     check_size(&spec)?;
-    if rollback && current.previous_spec.is_none() {
+    if request.rollback && current.previous_spec.is_none() {
         return Err(ApiError::failed_precondition(format!(
             "service {id} does not have a previous spec"
         )));
     }
     // Checked last, as swarmkit's store does: a stale update with another error reports that one.
-    if current.meta.version.index != version {
-        return Err(out_of_sequence(&id, version, current.meta.version.index));
+    if !current.spec_current_at(request.version) {
+        return Err(out_of_sequence(
+            &id,
+            request.version,
+            current.meta.version.index,
+        ));
     }
 
     let mut svc = current.to_owned_value();
@@ -303,12 +356,8 @@ pub async fn update(
         job.job_iteration.index += 1;
         job.last_execution = Timestamp::now();
     }
-    if rollback {
-        let previous = svc.previous_spec.take().unwrap_or_default();
-        let previous_version = svc.previous_spec_version.take().unwrap_or_default();
-        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, previous));
-        svc.previous_spec_version =
-            Some(std::mem::replace(&mut svc.spec_version, previous_version));
+    if request.rollback {
+        svc.roll_back_spec();
         svc.update_status = Some(UpdateStatus {
             state: Some(UpdateState::RollbackStarted),
             started_at: Some(Timestamp::now()),
@@ -316,14 +365,11 @@ pub async fn update(
             message: "manually requested rollback".into(),
         });
     } else {
-        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
-        svc.previous_spec_version = Some(svc.spec_version);
-        svc.spec_version = svc.meta.version;
+        svc.take_new_spec(spec);
         svc.update_status = None;
     }
-    svc.endpoint = service_refs::allocate_endpoint(&view, &svc.spec, &id, Some(&current.endpoint));
-    store.submit(Txn::new().update(svc)).await?;
-    Ok(Json(json!({"Warnings": null})))
+    svc.endpoint = service_refs::allocate_endpoint(view, &svc.spec, &id, Some(&current.endpoint));
+    Ok(svc)
 }
 
 /// The mode's type, which an update may not change (`Replicated` to `Global`, ...).

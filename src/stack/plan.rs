@@ -828,9 +828,7 @@ impl<'a> Builder<'a> {
             job.job_iteration.index += 1;
             job.last_execution = Timestamp::now();
         }
-        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
-        svc.previous_spec_version = Some(svc.spec_version);
-        svc.spec_version = svc.meta.version;
+        svc.take_new_spec(spec);
         svc.update_status = None;
         svc.endpoint = service_refs::allocate_endpoint_with(
             self.view,

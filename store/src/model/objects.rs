@@ -257,6 +257,45 @@ pub struct Service {
         skip_serializing_if = "Option::is_none"
     )]
     pub previous_spec_version: Option<Version>,
+    /// Internal: the version of the service that its spec's last change was written over (the
+    /// version that writer read; `0` while the spec is the one it was created with). See
+    /// [`Service::spec_current_at`].
+    #[serde(rename = "SpecBase", default, skip_serializing_if = "is_zero")]
+    pub spec_base: u64,
+}
+
+impl Service {
+    /// Puts `spec` in place as a client's update (`docker service update`, a stack apply): the
+    /// old spec becomes the previous one.
+    pub fn take_new_spec(&mut self, spec: ServiceSpec) {
+        self.previous_spec = Some(std::mem::replace(&mut self.spec, spec));
+        self.previous_spec_version = Some(self.spec_version);
+        self.spec_version = self.meta.version;
+        self.spec_base = self.meta.version.index;
+    }
+
+    /// Swaps the spec and the previous one (a rollback, asked for or automatic).
+    pub fn roll_back_spec(&mut self) {
+        if let Some(previous) = self.previous_spec.take() {
+            let previous_version = self.previous_spec_version.take().unwrap_or_default();
+            self.previous_spec = Some(std::mem::replace(&mut self.spec, previous));
+            self.previous_spec_version =
+                Some(std::mem::replace(&mut self.spec_version, previous_version));
+            self.spec_base = self.meta.version.index;
+        }
+    }
+
+    /// Whether a client that read this service at version `read` saw its current spec: `read`
+    /// is this version, or a later one than the version the last spec change was written over.
+    ///
+    /// Every spec change is written guarded by the version its writer read, so the service has
+    /// no version between that one and the change's own: any version seen after `spec_base`
+    /// shows the current spec. The writes in between were the system's own (update status,
+    /// rollout progress), which an update of the spec does not conflict with.
+    pub fn spec_current_at(&self, read: u64) -> bool {
+        let now = self.meta.version.index;
+        read == now || (read > self.spec_base && read <= now)
+    }
 }
 
 /// One unit of work: a copy of a service's task spec, placed on one node, never re-targeted.
@@ -389,3 +428,33 @@ pub struct Config {
 
 /// Convenience: the timestamp type used for status fields.
 pub type Time = Timestamp;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_at(version: u64) -> Service {
+        let mut s = Service::default();
+        s.meta.version = Version::at(version);
+        s
+    }
+
+    #[test]
+    fn a_spec_change_moves_the_base_and_status_writes_do_not() {
+        let mut s = service_at(10);
+        assert!(s.spec_current_at(10));
+        assert!(s.spec_current_at(3), "created at 3, never changed since");
+        s.take_new_spec(ServiceSpec::default());
+        assert_eq!(s.spec_base, 10);
+        // The change is written at 12; the supervisor's status writes follow at 14 and 17.
+        s.meta.version = Version::at(17);
+        assert!(s.spec_current_at(12) && s.spec_current_at(14) && s.spec_current_at(17));
+        assert!(!s.spec_current_at(10), "read before the change");
+        assert!(!s.spec_current_at(9));
+        assert!(!s.spec_current_at(18), "a version it never had");
+        s.roll_back_spec();
+        assert_eq!(s.spec_base, 17);
+        s.meta.version = Version::at(20);
+        assert!(!s.spec_current_at(17) && s.spec_current_at(20) && s.spec_current_at(18));
+    }
+}
