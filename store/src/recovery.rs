@@ -58,11 +58,10 @@ async fn append_membership(
     config: &StoreConfig,
     database: Arc<crate::raft::db::Db>,
 ) -> Result<Recovered, StoreError> {
-    let mut log = LogStore::new(
-        database,
-        crate::replica::sealer_for(config)?,
-        config.encoding,
-    );
+    let sealer = crate::replica::sealer_for(config)?;
+    crate::raft::log_store::repair_after_crash(&database, &sealer)
+        .map_err(storage("checking the log after a crash"))?;
+    let mut log = LogStore::new(database, sealer, config.encoding);
     let state = log
         .get_log_state()
         .await

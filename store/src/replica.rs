@@ -286,6 +286,21 @@ impl Store {
         own_handle: Arc<crate::raft::db::Db>,
     ) -> Result<Store, StoreError> {
         let sealer = sealer_for(&config)?;
+        let repair = log_store::repair_after_crash(&database, &sealer).map_err(|e| {
+            StoreError::Storage(format!("checking the Raft log after a crash: {e}"))
+        })?;
+        if let Some(from) = repair.hole_at {
+            tracing::warn!(
+                from,
+                "the Raft log had a hole after a crash (unsynced writes lost out of order); dropped the entries from the hole on, none of which was acknowledged"
+            );
+        }
+        if let Some(commit) = repair.dropped_commit {
+            tracing::warn!(
+                %commit,
+                "the saved commit point names an entry the log does not hold after a crash; dropped it (the leader tells it again)"
+            );
+        }
         let restore_to = log_store::saved_commit(&database)
             .map(|c| c.map(|l| l.index))
             .map_err(|e| StoreError::Storage(format!("reading the saved commit point: {e}")))?;

@@ -349,6 +349,77 @@ impl LogStore {
     }
 }
 
+/// Makes the log and the saved commit point agree again with what a crash or a power cut left
+/// on disk; called when the store opens, before openraft reads either. Returns what it
+/// repaired (nothing after a clean stop).
+///
+/// A power cut keeps every write that was synced, but of the writes after the last sync it
+/// keeps some and loses others, not necessarily the newest: RocksDB's WAL recovery skips a
+/// block the disk never wrote (zeros, an extent whose conversion the journal lost) and replays
+/// the blocks after it. So after a cut:
+/// - the log may have a hole: an append written after the last sync survived, an earlier one
+///   did not. Nothing from the hole on was acknowledged (an append is acknowledged only after
+///   a sync, which would have kept the entries before it too), so it is dropped;
+/// - the saved commit point (written unsynced, behind the appends) may name an entry the log
+///   no longer holds, or holds from another leader. It is then dropped too: openraft takes the
+///   state machine's snapshot as the commit point and learns the rest from the leader.
+pub fn repair_after_crash(db: &Db, sealer: &Sealer) -> io::Result<CrashRepair> {
+    let log = cf(db, CF_LOG);
+    let mut repair = CrashRepair::default();
+    let mut expected: Option<u64> = None;
+    for item in db.iterator_cf(log, IteratorMode::Start) {
+        let (k, _) = item.map_err(io_err)?;
+        let index = key_u64(&k);
+        match expected {
+            Some(next) if index != next => {
+                repair.hole_at = Some(next);
+                break;
+            }
+            _ => expected = Some(index + 1),
+        }
+    }
+    let mut batch = WriteBatch::default();
+    if let Some(from) = repair.hole_at {
+        batch.delete_range_cf(log, u64_key(from), u64_key(u64::MAX));
+    }
+    if let Some(committed) = saved_commit(db)? {
+        let last_purged: Option<LogId> = match db.get_cf(cf(db, CF_RAFT), KEY_LAST_PURGED) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(io_err)?,
+            Ok(None) => None,
+            Err(e) => return Err(io_err(e)),
+        };
+        let covered = last_purged.is_some_and(|p| committed.index() <= p.index());
+        let kept = repair.hole_at.is_none_or(|from| committed.index() < from);
+        let holds = covered
+            || (kept
+                && match db.get_cf(log, u64_key(committed.index())).map_err(io_err)? {
+                    Some(v) => {
+                        let entry: Entry = codec::decode(&sealer.open(&v)?).map_err(io_err)?;
+                        entry.log_id() == committed
+                    }
+                    None => false,
+                });
+        if !holds {
+            batch.delete_cf(cf(db, CF_RAFT), KEY_COMMITTED);
+            repair.dropped_commit = Some(committed);
+        }
+    }
+    if !batch.is_empty() {
+        db.write(batch)?;
+        db.flush_wal(true)?;
+    }
+    Ok(repair)
+}
+
+/// What [`repair_after_crash`] repaired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashRepair {
+    /// The log had a hole here: the entries from this index on were dropped.
+    pub hole_at: Option<u64>,
+    /// The saved commit point named an entry the log does not hold; it was dropped.
+    pub dropped_commit: Option<LogId>,
+}
+
 /// The commit point last saved in `db` (see `save_committed`); also read before the log
 /// store opens.
 pub fn saved_commit(db: &Db) -> io::Result<Option<LogId>> {
@@ -509,9 +580,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf(&self.db, CF_LOG), u64_key(from), u64_key(u64::MAX));
         self.queue(LogIo::Write(batch))?;
-        // Entries written after this come in behind the deletion; wait for it so no read can
-        // see the entries it removes.
-        self.written().await
+        // Synced before anything else is written: the entries appended next replace the ones
+        // deleted here, and a power cut that kept them but lost the deletion (see
+        // `repair_after_crash`: unsynced writes do not survive in order) would leave a log
+        // whose older entries follow newer ones. Truncations are rare (a follower's
+        // conflicting tail), so the sync costs little. It also means no read can see the
+        // entries it removes.
+        self.synced().await
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
@@ -540,6 +615,82 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database whose log holds `(term, index)` entries and whose saved commit is `commit`.
+    fn log_with(
+        dir: &std::path::Path,
+        entries: &[(u64, u64)],
+        commit: Option<(u64, u64)>,
+    ) -> Arc<Db> {
+        let db = super::super::db::open(dir).expect("open");
+        let sealer = Sealer::clear();
+        let mut batch = WriteBatch::default();
+        for &(term, index) in entries {
+            let entry = Entry::new_blank(LogId::new_term_index(term, index));
+            let bytes = codec::encode(Encoding::Binary, &entry).expect("encode");
+            batch.put_cf(cf(&db, CF_LOG), u64_key(index), sealer.seal(&bytes));
+        }
+        let commit = commit.map(|(t, i)| LogId::new_term_index(t, i));
+        batch.put_cf(
+            cf(&db, CF_RAFT),
+            KEY_COMMITTED,
+            serde_json::to_vec(&commit).expect("json"),
+        );
+        db.write(batch).expect("write");
+        db
+    }
+
+    fn indexes(db: &Db) -> Vec<u64> {
+        db.iterator_cf(cf(db, CF_LOG), IteratorMode::Start)
+            .map(|item| key_u64(&item.expect("read").0))
+            .collect()
+    }
+
+    #[test]
+    fn a_log_that_survived_whole_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = log_with(dir.path(), &[(1, 1), (1, 2), (2, 3), (2, 4)], Some((2, 3)));
+        let repair = repair_after_crash(&db, &Sealer::clear()).expect("repair");
+        assert_eq!(repair, CrashRepair::default());
+        assert_eq!(indexes(&db), vec![1, 2, 3, 4]);
+        assert_eq!(
+            saved_commit(&db).expect("read"),
+            Some(LogId::new_term_index(2, 3))
+        );
+    }
+
+    #[test]
+    fn entries_after_a_hole_and_a_commit_point_past_it_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Entry 4 was lost in the cut; 5 and 6, written after it, survived.
+        let db = log_with(dir.path(), &[(1, 2), (1, 3), (1, 5), (1, 6)], Some((1, 5)));
+        let repair = repair_after_crash(&db, &Sealer::clear()).expect("repair");
+        assert_eq!(repair.hole_at, Some(4));
+        assert_eq!(repair.dropped_commit, Some(LogId::new_term_index(1, 5)));
+        assert_eq!(indexes(&db), vec![2, 3]);
+        assert_eq!(saved_commit(&db).expect("read"), None);
+    }
+
+    #[test]
+    fn a_commit_point_naming_another_leaders_entry_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = log_with(dir.path(), &[(1, 1), (3, 2), (3, 3)], Some((2, 3)));
+        let repair = repair_after_crash(&db, &Sealer::clear()).expect("repair");
+        assert_eq!(repair.hole_at, None);
+        assert_eq!(repair.dropped_commit, Some(LogId::new_term_index(2, 3)));
+        assert_eq!(indexes(&db), vec![1, 2, 3]);
+        // Behind the purge point a commit needs no entry.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = log_with(dir.path(), &[(2, 8), (2, 9)], Some((2, 5)));
+        db.put_cf(
+            cf(&db, CF_RAFT),
+            KEY_LAST_PURGED,
+            serde_json::to_vec(&LogId::new_term_index(2, 7)).expect("json"),
+        )
+        .expect("put");
+        let repair = repair_after_crash(&db, &Sealer::clear()).expect("repair");
+        assert_eq!(repair, CrashRepair::default());
+    }
 
     impl Indexed for u64 {
         fn position(&self) -> u64 {
