@@ -69,7 +69,7 @@ fn the_ci_subset_passes_every_oracle() {
     let report: Value = serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("the last line is one JSON object ({e}): {stdout}\n{stderr}"));
     let scenarios = report["scenarios"].as_array().expect("scenarios");
-    assert!(scenarios.len() >= 17, "{report:#}");
+    assert!(scenarios.len() >= 18, "{report:#}");
     let names: Vec<&str> = scenarios
         .iter()
         .filter_map(|s| s["name"].as_str())
@@ -85,6 +85,7 @@ fn the_ci_subset_passes_every_oracle() {
         "agent-partition",
         "corrupt-wal",
         "clock-skew",
+        "power-loss",
     ] {
         assert!(names.contains(&must), "{must} is in the subset: {names:?}");
     }

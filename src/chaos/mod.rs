@@ -36,7 +36,7 @@ const KEYS: usize = 5;
 /// Clients of each scenario.
 const CLIENTS: usize = 4;
 /// The scenarios `shoal chaos run` runs without `--scenario` or `--all`.
-pub const CI_SUBSET: usize = 17;
+pub const CI_SUBSET: usize = 18;
 
 /// What to run.
 #[derive(Clone, Debug)]

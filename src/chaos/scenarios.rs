@@ -212,6 +212,16 @@ pub const ALL: &[Scenario] = &[
         disk: Disk::Shared,
     },
     Scenario {
+        name: "power-loss",
+        matrix: "F11",
+        guarantees: "the power cut under one manager (the leader or not), and every third time under all of them at once, while clients write and snapshots are taken: whatever was not synced is gone, yet every acknowledged write survives, and the swarm comes back by itself",
+        managers: 3,
+        snapshot_every: Some(300),
+        network: false,
+        workers: 0,
+        disk: Disk::Ext4(512),
+    },
+    Scenario {
         name: "one-way-partition",
         matrix: "F7",
         guarantees: "a manager (the leader or not) stops hearing the others while they still hear it, then the link heals: safety always, writes resume, no election storm after healing",
@@ -250,16 +260,6 @@ pub const ALL: &[Scenario] = &[
         network: false,
         workers: 0,
         disk: Disk::Shared,
-    },
-    Scenario {
-        name: "power-loss",
-        matrix: "F11",
-        guarantees: "the power cut under one manager (the leader or not), and every third time under all of them at once, while clients write and snapshots are taken: whatever was not synced is gone, yet every acknowledged write survives, and the swarm comes back by itself",
-        managers: 3,
-        snapshot_every: Some(300),
-        network: false,
-        workers: 0,
-        disk: Disk::Ext4(512),
     },
     Scenario {
         name: "large-store",
@@ -1235,8 +1235,11 @@ pub async fn run(
                         _ => vec![rng.random_range(0..n)],
                     }
                 };
-                // Every filesystem stops before any process is killed: none of them writes
-                // anything after the first has lost power.
+                // Every process stops, then every filesystem, then the processes are killed:
+                // none of them does anything after the first has lost power.
+                for &v in &victims {
+                    c.members[v].freeze().await?;
+                }
                 for &v in &victims {
                     c.members[v].stop_disk()?;
                 }
