@@ -25,7 +25,15 @@ fn without(value: &impl serde::Serialize, keys: &[&str]) -> Value {
 
 /// A service (never with `ServiceStatus`, as `GET /services/{id}`).
 pub fn service(s: &Service) -> Value {
-    without(s, &["SpecVersion", "PreviousSpecVersion", "ServiceStatus"])
+    without(
+        s,
+        &[
+            "SpecVersion",
+            "PreviousSpecVersion",
+            "SpecRevision",
+            "ServiceStatus",
+        ],
+    )
 }
 
 /// A service with its task counts (`GET /services?status=true`).

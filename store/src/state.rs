@@ -346,6 +346,9 @@ impl State {
                 self.check_name_free(object)?;
                 self.check_task_owner(object)?;
                 let mut stored = object.clone();
+                if let Object::Service(service) = &mut stored {
+                    service.note_spec_written(None, revision);
+                }
                 let meta = stored.meta_mut();
                 meta.version.index = revision;
                 meta.created_at = at;
@@ -385,6 +388,10 @@ impl State {
                     if let (Object::Secret(new), Object::Secret(old)) = (&mut stored, &*current) {
                         new.spec.labels = old.spec.labels.clone();
                     }
+                }
+                if let (Object::Service(service), Object::Service(prev)) = (&mut stored, &*current)
+                {
+                    service.note_spec_written(Some(prev), revision);
                 }
                 let meta = stored.meta_mut();
                 meta.version.index = revision;

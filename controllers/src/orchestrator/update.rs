@@ -343,8 +343,6 @@ fn rollback(svc: &mut ServiceDraft, message: String, now: Timestamp) {
     if let Some(previous) = s.previous_spec.take() {
         s.spec = previous;
         s.spec_version = s.previous_spec_version.take().unwrap_or_default();
-        // A spec change: an update that read an earlier version is out of sequence.
-        s.spec_base = s.meta.version.index;
     }
     // The rollback is a new rollout: its own start time tells its tasks from the update's.
     s.update_status = Some(UpdateStatus {

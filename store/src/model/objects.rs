@@ -257,11 +257,11 @@ pub struct Service {
         skip_serializing_if = "Option::is_none"
     )]
     pub previous_spec_version: Option<Version>,
-    /// Internal: the version of the service that its spec's last change was written over (the
-    /// version that writer read; `0` while the spec is the one it was created with). See
-    /// [`Service::spec_current_at`].
-    #[serde(rename = "SpecBase", default, skip_serializing_if = "is_zero")]
-    pub spec_base: u64,
+    /// Internal: the revision that wrote the current spec (its creation or its last change),
+    /// set by the store as it applies the write (`0` for a service last written before this
+    /// field existed). See [`Service::spec_current_at`].
+    #[serde(rename = "SpecRevision", default, skip_serializing_if = "is_zero")]
+    pub spec_revision: u64,
 }
 
 impl Service {
@@ -271,7 +271,6 @@ impl Service {
         self.previous_spec = Some(std::mem::replace(&mut self.spec, spec));
         self.previous_spec_version = Some(self.spec_version);
         self.spec_version = self.meta.version;
-        self.spec_base = self.meta.version.index;
     }
 
     /// Swaps the spec and the previous one (a rollback, asked for or automatic).
@@ -281,20 +280,25 @@ impl Service {
             self.previous_spec = Some(std::mem::replace(&mut self.spec, previous));
             self.previous_spec_version =
                 Some(std::mem::replace(&mut self.spec_version, previous_version));
-            self.spec_base = self.meta.version.index;
         }
     }
 
     /// Whether a client that read this service at version `read` saw its current spec: `read`
-    /// is this version, or a later one than the version the last spec change was written over.
-    ///
-    /// Every spec change is written guarded by the version its writer read, so the service has
-    /// no version between that one and the change's own: any version seen after `spec_base`
-    /// shows the current spec. The writes in between were the system's own (update status,
-    /// rollout progress), which an update of the spec does not conflict with.
+    /// is this version, or one between the revision that wrote the spec and this version. The
+    /// writes since the spec's were the system's own (update status, rollout progress), which
+    /// an update of the spec does not conflict with.
     pub fn spec_current_at(&self, read: u64) -> bool {
         let now = self.meta.version.index;
-        read == now || (read > self.spec_base && read <= now)
+        read == now || (self.spec_revision != 0 && read >= self.spec_revision && read <= now)
+    }
+
+    /// Records, as the store applies a write of this service at `revision`, whether the write
+    /// changed the spec (`prev`: the service it replaces; `None` for a creation).
+    pub fn note_spec_written(&mut self, prev: Option<&Service>, revision: u64) {
+        self.spec_revision = match prev {
+            Some(prev) if prev.spec == self.spec => prev.spec_revision,
+            _ => revision,
+        };
     }
 }
 
@@ -440,21 +444,34 @@ mod tests {
     }
 
     #[test]
-    fn a_spec_change_moves_the_base_and_status_writes_do_not() {
-        let mut s = service_at(10);
-        assert!(s.spec_current_at(10));
-        assert!(s.spec_current_at(3), "created at 3, never changed since");
-        s.take_new_spec(ServiceSpec::default());
-        assert_eq!(s.spec_base, 10);
-        // The change is written at 12; the supervisor's status writes follow at 14 and 17.
-        s.meta.version = Version::at(17);
-        assert!(s.spec_current_at(12) && s.spec_current_at(14) && s.spec_current_at(17));
-        assert!(!s.spec_current_at(10), "read before the change");
-        assert!(!s.spec_current_at(9));
-        assert!(!s.spec_current_at(18), "a version it never had");
-        s.roll_back_spec();
-        assert_eq!(s.spec_base, 17);
-        s.meta.version = Version::at(20);
-        assert!(!s.spec_current_at(17) && s.spec_current_at(20) && s.spec_current_at(18));
+    fn only_a_write_that_changes_the_spec_moves_its_revision() {
+        let mut s = service_at(3);
+        s.note_spec_written(None, 3);
+        assert_eq!(s.spec_revision, 3);
+        // The supervisor's status writes at 5 and 9 keep the spec.
+        let prev = s.clone();
+        s.meta.version = Version::at(9);
+        s.note_spec_written(Some(&prev), 9);
+        assert_eq!(s.spec_revision, 3);
+        assert!(s.spec_current_at(3) && s.spec_current_at(5) && s.spec_current_at(9));
+        assert!(!s.spec_current_at(2), "before the service existed");
+        assert!(!s.spec_current_at(1));
+        assert!(!s.spec_current_at(10), "a version it never had");
+        // A spec change at 12.
+        let prev = s.clone();
+        s.take_new_spec(ServiceSpec {
+            name: "changed".into(),
+            ..Default::default()
+        });
+        s.meta.version = Version::at(12);
+        s.note_spec_written(Some(&prev), 12);
+        assert_eq!(s.spec_revision, 12);
+        assert!(!s.spec_current_at(9), "read before the change");
+        assert!(s.spec_current_at(12));
+        // A service last written before the field existed: only its own version goes.
+        let mut old = service_at(20);
+        assert!(old.spec_current_at(20) && !old.spec_current_at(19));
+        old.spec_revision = 0;
+        assert!(!old.spec_current_at(5));
     }
 }
