@@ -342,10 +342,15 @@ impl LogStore {
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.db.get_cf(cf(&self.db, CF_RAFT), key).map_err(io_err)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_err),
-        }
+        raft_meta(&self.db, key)
+    }
+}
+
+/// The Raft metadata value at `key` in `db` (vote, purge point), if there is one.
+fn raft_meta<T: serde::de::DeserializeOwned>(db: &Db, key: &[u8]) -> io::Result<Option<T>> {
+    match db.get_cf(cf(db, CF_RAFT), key).map_err(io_err)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_err),
     }
 }
 
@@ -383,11 +388,7 @@ pub fn repair_after_crash(db: &Db, sealer: &Sealer) -> io::Result<CrashRepair> {
         batch.delete_range_cf(log, u64_key(from), u64_key(u64::MAX));
     }
     if let Some(committed) = saved_commit(db)? {
-        let last_purged: Option<LogId> = match db.get_cf(cf(db, CF_RAFT), KEY_LAST_PURGED) {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(io_err)?,
-            Ok(None) => None,
-            Err(e) => return Err(io_err(e)),
-        };
+        let last_purged: Option<LogId> = raft_meta(db, KEY_LAST_PURGED)?;
         let covered = last_purged.is_some_and(|p| committed.index() <= p.index());
         let kept = repair.hole_at.is_none_or(|from| committed.index() < from);
         let holds = covered
