@@ -232,7 +232,8 @@ pub async fn remove(
             "node {id} is not down and can't be removed"
         )));
     }
-    // Agents may report task status meanwhile: retry on a fresh view when a task moved on.
+    // Agents may report task status and the reaper delete old tasks meanwhile: retry on a fresh
+    // view when a task moved on or vanished.
     let mut attempts = 0;
     loop {
         let view = store.view();
@@ -266,7 +267,7 @@ pub async fn remove(
             txn = txn.update(cluster);
         }
         match store.submit(txn).await {
-            Err(e) if e.is_out_of_sequence() && attempts < 10 => attempts += 1,
+            Err(e) if e.is_stale_read() && attempts < 10 => attempts += 1,
             Err(e) => return Err(e.into()),
             Ok(_) => break,
         }

@@ -386,7 +386,8 @@ const MAX_TASKS_WITH_REMOVAL: usize = 200;
 /// would mark them soon after anyway; doing it atomically means nothing sees a live task of a
 /// service that is gone, so `docker stack rm` can remove the stack's networks right after its
 /// services (dockerd races there: "network ... is in use by task ..."). Agents update tasks
-/// concurrently, so a conflict is retried on a fresh view.
+/// concurrently and the task reaper deletes old tasks, so a transaction that lost a race with
+/// either (a task moved on or vanished) is retried on a fresh view.
 pub async fn remove(
     State(state): State<ApiState>,
     Path(key): Path<String>,
@@ -407,7 +408,7 @@ pub async fn remove(
             txn = txn.update(task);
         }
         match store.submit(txn).await {
-            Err(e) if e.is_out_of_sequence() && attempts < 10 => attempts += 1,
+            Err(e) if e.is_stale_read() && attempts < 10 => attempts += 1,
             Err(e) => return Err(e.into()),
             Ok(_) => return Ok(StatusCode::OK),
         }

@@ -33,6 +33,17 @@ impl StoreError {
         matches!(self, StoreError::Rejected(TxnError::OutOfSequence { .. }))
     }
 
+    /// Whether the transaction lost a race with another writer: an object it read changed
+    /// (out of sequence) or was deleted (not found) before it committed. A caller that built the
+    /// transaction from a view retries on a fresh one, which also turns a deletion of the object
+    /// it was asked about into its own "not found".
+    pub fn is_stale_read(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Rejected(TxnError::OutOfSequence { .. } | TxnError::NotFound { .. })
+        )
+    }
+
     /// Whether retrying later might succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))

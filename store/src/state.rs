@@ -652,4 +652,47 @@ mod tests {
         let (r, _) = s.apply_txn(&Txn::new().update(t2), 4, Timestamp::now(), 1);
         assert!(r.is_ok(), "{r:?}");
     }
+
+    #[test]
+    fn a_write_built_on_a_task_the_reaper_deleted_is_a_stale_read_and_changes_nothing() {
+        use crate::model::{Service, Task};
+        use crate::StoreError;
+        let mut s = State::default();
+        let service = Service {
+            meta: Meta::with_id("s1"),
+            ..Default::default()
+        };
+        let task = Task {
+            meta: Meta::with_id("t1"),
+            service_id: "s1".into(),
+            ..Default::default()
+        };
+        let (r, _) = s.apply_txn(
+            &Txn::new().create(service).create(task),
+            1,
+            Timestamp::now(),
+            1,
+        );
+        assert!(r.is_ok(), "{r:?}");
+        // A service removal read t1 (version 1); the reaper deleted it before the removal landed.
+        let mut read = s.get(Kind::Task, "t1").unwrap().as_ref().clone();
+        let (r, _) = s.apply_txn(
+            &Txn::new().delete(Kind::Task, "t1".to_string(), None),
+            2,
+            Timestamp::now(),
+            1,
+        );
+        assert!(r.is_ok(), "{r:?}");
+        if let Object::Task(t) = &mut read {
+            t.desired_state = TaskState::Remove;
+        }
+        let removal = Txn::new()
+            .delete(Kind::Service, "s1".to_string(), None)
+            .update(read);
+        let (r, _) = s.apply_txn(&removal, 3, Timestamp::now(), 1);
+        let err = StoreError::Rejected(r.unwrap_err());
+        assert!(err.is_stale_read(), "{err:?}");
+        assert!(!err.is_out_of_sequence(), "{err:?}");
+        assert!(s.get(Kind::Service, "s1").is_some(), "nothing changed");
+    }
 }
