@@ -271,6 +271,16 @@ pub const ALL: &[Scenario] = &[
         workers: 1,
         disk: Disk::Shared,
     },
+    Scenario {
+        name: "failing-tasks",
+        matrix: "F15",
+        guarantees: "1,000 tasks on one worker failing over and over (each exits 1 a second after it starts and is restarted), while the leader is killed every few seconds: the worker keeps its session (never marked down), every slot's failure is recorded with its exit code, clients are served, and when the service is removed all 1,000 are shut down and gone",
+        managers: 3,
+        snapshot_every: None,
+        network: false,
+        workers: 1,
+        disk: Disk::Shared,
+    },
 ];
 
 /// How much `large-store` writes, in MiB.
@@ -749,6 +759,188 @@ async fn large_store(c: &mut Cluster, s: &mut FaultStats, rec: &Recorder) -> any
         Err(e) => s
             .violations
             .push(format!("the promoted manager did not catch up: {e:#}")),
+    }
+    nodes_ready(c, s, Duration::from_secs(30)).await
+}
+
+/// The service of `failing-tasks`, its replicas and how its tasks end.
+const FAILING_SERVICE: &str = "chaos-failing";
+const FAILING_REPLICAS: u64 = 1000;
+/// Each task runs this long, then exits with code 1; the restart delay is the default 5 s, so
+/// about 170 tasks fail every second.
+const FAILING_RUN_MS: u64 = 1000;
+
+/// `failing-tasks` (F15): [`FAILING_REPLICAS`] tasks failing on one worker, leader kills.
+async fn failing_tasks(
+    c: &mut Cluster,
+    s: &mut FaultStats,
+    rec: &Recorder,
+    rng: &mut StdRng,
+    end: Instant,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    use std::collections::BTreeSet;
+    // Any manager that answers: the leader is killed under the scenario's own calls too.
+    async fn call(
+        c: &Cluster,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut last = None;
+        for socket in c.sockets() {
+            match super::cluster::call(
+                &socket,
+                method,
+                path,
+                &[],
+                body.clone(),
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                Ok((status, v)) if (200..300).contains(&status) => return Ok(v),
+                Ok((status, v)) => last = Some(format!("{status} {v}")),
+                Err(e) => last = Some(format!("{e:#}")),
+            }
+        }
+        anyhow::bail!("{method} {path}: no manager answered ({last:?})")
+    }
+    let filters = form_urlencoded::byte_serialize(
+        json!({"service": [FAILING_SERVICE]}).to_string().as_bytes(),
+    )
+    .collect::<String>();
+    let tasks_path = format!("/tasks?filters={filters}");
+    let worker = c
+        .members
+        .iter()
+        .find(|m| !m.manager)
+        .map(|m| m.name.clone())
+        .context("failing-tasks needs a worker")?;
+    let created = call(
+        c,
+        "POST",
+        "/services/create",
+        Some(json!({
+            "Name": FAILING_SERVICE,
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "busybox:1",
+                    "Command": ["false"],
+                    "Env": [
+                        format!("{}={FAILING_RUN_MS}", crate::exec::sim::SIM_RUN_MS_ENV),
+                        format!("{}=1", crate::exec::sim::SIM_EXIT_CODE_ENV),
+                    ],
+                },
+                "Placement": {"Constraints": ["node.role==worker"]},
+                "RestartPolicy": {"Condition": "on-failure", "Delay": 5_000_000_000u64},
+            },
+            "Mode": {"Replicated": {"Replicas": FAILING_REPLICAS}},
+        })),
+    )
+    .await?;
+    let service_id = created["ID"]
+        .as_str()
+        .context("the created service's id")?
+        .to_string();
+    /// The failed tasks seen in the task lists so far.
+    #[derive(Default)]
+    struct Failures {
+        slots: BTreeSet<u64>,
+        tasks: BTreeSet<String>,
+        wrong_codes: u64,
+    }
+    impl Failures {
+        fn look(&mut self, tasks: &serde_json::Value) {
+            for t in tasks.as_array().into_iter().flatten() {
+                if t["Status"]["State"] != "failed" {
+                    continue;
+                }
+                if t["Status"]["ContainerStatus"]["ExitCode"] != 1 {
+                    self.wrong_codes += 1;
+                }
+                self.slots.insert(t["Slot"].as_u64().unwrap_or(0));
+                self.tasks
+                    .insert(t["ID"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    // The worker must never be marked down; every slot's failure must reach the store.
+    let mut seen = Failures::default();
+    let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(3000..5000));
+    while Instant::now() < end {
+        let nodes = call(c, "GET", "/nodes", None).await?;
+        for n in nodes.as_array().into_iter().flatten() {
+            if n["Description"]["Hostname"] == worker.as_str() && n["Status"]["State"] == "down" {
+                s.violations.push(format!(
+                    "the worker running {FAILING_REPLICAS} failing tasks was marked down: {}",
+                    n["Status"]
+                ));
+                return Ok(());
+            }
+        }
+        seen.look(&call(c, "GET", &tasks_path, None).await?);
+        if Instant::now() >= next_kill {
+            if let Some(l) = leader_or_wait(c).await {
+                let at = rec.now();
+                c.members[l].kill9().await;
+                s.faults += 1;
+                note_recovery(s, rec, at, "a leader kill under failing tasks").await;
+                c.members[l].start().await?;
+            }
+            next_kill = Instant::now() + Duration::from_millis(rng.random_range(3000..5000));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Every slot failed at least once by now (its first task ended after a second); give the
+    // last reports a moment after the final leader change.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (seen.slots.len() as u64) < FAILING_REPLICAS && Instant::now() < deadline {
+        seen.look(&call(c, "GET", &tasks_path, None).await?);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    s.extra
+        .insert("failures_seen".into(), (seen.tasks.len() as u64).into());
+    s.extra
+        .insert("slots_failed".into(), (seen.slots.len() as u64).into());
+    if (seen.slots.len() as u64) < FAILING_REPLICAS {
+        s.violations.push(format!(
+            "only {} of {FAILING_REPLICAS} slots had a failure recorded",
+            seen.slots.len()
+        ));
+    }
+    if seen.wrong_codes > 0 {
+        s.violations.push(format!(
+            "{} failed tasks without the exit code 1 they exited with",
+            seen.wrong_codes
+        ));
+    }
+    // Removed: the worker shuts all of them down, and then they are gone from the store (all
+    // tasks are listed: a filter naming a removed service is a 404, as with dockerd).
+    let removing = Instant::now();
+    call(c, "DELETE", &format!("/services/{service_id}"), None).await?;
+    loop {
+        let all = call(c, "GET", "/tasks", None).await?;
+        let n = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["ServiceID"] == service_id.as_str())
+            .count();
+        if n == 0 {
+            s.extra.insert(
+                "all_gone_after_removal_ms".into(),
+                (removing.elapsed().as_millis() as u64).into(),
+            );
+            break;
+        }
+        if removing.elapsed() > Duration::from_secs(60) {
+            s.violations.push(format!(
+                "{n} tasks of the removed service still in the store after 60 s"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     nodes_ready(c, s, Duration::from_secs(30)).await
 }
@@ -1264,6 +1456,7 @@ pub async fn run(
             s.extra.insert("power_cuts_all".into(), all.into());
         }
         "large-store" => large_store(c, &mut s, rec).await?,
+        "failing-tasks" => failing_tasks(c, &mut s, rec, rng, end).await?,
         "leader-isolated" => {
             while Instant::now() < end {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;

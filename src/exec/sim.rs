@@ -2,6 +2,10 @@
 //! blocks until the task is shut down (or a configured run time passes). Thousands of simulated
 //! agents share one process in scale tests, so a controller is one small allocation: an id, a
 //! state byte and a wake-up handle.
+//!
+//! A task can ask for its own end through its environment, so tests can make a service fail
+//! without an engine: [`SIM_RUN_MS_ENV`] overrides how long it runs and [`SIM_EXIT_CODE_ENV`]
+//! the code it then exits with (a non-zero code makes it a failed task, as a container's would).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -25,6 +29,42 @@ pub struct SimConfig {
     pub start_delay: Duration,
     /// Tasks exit 0 after running this long (jobs); `None`: they run until shut down.
     pub run_for: Option<Duration>,
+}
+
+/// A task's environment variable: it exits after running this many milliseconds.
+pub const SIM_RUN_MS_ENV: &str = "SHOAL_SIM_RUN_MS";
+/// A task's environment variable: the code it exits with when its run time is over.
+pub const SIM_EXIT_CODE_ENV: &str = "SHOAL_SIM_EXIT_CODE";
+
+/// How `task` ends: its run time and exit code, from its environment where it sets them, else
+/// from `config` (exit code 0). A value that does not parse is refused, so a test that meant to
+/// make tasks fail does not silently run them forever.
+fn ending(task: &Task, config: &SimConfig) -> Result<(Option<Duration>, i64), ExecError> {
+    let env = task
+        .spec
+        .container()
+        .map(|c| c.env.as_slice())
+        .unwrap_or_default();
+    let var = |name: &str| {
+        env.iter()
+            .find_map(|e| e.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let bad = |name: &str, value: &str| {
+        ExecError::Rejected(format!(
+            "sim executor: {name}={value:?} is not a number; set it to an integer or leave it out"
+        ))
+    };
+    let run_for = match var(SIM_RUN_MS_ENV) {
+        Some(v) => Some(Duration::from_millis(
+            v.parse().map_err(|_| bad(SIM_RUN_MS_ENV, v))?,
+        )),
+        None => config.run_for,
+    };
+    let code = match var(SIM_EXIT_CODE_ENV) {
+        Some(v) => v.parse().map_err(|_| bad(SIM_EXIT_CODE_ENV, v))?,
+        None => 0,
+    };
+    Ok((run_for, code))
 }
 
 /// An executor whose tasks do nothing.
@@ -55,9 +95,14 @@ impl Executor for SimExecutor {
         _deps: Arc<dyn Dependencies>,
     ) -> Result<Box<dyn TaskController>, ExecError> {
         // Simulated tasks run nothing, so their secrets and configs go nowhere.
+        let (run_for, exit_code) = ending(task, &self.config)?;
         Ok(Box::new(SimController {
             id: task.meta.id.clone().into_boxed_str(),
-            config: self.config,
+            config: SimConfig {
+                run_for,
+                ..self.config
+            },
+            exit_code,
             state: AtomicU8::new(GONE),
             changed: Notify::new(),
         }))
@@ -73,10 +118,15 @@ const GONE: u8 = 0;
 const CREATED: u8 = 1;
 const RUNNING: u8 = 2;
 const EXITED: u8 = 3;
+/// Exited because its run time was over, with the task's exit code.
+const TIMED_OUT: u8 = 4;
 
 struct SimController {
     id: Box<str>,
+    /// The executor's timings, with this task's own run time.
     config: SimConfig,
+    /// The code it exits with once its run time is over (a shutdown ends it with 0).
+    exit_code: i64,
     state: AtomicU8,
     changed: Notify,
 }
@@ -89,6 +139,15 @@ impl SimController {
 
     fn get(&self) -> u8 {
         self.state.load(Ordering::Acquire)
+    }
+
+    /// The exit code as things stand: the task's own once its run time ended, else 0.
+    fn code(&self) -> i64 {
+        if self.get() == TIMED_OUT {
+            self.exit_code
+        } else {
+            0
+        }
     }
 
     /// Waits until the task is no longer running.
@@ -136,16 +195,17 @@ impl TaskController for SimController {
         match self.config.run_for {
             Some(run_for) => {
                 if tokio::time::timeout(run_for, self.stopped()).await.is_err() {
-                    self.set(EXITED);
+                    self.set(TIMED_OUT);
                 }
             }
             None => self.stopped().await,
         }
-        Ok(ExitStatus { code: 0 })
+        Ok(ExitStatus { code: self.code() })
     }
 
     async fn shutdown(&self, _: Option<&str>, _: Duration) -> Result<(), ExecError> {
-        if self.get() != GONE {
+        // A task whose run time is over keeps the code it exited with.
+        if !matches!(self.get(), GONE | TIMED_OUT) {
             self.set(EXITED);
         }
         Ok(())
@@ -171,7 +231,7 @@ impl TaskController for SimController {
             container_id: self.id.to_string(),
             pid: 0,
             run_state,
-            exit_code: (run_state == RunState::Exited).then_some(0),
+            exit_code: (run_state == RunState::Exited).then(|| self.code()),
             health: Health::None,
         }))
     }
@@ -271,6 +331,38 @@ mod tests {
         drive_until(&mut task, ctl.as_ref(), TaskState::Complete, DEADLINE).await;
         assert_eq!(task.status.state, TaskState::Complete);
         assert_eq!(task.status.message, "finished");
+    }
+
+    #[tokio::test]
+    async fn a_task_can_ask_to_fail_with_its_own_code() {
+        let exec = exec(SimConfig::default());
+        let mut spec = ContainerSpec::default();
+        spec.env = vec![
+            format!("{SIM_RUN_MS_ENV}=20"),
+            format!("{SIM_EXIT_CODE_ENV}=3"),
+        ];
+        let mut task = task_with("sim", spec);
+        let ctl = exec
+            .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
+            .unwrap();
+        drive_until(&mut task, ctl.as_ref(), TaskState::Failed, DEADLINE).await;
+        assert_eq!(task.status.state, TaskState::Failed);
+        assert_eq!(task.status.container_status.as_ref().unwrap().exit_code, 3);
+        // Shutting the failed task down keeps its code.
+        ctl.shutdown(None, Duration::ZERO).await.unwrap();
+        assert_eq!(ctl.inspect().await.unwrap().unwrap().exit_code, Some(3));
+
+        // A value that is not a number is refused, not ignored.
+        let mut spec = ContainerSpec::default();
+        spec.env = vec![format!("{SIM_EXIT_CODE_ENV}=one")];
+        let err = exec
+            .controller(
+                &task_with("sim", spec),
+                std::sync::Arc::new(crate::exec::NoDependencies),
+            )
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("SHOAL_SIM_EXIT_CODE"), "{err}");
     }
 
     #[test]
