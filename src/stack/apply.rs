@@ -72,10 +72,11 @@ pub async fn apply(store: &Store, d: &Desired, opts: &ApplyOptions) -> Result<Ap
             }
             // Something the plan read changed between the view and the commit (the stack
             // controller writing the stack's status during a rollout, the update supervisor a
-            // service's): plan again against the new state, which honours a plan token only
-            // if the plan is still the same.
-            Err(e) if e.is_out_of_sequence() && attempt < APPLY_ATTEMPTS => attempt += 1,
-            Err(e) if e.is_out_of_sequence() => {
+            // service's) or was deleted (the task reaper deleting a task a removal marks): plan
+            // again against the new state, which honours a plan token only if the plan is
+            // still the same.
+            Err(e) if e.is_stale_read() && attempt < APPLY_ATTEMPTS => attempt += 1,
+            Err(e) if e.is_stale_read() => {
                 return Err(StackError::Conflict(format!(
                     "stack {}: objects kept changing while the stack was being applied ({e}, {APPLY_ATTEMPTS} attempts); nothing was written, apply again",
                     d.stack
@@ -248,7 +249,7 @@ pub async fn remove(
         match store.submit(txn).await {
             Ok(_) => break,
             // The stack controller writes the emptied stack's status meanwhile.
-            Err(e) if e.is_out_of_sequence() && attempt < APPLY_ATTEMPTS => attempt += 1,
+            Err(e) if e.is_stale_read() && attempt < APPLY_ATTEMPTS => attempt += 1,
             Err(e) => return Err(StackError::Store(e)),
         }
     }
