@@ -336,11 +336,13 @@ mod tests {
     #[tokio::test]
     async fn a_task_can_ask_to_fail_with_its_own_code() {
         let exec = exec(SimConfig::default());
-        let mut spec = ContainerSpec::default();
-        spec.env = vec![
-            format!("{SIM_RUN_MS_ENV}=20"),
-            format!("{SIM_EXIT_CODE_ENV}=3"),
-        ];
+        let spec = ContainerSpec {
+            env: vec![
+                format!("{SIM_RUN_MS_ENV}=20"),
+                format!("{SIM_EXIT_CODE_ENV}=3"),
+            ],
+            ..Default::default()
+        };
         let mut task = task_with("sim", spec);
         let ctl = exec
             .controller(&task, std::sync::Arc::new(crate::exec::NoDependencies))
@@ -353,8 +355,10 @@ mod tests {
         assert_eq!(ctl.inspect().await.unwrap().unwrap().exit_code, Some(3));
 
         // A value that is not a number is refused, not ignored.
-        let mut spec = ContainerSpec::default();
-        spec.env = vec![format!("{SIM_EXIT_CODE_ENV}=one")];
+        let spec = ContainerSpec {
+            env: vec![format!("{SIM_EXIT_CODE_ENV}=one")],
+            ..Default::default()
+        };
         let err = exec
             .controller(
                 &task_with("sim", spec),
