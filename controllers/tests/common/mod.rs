@@ -304,9 +304,7 @@ pub async fn update_service(store: &Store, id: &str, f: impl Fn(&mut ServiceSpec
         if let Some(job) = svc.job_status.as_mut() {
             job.job_iteration.index += 1;
         }
-        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
-        svc.previous_spec_version = Some(svc.spec_version);
-        svc.spec_version = svc.meta.version;
+        svc.take_new_spec(spec);
         svc.update_status = None;
         match store.submit(Txn::new().update(svc)).await {
             Ok(_) => return,
@@ -465,11 +463,8 @@ pub async fn rollback_service(store: &Store, id: &str) {
             .get::<Service>(id)
             .expect("service exists")
             .to_owned_value();
-        let previous = svc.previous_spec.take().expect("a previous spec");
-        let previous_version = svc.previous_spec_version.take().unwrap_or_default();
-        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, previous));
-        svc.previous_spec_version =
-            Some(std::mem::replace(&mut svc.spec_version, previous_version));
+        assert!(svc.previous_spec.is_some(), "a previous spec");
+        svc.roll_back_spec();
         svc.update_status = Some(shoal_store::model::UpdateStatus {
             state: Some(shoal_store::model::UpdateState::RollbackStarted),
             started_at: Some(shoal_store::model::Timestamp::now()),

@@ -273,7 +273,9 @@ impl Service {
         self.spec_version = self.meta.version;
     }
 
-    /// Swaps the spec and the previous one (a rollback, asked for or automatic).
+    /// Swaps the spec and the previous one: the rollback a client asks for (`docker service
+    /// rollback`), which can be rolled back in turn. (The update supervisor's automatic
+    /// rollback drops the failed spec instead, as swarmkit's does.)
     pub fn roll_back_spec(&mut self) {
         if let Some(previous) = self.previous_spec.take() {
             let previous_version = self.previous_spec_version.take().unwrap_or_default();
@@ -469,9 +471,8 @@ mod tests {
         assert!(!s.spec_current_at(9), "read before the change");
         assert!(s.spec_current_at(12));
         // A service last written before the field existed: only its own version goes.
-        let mut old = service_at(20);
+        let old = service_at(20);
         assert!(old.spec_current_at(20) && !old.spec_current_at(19));
-        old.spec_revision = 0;
         assert!(!old.spec_current_at(5));
     }
 }
