@@ -34,7 +34,7 @@ use crate::raft::db;
 use base64::Engine as _;
 
 use crate::raft::log_store::{self, LogStore};
-use crate::raft::network::NetworkFactory;
+use crate::raft::network::{NetworkFactory, PeerFailures};
 use crate::raft::seal::{self, DataKey, Sealer};
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::state_machine::{SmShared, StateMachine};
@@ -126,6 +126,8 @@ struct Inner {
     /// Held around each membership change this member proposes as leader (openraft takes one
     /// at a time; concurrent joins and removals wait their turn instead of failing).
     membership_changes: tokio::sync::Mutex<()>,
+    /// When each peer's connection last failed (see [`PeerFailures`]).
+    peer_failures: Arc<PeerFailures>,
     /// A handle to the Raft log (data key rotations seal its entries again), taken by
     /// `shutdown` so that it does not keep the database open.
     log: std::sync::Mutex<Option<LogStore>>,
@@ -314,7 +316,9 @@ impl Store {
         )
         .map_err(|e| StoreError::Storage(e.to_string()))?;
         let shared = sm.shared();
-        let network = NetworkFactory::new(transport.clone(), config.encoding);
+        let peer_failures = Arc::new(PeerFailures::default());
+        let network =
+            NetworkFactory::new(transport.clone(), config.encoding, peer_failures.clone());
         let raft = Raft::new(
             config.raft_id,
             Arc::new(raft_config(&config)?),
@@ -359,6 +363,7 @@ impl Store {
             database: std::sync::Mutex::new(Some(own_handle)),
             closed: AtomicBool::new(false),
             membership_changes: tokio::sync::Mutex::new(()),
+            peer_failures,
             log: std::sync::Mutex::new(Some(log_handle)),
             rotation: tokio::sync::Mutex::new(()),
             metrics,
@@ -641,7 +646,11 @@ impl Store {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: BTreeSet<RaftId> = membership.voter_ids().collect();
-        let reach = reachability(&metrics, self.inner.config.election_timeout.1);
+        let reach = reachability(
+            &metrics,
+            &self.inner.peer_failures,
+            self.inner.config.election_timeout.1,
+        );
         membership
             .nodes()
             .map(|(id, node)| Member {
@@ -1187,9 +1196,11 @@ async fn local_read_index(raft: &Raft, timeout: Duration) -> Result<u64, StoreEr
     }
 }
 
-/// Which members the leader heard from within `window` (None when this member does not lead).
+/// Which members the leader heard from within `window` and whose connection has not failed
+/// since (None when this member does not lead).
 fn reachability(
     metrics: &openraft::RaftMetrics<TypeConfig>,
+    failures: &PeerFailures,
     window: Duration,
 ) -> Option<BTreeMap<RaftId, bool>> {
     if metrics.state != ServerState::Leader {
@@ -1198,7 +1209,17 @@ fn reachability(
     let heartbeat = metrics.heartbeat.as_ref()?;
     let mut out: BTreeMap<RaftId, bool> = heartbeat
         .iter()
-        .map(|(id, last)| (*id, last.as_ref().is_some_and(|t| t.elapsed() < window)))
+        .map(|(id, last)| {
+            let answered = last.as_ref().map(|t| t.elapsed());
+            let failed = failures.since_last_failure(*id);
+            let reachable = match (answered, failed) {
+                (None, _) => false,
+                // The connection broke after its last answer.
+                (Some(answered), Some(failed)) if failed < answered => false,
+                (Some(answered), _) => answered < window,
+            };
+            (*id, reachable)
+        })
         .collect();
     out.insert(metrics.id, true);
     Some(out)
@@ -1271,12 +1292,15 @@ async fn admit_member(
     }
     // A learner left by an earlier attempt that is still catching up is kept as it is.
     if current.membership().get_node(&raft_id).is_none() {
-        let _serial = inner.membership_changes.lock().await;
-        raft.add_learner(raft_id, node.clone(), false)
+        let _turn = membership_turn(&inner).await?;
+        let added = raft
+            .add_learner(raft_id, node.clone(), false)
             .await
             .map_err(|e| {
                 StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}"))
             })?;
+        wait_membership_published(&inner, &added.log_id).await;
+        drop(_turn);
         record_membership(&inner, &node.node_id, RaftMembership::Learner).await;
     }
     let deadline = catch_up_deadline(&inner);
@@ -1298,10 +1322,13 @@ async fn admit_member(
     let mut ids = BTreeSet::new();
     ids.insert(raft_id);
     let promoted = {
-        let _serial = inner.membership_changes.lock().await;
+        let _turn = membership_turn(&inner).await?;
         let change = raft.change_membership(ChangeMembers::AddVoterIds(ids), false);
         match tokio::time::timeout(inner.config.write_deadline * 4, change).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(changed)) => {
+                wait_membership_published(&inner, &changed.log_id).await;
+                Ok(())
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("not committed in time".to_string()),
         }
@@ -1460,44 +1487,69 @@ async fn remove_learner(inner: &Arc<Inner>, raft_id: RaftId) -> Result<(), Store
     let node_id = node_id_of(inner, raft_id);
     let mut ids = BTreeSet::new();
     ids.insert(raft_id);
-    let _serial = inner.membership_changes.lock().await;
+    let turn = membership_turn(inner).await?;
     let change = inner
         .raft
         .change_membership(ChangeMembers::RemoveNodes(ids), false);
-    tokio::time::timeout(inner.config.write_deadline * 4, change)
+    let changed = tokio::time::timeout(inner.config.write_deadline * 4, change)
         .await
         .map_err(|_| {
             StoreError::Unavailable(format!("removing learner {raft_id}: not committed in time"))
         })?
         .map_err(|e| StoreError::Unavailable(format!("removing learner {raft_id}: {e}")))?;
-    drop(_serial);
-    wait_membership_shows_removed(inner, raft_id).await;
+    wait_membership_published(inner, &changed.log_id).await;
+    drop(turn);
     if let Some(node_id) = node_id {
         record_membership(inner, &node_id, RaftMembership::None).await;
     }
     Ok(())
 }
 
-/// Waits (briefly) until this member's own view of the membership no longer lists `raft_id`.
-/// openraft answers a membership change once it is applied but publishes its metrics a moment
-/// later; without this wait a caller that removed a member could still see it in
-/// [`Store::members`] right after.
-async fn wait_membership_shows_removed(inner: &Inner, raft_id: RaftId) {
+/// Takes this member's turn to change the membership as leader (openraft takes one change at
+/// a time; concurrent joins and removals wait instead of failing). Refused when, by the time
+/// the turn comes, this member no longer leads as a voter of its own membership: a leader
+/// whose removal committed keeps leading for a moment to tell the followers, and a change it
+/// proposed then would come from outside the configuration it is committed under.
+async fn membership_turn(inner: &Inner) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+    let turn = inner.membership_changes.lock().await;
+    if !leads_as_voter(inner) {
+        return Err(StoreError::Unavailable(
+            "this manager no longer leads the store as one of its voters (it was removed or \
+             leadership moved); try again: the next leader makes the change"
+                .into(),
+        ));
+    }
+    Ok(turn)
+}
+
+/// Whether this member leads and is a voter of its own (latest) membership.
+fn leads_as_voter(inner: &Inner) -> bool {
+    let me = inner.config.raft_id;
+    let metrics = inner.raft.metrics().borrow_watched().clone();
+    metrics.state == ServerState::Leader
+        && metrics.current_leader == Some(me)
+        && metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == me)
+}
+
+/// Waits (briefly) until this member's published membership is the one committed at `log_id`
+/// or later, so that the next change's check ([`membership_turn`]) and anyone reading
+/// [`Store::members`] see it: openraft answers a membership change once it is applied but
+/// publishes its metrics a moment later.
+async fn wait_membership_published(inner: &Inner, log_id: &LogId) {
     let shown = inner
         .raft
         .wait(Some(inner.config.election_timeout.1))
         .metrics(
-            |m| {
-                m.membership_config
-                    .membership()
-                    .get_node(&raft_id)
-                    .is_none()
-            },
-            format!("member {raft_id} gone from the membership"),
+            |m| m.membership_config.log_id().as_ref() >= Some(log_id),
+            format!("the membership of {log_id} published"),
         )
         .await;
     if let Err(e) = shown {
-        tracing::warn!(raft_id, "the removal committed but is not shown yet: {e}");
+        tracing::warn!("a membership change committed but is not shown yet: {e}");
     }
 }
 
@@ -1505,7 +1557,11 @@ async fn wait_membership_shows_removed(inner: &Inner, raft_id: RaftId) {
 /// not lead (only the leader knows who is reachable).
 fn voters_on_leader(inner: &Inner) -> Option<Vec<Voter>> {
     let metrics = inner.raft.metrics().borrow_watched().clone();
-    let reach = reachability(&metrics, inner.config.election_timeout.1)?;
+    let reach = reachability(
+        &metrics,
+        &inner.peer_failures,
+        inner.config.election_timeout.1,
+    )?;
     let voters = metrics
         .membership_config
         .membership()
@@ -1542,16 +1598,16 @@ async fn remove_member_on_leader(inner: &Arc<Inner>, raft_id: RaftId) -> Result<
         }
         let mut ids = BTreeSet::new();
         ids.insert(raft_id);
-        let _serial = inner.membership_changes.lock().await;
+        let turn = membership_turn(inner).await?;
         let change = raft.change_membership(ChangeMembers::RemoveVoters(ids), false);
-        tokio::time::timeout(inner.config.write_deadline * 4, change)
+        let changed = tokio::time::timeout(inner.config.write_deadline * 4, change)
             .await
             .map_err(|_| {
                 StoreError::Unavailable(format!("removing member {raft_id}: not committed in time"))
             })?
             .map_err(|e| StoreError::Unavailable(format!("removing member {raft_id}: {e}")))?;
-        drop(_serial);
-        wait_membership_shows_removed(inner, raft_id).await;
+        wait_membership_published(inner, &changed.log_id).await;
+        drop(turn);
         if let Some(node) = membership.get_node(&raft_id) {
             record_membership(inner, &node.node_id, RaftMembership::None).await;
         }

@@ -1,6 +1,6 @@
 //! openraft's network traits over a [`Transport`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,19 +44,57 @@ const REQUEST_BYTES: usize = 4 << 20;
 /// How often a replication stream checks the age of its oldest outstanding request.
 const STREAM_PROGRESS_CHECK: Duration = Duration::from_millis(100);
 
+/// When each peer's connection last failed (refused, broken, or silent past its deadline), as
+/// this member's own requests found it. The leader's view of which voters are reachable counts
+/// one whose connection failed after its last answer as unreachable at once: a killed manager's
+/// connection breaks within milliseconds, while its last answer only ages past the election
+/// timeout much later, and a change of voters judged in between would count it as up.
+#[derive(Debug, Default)]
+pub struct PeerFailures(Mutex<HashMap<RaftId, Instant>>);
+
+impl PeerFailures {
+    fn note(&self, target: RaftId, e: &TransportError) {
+        if matches!(
+            e,
+            TransportError::Unreachable { .. } | TransportError::Timeout { .. }
+        ) {
+            self.0
+                .lock()
+                .expect("peer failures lock")
+                .insert(target, Instant::now());
+        }
+    }
+
+    /// How long ago the connection to `target` last failed, if it ever did.
+    pub fn since_last_failure(&self, target: RaftId) -> Option<Duration> {
+        self.0
+            .lock()
+            .expect("peer failures lock")
+            .get(&target)
+            .map(Instant::elapsed)
+    }
+}
+
 /// Creates per-peer connections for openraft.
 #[derive(Clone)]
 pub struct NetworkFactory {
     transport: Arc<dyn Transport>,
     encoding: Encoding,
+    failures: Arc<PeerFailures>,
 }
 
 impl NetworkFactory {
-    /// A factory over `transport` whose connections send their requests in `encoding`.
-    pub fn new(transport: Arc<dyn Transport>, encoding: Encoding) -> Self {
+    /// A factory over `transport` whose connections send their requests in `encoding` and
+    /// note their peers' connection failures in `failures`.
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        encoding: Encoding,
+        failures: Arc<PeerFailures>,
+    ) -> Self {
         NetworkFactory {
             transport,
             encoding,
+            failures,
         }
     }
 }
@@ -64,20 +102,24 @@ impl NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Connection;
 
-    async fn new_client(&mut self, _target: RaftId, node: &PeerNode) -> Connection {
+    async fn new_client(&mut self, target: RaftId, node: &PeerNode) -> Connection {
         Connection {
+            target,
             addr: node.addr.clone(),
             transport: self.transport.clone(),
             encoding: self.encoding,
+            failures: self.failures.clone(),
         }
     }
 }
 
 /// A connection to one peer (stateless: the transport pools real connections).
 pub struct Connection {
+    target: RaftId,
     addr: String,
     transport: Arc<dyn Transport>,
     encoding: Encoding,
+    failures: Arc<PeerFailures>,
 }
 
 fn to_rpc_error(e: TransportError) -> RPCError<TypeConfig> {
@@ -100,7 +142,10 @@ impl Connection {
             .transport
             .call(&self.addr, rpc, body, timeout)
             .await
-            .map_err(to_rpc_error)?;
+            .map_err(|e| {
+                self.failures.note(self.target, &e);
+                to_rpc_error(e)
+            })?;
         let result: Result<Resp, String> =
             codec::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|msg| {
@@ -166,6 +211,8 @@ struct Answers {
     /// Frees a send slot per answer.
     window: Arc<Semaphore>,
     addr: String,
+    target: RaftId,
+    failures: Arc<PeerFailures>,
     ended: bool,
 }
 
@@ -206,6 +253,7 @@ impl Answers {
                 }
                 Ok(Some(Err(e))) => {
                     self.ended = true;
+                    self.failures.note(self.target, &e);
                     return Some((Err(to_rpc_error(e)), self));
                 }
                 Ok(None) => return None,
@@ -223,6 +271,7 @@ impl Answers {
                             addr: self.addr.clone(),
                             after,
                         };
+                        self.failures.note(self.target, &e);
                         return Some((Err(to_rpc_error(e)), self));
                     }
                 }
@@ -301,12 +350,17 @@ impl RaftNetworkV2<TypeConfig> for Connection {
                 .transport
                 .open_stream(&self.addr, Rpc::AppendEntries, requests)
                 .await
-                .map_err(to_rpc_error)?;
+                .map_err(|e| {
+                    self.failures.note(self.target, &e);
+                    to_rpc_error(e)
+                })?;
             let answers = Answers {
                 replies,
                 sent,
                 window,
                 addr: self.addr.clone(),
+                target: self.target,
+                failures: self.failures.clone(),
                 ended: false,
             };
             Ok(futures::stream::unfold(answers, Answers::next).boxed())
