@@ -725,6 +725,32 @@ impl Cluster {
         None
     }
 
+    /// Waits until the leader shows member `i` as an unreachable manager (`docker node ls`'s
+    /// MANAGER STATUS): from then on a change of voters is judged with it down.
+    pub async fn wait_unreachable(&self, i: usize, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let name = self.members[i].name.as_str();
+        loop {
+            if let Some(l) = self.leader().await {
+                if let Ok((200, nodes)) =
+                    call(&self.members[l].socket, "GET", "/nodes", &[], None, CALL).await
+                {
+                    let down = nodes.as_array().into_iter().flatten().any(|n| {
+                        n["Description"]["Hostname"] == name
+                            && n["ManagerStatus"]["Reachability"] == "unreachable"
+                    });
+                    if down {
+                        return Ok(started.elapsed());
+                    }
+                }
+            }
+            if started.elapsed() > timeout {
+                bail!("no leader showed {name} as unreachable within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until every running member is a manager that has applied what the swarm
     /// committed, and a linearizable read answers on each.
     pub async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<Duration> {

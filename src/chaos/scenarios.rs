@@ -1215,12 +1215,30 @@ pub async fn run(
                 }
                 s.faults += 1;
                 note_recovery(&mut s, rec, at, "demoting the leader").await;
-                // A manager dies; demoting another live one now would leave no quorum at the
-                // next failure: it must be refused.
+                // A manager dies; once the leader shows it unreachable, demoting another live
+                // one would leave no quorum at the next failure: it must be refused. (Within
+                // the moment before, nobody can know it died.)
                 let managers: Vec<usize> = (0..n).filter(|&i| c.members[i].manager).collect();
                 let k = managers[rng.random_range(0..managers.len())];
                 c.members[k].kill9().await;
                 s.faults += 1;
+                match c.wait_unreachable(k, Duration::from_secs(10)).await {
+                    Ok(after) => {
+                        let slowest = s
+                            .extra
+                            .get("dead_manager_shown_unreachable_ms")
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(0);
+                        s.extra.insert(
+                            "dead_manager_shown_unreachable_ms".into(),
+                            slowest.max(after.as_millis() as u64).into(),
+                        );
+                    }
+                    Err(e) => {
+                        s.violations.push(format!("{e:#}"));
+                        break;
+                    }
+                }
                 let d = *managers.iter().find(|&&i| i != k).expect("three managers");
                 let r = c.set_role(d, false).await?;
                 if accepted(&r) {
