@@ -244,7 +244,7 @@ enum Bench {
     /// The data plane on three hosts of this machine (network namespaces, each with its own
     /// dockerd and shoal): a new task's RUNNING to its VIP answering everywhere, requests/s
     /// and p99 through a VIP and the routing mesh against the task addressed directly, bulk
-    /// throughput over the overlay against the hosts' veths.
+    /// throughput over the overlay (VXLAN, and with direct routing) against the hosts' veths.
     Net {
         /// Tasks started for the programming latency.
         #[arg(long, default_value_t = 50)]

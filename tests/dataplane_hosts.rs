@@ -2,7 +2,9 @@
 //! daemon, `tests/hosts`): the routing mesh answers on a host that runs no task, a service on
 //! host 1 reaches a service on hosts 2-3 by its VIP and `tasks.<name>`, dnsrr lists the tasks,
 //! scaling down leaves no failing request once settled, an agent restart does not interrupt
-//! traffic, and removing everything leaves nothing behind on any host.
+//! traffic, and removing everything leaves nothing behind on any host. A network with direct
+//! routing reaches the other host's endpoints by plain routing, without NAT, and masquerades
+//! only what leaves the network.
 
 mod hosts;
 mod probe;
@@ -282,6 +284,197 @@ fn three_hosts_share_the_routing_mesh_names_and_vips() {
             .then_some(())
     });
     h1.ok(&["network", "rm", "appnet"]);
+    for h in hosts.hosts.iter().rev() {
+        h.ok(&["swarm", "leave", "--force"]);
+    }
+    let left = wait_for(Duration::from_secs(60), "no leftovers on any host", || {
+        let left = hosts.leftovers();
+        left.is_empty().then_some(left)
+    });
+    assert!(left.is_empty());
+}
+
+/// The address busybox httpd's CGI saw the request come from (`REMOTE_ADDR`, without the
+/// brackets and IPv4-mapped prefix of its IPv6 socket).
+fn remote_addr(answer: &str) -> String {
+    let a = answer.trim().trim_start_matches('[').trim_end_matches(']');
+    a.trim_start_matches("::ffff:").to_string()
+}
+
+/// A shell command that serves `/cgi-bin/ip` (the caller's address) on port 80.
+const ECHO_CALLER: &str = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
+
+/// The address of `container` on host `h` on the engine network of swarm network `network`.
+fn container_address(h: &Host, container: &str, network: &str) -> String {
+    let format = "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}";
+    let out = h.engine(&["inspect", "--format", format, container]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            k.starts_with(&format!("shoal_{network}_"))
+                .then(|| v.to_string())
+        })
+        .unwrap_or_else(|| panic!("{container} has no address on {network}"))
+}
+
+#[test]
+fn direct_routing_reaches_the_other_host_without_vxlan_or_nat() {
+    let mut hosts = hosts::start("dr", 2);
+    hosts.start_swarm(1);
+    let (h1, h2) = (hosts.host(1), hosts.host(2));
+
+    let refused = h1.docker(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "shoal.direct-routing=maybe",
+        "badnet",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "a bad direct-routing value was accepted"
+    );
+    let refused = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        refused.contains("shoal.direct-routing") && refused.contains("neither true nor false"),
+        "{refused}"
+    );
+
+    h1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "shoal.direct-routing=true",
+        "routed",
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "echo",
+        "--network",
+        "routed",
+        "--constraint",
+        "node.hostname==dr2",
+        IMAGE,
+        "sh",
+        "-c",
+        ECHO_CALLER,
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "routed",
+        "--constraint",
+        "node.hostname==dr1",
+        IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    let cli = container_on(h1, "cli");
+    let echo = container_on(h2, "echo");
+    let cli_ip = container_address(h1, &cli, "routed");
+    let echo_ip = container_address(h2, &echo, "routed");
+    let fetch = |h: &Host, c: &str, url: &str| -> Option<String> {
+        let out = h.engine(&["exec", c, "timeout", "3", "wget", "-q", "-O", "-", url]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+
+    // The task on host 2 by its address and through its VIP: it sees the caller's own address.
+    let seen = wait_for(
+        Duration::from_secs(60),
+        "the echo task answering the client directly",
+        || fetch(h1, &cli, &format!("http://{echo_ip}/cgi-bin/ip")),
+    );
+    assert_eq!(remote_addr(&seen), cli_ip, "the routed request was NATed");
+    let vip = vip_of(h1, "echo");
+    assert_eq!(lookup(h1, &cli, "echo"), BTreeSet::from([vip.clone()]));
+    let seen = wait_for(
+        Duration::from_secs(30),
+        "the echo task through its VIP",
+        || fetch(h1, &cli, &format!("http://{vip}/cgi-bin/ip")),
+    );
+    // As over VXLAN, a load-balanced connection is SNATed to the client node's own address
+    // on the network, so the reply comes back through that node's conntrack entry.
+    let via_vip = remote_addr(&seen);
+    assert!(
+        via_vip != cli_ip
+            && via_vip.rsplit_once('.').map(|p| p.0) == cli_ip.rsplit_once('.').map(|p| p.0),
+        "the VIP's backend saw {via_vip}, not host 1's address on the network"
+    );
+
+    // Routed, not tunnelled: a route to the task via host 2, and no VXLAN entry for it.
+    let routes = String::from_utf8_lossy(&h1.exec("ip", &["route", "show", "proto", "215"]).stdout)
+        .to_string();
+    assert!(
+        routes.contains(&format!("{echo_ip} via {}", h2.ip)),
+        "no direct route to {echo_ip} via {}: {routes}",
+        h2.ip
+    );
+    let fdb = String::from_utf8_lossy(&h1.exec("bridge", &["fdb", "show"]).stdout).to_string();
+    let echo_mac = shoal::dataplane::links::mac_of(echo_ip.parse().unwrap());
+    assert!(
+        !fdb.contains(&echo_mac),
+        "the routed endpoint is still on the VXLAN device: {fdb}"
+    );
+
+    // What leaves the network is masqueraded as before: host 2 itself sees host 1's address.
+    let served = tempfile::tempdir().unwrap();
+    std::fs::create_dir(served.path().join("cgi-bin")).unwrap();
+    let script = served.path().join("cgi-bin/ip");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut host_httpd = h2
+        .command("busybox")
+        .args(["httpd", "-f", "-p", "8097", "-h"])
+        .arg(served.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = wait_for(
+        Duration::from_secs(30),
+        "host 2 answering the client",
+        || fetch(h1, &cli, &format!("http://{}:8097/cgi-bin/ip", h2.ip)),
+    );
+    let _ = host_httpd.kill();
+    let _ = host_httpd.wait();
+    assert_eq!(
+        remote_addr(&seen),
+        h1.ip.to_string(),
+        "traffic leaving the network was not masqueraded"
+    );
+
+    // Removing everything leaves no route (nor anything else) behind.
+    h1.ok(&["service", "rm", "echo", "cli"]);
+    wait_for(Duration::from_secs(90), "every task container gone", || {
+        hosts
+            .hosts
+            .iter()
+            .all(|h| {
+                let out = h.engine(&["ps", "-aq", "--filter", "label=com.docker.swarm.task"]);
+                String::from_utf8_lossy(&out.stdout).trim().is_empty()
+            })
+            .then_some(())
+    });
+    h1.ok(&["network", "rm", "routed"]);
     for h in hosts.hosts.iter().rev() {
         h.ok(&["swarm", "leave", "--force"]);
     }

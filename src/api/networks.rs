@@ -108,6 +108,12 @@ pub fn check_spec(spec: &mut NetworkSpec) -> ApiResult<()> {
             spec.name
         )));
     }
+    if let Err(why) = crate::dataplane::direct_routing_option(Some(&spec.options)) {
+        return Err(ApiError::invalid_argument(format!(
+            "network {}: {why}",
+            spec.name
+        )));
+    }
     if spec.attachable && spec.ingress {
         return Err(ApiError::invalid_argument(
             "ingress network cannot be attachable",

@@ -502,8 +502,8 @@ impl Hosts {
     }
 
     /// The kernel and engine objects the data plane may have left on any host: bridges and
-    /// VXLAN devices with a shoal alias, nftables tables named `shoal_*`, engine networks with
-    /// shoal's label. Empty when everything was cleaned up.
+    /// VXLAN devices with a shoal alias, direct routes, nftables tables named `shoal_*`, engine
+    /// networks with shoal's label. Empty when everything was cleaned up.
     pub fn leftovers(&self) -> Vec<String> {
         let mut out = Vec::new();
         for h in &self.hosts {
@@ -516,6 +516,18 @@ impl Hosts {
                         l.split(": ").nth(1).unwrap_or(l)
                     ));
                 }
+            }
+            let routes = h.exec(
+                "ip",
+                &[
+                    "route",
+                    "show",
+                    "proto",
+                    crate::dataplane::links::ROUTE_PROTO,
+                ],
+            );
+            for r in String::from_utf8_lossy(&routes.stdout).lines() {
+                out.push(format!("{}: route {r}", h.name));
             }
             let tables = h.exec("nft", &["list", "tables"]);
             for t in String::from_utf8_lossy(&tables.stdout).lines() {

@@ -9,7 +9,9 @@
 //!   the overlay, through its VIP and through the routing mesh (host 1's published port);
 //! - bulk TCP throughput (`curl` download of a file from busybox httpd) over the overlay
 //!   against the same between the hosts' own veths, and over a hand-built VXLAN device pair
-//!   at the same MTU (the kernel's own VXLAN cost on this machine).
+//!   at the same MTU (the kernel's own VXLAN cost on this machine), and over a network with
+//!   direct routing (`--opt shoal.direct-routing`: the hosts share the harness's LAN, so its
+//!   endpoints are routed to without VXLAN).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -253,6 +255,15 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
         .ok(&["network", "create", "-d", "overlay", "benchnet"])
         .trim()
         .to_string();
+    h1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "shoal.direct-routing=true",
+        "routednet",
+    ]);
     let big = format!(
         "mkdir -p /www && echo target > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count={} 2>/dev/null && exec httpd -f -p 80 -h /www",
         b.mib
@@ -279,9 +290,28 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
         "create",
         "-d",
         "--name",
+        "routed",
+        "--network",
+        "routednet",
+        "--constraint",
+        "node.hostname==bn2",
+        IMAGE,
+        "sh",
+        "-c",
+        &big,
+    ]);
+    // On both networks: it gives host 1 its own address on each, as the source of what the
+    // host sends into them.
+    h1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
         "client",
         "--network",
         "benchnet",
+        "--network",
+        "routednet",
         "--constraint",
         "node.hostname==bn1",
         IMAGE,
@@ -311,7 +341,16 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
     wait_for(Duration::from_secs(120), "the client task", || {
         running_task(h1, "client")
     });
+    let (routed, _) = wait_for(Duration::from_secs(120), "the routed task", || {
+        running_task(h1, "routed")
+    });
     let direct = format!("http://{}/", address_on(h1, &target, "benchnet"));
+    let routed_url = format!("http://{}/big", address_on(h1, &routed, "routednet"));
+    wait_for(
+        Duration::from_secs(60),
+        &format!("the routed task answering at {routed_url}"),
+        || curl_ok(h1, &routed_url, "30").then_some(()),
+    );
     let vip = format!("http://{}/", vip_on(h1, "target", &net));
     let mesh = format!("http://{}:8080/", h1.ip);
     for url in [&direct, &vip, &mesh] {
@@ -368,11 +407,12 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
     // A hand-built VXLAN between the same two hosts at the same MTU, with nothing else on the
     // path (no bridge, no container, no firewall): what the kernel's VXLAN costs here by itself.
     let raw_url = raw_vxlan(h1, h2)?;
-    let (mut overlay, mut veth, mut raw) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut overlay, mut veth, mut raw, mut routed) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for _ in 0..2 {
         overlay = overlay.max(download_mb_s(h1, &overlay_url));
         veth = veth.max(download_mb_s(h1, &veth_url));
         raw = raw.max(download_mb_s(h1, &raw_url));
+        routed = routed.max(download_mb_s(h1, &routed_url));
     }
 
     // Programming latency: a new task's RUNNING timestamp to its VIP answering on every host.
@@ -442,6 +482,8 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
         "overlay_vs_veth_ratio": round3(overlay / veth),
         "raw_vxlan_mb_per_s": round3(raw),
         "overlay_vs_raw_vxlan_ratio": round3(overlay / raw),
+        "direct_routing_mb_per_s": round3(routed),
+        "direct_routing_vs_veth_ratio": round3(routed / veth),
         "overlay_mtu": crate::dataplane::DEFAULT_MTU,
     });
     drop(hosts);

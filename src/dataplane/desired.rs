@@ -9,7 +9,7 @@ use shoal_store::model::{Network, PublishMode, ResolutionMode, Task, TaskState};
 
 use super::dns::Records;
 use super::links::Peer;
-use super::nft::{PortRule, Ruleset, SourceRule, VipRule};
+use super::nft::{PortRule, RoutedSubnet, Ruleset, SourceRule, VipRule};
 use super::state::NetState;
 use super::{LocalNetwork, DEFAULT_DATA_PATH_PORT};
 use crate::exec::TaskNames;
@@ -21,6 +21,8 @@ pub struct Desired {
     pub networks: BTreeMap<String, LocalNetwork>,
     /// Per network: the /32 addresses on its bridge (this node's own address, the VIPs).
     pub host_addresses: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    /// Per network: this node's own address on it (also among `host_addresses`).
+    pub own_addresses: BTreeMap<String, Ipv4Addr>,
     /// Per network: endpoints on other nodes.
     pub peers: BTreeMap<String, BTreeSet<Peer>>,
     /// The nftables table.
@@ -123,6 +125,9 @@ impl Desired {
                 .node_addresses
                 .get(node_id)
                 .and_then(|a| a.parse().ok());
+            if let Some(own) = own {
+                d.own_addresses.insert(id.clone(), own);
+            }
             let mut host: BTreeSet<Ipv4Addr> = own.into_iter().collect();
             for s in services {
                 host.extend(
@@ -157,6 +162,10 @@ impl Desired {
                 bridge: super::links::NetworkLinks::new(id, node_id, 0, 0, 0).bridge,
                 source: own,
                 gateway: Some(ln.gateway),
+                routed: ln.direct_routing.then(|| RoutedSubnet {
+                    subnet: ln.subnet.clone(),
+                    masquerade: !ln.internal,
+                }),
             });
         }
 

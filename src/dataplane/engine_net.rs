@@ -32,6 +32,10 @@ pub struct EngineNetwork {
     pub mtu: u32,
     /// No external connectivity (`--internal`).
     pub internal: bool,
+    /// Whether the engine masquerades what leaves the bridge. Off for a network with direct
+    /// routing: the engine's rule would also rewrite the source of packets routed to an
+    /// endpoint on another node; shoal's own table masquerades what leaves the network instead.
+    pub masquerade: bool,
 }
 
 impl EngineNetwork {
@@ -65,7 +69,7 @@ pub async fn ensure(docker: &Docker, n: &EngineNetwork) -> Result<(), bollard::e
         ("com.docker.network.bridge.enable_icc", "true".into()),
         (
             "com.docker.network.bridge.enable_ip_masquerade",
-            (!n.internal).to_string(),
+            n.masquerade.to_string(),
         ),
     ]
     .into_iter()

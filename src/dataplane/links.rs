@@ -291,6 +291,103 @@ pub async fn set_peers(vxlan: &str, peers: &BTreeSet<Peer>) -> Result<(), LinkEr
     Ok(())
 }
 
+/// The routing protocol number on the routes shoal adds for directly routed peers (`ip route
+/// show proto 215`), so a node finds its own routes again after a restart.
+pub const ROUTE_PROTO: &str = "215";
+
+/// A route to a remote endpoint of a network with direct routing: plain IP to the node it runs
+/// on, which shares an L2 segment with this one, instead of VXLAN (flannel's `DirectRouting`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirectRoute {
+    /// The endpoint's address on the network.
+    pub ip: Ipv4Addr,
+    /// Its node's data path address (the next hop).
+    pub via: Ipv4Addr,
+    /// This node's own address on the network, as the source of what the host itself sends
+    /// (so the other node accepts it as traffic of the network), when it has one.
+    pub src: Option<Ipv4Addr>,
+}
+
+/// Whether `addr` is another host on a segment this one is directly connected to: reachable
+/// without a router and not one of this host's own addresses (several nodes of a test share a
+/// host). Only such a peer can be sent plain packets addressed to a container behind it.
+pub async fn on_link(addr: Ipv4Addr) -> Result<bool, LinkError> {
+    let v = ip_json(&["route", "get", &addr.to_string()]).await?;
+    let Some(r) = v.as_array().and_then(|a| a.first()) else {
+        return Ok(false);
+    };
+    let unicast = r["type"].as_str().is_none_or(|t| t == "unicast");
+    let via_router = r.get("gateway").is_some();
+    let device = r["dev"].as_str().unwrap_or("lo");
+    Ok(unicast && !via_router && device != "lo")
+}
+
+/// Makes the routes shoal added (protocol [`ROUTE_PROTO`]) exactly `wanted`.
+pub async fn set_direct_routes(wanted: &BTreeSet<DirectRoute>) -> Result<(), LinkError> {
+    let v = ip_json(&["-4", "route", "show", "proto", ROUTE_PROTO]).await?;
+    let mut have = BTreeSet::new();
+    for r in v.as_array().into_iter().flatten() {
+        let Some(dst) = r["dst"].as_str() else {
+            continue;
+        };
+        let parsed = dst.trim_end_matches("/32").parse::<Ipv4Addr>().ok();
+        let via = r["gateway"].as_str().and_then(|s| s.parse().ok());
+        match (parsed, via) {
+            (Some(ip), Some(via)) => {
+                let src = r["prefsrc"].as_str().and_then(|s| s.parse().ok());
+                have.insert(DirectRoute { ip, via, src });
+            }
+            // Not a route of the form shoal adds: its own, left broken by hand.
+            _ => {
+                run("ip", &["route", "del", dst, "proto", ROUTE_PROTO]).await?;
+            }
+        }
+    }
+    for r in have.difference(wanted) {
+        if !wanted.iter().any(|w| w.ip == r.ip) {
+            let dst = format!("{}/32", r.ip);
+            run("ip", &["route", "del", &dst, "proto", ROUTE_PROTO]).await?;
+        }
+    }
+    for r in wanted.difference(&have) {
+        let dst = format!("{}/32", r.ip);
+        let via = r.via.to_string();
+        let src = r.src.map(|s| s.to_string());
+        let mut args = vec!["route", "replace", &dst, "via", &via];
+        if let Some(src) = &src {
+            args.extend(["src", src.as_str()]);
+        }
+        args.extend(["proto", ROUTE_PROTO]);
+        run("ip", &args).await?;
+    }
+    Ok(())
+}
+
+/// Turns the bridge's proxy ARP on or off. With direct routing a container asks for a remote
+/// endpoint's MAC on the bridge; the host answers with its own (it has a route to the address
+/// through another device) and routes the packet, at once rather than after the kernel's
+/// default random delay of up to 0.8 s.
+pub async fn set_proxy_arp(bridge: &str, on: bool) -> Result<(), LinkError> {
+    let write = |path: String, value: &'static str| async move {
+        tokio::fs::write(&path, value).await.map_err(|e| LinkError {
+            command: format!("echo {value} > {path}"),
+            message: e.to_string(),
+        })
+    };
+    if on {
+        write(
+            format!("/proc/sys/net/ipv4/neigh/{bridge}/proxy_delay"),
+            "0",
+        )
+        .await?;
+    }
+    write(
+        format!("/proc/sys/net/ipv4/conf/{bridge}/proxy_arp"),
+        if on { "1" } else { "0" },
+    )
+    .await
+}
+
 /// The bridges this node created, by network id (read back from their aliases).
 pub async fn owned_bridges(node_id: &str) -> Result<Vec<(String, String)>, LinkError> {
     let v = ip_json(&["link", "show", "type", "bridge"]).await?;

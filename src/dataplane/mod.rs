@@ -42,6 +42,10 @@ pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 /// The MTU of a swarm network unless its `com.docker.network.driver.mtu` option says
 /// otherwise: 1500 minus the 50 bytes of VXLAN encapsulation.
 pub const DEFAULT_MTU: u32 = 1450;
+/// The network driver option that turns on direct routing (`docker network create -d overlay
+/// --opt shoal.direct-routing ...`): endpoints on nodes that share an L2 segment with this one
+/// are reached by plain routing instead of VXLAN; others still over VXLAN.
+pub const DIRECT_ROUTING_OPTION: &str = "shoal.direct-routing";
 /// Longest a stopping task waits to leave the load balancers before its container is stopped.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// What a stopping task waits after this node dropped it, for the other nodes (they apply the
@@ -123,6 +127,9 @@ pub struct LocalNetwork {
     pub mtu: u32,
     /// No external connectivity.
     pub internal: bool,
+    /// Endpoints on nodes of the same L2 segment are routed to, not tunnelled
+    /// ([`DIRECT_ROUTING_OPTION`]).
+    pub direct_routing: bool,
 }
 
 impl LocalNetwork {
@@ -157,7 +164,20 @@ impl LocalNetwork {
             vni,
             mtu: mtu_option(options),
             internal: n.spec.internal,
+            direct_routing: direct_routing_option(options).map_err(|e| bad(&e))?,
         })
+    }
+}
+
+/// Whether a network's driver options ask for direct routing ([`DIRECT_ROUTING_OPTION`]): set
+/// with no value (`--opt shoal.direct-routing`), `true` or `false`; anything else is refused.
+pub fn direct_routing_option(options: Option<&shoal_store::model::Labels>) -> Result<bool, String> {
+    match options.and_then(|o| o.get(DIRECT_ROUTING_OPTION)).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("" | "true") => Ok(true),
+        Some(other) => Err(format!(
+            "option {DIRECT_ROUTING_OPTION}={other:?} is neither true nor false; give it as --opt {DIRECT_ROUTING_OPTION}=true or leave it out"
+        )),
     }
 }
 
@@ -180,6 +200,11 @@ struct Inner {
     changing: tokio::sync::Mutex<()>,
     /// What the loop applied last, to skip unchanged work.
     applied: Mutex<Option<Desired>>,
+    /// The direct routes the loop programmed last (see [`links::set_direct_routes`]).
+    routes: Mutex<Option<BTreeSet<links::DirectRoute>>>,
+    /// Whether each node address seen is on a directly connected segment (asked again on
+    /// every full pass).
+    on_link: Mutex<std::collections::BTreeMap<Ipv4Addr, bool>>,
     /// Something of a network this node no longer carries could not be removed yet (an
     /// engine network still held by a container being removed): retried soon.
     removal_pending: std::sync::atomic::AtomicBool,
@@ -219,6 +244,8 @@ impl DataPlane {
                 data_path_port: AtomicU16::new(DEFAULT_DATA_PATH_PORT),
                 changing: tokio::sync::Mutex::new(()),
                 applied: Mutex::new(None),
+                routes: Mutex::new(None),
+                on_link: Mutex::default(),
                 applied_state: watch::channel(None).0,
                 removal_pending: Default::default(),
                 endpoints_desired: AtomicU64::new(0),
@@ -273,6 +300,7 @@ impl DataPlane {
             gateway: n.gateway.to_string(),
             mtu: n.mtu,
             internal: n.internal,
+            masquerade: !n.internal && !n.direct_routing,
         };
         let docker = self.engine().ok_or_else(|| DataPlaneError::Attachment {
             network: n.name.clone(),
@@ -281,6 +309,12 @@ impl DataPlane {
         engine_net::ensure(&docker, &engine)
             .await
             .map_err(|source| DataPlaneError::Engine {
+                network: n.name.clone(),
+                source,
+            })?;
+        links::set_proxy_arp(&l.bridge, n.direct_routing)
+            .await
+            .map_err(|source| DataPlaneError::Links {
                 network: n.name.clone(),
                 source,
             })?;
@@ -450,6 +484,14 @@ impl DataPlane {
             let _ = self.inner.records.send(Arc::new(want.records.clone()));
         }
         let same_vtep = prev.vtep == want.vtep && prev.data_path_port == want.data_path_port;
+        // Which nodes share an L2 segment with this one: asked only when a network with direct
+        // routing has peers on them, and again on every full pass.
+        let mut on_link = if force {
+            Default::default()
+        } else {
+            self.inner.on_link.lock().unwrap().clone()
+        };
+        let mut routes: BTreeSet<links::DirectRoute> = BTreeSet::new();
         for n in want.networks.values() {
             let l = self.links_for(n, node_id);
             let links_err = |source| DataPlaneError::Links {
@@ -466,15 +508,52 @@ impl DataPlane {
                     .map_err(links_err)?;
             }
             // Peers before the rules: a new remote backend is reachable once DNATed to.
-            let peers = want.peers.get(&n.id);
-            if !same_vtep || prev.peers.get(&n.id) != peers {
-                links::set_peers(&l.vxlan, &peers.cloned().unwrap_or_default())
+            let peers = want.peers.get(&n.id).cloned().unwrap_or_default();
+            let (routed, tunnelled) = if n.direct_routing {
+                let own = want.own_addresses.get(&n.id).copied();
+                let mut routed = BTreeSet::new();
+                let mut tunnelled = BTreeSet::new();
+                for p in peers {
+                    let direct = match on_link.get(&p.vtep) {
+                        Some(d) => *d,
+                        None => {
+                            let d = links::on_link(p.vtep).await.map_err(links_err)?;
+                            on_link.insert(p.vtep, d);
+                            d
+                        }
+                    };
+                    if direct {
+                        routed.insert(links::DirectRoute {
+                            ip: p.ip,
+                            via: p.vtep,
+                            src: own,
+                        });
+                    } else {
+                        tunnelled.insert(p);
+                    }
+                }
+                (routed, tunnelled)
+            } else {
+                (BTreeSet::new(), peers)
+            };
+            routes.extend(routed);
+            if force || !same_vtep || prev.peers.get(&n.id) != want.peers.get(&n.id) {
+                links::set_peers(&l.vxlan, &tunnelled)
                     .await
-                    .map_err(|source| DataPlaneError::Links {
-                        network: n.name.clone(),
-                        source,
-                    })?;
+                    .map_err(links_err)?;
             }
+        }
+        *self.inner.on_link.lock().unwrap() = on_link;
+        // Routes after the peers they replace are gone from the VXLAN device, before the rules.
+        let routes_changed = self.inner.routes.lock().unwrap().as_ref() != Some(&routes);
+        if force || routes_changed {
+            links::set_direct_routes(&routes)
+                .await
+                .map_err(|source| DataPlaneError::Links {
+                    network: "(direct routes)".into(),
+                    source,
+                })?;
+            *self.inner.routes.lock().unwrap() = Some(routes);
         }
         let all_err = |source| DataPlaneError::Links {
             network: "(all)".into(),
@@ -552,6 +631,10 @@ impl DataPlane {
     pub async fn clear(&self, node_id: &str) {
         let empty = Desired::default();
         let _ = nft::remove(&Self::table(node_id)).await;
+        if let Err(e) = links::set_direct_routes(&BTreeSet::new()).await {
+            tracing::warn!(error = %e, "cannot remove the direct routes");
+        }
+        *self.inner.routes.lock().unwrap() = None;
         if !nft::any_table_left().await {
             nft::disallow_forwarding().await;
         }

@@ -24,6 +24,9 @@ use super::links::LinkError;
 
 /// The connection mark of load-balanced connections.
 pub const MARK: u32 = 0x5348;
+/// The connection mark of connections routed into a network with direct routing from another
+/// node (accepted into the bridge like the load-balanced ones, but not SNATed).
+pub const ROUTED_MARK: u32 = 0x5349;
 
 /// A VIP and the task addresses behind it (the port is kept, as with Swarm's VIPs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +62,19 @@ pub struct SourceRule {
     /// the network from it is given the node's own address, or replies would land on the
     /// other node's gateway.
     pub gateway: Option<Ipv4Addr>,
+    /// Set when the network has direct routing: its endpoints on other nodes are reached by
+    /// plain routing, out of another device than the bridge.
+    pub routed: Option<RoutedSubnet>,
+}
+
+/// What a network with direct routing adds to the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedSubnet {
+    /// The network's subnet.
+    pub subnet: String,
+    /// Whether what leaves the network for elsewhere is masqueraded (the engine does not, see
+    /// [`super::engine_net::EngineNetwork::masquerade`]); off for internal networks.
+    pub masquerade: bool,
 }
 
 /// Everything the node's table says.
@@ -152,6 +168,27 @@ pub fn render(table: &str, r: &Ruleset) -> String {
         out,
         "  chain postrouting {{\n    type nat hook postrouting priority 90; policy accept;"
     );
+    for s in r.sources.iter() {
+        let Some(routed) = &s.routed else { continue };
+        // Load-balanced connections routed to a backend on another node leave by the
+        // underlay device, not the bridge: given this node's address all the same, so the
+        // replies come back through this node's conntrack entry.
+        if let Some(ip) = s.source {
+            let _ = writeln!(
+                out,
+                "    ct mark {MARK:#x} ip daddr {} oifname != \"{}\" snat to {ip}",
+                routed.subnet, s.bridge
+            );
+        }
+        if routed.masquerade {
+            let _ = writeln!(
+                out,
+                "    oifname != \"{}\" ip saddr {net} ip daddr != {net} masquerade",
+                s.bridge,
+                net = routed.subnet
+            );
+        }
+    }
     for s in &r.sources {
         match s.source {
             Some(ip) => {
@@ -177,7 +214,27 @@ pub fn render(table: &str, r: &Ruleset) -> String {
             }
         }
     }
-    let _ = writeln!(out, "  }}\n}}");
+    let _ = writeln!(out, "  }}");
+    // New connections routed in from another node towards a network with direct routing: the
+    // engine's FORWARD chain only lets its own published ports into a bridge, so they are
+    // marked here and accepted by the `DOCKER-USER` rule (see `allow_forwarding`).
+    let routed: Vec<&SourceRule> = r.sources.iter().filter(|s| s.routed.is_some()).collect();
+    if !routed.is_empty() {
+        let _ = writeln!(
+            out,
+            "  chain forward {{\n    type filter hook forward priority -5; policy accept;"
+        );
+        for s in routed {
+            let net = &s.routed.as_ref().expect("filtered").subnet;
+            let _ = writeln!(
+                out,
+                "    ct mark 0x0 iifname != \"{b}\" oifname \"{b}\" ip saddr {net} ip daddr {net} ct mark set {ROUTED_MARK:#x}",
+                b = s.bridge
+            );
+        }
+        let _ = writeln!(out, "  }}");
+    }
+    let _ = writeln!(out, "}}");
     out
 }
 
@@ -225,24 +282,31 @@ pub async fn apply(table: &str, r: &Ruleset) -> Result<(), LinkError> {
 /// cannot be overridden from ours, so one rule goes where the engine expects users' rules
 /// (`DOCKER-USER`). Idempotent; a no-op when the engine manages no firewall.
 pub async fn allow_forwarding() -> Result<(), LinkError> {
-    if forwarding_rule("-C").await.is_ok() {
-        return Ok(());
+    for mark in [MARK, ROUTED_MARK] {
+        if forwarding_rule("-C", mark).await.is_ok() {
+            continue;
+        }
+        match forwarding_rule("-I", mark).await {
+            Err(e) if e.message.contains("No chain") || e.message.contains("does not exist") => {
+                return Ok(())
+            }
+            other => other?,
+        }
     }
-    match forwarding_rule("-I").await {
-        Err(e) if e.message.contains("No chain") || e.message.contains("does not exist") => Ok(()),
-        other => other,
-    }
+    Ok(())
 }
 
-/// Removes the rule [`allow_forwarding`] added (absent is fine).
+/// Removes the rules [`allow_forwarding`] added (absent is fine).
 pub async fn disallow_forwarding() {
-    let _ = forwarding_rule("-D").await;
+    for mark in [MARK, ROUTED_MARK] {
+        let _ = forwarding_rule("-D", mark).await;
+    }
 }
 
-/// Checks (`-C`), inserts (`-I`) or deletes (`-D`) the `DOCKER-USER` rule accepting marked
-/// connections.
-async fn forwarding_rule(op: &str) -> Result<(), LinkError> {
-    let mark = format!("{MARK:#x}");
+/// Checks (`-C`), inserts (`-I`) or deletes (`-D`) the `DOCKER-USER` rule accepting
+/// connections marked `mark`.
+async fn forwarding_rule(op: &str, mark: u32) -> Result<(), LinkError> {
+    let mark = format!("{mark:#x}");
     let args = [
         "-w",
         op,
@@ -299,11 +363,13 @@ mod tests {
                     bridge: "shlabc".into(),
                     source: Some("10.0.1.3".parse().unwrap()),
                     gateway: Some("10.0.1.1".parse().unwrap()),
+                    routed: None,
                 },
                 SourceRule {
                     bridge: "shldef".into(),
                     source: None,
                     gateway: None,
+                    routed: None,
                 },
             ],
         };
@@ -327,5 +393,53 @@ mod tests {
             "oifname \"shlabc\" ip saddr 10.0.1.1 fib daddr type != local snat to 10.0.1.3"
         ));
         assert!(text.contains("oifname \"shldef\" masquerade"));
+        assert!(
+            !text.contains("chain forward"),
+            "no forward chain without direct routing: {text}"
+        );
+    }
+
+    #[test]
+    fn a_network_with_direct_routing_snats_marks_and_masquerades_routed_traffic() {
+        let r = Ruleset {
+            sources: vec![SourceRule {
+                bridge: "shlabc".into(),
+                source: Some("10.0.1.3".parse().unwrap()),
+                gateway: Some("10.0.1.1".parse().unwrap()),
+                routed: Some(RoutedSubnet {
+                    subnet: "10.0.1.0/24".into(),
+                    masquerade: true,
+                }),
+            }],
+            ..Default::default()
+        };
+        let text = render("shoal_n1", &r);
+        assert!(
+            text.contains(
+                "ct mark 0x5348 ip daddr 10.0.1.0/24 oifname != \"shlabc\" snat to 10.0.1.3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "oifname != \"shlabc\" ip saddr 10.0.1.0/24 ip daddr != 10.0.1.0/24 masquerade"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ct mark 0x0 iifname != \"shlabc\" oifname \"shlabc\" ip saddr 10.0.1.0/24 ip daddr 10.0.1.0/24 ct mark set 0x5349"),
+            "{text}"
+        );
+        let internal = Ruleset {
+            sources: vec![SourceRule {
+                routed: Some(RoutedSubnet {
+                    subnet: "10.0.1.0/24".into(),
+                    masquerade: false,
+                }),
+                ..r.sources[0].clone()
+            }],
+            ..Default::default()
+        };
+        assert!(!render("shoal_n1", &internal).contains("masquerade"));
     }
 }
