@@ -272,7 +272,16 @@ fn three_hosts_share_the_routing_mesh_names_and_vips() {
     assert_eq!(failed, 0, "traffic stopped after mh{k}'s shoal restarted");
 
     // Removing everything leaves nothing on any host.
-    h1.ok(&["service", "rm", "web", "api", "rr", "cli"]);
+    remove_everything(&hosts, &["web", "api", "rr", "cli"], "appnet");
+}
+
+/// Removes `services` and then `network` through host 1, makes every host leave the swarm, and
+/// checks that no host keeps anything of the data plane.
+fn remove_everything(hosts: &hosts::Hosts, services: &[&str], network: &str) {
+    let h1 = hosts.host(1);
+    let mut rm = vec!["service", "rm"];
+    rm.extend_from_slice(services);
+    h1.ok(&rm);
     wait_for(Duration::from_secs(90), "every task container gone", || {
         hosts
             .hosts
@@ -283,7 +292,7 @@ fn three_hosts_share_the_routing_mesh_names_and_vips() {
             })
             .then_some(())
     });
-    h1.ok(&["network", "rm", "appnet"]);
+    h1.ok(&["network", "rm", network]);
     for h in hosts.hosts.iter().rev() {
         h.ok(&["swarm", "leave", "--force"]);
     }
@@ -463,24 +472,5 @@ fn direct_routing_reaches_the_other_host_without_vxlan_or_nat() {
     );
 
     // Removing everything leaves no route (nor anything else) behind.
-    h1.ok(&["service", "rm", "echo", "cli"]);
-    wait_for(Duration::from_secs(90), "every task container gone", || {
-        hosts
-            .hosts
-            .iter()
-            .all(|h| {
-                let out = h.engine(&["ps", "-aq", "--filter", "label=com.docker.swarm.task"]);
-                String::from_utf8_lossy(&out.stdout).trim().is_empty()
-            })
-            .then_some(())
-    });
-    h1.ok(&["network", "rm", "routed"]);
-    for h in hosts.hosts.iter().rev() {
-        h.ok(&["swarm", "leave", "--force"]);
-    }
-    let left = wait_for(Duration::from_secs(60), "no leftovers on any host", || {
-        let left = hosts.leftovers();
-        left.is_empty().then_some(left)
-    });
-    assert!(left.is_empty());
+    remove_everything(&hosts, &["echo", "cli"], "routed");
 }
