@@ -356,16 +356,22 @@ async fn a_member_whose_connection_failed_counts_as_unreachable_before_its_heart
     let leader = c.leader().await;
     let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
     c.kill(others[0]).await;
-    // A few heartbeats (50 ms) fail, while its last answer is still well within the 400 ms
-    // the leader otherwise waits before it counts a member as gone.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let dead = c
-        .store(leader)
-        .members()
-        .into_iter()
-        .find(|m| m.raft_id == others[0])
-        .expect("still a member");
-    assert_eq!(dead.reachable, Some(false), "{dead:?}");
+    let killed = std::time::Instant::now();
+    // Its next heartbeat (every 50 ms) fails: it shows unreachable then, not only once its last
+    // answer is older than the 400 ms the leader otherwise waits before counting it gone.
+    let leader_store = c.store(leader).clone();
+    wait_until("the leader counts the killed member unreachable", || {
+        leader_store
+            .members()
+            .iter()
+            .any(|m| m.raft_id == others[0] && m.reachable == Some(false))
+    })
+    .await;
+    let shown_after = killed.elapsed();
+    assert!(
+        shown_after < Duration::from_millis(300),
+        "shown unreachable only after {shown_after:?}"
+    );
     let started = std::time::Instant::now();
     let err = c.store(leader).remove_member(others[1]).await.unwrap_err();
     assert!(matches!(err, StoreError::QuorumAtRisk(_)), "{err}");
