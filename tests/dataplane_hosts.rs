@@ -310,8 +310,13 @@ fn remote_addr(answer: &str) -> String {
     a.trim_start_matches("::ffff:").to_string()
 }
 
-/// A shell command that serves `/cgi-bin/ip` (the caller's address) on port 80.
-const ECHO_CALLER: &str = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
+/// A busybox httpd CGI script that answers the caller's address.
+const CALLER_SCRIPT: &str = "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n";
+
+/// A task's shell command that serves [`CALLER_SCRIPT`] as `/cgi-bin/ip` on port 80.
+fn echo_caller() -> String {
+    format!("mkdir -p /www/cgi-bin && printf '%s' '{CALLER_SCRIPT}' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www")
+}
 
 /// The address of `container` on host `h` on the engine network of swarm network `network`.
 fn container_address(h: &Host, container: &str, network: &str) -> String {
@@ -374,7 +379,7 @@ fn direct_routing_reaches_the_other_host_without_vxlan_or_nat() {
         IMAGE,
         "sh",
         "-c",
-        ECHO_CALLER,
+        &echo_caller(),
     ]);
     h1.ok(&[
         "service",
@@ -425,8 +430,19 @@ fn direct_routing_reaches_the_other_host_without_vxlan_or_nat() {
     );
 
     // Routed, not tunnelled: a route to the task via host 2, and no VXLAN entry for it.
-    let routes = String::from_utf8_lossy(&h1.exec("ip", &["route", "show", "proto", "215"]).stdout)
-        .to_string();
+    let routes = String::from_utf8_lossy(
+        &h1.exec(
+            "ip",
+            &[
+                "route",
+                "show",
+                "proto",
+                shoal::dataplane::links::ROUTE_PROTO,
+            ],
+        )
+        .stdout,
+    )
+    .to_string();
     assert!(
         routes.contains(&format!("{echo_ip} via {}", h2.ip)),
         "no direct route to {echo_ip} via {}: {routes}",
@@ -443,11 +459,7 @@ fn direct_routing_reaches_the_other_host_without_vxlan_or_nat() {
     let served = tempfile::tempdir().unwrap();
     std::fs::create_dir(served.path().join("cgi-bin")).unwrap();
     let script = served.path().join("cgi-bin/ip");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n",
-    )
-    .unwrap();
+    std::fs::write(&script, CALLER_SCRIPT).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut host_httpd = h2

@@ -1292,7 +1292,7 @@ async fn admit_member(
     }
     // A learner left by an earlier attempt that is still catching up is kept as it is.
     if current.membership().get_node(&raft_id).is_none() {
-        let _turn = membership_turn(&inner).await?;
+        let turn = membership_turn(&inner).await?;
         let added = raft
             .add_learner(raft_id, node.clone(), false)
             .await
@@ -1300,7 +1300,7 @@ async fn admit_member(
                 StoreError::Unavailable(format!("adding member {raft_id} as learner: {e}"))
             })?;
         wait_membership_published(&inner, &added.log_id).await;
-        drop(_turn);
+        drop(turn);
         record_membership(&inner, &node.node_id, RaftMembership::Learner).await;
     }
     let deadline = catch_up_deadline(&inner);

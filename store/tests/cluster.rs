@@ -352,13 +352,15 @@ async fn removing_a_member_that_would_lose_quorum_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_connection_failed_counts_as_unreachable_before_its_heartbeats_age() {
-    let mut c = Cluster::start(3).await;
+    // An election timeout far beyond `wait_until`'s 10 s: a member whose last answer merely
+    // ages never counts as unreachable within the test, one whose connection failed does.
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.election_timeout = (Duration::from_secs(60), Duration::from_secs(120));
+    })
+    .await;
     let leader = c.leader().await;
     let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
     c.kill(others[0]).await;
-    let killed = std::time::Instant::now();
-    // Its next heartbeat (every 50 ms) fails: it shows unreachable then, not only once its last
-    // answer is older than the 400 ms the leader otherwise waits before counting it gone.
     let leader_store = c.store(leader).clone();
     wait_until("the leader counts the killed member unreachable", || {
         leader_store
@@ -367,18 +369,9 @@ async fn a_member_whose_connection_failed_counts_as_unreachable_before_its_heart
             .any(|m| m.raft_id == others[0] && m.reachable == Some(false))
     })
     .await;
-    let shown_after = killed.elapsed();
-    assert!(
-        shown_after < Duration::from_millis(300),
-        "shown unreachable only after {shown_after:?}"
-    );
-    let started = std::time::Instant::now();
+    // Refused as losing the quorum, not left to fail to commit.
     let err = c.store(leader).remove_member(others[1]).await.unwrap_err();
     assert!(matches!(err, StoreError::QuorumAtRisk(_)), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "refused at once, not after the change failed to commit"
-    );
     assert_eq!(c.store(leader).members().len(), 3, "membership unchanged");
 }
 
@@ -396,17 +389,9 @@ async fn a_leader_that_removed_itself_refuses_further_membership_changes() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("no longer leads"), "{err}");
     // The other three elect a leader of their own, which makes the change.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let next = loop {
-        if let Some(s) = c.running().find(|s| s.raft_id() != leader && s.is_leader()) {
-            break s.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no new leader within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let new_leader = |s: &&Store| s.raft_id() != leader && s.is_leader();
+    wait_until("a new leader", || c.running().any(|s| new_leader(&s))).await;
+    let next = c.running().find(new_leader).expect("a new leader").clone();
     next.remove_member(other).await.unwrap();
     assert_eq!(next.voter_count(), 2);
 }

@@ -130,6 +130,13 @@ fn to_rpc_error(e: TransportError) -> RPCError<TypeConfig> {
 }
 
 impl Connection {
+    /// Notes a failed request to this peer (see [`PeerFailures`]) and turns it into
+    /// openraft's error.
+    fn failed(&self, e: TransportError) -> RPCError<TypeConfig> {
+        self.failures.note(self.target, &e);
+        to_rpc_error(e)
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         rpc: Rpc,
@@ -142,10 +149,7 @@ impl Connection {
             .transport
             .call(&self.addr, rpc, body, timeout)
             .await
-            .map_err(|e| {
-                self.failures.note(self.target, &e);
-                to_rpc_error(e)
-            })?;
+            .map_err(|e| self.failed(e))?;
         let result: Result<Resp, String> =
             codec::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|msg| {
@@ -350,10 +354,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
                 .transport
                 .open_stream(&self.addr, Rpc::AppendEntries, requests)
                 .await
-                .map_err(|e| {
-                    self.failures.note(self.target, &e);
-                    to_rpc_error(e)
-                })?;
+                .map_err(|e| self.failed(e))?;
             let answers = Answers {
                 replies,
                 sent,
