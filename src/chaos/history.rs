@@ -26,6 +26,22 @@ pub struct Change {
 /// Every change of a secret after `after`, as the manager at `socket` replays it, up to the
 /// revision it had applied when asked. `Err` says why not (history compacted, no answer).
 pub async fn replay(socket: &std::path::Path, after: u64) -> anyhow::Result<Vec<Change>> {
+    // All of it under one bound: a manager that accepts the connection and never answers
+    // (stuck after a fault) must not hold the run.
+    tokio::time::timeout(REPLAY_BUDGET, replay_unbounded(socket, after))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the watch did not answer, or did not reach the revision it reported, in {} s",
+                REPLAY_BUDGET.as_secs()
+            )
+        })?
+}
+
+/// How long [`replay`] may take.
+const REPLAY_BUDGET: Duration = Duration::from_secs(30);
+
+async fn replay_unbounded(socket: &std::path::Path, after: u64) -> anyhow::Result<Vec<Change>> {
     let client = Client::new(Host::Unix(socket.to_path_buf()));
     let upto = client.current_revision().await?.applied;
     let params = WatchParams {
@@ -36,34 +52,28 @@ pub async fn replay(socket: &std::path::Path, after: u64) -> anyhow::Result<Vec<
     };
     let mut stream = client.watch_once(&params).await?;
     let mut changes = Vec::new();
-    let read = async {
-        while let Some(m) = stream.next().await {
-            match m? {
-                WireMessage::Commit {
-                    revision, events, ..
-                } => {
-                    for e in events {
-                        changes.push(Change {
-                            revision,
-                            id: e.id,
-                            value: e.object["Spec"]["Labels"]["v"].as_str().map(str::to_string),
-                        });
-                    }
-                    if revision >= upto {
-                        return Ok(());
-                    }
+    while let Some(m) = stream.next().await {
+        match m? {
+            WireMessage::Commit {
+                revision, events, ..
+            } => {
+                for e in events {
+                    changes.push(Change {
+                        revision,
+                        id: e.id,
+                        value: e.object["Spec"]["Labels"]["v"].as_str().map(str::to_string),
+                    });
                 }
-                WireMessage::Progress { revision } if revision >= upto => return Ok(()),
-                WireMessage::Error(e) => anyhow::bail!("the watch ended: {}", e.message),
-                _ => {}
+                if revision >= upto {
+                    return Ok(changes);
+                }
             }
+            WireMessage::Progress { revision } if revision >= upto => return Ok(changes),
+            WireMessage::Error(e) => anyhow::bail!("the watch ended: {}", e.message),
+            _ => {}
         }
-        anyhow::bail!("the watch ended before revision {upto}")
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .map_err(|_| anyhow::anyhow!("the watch did not reach revision {upto} in 30 s"))??;
-    Ok(changes)
+    }
+    anyhow::bail!("the watch ended before revision {upto}")
 }
 
 /// What a watch kept open through the faults saw: a client that watches one manager from the
@@ -81,14 +91,18 @@ pub struct Followed {
     pub compacted: Option<(u64, u64)>,
 }
 
+/// How long a run's [`follow`]s go on after they are stopped without having seen `upto`.
+pub const FOLLOW_GRACE: Duration = Duration::from_secs(30);
+
 /// Follows the secrets' changes on the manager at `socket` from revision `after`, resuming
 /// after every break, until `stop` is set and it has seen `upto` (or `stop` has been set for
-/// 30 s).
+/// `grace`, the run's [`FOLLOW_GRACE`]).
 pub async fn follow(
     socket: std::path::PathBuf,
     after: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    grace: Duration,
 ) -> Followed {
     use std::sync::atomic::Ordering;
     let client = Client::new(Host::Unix(socket));
@@ -96,12 +110,18 @@ pub async fn follow(
     let mut last = after;
     let mut stopping_since: Option<std::time::Instant> = None;
     let mut first = true;
+    // Once stopped: done when it has seen `upto`, or after a while without (a manager left
+    // behind, which streams progress at an older revision forever).
+    let mut done = |last: u64| {
+        if !stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+        last >= upto.load(Ordering::Relaxed) || since.elapsed() > grace
+    };
     loop {
-        if stop.load(Ordering::Relaxed) {
-            let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
-            if last >= upto.load(Ordering::Relaxed) || since.elapsed() > Duration::from_secs(30) {
-                return out;
-            }
+        if done(last) {
+            return out;
         }
         if !first {
             out.resumes += 1;
@@ -148,7 +168,7 @@ pub async fn follow(
                 Ok(Some(Ok(_))) => {}
                 _ => break,
             }
-            if stop.load(Ordering::Relaxed) && last >= upto.load(Ordering::Relaxed) {
+            if done(last) {
                 return out;
             }
         }
@@ -223,6 +243,36 @@ mod tests {
             id: id.into(),
             value: None,
         }
+    }
+
+    /// A manager left behind answers a watch with progress at its own, older revision, every
+    /// 50 ms, forever: a stopped follow must still end after its grace.
+    #[tokio::test]
+    async fn a_stopped_follow_ends_even_while_progress_keeps_coming_below_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("behind.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let progress = || async {
+            let lines = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let line = bytes::Bytes::from_static(b"{\"type\":\"progress\",\"revision\":7}\n");
+                Some((Ok::<_, std::convert::Infallible>(line), ()))
+            });
+            axum::body::Body::from_stream(lines)
+        };
+        let app = axum::Router::new().route("/shoal/v1/watch", axum::routing::get(progress));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let upto = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(100));
+        let followed = tokio::time::timeout(
+            Duration::from_secs(20),
+            follow(socket, 0, stop, upto, Duration::from_secs(1)),
+        )
+        .await
+        .expect("the follow ended within its grace although the stream never broke");
+        assert!(followed.changes.is_empty());
+        assert_eq!(followed.resumes, 0, "one stream, never broken");
     }
 
     #[test]
