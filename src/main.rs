@@ -255,6 +255,10 @@ enum Bench {
         /// MiB per throughput download.
         #[arg(long, default_value_t = 512)]
         mib: u64,
+        /// Rounds of measurement, each path once per round in a rotated order; the report
+        /// gives medians, and ratios paired by round.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        rounds: u64,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
@@ -875,12 +879,14 @@ fn main() -> anyhow::Result<()> {
                     changes,
                     seconds,
                     mib,
+                    rounds,
                     json,
                 } => {
                     let bench = shoal::bench::net::NetBench {
                         changes,
                         seconds,
                         mib,
+                        rounds: rounds as usize,
                     };
                     let report = tokio::task::spawn_blocking(move || shoal::bench::net::run(bench))
                         .await??;

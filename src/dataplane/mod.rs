@@ -511,28 +511,9 @@ impl DataPlane {
             let peers = want.peers.get(&n.id).cloned().unwrap_or_default();
             let (routed, tunnelled) = if n.direct_routing {
                 let own = want.own_addresses.get(&n.id).copied();
-                let mut routed = BTreeSet::new();
-                let mut tunnelled = BTreeSet::new();
-                for p in peers {
-                    let direct = match on_link.get(&p.vtep) {
-                        Some(d) => *d,
-                        None => {
-                            let d = links::on_link(p.vtep).await.map_err(links_err)?;
-                            on_link.insert(p.vtep, d);
-                            d
-                        }
-                    };
-                    if direct {
-                        routed.insert(links::DirectRoute {
-                            ip: p.ip,
-                            via: p.vtep,
-                            src: own,
-                        });
-                    } else {
-                        tunnelled.insert(p);
-                    }
-                }
-                (routed, tunnelled)
+                split_peers(peers, own, &mut on_link)
+                    .await
+                    .map_err(links_err)?
             } else {
                 (BTreeSet::new(), peers)
             };
@@ -641,4 +622,37 @@ impl DataPlane {
         let _ = self.remove_unwanted(node_id, &empty).await;
         *self.inner.applied.lock().unwrap() = None;
     }
+}
+
+/// A direct-routing network's peers split by where they live: those on nodes that share an L2
+/// segment with this one get a route to their node (sourced from this node's address on the
+/// network, `own`), the others stay behind the VXLAN device. Whether a node is on-link is
+/// asked of the kernel once and remembered in `on_link`.
+async fn split_peers(
+    peers: BTreeSet<links::Peer>,
+    own: Option<Ipv4Addr>,
+    on_link: &mut std::collections::BTreeMap<Ipv4Addr, bool>,
+) -> Result<(BTreeSet<links::DirectRoute>, BTreeSet<links::Peer>), links::LinkError> {
+    let mut routed = BTreeSet::new();
+    let mut tunnelled = BTreeSet::new();
+    for p in peers {
+        let direct = match on_link.get(&p.vtep) {
+            Some(d) => *d,
+            None => {
+                let d = links::on_link(p.vtep).await?;
+                on_link.insert(p.vtep, d);
+                d
+            }
+        };
+        if direct {
+            routed.insert(links::DirectRoute {
+                ip: p.ip,
+                via: p.vtep,
+                src: own,
+            });
+        } else {
+            tunnelled.insert(p);
+        }
+    }
+    Ok((routed, tunnelled))
 }
