@@ -34,11 +34,12 @@ pub struct NetBench {
     pub rounds: usize,
 }
 
-/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
+/// The median of `samples` (the mean of the middle two for an even count); NaN when empty.
+fn median(samples: &[f64]) -> f64 {
+    if samples.is_empty() {
         return f64::NAN;
     }
+    let mut v = samples.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -70,7 +71,7 @@ fn interleaved<P: Copy>(
 /// machine moves both of a round's samples, which the ratio cancels.
 fn paired_ratio(a: &[f64], b: &[f64]) -> (f64, Vec<f64>) {
     let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| round3(a / b)).collect();
-    (round3(median(ratios.clone())), ratios)
+    (round3(median(&ratios)), ratios)
 }
 
 fn httpd(body: &str) -> String {
@@ -522,23 +523,23 @@ pub fn run(b: NetBench) -> anyhow::Result<serde_json::Value> {
         "programming_p99_ms": round3(latencies.quantile_ms(0.99)),
         "programming_max_ms": round3(latencies.max_ms()),
         "rounds": b.rounds,
-        "direct_rps": round3(median(rps[0].clone())),
-        "vip_rps": round3(median(rps[1].clone())),
-        "mesh_rps": round3(median(rps[2].clone())),
-        "direct_p99_ms": round3(median(p99s[0].clone())),
-        "vip_p99_ms": round3(median(p99s[1].clone())),
-        "mesh_p99_ms": round3(median(p99s[2].clone())),
+        "direct_rps": round3(median(&rps[0])),
+        "vip_rps": round3(median(&rps[1])),
+        "mesh_rps": round3(median(&rps[2])),
+        "direct_p99_ms": round3(median(&p99s[0])),
+        "vip_p99_ms": round3(median(&p99s[1])),
+        "mesh_p99_ms": round3(median(&p99s[2])),
         "vip_vs_direct_rps_ratio": vip_ratio,
         "vip_vs_direct_rps_ratios": vip_ratios,
         "mesh_vs_direct_rps_ratio": mesh_ratio,
         "mesh_vs_direct_rps_ratios": mesh_ratios,
-        "overlay_mb_per_s": round3(median(mb[0].clone())),
-        "veth_mb_per_s": round3(median(mb[1].clone())),
+        "overlay_mb_per_s": round3(median(&mb[0])),
+        "veth_mb_per_s": round3(median(&mb[1])),
         "overlay_vs_veth_ratio": overlay_ratio,
         "overlay_vs_veth_ratios": overlay_ratios,
-        "raw_vxlan_mb_per_s": round3(median(mb[2].clone())),
+        "raw_vxlan_mb_per_s": round3(median(&mb[2])),
         "overlay_vs_raw_vxlan_ratio": raw_ratio,
-        "direct_routing_mb_per_s": round3(median(mb[3].clone())),
+        "direct_routing_mb_per_s": round3(median(&mb[3])),
         "direct_routing_vs_veth_ratio": routed_ratio,
         "direct_routing_vs_veth_ratios": routed_ratios,
         "overlay_mtu": crate::dataplane::DEFAULT_MTU,
@@ -553,9 +554,9 @@ mod tests {
 
     #[test]
     fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(vec![]).is_nan());
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
     }
 
     #[test]
