@@ -69,6 +69,31 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// How many ports each process picks from in [`restartable_port`].
+const PORT_BLOCK: u32 = 24;
+
+/// A free TCP port on 127.0.0.1 for a listener that is bound again each time its process
+/// restarts, from a block of ports this process picks from (by its pid) at `base` and up.
+///
+/// A port from [`free_port`] lies in the kernel's ephemeral range (32768 and up): while the
+/// process that listens on it is down, any outgoing connection on the machine may be given it
+/// as its local port, and the restarted listener then fails with "address in use". Below that
+/// range only listeners are given ports; blocks by pid keep concurrent processes apart. Use a
+/// `base` of its own per kind of caller (at most 20,000 ports above it are used).
+pub fn restartable_port(base: u16) -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let first = u32::from(base) + (std::process::id() % (12_000 / PORT_BLOCK)) * PORT_BLOCK;
+    for _ in 0..2 * PORT_BLOCK {
+        let port = (first + NEXT.fetch_add(1, Ordering::Relaxed) % PORT_BLOCK) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // Every port of the block is taken: any the kernel has free.
+    free_port()
+}
+
 /// Measures `write(4 KiB) + fdatasync` on a file in `dir` (the disk the benchmark uses), like
 /// etcd's fio guidance; returns the p50 in milliseconds.
 pub fn fsync_p50_ms(dir: &Path, iterations: usize) -> std::io::Result<f64> {

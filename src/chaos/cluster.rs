@@ -15,7 +15,11 @@ use sha2::{Digest, Sha256};
 
 use super::net::Lan;
 use crate::bench::one_node::Client;
-use crate::bench::stats::free_port;
+use crate::bench::stats::restartable_port;
+
+/// Where the members' swarm ports start ([`restartable_port`]; the test suite's daemons use
+/// 20000 and up).
+const SWARM_PORT_BASE: u16 = 8000;
 
 /// Set (to anything), the members' data dirs and logs are kept after the run.
 pub const KEEP_ENV: &str = "SHOAL_CHAOS_KEEP";
@@ -121,7 +125,11 @@ impl Member {
         std::fs::create_dir_all(&dir)?;
         let (swarm_ip, swarm_port, netns) = match lan {
             Some((lan, k)) => (lan.ip(k).to_string(), 2377, Some(lan.enter(k))),
-            None => ("127.0.0.1".to_string(), free_port()?, None),
+            None => (
+                "127.0.0.1".to_string(),
+                restartable_port(SWARM_PORT_BASE)?,
+                None,
+            ),
         };
         Ok(Member {
             name: name.to_string(),
@@ -162,11 +170,22 @@ impl Member {
             if let Ok((200, _)) = call(&self.socket, "GET", "/_ping", &[], None, CALL).await {
                 return Ok(());
             }
+            // A daemon that refused to start says why in its log: no point waiting for it.
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                bail!(
+                    "{} exited ({status}) before it answered /_ping; the end of its log ({}):\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(25)
+                );
+            }
             if Instant::now() > deadline {
                 bail!(
-                    "{} did not answer /_ping within 30 s (log: {})",
+                    "{} did not answer /_ping within 30 s; the end of its log ({}):\n{}",
                     self.name,
-                    self.log.display()
+                    self.log.display(),
+                    self.log_tail(25)
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
