@@ -223,6 +223,9 @@ impl Member {
             .env_remove(shoal_store::mutation::FAILPOINT_ENV)
             .env_remove(shoal_store::mutation::SNAPSHOT_EVERY_ENV)
             .env(shoal_store::clock::OFFSET_FILE_ENV, self.clock_file())
+            // An error that stops the daemon ends its log, not a backtrace of where anyhow
+            // made it (the harness reports the log's last lines); panics keep theirs.
+            .env("RUST_LIB_BACKTRACE", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
