@@ -71,6 +71,8 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// How many ports each process picks from in [`restartable_port`].
 const PORT_BLOCK: u32 = 24;
+/// How many ports above its `base` [`restartable_port`] may use (blocks of [`PORT_BLOCK`]).
+const PORT_SPAN: u32 = 12_000;
 
 /// A free TCP port on 127.0.0.1 for a listener that is bound again each time its process
 /// restarts, from a block of ports this process picks from (by its pid) at `base` and up.
@@ -79,11 +81,11 @@ const PORT_BLOCK: u32 = 24;
 /// process that listens on it is down, any outgoing connection on the machine may be given it
 /// as its local port, and the restarted listener then fails with "address in use". Below that
 /// range only listeners are given ports; blocks by pid keep concurrent processes apart. Use a
-/// `base` of its own per kind of caller (at most 20,000 ports above it are used).
+/// `base` of its own per kind of caller ([`PORT_SPAN`] ports above it are used at most).
 pub fn restartable_port(base: u16) -> std::io::Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let first = u32::from(base) + (std::process::id() % (12_000 / PORT_BLOCK)) * PORT_BLOCK;
+    let first = u32::from(base) + (std::process::id() % (PORT_SPAN / PORT_BLOCK)) * PORT_BLOCK;
     for _ in 0..2 * PORT_BLOCK {
         let port = (first + NEXT.fetch_add(1, Ordering::Relaxed) % PORT_BLOCK) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
