@@ -694,19 +694,28 @@ services:
         let all = d.get_json("/shoal/v1/health");
         (!all.to_string().contains("\"loose\"")).then_some(())
     });
+    // The engine's containers go too (the daemon leaves them running when it stops).
+    wait_for(Duration::from_secs(30), "loose's containers gone", || {
+        no_containers_of("loose").then_some(())
+    });
     d.ok(&["service", "rm", "rb_app"]);
     wait_for(Duration::from_secs(30), "rb_app's containers gone", || {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                "label=com.docker.swarm.service.name=rb_app",
-            ])
-            .output()
-            .unwrap();
-        out.stdout.is_empty().then_some(())
+        no_containers_of("rb_app").then_some(())
     });
+}
+
+/// Whether the machine's engine holds no container of swarm service `service`.
+fn no_containers_of(service: &str) -> bool {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={service}"),
+        ])
+        .output()
+        .expect("docker ps runs");
+    out.status.success() && out.stdout.is_empty()
 }
 
 #[test]
