@@ -28,7 +28,7 @@ use crate::codec::{self, Encoding};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::forward::Forwarder;
-use crate::model::{Node, RaftMembership};
+use crate::model::{Node, NodeRole, RaftMembership};
 use crate::quorum::{self, Assessment, Voter, VoterChange};
 use crate::raft::db;
 use base64::Engine as _;
@@ -683,10 +683,13 @@ impl Store {
 
     /// What adding or removing a voter would do to how many manager failures the swarm
     /// survives, judged on the leader's view of which managers are reachable (see
-    /// [`crate::quorum`]). Called on a follower it is forwarded to the leader.
+    /// [`crate::quorum`]). Voters whose demotion the swarm has accepted count as gone already,
+    /// so two demotions asked for one after the other are judged together, not each against a
+    /// membership the first is about to change. Called on a follower it is forwarded to the
+    /// leader.
     pub async fn assess_voter_change(&self, change: VoterChange) -> Result<Assessment, StoreError> {
         if self.leader().await == Some(self.raft_id()) {
-            return assess_on_leader(&self.inner, change);
+            return assess_on_leader(&self.inner, change, Judged::Staying);
         }
         self.forward_membership(Rpc::AssessVoterChange, &change)
             .await
@@ -938,9 +941,8 @@ impl Store {
             Rpc::AssessVoterChange => encode(
                 enc,
                 &match decode::<VoterChange>(body) {
-                    Ok(change) => {
-                        assess_on_leader(&self.inner, change).map_err(RemoteStoreError::from)
-                    }
+                    Ok(change) => assess_on_leader(&self.inner, change, Judged::Staying)
+                        .map_err(RemoteStoreError::from),
                     Err(e) => Err(RemoteStoreError::Invalid(e)),
                 },
             ),
@@ -1285,7 +1287,7 @@ async fn admit_member(
     // A swarm that has lost its quorum cannot commit the change; say so at once. (Whether a
     // new voter would leave it one failure from that is decided where the join or promotion
     // was asked for.)
-    match assess_on_leader(&inner, VoterChange::Add)? {
+    match assess_on_leader(&inner, VoterChange::Add, Judged::Current)? {
         Assessment::Refused(why) => return Err(StoreError::QuorumAtRisk(why)),
         Assessment::Warn(why) => tracing::warn!(raft_id, "adding a manager: {why}"),
         Assessment::Safe | Assessment::Risky(_) => {}
@@ -1553,19 +1555,35 @@ async fn wait_membership_published(inner: &Inner, log_id: &LogId) {
     }
 }
 
+/// Which voters a change is judged against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    /// The store's voters as they are: for the membership changes the store itself makes.
+    Current,
+    /// The voters that will remain once the demotions the swarm has accepted are made: for a
+    /// change an operator asks for (see [`Store::assess_voter_change`]).
+    Staying,
+}
+
 /// The voters and whether the leader heard from them lately; `None` when this member does
-/// not lead (only the leader knows who is reachable).
-fn voters_on_leader(inner: &Inner) -> Option<Vec<Voter>> {
+/// not lead (only the leader knows who is reachable). With [`Judged::Staying`], a voter whose
+/// node the swarm wants to be a worker is left out: the role manager removes it from the store
+/// as soon as that keeps the quorum, so it is as good as gone.
+fn voters_on_leader(inner: &Inner, judged: Judged) -> Option<Vec<Voter>> {
     let metrics = inner.raft.metrics().borrow_watched().clone();
     let reach = reachability(
         &metrics,
         &inner.peer_failures,
         inner.config.election_timeout.1,
     )?;
-    let voters = metrics
-        .membership_config
-        .membership()
+    let view = (judged == Judged::Staying).then(|| View::new(inner.shared.hub.state()));
+    let membership = metrics.membership_config.membership();
+    let voters = membership
         .voter_ids()
+        .filter(|id| match (&view, membership.get_node(id)) {
+            (Some(view), Some(peer)) => !being_demoted(view, *id, peer),
+            _ => true,
+        })
         .map(|id| Voter {
             raft_id: id,
             reachable: reach.get(&id).copied().unwrap_or(false),
@@ -1574,8 +1592,27 @@ fn voters_on_leader(inner: &Inner) -> Option<Vec<Voter>> {
     Some(voters)
 }
 
-fn assess_on_leader(inner: &Inner, change: VoterChange) -> Result<Assessment, StoreError> {
-    let voters = voters_on_leader(inner).ok_or_else(|| {
+/// Whether the swarm wants the node of store member `raft_id` to be a worker (its demotion is
+/// accepted but the member not yet removed). A member no node is known for is not.
+fn being_demoted(view: &View, raft_id: RaftId, peer: &PeerNode) -> bool {
+    let node = if peer.node_id.is_empty() {
+        None
+    } else {
+        view.get::<Node>(&peer.node_id)
+    };
+    let node = node.or_else(|| {
+        view.nodes_with_role(NodeRole::Manager)
+            .find(|n| n.raft_id == raft_id)
+    });
+    node.is_some_and(|n| n.spec.role_or_default() == NodeRole::Worker)
+}
+
+fn assess_on_leader(
+    inner: &Inner,
+    change: VoterChange,
+    judged: Judged,
+) -> Result<Assessment, StoreError> {
+    let voters = voters_on_leader(inner, judged).ok_or_else(|| {
         StoreError::Unavailable("this manager stopped leading the store; try again".into())
     })?;
     Ok(quorum::assess(&voters, change))
@@ -1593,7 +1630,9 @@ async fn remove_member_on_leader(inner: &Arc<Inner>, raft_id: RaftId) -> Result<
         return Ok(());
     }
     if membership.voter_ids().any(|v| v == raft_id) {
-        if let Assessment::Refused(why) = assess_on_leader(inner, VoterChange::Remove(raft_id))? {
+        if let Assessment::Refused(why) =
+            assess_on_leader(inner, VoterChange::Remove(raft_id), Judged::Current)?
+        {
             return Err(StoreError::QuorumAtRisk(why));
         }
         let mut ids = BTreeSet::new();

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use shoal_store::model::{Config, Kind};
-use shoal_store::{Store, StoreError, Txn, TxnError};
+use shoal_store::model::{new_id, Config, Kind, Meta, Node, NodeAvailability, NodeRole, NodeSpec};
+use shoal_store::{Assessment, Store, StoreError, Txn, TxnError, VoterChange};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_any_member_is_readable_on_all() {
@@ -348,6 +348,58 @@ async fn removing_a_member_that_would_lose_quorum_is_refused() {
     // Removing the dead one is fine: 2 remaining, both reachable.
     c.store(leader).remove_member(others[0]).await.unwrap();
     assert_eq!(c.store(leader).members().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_the_swarm_accepted_counts_before_its_member_is_removed() {
+    let mut c = Cluster::start(4).await;
+    let leader = c.leader().await;
+    let others: Vec<u64> = (1..=4).filter(|i| *i != leader).collect();
+    let (dead, leaving, asked) = (others[0], others[1], others[2]);
+    c.kill(dead).await;
+    let leader_store = c.store(leader).clone();
+    wait_until("the leader notices the dead member", || {
+        leader_store
+            .members()
+            .iter()
+            .any(|m| m.raft_id == dead && m.reachable == Some(false))
+    })
+    .await;
+    // Four voters, one down: one more may go and three remain, two of them up.
+    let alone = leader_store
+        .assess_voter_change(VoterChange::Remove(asked))
+        .await
+        .unwrap();
+    assert_eq!(alone, Assessment::Safe);
+    // The swarm has accepted the demotion of `leaving` (its node wants to be a worker), and
+    // the role manager has not removed its member yet: it counts as gone, so removing `asked`
+    // too would leave one of two up.
+    let node = Node {
+        meta: Meta::with_id(new_id()),
+        spec: NodeSpec::new(NodeRole::Worker, NodeAvailability::Active),
+        role: NodeRole::Manager,
+        raft_id: leaving,
+        ..Default::default()
+    };
+    leader_store.submit(Txn::new().create(node)).await.unwrap();
+    let both = leader_store
+        .assess_voter_change(VoterChange::Remove(asked))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&both, Assessment::Refused(why) if why.contains("loss of quorum")),
+        "{both:?}"
+    );
+    // Asked on a follower, the leader judges the same way.
+    let forwarded = c
+        .store(asked)
+        .assess_voter_change(VoterChange::Remove(asked))
+        .await
+        .unwrap();
+    assert_eq!(forwarded, both);
+    // The store's own removal of `leaving` still goes by the members as they are.
+    leader_store.remove_member(leaving).await.unwrap();
+    assert_eq!(leader_store.members().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
