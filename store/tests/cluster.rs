@@ -325,21 +325,25 @@ async fn a_follower_restarted_far_behind_catches_up_by_snapshot_while_writes_go_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_a_member_that_would_lose_quorum_is_refused() {
-    let mut c = Cluster::start(3).await;
-    let leader = c.leader().await;
-    let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
-    c.kill(others[0]).await;
-    let dead = others[0];
+/// Kills member `dead` and waits until `leader` counts it unreachable.
+async fn kill_until_unreachable(c: &mut Cluster, leader: u64, dead: u64) {
+    c.kill(dead).await;
     let leader_store = c.store(leader).clone();
-    wait_until("the leader notices the dead member", || {
+    wait_until("the leader counts the killed member unreachable", || {
         leader_store
             .members()
             .iter()
             .any(|m| m.raft_id == dead && m.reachable == Some(false))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_member_that_would_lose_quorum_is_refused() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    kill_until_unreachable(&mut c, leader, others[0]).await;
     // 3 voters, one down: removing the other live one would leave 1 of 2 reachable.
     let err = c.store(leader).remove_member(others[1]).await.unwrap_err();
     assert!(matches!(err, StoreError::QuorumAtRisk(_)), "{err}");
@@ -356,15 +360,8 @@ async fn a_demotion_the_swarm_accepted_counts_before_its_member_is_removed() {
     let leader = c.leader().await;
     let others: Vec<u64> = (1..=4).filter(|i| *i != leader).collect();
     let (dead, leaving, asked) = (others[0], others[1], others[2]);
-    c.kill(dead).await;
+    kill_until_unreachable(&mut c, leader, dead).await;
     let leader_store = c.store(leader).clone();
-    wait_until("the leader notices the dead member", || {
-        leader_store
-            .members()
-            .iter()
-            .any(|m| m.raft_id == dead && m.reachable == Some(false))
-    })
-    .await;
     // Four voters, one down: one more may go and three remain, two of them up.
     let alone = leader_store
         .assess_voter_change(VoterChange::Remove(asked))
@@ -412,15 +409,7 @@ async fn a_member_whose_connection_failed_counts_as_unreachable_before_its_heart
     .await;
     let leader = c.leader().await;
     let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
-    c.kill(others[0]).await;
-    let leader_store = c.store(leader).clone();
-    wait_until("the leader counts the killed member unreachable", || {
-        leader_store
-            .members()
-            .iter()
-            .any(|m| m.raft_id == others[0] && m.reachable == Some(false))
-    })
-    .await;
+    kill_until_unreachable(&mut c, leader, others[0]).await;
     // Refused as losing the quorum, not left to fail to commit.
     let err = c.store(leader).remove_member(others[1]).await.unwrap_err();
     assert!(matches!(err, StoreError::QuorumAtRisk(_)), "{err}");
