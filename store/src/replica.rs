@@ -63,9 +63,14 @@ impl Member {
     /// Whether this is the store member of `node` (by its node id, or by the Raft id the node
     /// object records).
     pub fn is_of(&self, node: &Node) -> bool {
-        (!self.node.node_id.is_empty() && self.node.node_id == node.meta.id)
-            || (node.raft_id != 0 && self.raft_id == node.raft_id)
+        is_member_of(self.raft_id, &self.node, node)
     }
+}
+
+/// Whether store member `raft_id` at `peer` is the member of `node` (see [`Member::is_of`]).
+fn is_member_of(raft_id: RaftId, peer: &PeerNode, node: &Node) -> bool {
+    (!peer.node_id.is_empty() && peer.node_id == node.meta.id)
+        || (node.raft_id != 0 && raft_id == node.raft_id)
 }
 
 /// This member's role, as controllers need it.
@@ -1593,18 +1598,12 @@ fn voters_on_leader(inner: &Inner, judged: Judged) -> Option<Vec<Voter>> {
 }
 
 /// Whether the swarm wants the node of store member `raft_id` to be a worker (its demotion is
-/// accepted but the member not yet removed). A member no node is known for is not.
+/// accepted but the member not yet removed). A member no node is known for is not. The node
+/// still holds the manager role then: the role manager sets it only after the removal.
 fn being_demoted(view: &View, raft_id: RaftId, peer: &PeerNode) -> bool {
-    let node = if peer.node_id.is_empty() {
-        None
-    } else {
-        view.get::<Node>(&peer.node_id)
-    };
-    let node = node.or_else(|| {
-        view.nodes_with_role(NodeRole::Manager)
-            .find(|n| n.raft_id == raft_id)
-    });
-    node.is_some_and(|n| n.spec.role_or_default() == NodeRole::Worker)
+    view.nodes_with_role(NodeRole::Manager)
+        .find(|n| is_member_of(raft_id, peer, n))
+        .is_some_and(|n| n.spec.role_or_default() == NodeRole::Worker)
 }
 
 fn assess_on_leader(
