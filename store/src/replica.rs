@@ -1517,12 +1517,31 @@ async fn remove_learner(inner: &Arc<Inner>, raft_id: RaftId) -> Result<(), Store
 /// the turn comes, this member no longer leads as a voter of its own membership: a leader
 /// whose removal committed keeps leading for a moment to tell the followers, and a change it
 /// proposed then would come from outside the configuration it is committed under.
+///
+/// The turn also waits until the membership this leader holds is committed: a leader just
+/// elected (or just initialized) holds one that commits with its first entry, and openraft
+/// refuses a change proposed before that ("already undergoing a configuration change").
 async fn membership_turn(inner: &Inner) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
     let turn = inner.membership_changes.lock().await;
     if !leads_as_voter(inner) {
         return Err(StoreError::Unavailable(
             "this manager no longer leads the store as one of its voters (it was removed or \
              leadership moved); try again: the next leader makes the change"
+                .into(),
+        ));
+    }
+    let committed = inner
+        .raft
+        .wait(Some(inner.config.write_deadline))
+        .metrics(
+            |m| m.last_applied.as_ref() >= m.membership_config.log_id().as_ref(),
+            "the leader's membership committed",
+        )
+        .await;
+    if committed.is_err() {
+        return Err(StoreError::Unavailable(
+            "the store's last membership change is not committed yet (the leader cannot reach \
+             a quorum of its voters); try again once it is"
                 .into(),
         ));
     }

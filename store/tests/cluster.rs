@@ -477,3 +477,34 @@ async fn a_stopped_member_refuses_writes_and_a_weak_handle_lets_it_reopen() {
         .unwrap();
     assert!(v.get_by_name::<Config>("before-stop").is_some());
 }
+
+/// A leader just elected holds a membership that commits with its first entry; a member added
+/// at once (as `swarm init` followed by a join, or the store bench, does) waits for that
+/// instead of being refused with openraft's "already undergoing a configuration change".
+/// The window is a few milliseconds, so it is opened many times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_the_moment_the_first_leader_is_elected_is_admitted() {
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cluster {
+            net: shoal_store::local_transport::LocalNetwork::new(),
+            dir,
+            members: Vec::new(),
+            next_raft_id: 3,
+        };
+        let first = c.open(config(c.dir.path(), 1)).await;
+        let second = c.open(config(c.dir.path(), 2)).await;
+        first.initialize().await.unwrap();
+        wait_until("member 1 leads", || first.is_leader()).await;
+        let node = shoal_store::PeerNode {
+            addr: addr(2),
+            node_id: String::new(),
+        };
+        if let Err(e) = first.add_member(2, node).await {
+            panic!("round {round}: adding member 2 right after the election: {e}");
+        }
+        assert_eq!(first.voter_count(), 2, "round {round}");
+        first.shutdown().await;
+        second.shutdown().await;
+    }
+}
