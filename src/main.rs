@@ -259,6 +259,11 @@ enum Bench {
         /// gives medians, and ratios paired by round.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
         rounds: u64,
+        /// Concurrent downloads per bulk throughput sample (enough to keep the CPUs busy, so
+        /// that the figure is each path's cost per byte); each path is also measured with a
+        /// single download, reported as `single_stream_*`.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=32))]
+        streams: u64,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
@@ -880,6 +885,7 @@ fn main() -> anyhow::Result<()> {
                     seconds,
                     mib,
                     rounds,
+                    streams,
                     json,
                 } => {
                     let bench = shoal::bench::net::NetBench {
@@ -887,6 +893,7 @@ fn main() -> anyhow::Result<()> {
                         seconds,
                         mib,
                         rounds: rounds as usize,
+                        streams: streams as usize,
                     };
                     let report = tokio::task::spawn_blocking(move || shoal::bench::net::run(bench))
                         .await??;
