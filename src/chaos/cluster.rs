@@ -386,15 +386,43 @@ impl Member {
     }
 
     /// Mounts its ext4 image at its data dir (which replays the journal, as a boot would).
+    ///
+    /// Always through a loop device of its own: `mount -o loop` reuses a device the image is
+    /// still attached to, and a filesystem whose power was cut stays attached while any mount
+    /// namespace made in the meantime (another test's host, an engine) holds a copy of the
+    /// mount. Mounted through that device again, the filesystem is the one that was shut down,
+    /// and every write fails with EIO. A new device gives a new filesystem, read from the
+    /// image as it was synced. Detached at once, the device goes with the last unmount.
     fn mount_image(&self) -> anyhow::Result<()> {
         let image = self.image.as_ref().context("no ext4 image")?;
-        run_tool(
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image)
+            .output()
+            .context("running losetup")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "attaching {} to a loop device: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mounted = run_tool(
             std::process::Command::new("mount")
-                .args(["-t", "ext4", "-o", "loop"])
-                .arg(image)
+                .args(["-t", "ext4", &device])
                 .arg(&self.data),
-        )
-        .with_context(|| format!("mounting {} at {}", image.display(), self.data.display()))
+        );
+        // Mounted, it is only marked to go with the last unmount; not mounted, it goes now.
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &device])
+            .output();
+        mounted.with_context(|| {
+            format!(
+                "mounting {} ({device}) at {}",
+                image.display(),
+                self.data.display()
+            )
+        })
     }
 
     /// Cuts its power, after [`Member::freeze`] and with [`Member::kill9`] right after: its
@@ -898,7 +926,7 @@ impl Drop for Member {
         }
         if self.mounted {
             // Lazily: the process may still be on its way out. A loop device goes with the
-            // last unmount of its filesystem (`mount -o loop` sets autoclear).
+            // last unmount of its filesystem (detached once mounted: see `mount_image`).
             let _ = std::process::Command::new("umount")
                 .arg("-l")
                 .arg(&self.data)

@@ -407,6 +407,7 @@ impl Drop for Swarm {
             n.kill9();
         }
         for n in &self.nodes {
+            remove_task_file_mounts(&n.data_dir());
             if n.id.is_empty() {
                 continue;
             }
@@ -494,4 +495,4 @@ pub fn own_address_space(addr: &str) -> [String; 2] {
 }
 #[path = "../leftovers/mod.rs"]
 mod leftovers;
-pub use leftovers::remove_data_plane_leftovers;
+pub use leftovers::{remove_data_plane_leftovers, remove_task_file_mounts};

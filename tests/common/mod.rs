@@ -337,12 +337,13 @@ impl Drop for Daemon {
         if let Some(id) = node_id {
             remove_data_plane_leftovers(&id);
         }
+        remove_task_file_mounts(&self.dir.path().join("data"));
     }
 }
 
 #[path = "../leftovers/mod.rs"]
 mod leftovers;
-pub use leftovers::remove_data_plane_leftovers;
+pub use leftovers::{remove_data_plane_leftovers, remove_task_file_mounts};
 
 /// `curl --unix-socket`: `(status, body)`; status 0 when curl could not connect.
 pub fn curl_raw(

@@ -1,6 +1,7 @@
 //! Cleaning up after a killed test daemon's data plane (tests share this host's engine and
 //! network namespace).
 
+use std::path::Path;
 use std::process::Command;
 
 fn engine_stdout(args: &[&str]) -> String {
@@ -36,4 +37,25 @@ pub fn remove_data_plane_leftovers(node_id: &str) {
     let _ = Command::new("nft")
         .args(["delete", "table", "ip", &table])
         .output();
+}
+
+/// Unmounts what a killed node's executor left mounted under its run directory (each task's
+/// secrets and configs are on a tmpfs of their own there, which the node unmounts only when it
+/// removes the task) and removes the directory. Run after the node is dead: a container still
+/// running keeps its own bind of the files.
+pub fn remove_task_file_mounts(data_dir: &Path) {
+    let run_dir = shoal::agent::executor::default_run_dir(&data_dir.join("exec"));
+    let prefix = format!("{}/", run_dir.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Deepest first, so that nothing is left over a mount point it hides.
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").args(["-l", point]).status();
+    }
+    let _ = std::fs::remove_dir_all(&run_dir);
 }
