@@ -105,13 +105,14 @@ async fn ok(socket: &Path, method: &str, path: &str, body: Option<Value>) -> any
     Ok(v)
 }
 
-/// Runs a system tool (mount, mkfs): an error with what it printed when it fails.
-fn run_tool(command: &mut std::process::Command) -> anyhow::Result<()> {
+/// Runs a system tool (mount, mkfs, losetup): what it printed, trimmed; an error with what
+/// it printed on stderr when it fails.
+fn run_tool(command: &mut std::process::Command) -> anyhow::Result<String> {
     let out = command.output().context("running a system tool")?;
     if !out.status.success() {
         bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 impl Member {
@@ -363,12 +364,14 @@ impl Member {
         std::fs::create_dir_all(&self.data)?;
         match disk {
             Disk::Shared => {}
-            Disk::Tmpfs(mb) => run_tool(
-                std::process::Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "shoal-chaos"])
-                    .arg(&self.data),
-            )
-            .with_context(|| format!("mounting a {mb} MiB tmpfs at {}", self.data.display()))?,
+            Disk::Tmpfs(mb) => {
+                run_tool(
+                    std::process::Command::new("mount")
+                        .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "shoal-chaos"])
+                        .arg(&self.data),
+                )
+                .with_context(|| format!("mounting a {mb} MiB tmpfs at {}", self.data.display()))?;
+            }
             Disk::Ext4(mb) => {
                 let image = self.data.with_extension("img");
                 std::fs::File::create(&image)?.set_len(mb << 20)?;
@@ -395,18 +398,12 @@ impl Member {
     /// image as it was synced. Detached at once, the device goes with the last unmount.
     fn mount_image(&self) -> anyhow::Result<()> {
         let image = self.image.as_ref().context("no ext4 image")?;
-        let out = std::process::Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(image)
-            .output()
-            .context("running losetup")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "attaching {} to a loop device: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let device = run_tool(
+            std::process::Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(image),
+        )
+        .with_context(|| format!("attaching {} to a loop device", image.display()))?;
         let mounted = run_tool(
             std::process::Command::new("mount")
                 .args(["-t", "ext4", &device])
@@ -416,7 +413,7 @@ impl Member {
         let _ = std::process::Command::new("losetup")
             .args(["-d", &device])
             .output();
-        mounted.with_context(|| {
+        mounted.map(drop).with_context(|| {
             format!(
                 "mounting {} ({device}) at {}",
                 image.display(),
