@@ -409,7 +409,9 @@ struct DaemonArgs {
     #[arg(long, requires = "dashboard_addr")]
     dashboard_tlsverify: bool,
     /// Where tasks' secrets and configs are mounted (a tmpfs per task; never the data
-    /// directory). Default: /run/shoal/<digest of the data directory>.
+    /// directory). Default: /run/shoal/<digest of the data directory>. The daemon's own, as
+    /// dockerd's --exec-root is: at start it releases the task directories there of tasks it
+    /// no longer has.
     #[arg(long)]
     exec_root: Option<PathBuf>,
 }

@@ -118,3 +118,78 @@ fn a_service_reads_its_secret_and_config_and_neither_touches_a_disk() {
         (!mounts.contains(&format!("/tasks/{task}"))).then_some(())
     });
 }
+
+/// A task's secrets are on a tmpfs from before its container is created until after it is
+/// removed. An agent that crashed in between and lost the task (its record is written in the
+/// background; the store may have forgotten the task by the time the node is back) must not
+/// leave them mounted for good: when it starts again, it releases the files of every task it
+/// does not have, and keeps those of the tasks it does.
+#[test]
+fn a_restarted_worker_releases_the_files_of_tasks_it_does_not_have_and_keeps_the_others() {
+    require_engine();
+    let mut swarm = Swarm::start("stray-files", 1, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "kept-secret").unwrap();
+    let m = swarm.manager();
+    m.ok(&["secret", "create", "kept_pw", secret_file.to_str().unwrap()]);
+    m.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "holder",
+        "--constraint",
+        "node.role==worker",
+        "--secret",
+        "kept_pw",
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let id = swarm.service_id("holder");
+    let (_, task) = wait_for(Duration::from_secs(60), "the holder's container", || {
+        running_task_containers(&id).into_iter().next()
+    });
+    let mounted = |task: &str| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&format!("/tasks/{task} ")))
+    };
+    assert!(mounted(&task), "the task's tmpfs is mounted");
+
+    // The worker crashes, and leaves the files of a task it has no record of.
+    swarm.nodes[1].kill9();
+    let run_dir = shoal::agent::executor::default_run_dir(&swarm.nodes[1].data_dir().join("exec"));
+    let stray = run_dir.join("tasks").join("stray0task0of0a0crash");
+    std::fs::create_dir_all(&stray).unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(&stray)
+        .status()
+        .expect("mount runs");
+    assert!(mount.success(), "mounting a tmpfs at {}", stray.display());
+    std::fs::write(stray.join("pw"), "stray-secret").unwrap();
+    assert!(mounted("stray0task0of0a0crash"));
+
+    swarm.nodes[1].restart();
+    wait_for(
+        Duration::from_secs(60),
+        "the stray task's tmpfs to go",
+        || (!mounted("stray0task0of0a0crash")).then_some(()),
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the stray task's directory to go",
+        || (!stray.exists()).then_some(()),
+    );
+    // The task the worker still runs keeps its files, and its container reads them.
+    assert!(mounted(&task), "the running task's tmpfs is kept");
+    let (container, _) = running_task_containers(&id)
+        .into_iter()
+        .next()
+        .expect("the holder still runs");
+    let out = engine(&["exec", &container, "cat", "/run/secrets/kept_pw"]);
+    assert_eq!(out.stdout, "kept-secret", "{}", out.stderr);
+}

@@ -261,17 +261,27 @@ impl Worker {
     }
 
     /// Removes workloads of this node that no task here accounts for (left by an agent whose
-    /// records were lost). Called after a COMPLETE set, so every task the node should run has a
-    /// runner by then.
+    /// records were lost), and the files (secrets, configs) of tasks this node no longer has
+    /// (left by an agent stopped between removing a container and releasing its files). Called
+    /// after a COMPLETE set, so every task the node should run has a runner by then.
     pub async fn remove_strays(&self) {
+        // Both are listed before the known tasks are: a task assigned meanwhile counts as
+        // known, and one whose workload or files appear after the listing is not looked at.
+        let with_files = self.executor.tasks_with_files();
         let found = match self.executor.adoptable().await {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("cannot list this node's workloads: {e}");
-                return;
+                Vec::new()
             }
         };
         let known: HashSet<String> = self.task_ids().into_iter().collect();
+        for task_id in with_files.iter().filter(|t| !known.contains(*t)) {
+            tracing::info!(task = %task_id, "removing the files of a task this node no longer has");
+            if let Err(e) = self.executor.release_task_files(task_id) {
+                tracing::warn!(task = %task_id, "could not remove a stray task's files: {e}");
+            }
+        }
         for w in found {
             if w.node_id != *self.node_id || known.contains(&w.task_id) {
                 continue;

@@ -215,6 +215,14 @@ impl Executor for DockerExecutor {
         Some(self.dataplane.clone())
     }
 
+    fn tasks_with_files(&self) -> Vec<String> {
+        files::tasks_with_files(&self.run_dir)
+    }
+
+    fn release_task_files(&self, task_id: &str) -> Result<(), ExecError> {
+        files::release(&files::task_dir(&self.run_dir, task_id))
+    }
+
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError> {
         let mut found = Vec::new();
         for summary in list_task_containers(&self.docker, None).await? {

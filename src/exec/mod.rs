@@ -67,6 +67,18 @@ pub trait Executor: Send + Sync {
     /// (their controllers adopt the workload), and removes the rest.
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError>;
 
+    /// The tasks this executor holds files for on the node (the docker executor: the tmpfs of
+    /// each task's secrets and configs). An agent stopped between removing a container and
+    /// releasing its files leaves them behind; [`Executor::release_task_files`] removes them.
+    fn tasks_with_files(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Removes what [`Executor::tasks_with_files`] found for `task_id`.
+    fn release_task_files(&self, _task_id: &str) -> Result<(), ExecError> {
+        Ok(())
+    }
+
     /// The data plane that plumbs this executor's workloads into the swarm's networks, if it
     /// has one (the docker executor).
     fn dataplane(&self) -> Option<crate::dataplane::DataPlane> {

@@ -140,6 +140,18 @@ pub(crate) fn task_dir(run_dir: &Path, task_id: &str) -> PathBuf {
     run_dir.join("tasks").join(task_id)
 }
 
+/// The ids of the tasks that have a directory under `run_dir` (see [`task_dir`]).
+pub(crate) fn tasks_with_files(run_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join("tasks")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
 /// The read-only bind mounts that put `files` (in `dir`) at their targets.
 pub(crate) fn bind_mounts(dir: &Path, files: &[TaskFile]) -> Vec<EngineMount> {
     files
