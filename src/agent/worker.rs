@@ -261,8 +261,8 @@ impl Worker {
     }
 
     /// Removes workloads of this node that no task here accounts for (left by an agent whose
-    /// records were lost), and the files (secrets, configs) of tasks this node no longer has
-    /// (left by an agent stopped between removing a container and releasing its files). Called
+    /// records were lost), and the files (secrets, configs) of tasks this node does not have
+    /// (left by an agent that crashed after making them but before recording the task). Called
     /// after a COMPLETE set, so every task the node should run has a runner by then.
     pub async fn remove_strays(&self) {
         // Both are listed before the known tasks are: a task assigned meanwhile counts as

@@ -68,8 +68,9 @@ pub trait Executor: Send + Sync {
     async fn adoptable(&self) -> Result<Vec<Adoptable>, ExecError>;
 
     /// The tasks this executor holds files for on the node (the docker executor: the tmpfs of
-    /// each task's secrets and configs). An agent stopped between removing a container and
-    /// releasing its files leaves them behind; [`Executor::release_task_files`] removes them.
+    /// each task's secrets and configs). An agent that crashed after making a task's files but
+    /// before recording the task leaves them behind; [`Executor::release_task_files`] removes
+    /// them.
     fn tasks_with_files(&self) -> Vec<String> {
         Vec::new()
     }
